@@ -1,0 +1,5 @@
+import sys
+
+from productgan.cli import main
+
+sys.exit(main())

@@ -1,0 +1,182 @@
+"""The ``productgan`` command: one subcommand per job. Parses, validates, calls one function.
+
+Options accept dashes or underscores (``--batch-size`` and ``--batch_size``); every field of the
+run configuration is a flag (``--model.ngf 32``), and ``--config run.yaml`` /
+``--print_config`` come from jsonargparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from jsonargparse import ArgumentParser
+
+from productgan.errors import ProductganError, UsageError
+
+COMMANDS = {
+    "prepare": "pack a dataset once: decode, fit to the training size, split train / val / test",
+    "train": "train a DCGAN and write a run directory",
+    "generate": "make images from a run directory or an exported generator",
+    "export": "export the generator of a run's last checkpoint",
+}
+
+
+def _normalise(argv: list[str]) -> list[str]:
+    """``--batch-size 8`` -> ``--batch_size 8``: dashes in option names become underscores."""
+    out = []
+    for token in argv:
+        if token.startswith("--") and len(token) > 2:
+            name, sep, value = token[2:].partition("=")
+            token = "--" + name.replace("-", "_") + sep + value
+        out.append(token)
+    return out
+
+
+def _parser(command: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=f"productgan {command}", description=COMMANDS[command], exit_on_error=False,
+                            default_env=False)
+    parser.add_argument("--debug", action="store_true", help="Show tracebacks for errors.")
+    return parser
+
+
+def _train_parser() -> ArgumentParser:
+    from productgan.config import RunConfig
+
+    parser = _parser("train")
+    parser.add_argument("--config", action="config", help="A YAML file of options (flags given after it win).")
+    parser.add_argument("--resume", type=str, default=None,
+                        help="Continue the run in this directory; --steps/--images/--minutes give the new total.")
+    parser.add_argument("--no_progress", action="store_true", help="No progress bar.")
+    parser.add_class_arguments(RunConfig, nested_key=None)
+    return parser
+
+
+def _resume_parser() -> ArgumentParser:
+    parser = _parser("train")
+    parser.add_argument("--resume", type=str, required=True)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--minutes", type=float, default=None)
+    parser.add_argument("--no_progress", action="store_true")
+    return parser
+
+
+def cmd_train(args: list[str]) -> int:
+    from productgan.config import RunConfig, from_dict
+    from productgan.train import resume, train
+
+    if any(a == "--resume" or a.startswith("--resume=") for a in args) and not any(a in ("-h", "--help") for a in args):
+        try:
+            ns = _resume_parser().parse_args(args)
+        except argparse.ArgumentError as error:
+            raise UsageError(
+                f"{error}; with --resume only --steps, --images and --minutes may be given, since the rest "
+                f"comes from the run's config.yaml."
+            )
+        summary = resume(ns.resume, ns.steps, ns.images, ns.minutes, progress=not ns.no_progress)
+    else:
+        ns = _train_parser().parse_args(args)
+        values = ns.as_dict()
+        for key in ("config", "resume", "no_progress", "debug", "__path__"):
+            values.pop(key, None)
+        summary = train(from_dict(RunConfig, values), progress=not ns.no_progress)
+    how = "finished" if summary["stopped_by"] == "budget" else "stopped by a signal"
+    print(f"Training {how} at step {summary['step']} ({summary['images_seen']:,} images, "
+          f"{summary['elapsed_s'] / 60:.1f} min).")
+    print(f"Run directory:   {summary['run_dir']}")
+    print(f"Sample grid:     {summary['samples']}")
+    print(f"Generator:       {summary['export']}")
+    if summary["stopped_by"] != "budget":
+        print(f"Continue with:   productgan train --resume {summary['run_dir']} [--steps N]")
+    return 0
+
+
+def cmd_prepare(args: list[str]) -> int:
+    from productgan.data import prepare
+
+    parser = _parser("prepare")
+    parser.add_argument("source", type=str, help="'fashion-mnist' or a folder holding the Fashion-MNIST idx files.")
+    parser.add_argument("--out", type=str, required=True, help="Folder to write the packed dataset to.")
+    parser.add_argument("--image_size", type=int, default=None, help="Training resolution (default 32).")
+    parser.add_argument("--val_size", type=int, default=None, help="Validation images taken from the train set (default 5000).")
+    parser.add_argument("--split_seed", type=int, default=None, help="Seed of the stratified split (default 0).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing packed dataset at --out.")
+    ns = parser.parse_args(args)
+    out = prepare(ns.source, ns.out, image_size=ns.image_size, val_size=ns.val_size, seed=ns.split_seed,
+                  overwrite=ns.overwrite)
+    print(f"Packed dataset written to {out}")
+    return 0
+
+
+def cmd_generate(args: list[str]) -> int:
+    from productgan.generate import generate_to_path
+
+    parser = _parser("generate")
+    parser.add_argument("source", type=str, help="A run directory or an exported generator folder.")
+    parser.add_argument("--n", type=int, default=64, help="Number of images.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the random vectors: same seed, same images.")
+    parser.add_argument("--out", type=str, required=True,
+                        help="NAME.npy (uint8 N x C x H x W), NAME.png (one grid) or a folder (one PNG per image).")
+    parser.add_argument("--size", type=str, default="native", choices=["native", "training"],
+                        help="'native' (the dataset's own size, 28x28 for Fashion-MNIST) or 'training'.")
+    parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
+    ns = parser.parse_args(args)
+    path = generate_to_path(ns.source, ns.out, n=ns.n, seed=ns.seed, size=ns.size, device=ns.device,
+                            overwrite=ns.overwrite)
+    print(f"Wrote {ns.n} images to {path}")
+    return 0
+
+
+def cmd_export(args: list[str]) -> int:
+    from productgan.train import export_run
+
+    parser = _parser("export")
+    parser.add_argument("run_dir", type=str, help="A run directory with checkpoints/last.pt.")
+    ns = parser.parse_args(args)
+    print(f"Exported generator to {export_run(ns.run_dir)}")
+    return 0
+
+
+HANDLERS = {"prepare": cmd_prepare, "train": cmd_train, "generate": cmd_generate, "export": cmd_export}
+
+
+def _usage() -> str:
+    lines = ["usage: productgan COMMAND [options]   (productgan COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name:<10}{text}" for name, text in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    command, args = argv[0], _normalise(argv[1:])
+    debug = "--debug" in args or os.environ.get("PRODUCTGAN_DEBUG") == "1"
+    if command not in HANDLERS:
+        print(f"productgan: error: unknown command {command!r}; choose one of {', '.join(HANDLERS)}.", file=sys.stderr)
+        return 2
+    try:
+        return HANDLERS[command](args)
+    except ProductganError as error:
+        if debug:
+            raise
+        print(f"productgan {command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except argparse.ArgumentError as error:
+        if debug:
+            raise
+        message = " ".join(str(error).split())
+        print(f"productgan {command}: error: {message}. See `productgan {command} --help`.", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"productgan {command}: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Typed configuration for a training run.
+
+Plain dataclasses, no torch: the CLI builds them from defaults, a preset, a YAML file and flags
+(in that order), and the resolved result is written as ``config.yaml`` into every run directory,
+enough to rebuild the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid"]
+
+
+@dataclass
+class ModelConfig:
+    """Generator and discriminator architecture.
+
+    Args:
+        nz: Length of the random vector z fed to the generator.
+        ngf: Generator width: channels of its last hidden stage (earlier stages double it).
+        ndf: Discriminator width: channels of its first stage (later stages double it).
+        g_norm: Normalisation in the generator's hidden stages.
+        d_norm: Normalisation in the discriminator ('spectral' wraps every convolution).
+        g_activation: Hidden activation of the generator.
+        d_activation: Hidden activation of the discriminator.
+        leaky_slope: Negative slope of LeakyReLU wherever it is used.
+        g_output: Output activation of the generator; pixels are scaled to match it.
+    """
+
+    nz: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    g_norm: Literal["batch", "none"] = "batch"
+    d_norm: Literal["batch", "none", "spectral"] = "batch"
+    g_activation: Activation = "relu"
+    d_activation: Activation = "leaky_relu"
+    leaky_slope: float = 0.2
+    g_output: Literal["tanh", "sigmoid"] = "tanh"
+
+
+@dataclass
+class LossConfig:
+    """The adversarial objective.
+
+    Args:
+        name: 'bce' (cross-entropy with the non-saturating generator loss) or 'lsgan' (least squares).
+        label_smoothing: Target for real images in the discriminator's loss (1.0 means none).
+    """
+
+    name: Literal["bce", "lsgan"] = "bce"
+    label_smoothing: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    """Optimisers and the update schedule.
+
+    Args:
+        name: 'adam' (the DCGAN default) or 'sgd' (with momentum).
+        lr_g: Generator learning rate.
+        lr_d: Discriminator learning rate.
+        beta1: Adam's first-moment decay.
+        beta2: Adam's second-moment decay.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay for both networks.
+        d_steps_per_g_step: Discriminator updates before each generator update (adversarial phase).
+        g_steps_per_d_step: Generator updates after each discriminator update; more than one adds
+            a generative phase where G learns alone against a fixed D.
+    """
+
+    name: Literal["adam", "sgd"] = "adam"
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    d_steps_per_g_step: int = 1
+    g_steps_per_d_step: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """How the loop runs, logs and saves.
+
+    Args:
+        precision: 'auto' picks bfloat16 autocast on CPUs with native bf16 (AVX-512 BF16 or AMX)
+            and on GPUs that support it, float32 elsewhere.
+        channels_last: Run convolutions in channels-last memory format.
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+        ema: Keep an exponential moving average of the generator for samples and export.
+        ema_half_life_images: Images over which an EMA weight decays to half.
+        ema_warmup: Fraction of images seen used as the EMA half-life early on, so the average
+            does not cling to the random initial weights.
+        log_every: Steps between progress-bar updates and metrics.jsonl lines.
+        sample_every: Steps between fixed-noise sample grids.
+        checkpoint_every: Steps between checkpoints/last.pt writes.
+        grid_size: Images in each sample grid (a square number looks best).
+        val_size: Validation images held out of the Fashion-MNIST train set (unset: 5000, or
+            as recorded in a packed dataset).
+        split_seed: Seed of the train / validation split, kept apart from the run seed so runs
+            with different seeds see the same split (unset: 0, or as recorded).
+        threads: CPU threads for torch (0 leaves torch's default).
+    """
+
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: bool = True
+    device: str = "auto"
+    ema: bool = True
+    ema_half_life_images: int = 10_000
+    ema_warmup: float = 0.05
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 1000
+    grid_size: int = 100
+    val_size: Optional[int] = None
+    split_seed: Optional[int] = None
+    threads: int = 0
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run.
+
+    Args:
+        data: 'fashion-mnist', a folder holding the Fashion-MNIST idx files, or a packed dataset.
+        out: Run directory; by default a new runs/NNNNN-<dataset>-<size>/.
+        runs_root: Where numbered run directories are created.
+        image_size: Training resolution (a power of two from 32 to 256); unset means 32 for
+            Fashion-MNIST and the recorded size for a packed dataset.
+        batch_size: Images per discriminator step.
+        steps: Stop after this many training steps (one step = one generator update).
+        images: Stop after the discriminator has seen this many real images.
+        minutes: Stop after this many minutes of training.
+        seed: Seed of weights, noise and data order.
+        model: Architecture.
+        loss: Adversarial objective.
+        optim: Optimisers and update schedule.
+        train: Loop, logging and saving.
+    """
+
+    data: str = "fashion-mnist"
+    out: Optional[str] = None
+    runs_root: str = "runs"
+    image_size: Optional[int] = None
+    batch_size: int = 64
+    steps: Optional[int] = None
+    images: Optional[int] = None
+    minutes: Optional[float] = None
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def to_dict(config: Any) -> dict:
+    """A dataclass as nested plain values, ready for YAML or JSON."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, values: dict) -> Any:
+    """Rebuild a (nested) config dataclass from plain values; unknown keys are an error."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise KeyError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in values.items():
+        sub = known[name].default_factory  # type: ignore[misc]
+        if dataclasses.is_dataclass(sub) and isinstance(value, dict):
+            value = from_dict(sub, value)
+        kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,296 @@
+"""The packed dataset: images decoded once, at training resolution, with labels and splits.
+
+On disk it is a directory of plain ``.npy`` arrays and one ``dataset.json``::
+
+    images.npy    uint8  N x C x H x W
+    labels.npy    int64  N
+    split.npy     int8   N   (0 train, 1 val, 2 test)
+    dataset.json  class names, split sizes and everything ``prepare`` recorded (``meta``)
+
+``.npy`` keeps loading a memory map away and needs no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from productgan.errors import ProductganError, UsageError
+
+SPLITS = ("train", "val", "test")
+FORMAT = "productgan.packed-dataset"
+FORMAT_VERSION = 1
+
+IMAGES_FILE = "images.npy"
+LABELS_FILE = "labels.npy"
+SPLIT_FILE = "split.npy"
+INFO_FILE = "dataset.json"
+
+
+def is_packed_dataset(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder that looks like a packed dataset."""
+    path = Path(path)
+    return (path / INFO_FILE).is_file() and (path / IMAGES_FILE).is_file()
+
+
+def check_output_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``out_dir`` as a Path if a packed dataset may be written there, else a ProductganError.
+
+    Overwriting replaces only a packed dataset: a mistyped path must never cost someone their
+    unrelated files. An empty folder holds nothing to lose, so it is free without ``overwrite``.
+    """
+    out = Path(out_dir).expanduser()
+    if not (out.exists() or out.is_symlink()) or _is_empty_dir(out):
+        return out
+    if not is_packed_dataset(out):
+        raise ProductganError(
+            f"{out} exists and is not a packed dataset, so it will not be overwritten; choose "
+            f"another output folder."
+        )
+    if not overwrite:
+        raise ProductganError(
+            f"The packed dataset {out} already exists; pass --overwrite to replace it or choose "
+            f"another output folder."
+        )
+    return out
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+@dataclass
+class PackedDataset:
+    """Square uint8 images at training resolution with int64 labels and a train/val/test split."""
+
+    images: np.ndarray  # uint8 (N, C, S, S)
+    labels: np.ndarray  # int64 (N,), values in 0 .. len(class_names) - 1
+    class_names: list[str]
+    split: np.ndarray  # int8 (N,), index into SPLITS
+    meta: dict = field(default_factory=dict)  # how it was made: source, fit, split seed, ...
+
+    def __post_init__(self):
+        self.class_names = [str(name) for name in self.class_names]
+        self._check()
+
+    def _check(self, where: str = "The packed dataset"):
+        images, labels, split = self.images, self.labels, self.split
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise ProductganError(
+                f"{where} has images of dtype {images.dtype} and shape {images.shape}, but "
+                f"uint8 N x C x H x W is needed; prepare it again with `productgan prepare`."
+            )
+        count, channels, height, width = images.shape
+        if height != width:
+            raise ProductganError(
+                f"{where} has {height}x{width} images, but prepare fits every image to a "
+                f"square; prepare it again with `productgan prepare`."
+            )
+        if channels not in (1, 3):
+            raise ProductganError(
+                f"{where} has {channels}-channel images, but only 1 (grey) or 3 (RGB) are "
+                f"supported; prepare it again with `productgan prepare`."
+            )
+        if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (count,):
+            raise ProductganError(
+                f"{where} has labels of dtype {labels.dtype} and shape {labels.shape} for "
+                f"{count} images, but integer labels, one per image, are needed; prepare it "
+                f"again with `productgan prepare`."
+            )
+        if not np.issubdtype(split.dtype, np.integer) or split.shape != (count,):
+            raise ProductganError(
+                f"{where} has a split array of dtype {split.dtype} and shape {split.shape} for "
+                f"{count} images, but one small integer per image is needed; prepare it again "
+                f"with `productgan prepare`."
+            )
+        if not self.class_names:
+            raise ProductganError(
+                f"{where} has no class names; prepare it again with `productgan prepare`."
+            )
+        if count:
+            if labels.min() < 0 or labels.max() >= len(self.class_names):
+                raise ProductganError(
+                    f"{where} has labels from {int(labels.min())} to {int(labels.max())} but "
+                    f"only {len(self.class_names)} class names; prepare it again with "
+                    f"`productgan prepare`."
+                )
+            if split.min() < 0 or split.max() >= len(SPLITS):
+                raise ProductganError(
+                    f"{where} has split codes outside 0 (train), 1 (val), 2 (test); prepare it "
+                    f"again with `productgan prepare`."
+                )
+        # Casting is free when the dtype already matches, which is the case for saved data.
+        self.labels = labels.astype(np.int64, copy=False)
+        self.split = split.astype(np.int8, copy=False)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[2])
+
+    def split_sizes(self) -> dict[str, int]:
+        counts = np.bincount(self.split, minlength=len(SPLITS))
+        return {name: int(counts[code]) for code, name in enumerate(SPLITS)}
+
+    def indices(self, name: str) -> np.ndarray:
+        """int64 indices of the items in split ``name`` ("train", "val" or "test"), ascending."""
+        if name not in SPLITS:
+            raise UsageError(f"Unknown split {name!r}; use one of {', '.join(SPLITS)}.")
+        return np.flatnonzero(self.split == SPLITS.index(name)).astype(np.int64)
+
+    def subset(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(images, labels) of split ``name``, copied into memory."""
+        index = self.indices(name)
+        return self.images[index], self.labels[index]
+
+    def info(self) -> dict:
+        """The contents of ``dataset.json``."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "class_names": list(self.class_names),
+            "shape": [int(d) for d in self.images.shape],
+            "split_sizes": self.split_sizes(),
+            "meta": self.meta,
+        }
+
+    def save(self, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the dataset to ``out_dir`` so that it appears whole or not at all.
+
+        Everything goes to a hidden sibling directory first and is renamed into place at the
+        end. With ``overwrite`` an old packed dataset is moved aside only once the new one is
+        complete (see :func:`check_output_folder` for what may be replaced).
+        """
+        out = check_output_folder(out_dir, overwrite)
+        text = json.dumps(self.info(), indent=2, default=_json_default) + "\n"
+
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        except OSError as exc:
+            raise ProductganError(
+                f"Could not create {out} ({exc.strerror or exc}); check the path and its "
+                f"permissions."
+            ) from None
+
+        try:
+            np.save(staging / IMAGES_FILE, np.ascontiguousarray(self.images))
+            np.save(staging / LABELS_FILE, self.labels)
+            np.save(staging / SPLIT_FILE, self.split)
+            # dataset.json goes last: is_packed_dataset() keys on it.
+            (staging / INFO_FILE).write_text(text, encoding="utf-8")
+            _replace_dir(staging, out)
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise ProductganError(
+                    f"Could not write the packed dataset to {out} ({exc.strerror or exc}); check "
+                    f"free disk space and permissions."
+                ) from None
+            raise
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, mmap: bool = False) -> PackedDataset:
+        """Open a packed dataset directory; ``mmap`` maps the images instead of reading them."""
+        path = Path(path).expanduser()
+        redo = "create it with `productgan prepare`"
+        if not path.is_dir():
+            raise ProductganError(f"{path} is not a packed dataset folder; {redo}.")
+        info_path = path / INFO_FILE
+        if not info_path.is_file():
+            raise ProductganError(
+                f"{path} has no {INFO_FILE}, so it is not a packed dataset; {redo}."
+            )
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ProductganError(
+                f"{info_path} cannot be read as JSON ({exc}); {redo} again."
+            ) from None
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise ProductganError(
+                f"{info_path} does not describe a productgan packed dataset; {redo}."
+            )
+        if info.get("format_version") != FORMAT_VERSION:
+            raise ProductganError(
+                f"{path} uses packed format version {info.get('format_version')}, but this "
+                f"productgan reads version {FORMAT_VERSION}; {redo} again."
+            )
+
+        arrays = {}
+        for name in (IMAGES_FILE, LABELS_FILE, SPLIT_FILE):
+            file = path / name
+            if not file.is_file():
+                raise ProductganError(f"{path} lacks {name}; {redo} again.")
+            try:
+                arrays[name] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                raise ProductganError(f"{file} is damaged ({exc}); {redo} again.") from None
+
+        expected = {IMAGES_FILE: np.uint8, LABELS_FILE: np.int64, SPLIT_FILE: np.int8}
+        for name, dtype in expected.items():
+            if arrays[name].dtype != dtype:
+                raise ProductganError(
+                    f"{path / name} has dtype {arrays[name].dtype} but {np.dtype(dtype)} is "
+                    f"needed; {redo} again."
+                )
+        shape = list(arrays[IMAGES_FILE].shape)
+        if info.get("shape") is not None and shape != list(info["shape"]):
+            raise ProductganError(
+                f"{path / IMAGES_FILE} has shape {tuple(shape)} but {INFO_FILE} records "
+                f"{tuple(info['shape'])}; {redo} again."
+            )
+        # Built without __init__ so that a failed check names the folder, not "the dataset".
+        dataset = cls.__new__(cls)
+        dataset.images = arrays[IMAGES_FILE]
+        dataset.labels = arrays[LABELS_FILE]
+        dataset.split = arrays[SPLIT_FILE]
+        dataset.class_names = [str(n) for n in info.get("class_names") or []]
+        dataset.meta = info.get("meta") or {}
+        dataset._check(where=str(path))
+        return dataset
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    """Rename ``staging`` to ``out``, replacing an existing ``out`` only after it is moved aside."""
+    if not (out.exists() or out.is_symlink()):
+        os.replace(staging, out)
+        return
+    # A directory cannot be swapped for another in one atomic step, so the old one is parked
+    # under a hidden name and restored if the final rename fails.
+    parked = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    parked.rmdir()
+    os.replace(out, parked)
+    try:
+        os.replace(staging, out)
+    except BaseException:
+        os.replace(parked, out)
+        raise
+    shutil.rmtree(parked, ignore_errors=True)

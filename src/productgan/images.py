@@ -1,0 +1,53 @@
+"""Image grids and PNG output: the one place images are laid out and written."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2, fill: int = 0) -> np.ndarray:
+    """uint8 ``N x C x H x W`` -> one uint8 ``H' x W' x C`` picture, ``nrow`` images per row."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"expected uint8 N x C x H x W, got {images.dtype} {images.shape}")
+    count, channels, height, width = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(count)))
+    rows = math.ceil(count / nrow)
+    grid = np.full(
+        (rows * (height + padding) + padding, nrow * (width + padding) + padding, channels),
+        fill,
+        dtype=np.uint8,
+    )
+    for index in range(count):
+        top = padding + (index // nrow) * (height + padding)
+        left = padding + (index % nrow) * (width + padding)
+        grid[top : top + height, left : left + width] = images[index].transpose(1, 2, 0)
+    return grid
+
+
+def to_pil(picture: np.ndarray) -> Image.Image:
+    """``H x W x C`` (C = 1 or 3) or ``C x H x W`` uint8 -> a Pillow image."""
+    if picture.ndim == 3 and picture.shape[0] in (1, 3) and picture.shape[2] not in (1, 3):
+        picture = picture.transpose(1, 2, 0)
+    if picture.shape[-1] == 1:
+        return Image.fromarray(picture[..., 0], mode="L")
+    return Image.fromarray(picture, mode="RGB")
+
+
+def save_png(picture: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a PNG atomically (temporary file, then rename), so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    to_pil(picture).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int | None = None) -> Path:
+    return save_png(make_grid(images, nrow), path)

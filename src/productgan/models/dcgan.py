@@ -1,0 +1,123 @@
+"""DCGAN generator and discriminator (Radford, Metz & Chintala 2015) for any power-of-two size.
+
+Both networks are built from a ``ModelConfig`` plus the image geometry, so an exported generator
+rebuilds from its ``config.json`` alone. Widths follow the paper's pattern (double the channels
+each time the resolution halves) but stop growing at 8x the base width, which keeps 128 and 256
+pixel models at a sensible size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from productgan.config import ModelConfig
+
+MIN_SIZE, MAX_SIZE = 32, 256
+MAX_WIDTH_MULTIPLIER = 8
+
+
+def check_image_size(image_size: int) -> None:
+    if image_size < MIN_SIZE or image_size > MAX_SIZE or image_size & (image_size - 1):
+        raise ValueError(
+            f"image size must be a power of two from {MIN_SIZE} to {MAX_SIZE}, got {image_size}"
+        )
+
+
+def _multipliers(image_size: int) -> list[int]:
+    """Width multipliers of the hidden stages from 4x4 up to image_size/2 (generator order)."""
+    check_image_size(image_size)
+    stages = int(math.log2(image_size)) - 2  # 4x4, 8x8, ..., (image_size/2)^2
+    return [min(2 ** (stages - 1 - i), MAX_WIDTH_MULTIPLIER) for i in range(stages)]
+
+
+def make_activation(name: str, leaky_slope: float) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "leaky_relu":
+        return nn.LeakyReLU(leaky_slope, inplace=True)
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class Generator(nn.Module):
+    """z (N x nz) -> image (N x C x S x S) in the output activation's range."""
+
+    def __init__(self, config: ModelConfig, image_size: int = 32, channels: int = 1):
+        super().__init__()
+        self.config, self.image_size, self.channels = config, image_size, channels
+        mults = _multipliers(image_size)
+        use_bn = config.g_norm == "batch"
+        layers: list[nn.Module] = []
+        in_ch = config.nz
+        for i, mult in enumerate(mults):
+            out_ch = config.ngf * mult
+            if i == 0:
+                # (nz) x 1 x 1 -> (ngf*mult) x 4 x 4
+                layers.append(nn.ConvTranspose2d(in_ch, out_ch, 4, 1, 0, bias=not use_bn))
+            else:
+                # (ngf*prev) x s x s -> (ngf*mult) x 2s x 2s
+                layers.append(nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=not use_bn))
+            if use_bn:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(make_activation(config.g_activation, config.leaky_slope))
+            in_ch = out_ch
+        # (ngf) x S/2 x S/2 -> (channels) x S x S
+        layers.append(nn.ConvTranspose2d(in_ch, channels, 4, 2, 1, bias=True))
+        layers.append(make_activation(config.g_output, config.leaky_slope))
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z.view(z.shape[0], -1, 1, 1))
+
+
+class Discriminator(nn.Module):
+    """image (N x C x S x S) -> logit (N); D(x) = sigmoid(logit) is the probability of 'real'."""
+
+    def __init__(self, config: ModelConfig, image_size: int = 32, channels: int = 1):
+        super().__init__()
+        self.config, self.image_size, self.channels = config, image_size, channels
+        mults = list(reversed(_multipliers(image_size)))
+        use_bn = config.d_norm == "batch"
+        spectral = config.d_norm == "spectral"
+
+        def conv(in_ch: int, out_ch: int, stride: int, padding: int, bias: bool) -> nn.Module:
+            layer = nn.Conv2d(in_ch, out_ch, 4, stride, padding, bias=bias)
+            return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
+
+        layers: list[nn.Module] = []
+        in_ch = channels
+        for i, mult in enumerate(mults):
+            out_ch = config.ndf * mult
+            # (in_ch) x s x s -> (ndf*mult) x s/2 x s/2; no norm on the first stage, as in the paper
+            norm_here = use_bn and i > 0
+            layers.append(conv(in_ch, out_ch, 2, 1, bias=not norm_here))
+            if norm_here:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(make_activation(config.d_activation, config.leaky_slope))
+            in_ch = out_ch
+        # (ndf*mult) x 4 x 4 -> 1 x 1 x 1
+        layers.append(conv(in_ch, 1, 1, 0, bias=True))
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x).flatten()
+
+
+@torch.no_grad()
+def init_weights(module: nn.Module) -> None:
+    """The paper's initialisation: conv weights ~ N(0, 0.02), BatchNorm scale ~ N(1, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            nn.init.normal_(weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,162 @@
+"""The generator pipeline: export, load, and sample images from a trained generator.
+
+An export is a folder with ``model.safetensors`` and ``config.json``; the JSON holds everything
+needed to rebuild the network and to turn its output into images at the dataset's native size,
+so generate, evaluate and serve never touch the training code or a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from productgan.config import ModelConfig, from_dict, to_dict
+from productgan.errors import ProductganError
+from productgan.models import Generator
+
+EXPORT_FORMAT = "productgan-generator"
+EXPORT_VERSION = 1
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+
+
+def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dict[str, Any]) -> Path:
+    """Write ``generator`` and its description to ``out_dir`` (replaced atomically as a whole).
+
+    ``info`` carries the dataset facts the sampler needs: class_names, native_size, fit and pad
+    (see the packed dataset's meta), plus provenance (step, images_seen, ema, dataset).
+    """
+    out_dir = Path(out_dir)
+    config = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "model": to_dict(generator.config),
+        "image_size": generator.image_size,
+        "channels": generator.channels,
+        "pixel_range": [-1.0, 1.0] if generator.config.g_output == "tanh" else [0.0, 1.0],
+        **info,
+    }
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
+    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": EXPORT_FORMAT})
+    (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old.exists():
+        for child in old.iterdir():
+            child.unlink()
+        old.rmdir()
+    return out_dir
+
+
+def find_export(source: str | os.PathLike) -> Path:
+    """A run directory, an export folder, or its model.safetensors -> the export folder."""
+    path = Path(source).expanduser()
+    candidates = [path / "generator", path] if path.is_dir() else [path.parent]
+    for folder in candidates:
+        if (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
+            return folder
+    if not path.exists():
+        raise ProductganError(f"{path} does not exist; pass a run directory or an exported generator folder.")
+    raise ProductganError(
+        f"{path} holds no exported generator ({WEIGHTS_FILE} + {CONFIG_FILE}); pass a run directory "
+        f"whose training has finished, or run `productgan export RUN_DIR` first."
+    )
+
+
+def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu") -> "Sampler":
+    """Rebuild an exported generator (no training code, no pickle) and wrap it in a Sampler."""
+    folder = find_export(source)
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ProductganError(f"{folder / CONFIG_FILE} is not readable JSON ({error}); export the generator again.")
+    if config.get("format") != EXPORT_FORMAT:
+        raise ProductganError(f"{folder} is not a productgan generator export (format {config.get('format')!r}).")
+    try:
+        model_config = from_dict(ModelConfig, config["model"])
+        generator = Generator(model_config, config["image_size"], config["channels"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ProductganError(f"{folder / CONFIG_FILE} does not describe a generator this version can build ({error}).")
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE))
+        generator.load_state_dict(state, strict=True)
+    except Exception as error:  # safetensors raises its own types for damaged files
+        first_line = str(error).strip().splitlines()[0]
+        raise ProductganError(
+            f"The weights in {folder / WEIGHTS_FILE} do not match the architecture in {CONFIG_FILE} "
+            f"({first_line}); export the generator again from its run."
+        )
+    generator.eval().requires_grad_(False)
+    return Sampler(generator.to(device), config)
+
+
+def noise(n: int, nz: int, seed: int) -> torch.Tensor:
+    """Seeded latent vectors, drawn on the CPU so that a seed means the same images on any device."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, nz, generator=generator)
+
+
+def to_uint8(images: torch.Tensor, pixel_range: tuple[float, float] | list[float]) -> torch.Tensor:
+    low, high = pixel_range
+    scaled = (images.float() - low) * (255.0 / (high - low))
+    return scaled.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def to_native(images: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
+    """Undo the fit made by prepare: scale back to the padded native square, then crop the pad.
+
+    Float images in, float images out. Works on any batch; a no-op when the fit recorded no pad.
+    """
+    padded = info.get("padded_size")
+    pad = info.get("pad")
+    if not padded or not pad:
+        return images
+    if list(images.shape[-2:]) != list(padded):
+        images = F.interpolate(images, size=tuple(padded), mode="bilinear", antialias=True, align_corners=False)
+    top, bottom, left, right = pad
+    return images[..., top : padded[0] - bottom, left : padded[1] - right]
+
+
+@dataclass
+class Sampler:
+    """Turns seeds into images: ``sampler(n=16, seed=7) -> uint8 N x C x H x W``."""
+
+    generator: Generator
+    info: dict[str, Any]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.info.get("class_names") or [])
+
+    @property
+    def native_size(self) -> list[int]:
+        return list(self.info.get("native_size") or [self.generator.image_size] * 2)
+
+    @torch.no_grad()
+    def __call__(self, n: int, seed: int = 0, size: str = "native", batch_size: int = 256) -> torch.Tensor:
+        if size not in ("native", "training"):
+            raise ProductganError(f"size must be 'native' or 'training', not {size!r}.")
+        if n < 1:
+            raise ProductganError(f"the number of images must be at least 1, not {n}.")
+        z = noise(n, self.generator.config.nz, seed)
+        chunks = []
+        for start in range(0, n, batch_size):
+            images = self.generator(z[start : start + batch_size].to(self.device)).float()
+            if size == "native":
+                images = to_native(images, self.info)
+            chunks.append(to_uint8(images, self.info["pixel_range"]).cpu())
+        return torch.cat(chunks)

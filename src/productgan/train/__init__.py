@@ -1,0 +1,84 @@
+"""Training: the loop, checkpoints, EMA and run directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from productgan.config import RunConfig
+from productgan.data import open_dataset
+from productgan.errors import ProductganError, UsageError
+from productgan.train.loop import LAST_CHECKPOINT, Trainer, load_run_config
+from productgan.train.rundir import new_run_dir
+
+__all__ = ["train", "resume", "Trainer", "load_run_config"]
+
+
+def _open(config: RunConfig):
+    dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
+                           seed=config.train.split_seed)
+    # Record what the data really is, so config.yaml alone rebuilds the run.
+    config.image_size = dataset.image_size
+    split = dataset.meta.get("split", {})
+    config.train.val_size = split.get("val_size", config.train.val_size)
+    config.train.split_seed = split.get("seed", config.train.split_seed)
+    return dataset
+
+
+def check_budget(config: RunConfig) -> None:
+    for name in ("steps", "images", "minutes"):
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name} must be positive, not {value}.")
+    if config.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {config.batch_size}.")
+    for name in ("d_steps_per_g_step", "g_steps_per_d_step"):
+        if getattr(config.optim, name) < 1:
+            raise UsageError(f"--optim.{name} must be at least 1.")
+    for name in ("log_every", "sample_every", "checkpoint_every"):
+        if getattr(config.train, name) < 1:
+            raise UsageError(f"--train.{name} must be at least 1.")
+
+
+def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
+    """Start a new run described by ``config``; returns the loop's summary."""
+    check_budget(config)
+    dataset = _open(config)
+    if config.out:
+        run_dir = Path(config.out)
+        if (run_dir / LAST_CHECKPOINT).exists() or (run_dir / "config.yaml").exists():
+            raise ProductganError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another --out."
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = new_run_dir(config.runs_root, config.data, dataset.image_size)
+    return Trainer(config, run_dir, dataset).fit(progress=progress)
+
+
+def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress: bool = True) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` in place; a budget given here is the new total."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    if not (run_dir / LAST_CHECKPOINT).is_file():
+        raise ProductganError(f"{run_dir} has no {LAST_CHECKPOINT} to resume from; start a new run instead.")
+    if steps is not None or images is not None or minutes is not None:
+        config.steps, config.images, config.minutes = steps, images, minutes
+    check_budget(config)
+    dataset = _open(config)
+    return Trainer(config, run_dir, dataset, resume=True).fit(progress=progress)
+
+
+def export_run(run_dir: str | Path) -> Path:
+    """Export the generator of ``run_dir``'s last checkpoint (the EMA one when kept)."""
+    from productgan.models import Generator
+    from productgan.sampling import export_generator
+    from productgan.train.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    state = load_checkpoint(run_dir / LAST_CHECKPOINT)
+    info = state["export_info"]
+    generator = Generator(config.model, state["image_size"], state["channels"])
+    generator.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
+    return export_generator(generator, run_dir / "generator", info)

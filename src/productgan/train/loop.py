@@ -1,0 +1,436 @@
+"""The training loop: alternate discriminator and generator updates, log, sample, checkpoint.
+
+One ``Trainer`` owns the run's state (networks, optimizers, EMA, RNG, data position); its
+``state_dict()`` is the checkpoint, and loading it continues the run bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from productgan.config import RunConfig, to_dict
+from productgan.data import PackedDataset
+from productgan.errors import ProductganError
+from productgan.images import save_grid
+from productgan.losses import build_loss
+from productgan.models import Discriminator, Generator, init_weights
+from productgan.sampling import export_generator, noise, to_native, to_uint8
+from productgan.train.checkpoint import load_checkpoint, save_checkpoint
+from productgan.train.ema import EMA
+
+DEFAULT_STEPS = 2000
+CONFIG_FILE, METRICS_FILE, REALS_FILE = "config.yaml", "metrics.jsonl", "reals.png"
+LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+class TrainingStopped(ProductganError):
+    """Training ended early for a reason the user must see (a non-finite loss)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ProductganError(f"--train.device {name} was asked for but no CUDA GPU is visible; use --train.device cpu.")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with AVX-512 BF16 or AMX: elsewhere bfloat16 is emulated and far slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or None for plain float32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+def target_steps(config: RunConfig) -> int | None:
+    """The step at which the step or image budget ends (None when only minutes bound the run)."""
+    if config.steps is None and config.images is None and config.minutes is None:
+        return DEFAULT_STEPS
+    candidates = []
+    if config.steps is not None:
+        candidates.append(config.steps)
+    if config.images is not None:
+        per_step = config.batch_size * config.optim.d_steps_per_g_step
+        candidates.append(math.ceil(config.images / per_step))
+    return min(candidates) if candidates else None
+
+
+class BatchSource:
+    """Real batches gathered by index from the in-memory uint8 array.
+
+    Each epoch's order is a permutation seeded by (seed, epoch), so the position in the data is
+    fully described by the number of batches drawn: that counter is all a checkpoint needs.
+    The last incomplete batch of an epoch is dropped.
+    """
+
+    def __init__(self, images: torch.Tensor, batch_size: int, seed: int):
+        if len(images) < batch_size:
+            raise ProductganError(
+                f"The training split has {len(images)} images, fewer than one batch of {batch_size}; "
+                f"lower --batch-size."
+            )
+        self.images, self.batch_size, self.seed = images, batch_size, seed
+        self.batches_per_epoch = len(images) // batch_size
+        self.batches_drawn = 0
+        self._epoch, self._order = -1, None
+
+    def next(self) -> torch.Tensor:
+        epoch, position = divmod(self.batches_drawn, self.batches_per_epoch)
+        if epoch != self._epoch:
+            rng = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order = torch.randperm(len(self.images), generator=rng).to(self.images.device)
+            self._epoch = epoch
+        index = self._order[position * self.batch_size : (position + 1) * self.batch_size]
+        self.batches_drawn += 1
+        return self.images.index_select(0, index)
+
+
+@dataclass
+class StepStats:
+    """Running sums kept on the device; read (one host sync) once per log interval."""
+
+    sums: torch.Tensor
+    count: int = 0
+    names = ("loss_d", "loss_g", "d_real", "d_fake")
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> "StepStats":
+        return cls(torch.zeros(len(cls.names), device=device))
+
+    def add(self, *values: torch.Tensor) -> None:
+        self.sums += torch.stack([v.detach().float() for v in values])
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        values = (self.sums / max(self.count, 1)).tolist()
+        return dict(zip(self.names, values))
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, run_dir: str | Path, dataset: PackedDataset, resume: bool = False):
+        self.config, self.run_dir, self.dataset = config, Path(run_dir), dataset
+        self.device = resolve_device(config.train.device)
+        self.autocast_dtype = resolve_precision(config.train.precision, self.device)
+        if config.train.threads > 0:
+            torch.set_num_threads(config.train.threads)
+        self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
+
+        torch.manual_seed(config.seed)
+        channels, size = dataset.channels, dataset.image_size
+        self.G = Generator(config.model, size, channels)
+        self.D = Discriminator(config.model, size, channels)
+        init_weights(self.G)
+        init_weights(self.D)
+        self.G.to(self.device, memory_format=self.memory_format)
+        self.D.to(self.device, memory_format=self.memory_format)
+        self.ema = EMA(self.G, config.train.ema_half_life_images, config.train.ema_warmup) if config.train.ema else None
+        self.opt_g = self._optimizer(self.G, config.optim.lr_g)
+        self.opt_d = self._optimizer(self.D, config.optim.lr_d)
+        self.loss = build_loss(config.loss)
+
+        train_images = torch.from_numpy(np.ascontiguousarray(dataset.subset("train")[0]))
+        self.batches = BatchSource(train_images.to(self.device), config.batch_size, config.seed)
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.fixed_noise = noise(config.train.grid_size, config.model.nz, config.seed + 2).to(self.device)
+
+        self.step = 0
+        self.images_seen = 0
+        self.elapsed_s = 0.0
+        if resume:
+            self.load_state_dict(load_checkpoint(self.run_dir / LAST_CHECKPOINT))
+
+    def _optimizer(self, module: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+        o = self.config.optim
+        if o.name == "adam":
+            return torch.optim.Adam(module.parameters(), lr=lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+        return torch.optim.SGD(module.parameters(), lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+    # --- state -----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.ema.model.state_dict() if self.ema else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "batches_drawn": self.batches.batches_drawn,
+            "elapsed_s": self.elapsed_s,
+            "noise_rng": self.noise_rng.get_state(),
+            "config": to_dict(self.config),
+            "export_info": self.export_info(),
+            "image_size": self.G.image_size,
+            "channels": self.G.channels,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.G.load_state_dict(state["G"])
+            self.D.load_state_dict(state["D"])
+            if self.ema:
+                self.ema.model.load_state_dict(state["G_ema"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise ProductganError(
+                f"The checkpoint in {self.run_dir} does not match this run's model ({first_line}); "
+                f"resume with the config.yaml it was written with."
+            )
+        self.step = int(state["step"])
+        self.images_seen = int(state["images_seen"])
+        self.batches.batches_drawn = int(state["batches_drawn"])
+        self.elapsed_s = float(state["elapsed_s"])
+        self.noise_rng.set_state(state["noise_rng"])
+
+    # --- one training step -----------------------------------------------------------------
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _real_batch(self) -> torch.Tensor:
+        batch = self.batches.next().float()
+        if self.config.model.g_output == "tanh":
+            batch = batch.mul_(2.0 / 255.0).sub_(1.0)
+        else:
+            batch = batch.mul_(1.0 / 255.0)
+        return batch.contiguous(memory_format=self.memory_format)
+
+    def _z(self) -> torch.Tensor:
+        return torch.randn(self.config.batch_size, self.config.model.nz, device=self.device, generator=self.noise_rng)
+
+    def train_step(self, stats: StepStats) -> None:
+        """``d_steps_per_g_step`` discriminator updates, then ``g_steps_per_d_step`` generator
+        updates; the last fake batch of the D phase is reused by the first G update."""
+        o = self.config.optim
+        fake = None
+        for d_step in range(o.d_steps_per_g_step):
+            real = self._real_batch()
+            reuse = d_step == o.d_steps_per_g_step - 1
+            with self._autocast(), torch.set_grad_enabled(reuse):
+                fake = self.G(self._z())
+            with self._autocast():
+                real_logits = self.D(real)
+                fake_logits = self.D(fake.detach())
+            loss_d = self.loss.discriminator(real_logits, fake_logits)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+            self.images_seen += real.shape[0]
+
+        self.D.requires_grad_(False)  # G's update needs gradients through D, not for D
+        for g_step in range(o.g_steps_per_d_step):
+            if g_step > 0:
+                with self._autocast():
+                    fake = self.G(self._z())
+            with self._autocast():
+                gen_logits = self.D(fake)
+            loss_g = self.loss.generator(gen_logits)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.opt_g.step()
+        self.D.requires_grad_(True)
+
+        if self.ema:
+            self.ema.update(self.G, self.config.batch_size, self.images_seen)
+        self.step += 1
+        stats.add(loss_d, loss_g, torch.sigmoid(real_logits.float()).mean(), torch.sigmoid(fake_logits.float()).mean())
+
+    # --- outputs ---------------------------------------------------------------------------
+
+    @property
+    def sampling_generator(self) -> Generator:
+        return self.ema.model if self.ema else self.G
+
+    def export_info(self) -> dict[str, Any]:
+        meta = self.dataset.meta
+        keys = ("native_size", "fit", "padded_size", "pad", "background")
+        return {
+            "class_names": list(self.dataset.class_names),
+            **{k: meta[k] for k in keys if k in meta},
+            "dataset": meta.get("source"),
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "ema": self.ema is not None,
+            "seed": self.config.seed,
+        }
+
+    def _pixel_range(self) -> tuple[float, float]:
+        return (-1.0, 1.0) if self.config.model.g_output == "tanh" else (0.0, 1.0)
+
+    @torch.no_grad()
+    def save_samples(self) -> Path:
+        generator = self.sampling_generator
+        was_training = generator.training
+        generator.eval()  # eval BatchNorm: running statistics, and no update of them
+        images = generator(self.fixed_noise).float()
+        generator.train(was_training)
+        images = to_uint8(to_native(images, self.dataset.meta), self._pixel_range()).cpu().numpy()
+        return save_grid(images, self.run_dir / "samples" / f"step-{self.step:06d}.png")
+
+    def save_reals(self) -> Path:
+        count = self.config.train.grid_size
+        train = self.dataset.subset("train")[0]
+        picks = np.random.default_rng(self.config.seed).choice(len(train), size=min(count, len(train)), replace=False)
+        images = to_native(torch.from_numpy(train[np.sort(picks)]).float(), self.dataset.meta)
+        return save_grid(images.round().to(torch.uint8).numpy(), self.run_dir / REALS_FILE)
+
+    def check_finite(self, values: dict[str, float]) -> None:
+        bad = [k for k in ("loss_d", "loss_g") if not math.isfinite(values[k])]
+        if bad:
+            raise TrainingStopped(
+                f"Training stopped at step {self.step}: {' and '.join(bad)} became non-finite; the last good "
+                f"checkpoint is kept in {self.run_dir / LAST_CHECKPOINT} (lower the learning rates or use "
+                f"--train.precision fp32, then --resume)."
+            )
+
+    def save_checkpoint(self) -> Path:
+        return save_checkpoint(self.state_dict(), self.run_dir / LAST_CHECKPOINT)
+
+    def export(self) -> Path:
+        return export_generator(self.sampling_generator, self.run_dir / "generator", self.export_info())
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def fit(self, progress: bool = True) -> dict[str, Any]:
+        """Train until the budget is spent or a stop signal arrives; returns a short summary."""
+        cfg, t = self.config, self.config.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        if not (self.run_dir / REALS_FILE).exists():
+            self.save_reals()
+        self._trim_metrics()
+
+        end_step = target_steps(cfg)
+        minutes_left = None if cfg.minutes is None else cfg.minutes * 60.0 - self.elapsed_s
+        stop = _StopSignal()
+        stats = StepStats.zeros(self.device)
+        last_log_time, last_log_images = time.perf_counter(), self.images_seen
+        session_start = time.perf_counter()
+        elapsed_at_start = self.elapsed_s
+        bar = tqdm(total=end_step, initial=self.step, unit="step", disable=not progress, dynamic_ncols=True,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        reason = "budget"
+        self.G.train()
+        self.D.train()
+        with stop:
+            while True:
+                if end_step is not None and self.step >= end_step:
+                    break
+                if minutes_left is not None and time.perf_counter() - session_start >= minutes_left:
+                    break
+                if stop.received:
+                    reason = "signal"
+                    break
+                self.train_step(stats)
+                bar.update(1)
+                self.elapsed_s = elapsed_at_start + time.perf_counter() - session_start
+                at_end = end_step is not None and self.step >= end_step
+                if self.step % t.log_every == 0 or at_end:
+                    now = time.perf_counter()
+                    values = stats.means()
+                    self.check_finite(values)
+                    values["images_per_s"] = (self.images_seen - last_log_images) / max(now - last_log_time, 1e-9)
+                    self._log(values)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+                    stats = StepStats.zeros(self.device)
+                    last_log_time, last_log_images = now, self.images_seen
+                if self.step % t.sample_every == 0:
+                    self.save_samples()
+                if self.step % t.checkpoint_every == 0:
+                    self._checked_checkpoint(stats)
+        bar.close()
+        if stats.count:
+            self.check_finite(stats.means())
+        self.save_checkpoint()
+        samples = self.save_samples()
+        export = self.export()
+        return {"step": self.step, "images_seen": self.images_seen, "elapsed_s": self.elapsed_s,
+                "stopped_by": reason, "samples": samples, "export": export, "run_dir": self.run_dir}
+
+    def _checked_checkpoint(self, stats: StepStats) -> None:
+        if stats.count:  # never save weights that may already hold a NaN
+            self.check_finite(stats.means())
+        self.save_checkpoint()
+
+    def _log(self, values: dict[str, float]) -> None:
+        record = {"step": self.step, "images_seen": self.images_seen,
+                  "epoch": self.batches.batches_drawn / self.batches.batches_per_epoch,
+                  "elapsed_s": round(self.elapsed_s, 3), **{k: round(v, 6) for k, v in values.items()}}
+        with open(self.run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _trim_metrics(self) -> None:
+        """On resume, drop log lines written after the checkpoint: they will be written again."""
+        path = self.run_dir / METRICS_FILE
+        if not path.exists():
+            return
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= self.step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+class _StopSignal:
+    """Turns SIGINT / SIGTERM into a flag checked between steps, so the step in flight finishes
+    and the checkpoint is written before the process exits."""
+
+    def __init__(self):
+        self.received = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        if self.received:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.received = True
+
+    def __enter__(self):
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: signals stay with the caller
+            self._previous.clear()
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    from productgan.config import from_dict
+
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ProductganError(f"{run_dir} is not a productgan run directory (no {CONFIG_FILE}); pass the folder a training run wrote.")
+    return from_dict(RunConfig, yaml.safe_load(path.read_text()))
