@@ -17,11 +17,10 @@ def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, 
                      size: str = "native", device: str = "cpu", overwrite: bool = False) -> Path:
     out = Path(out)
     kind = "npy" if out.suffix.lower() == ".npy" else "png" if out.suffix.lower() == ".png" else "dir"
-    if out.exists() and not overwrite:
-        if kind != "dir" or any(out.iterdir()):
-            raise ProductganError(f"{out} already exists; choose another --out or pass --overwrite.")
     if out.exists() and kind == "dir" and not out.is_dir():
         raise UsageError(f"{out} is a file; give a folder, a .png or a .npy path.")
+    if out.exists() and not overwrite and (kind != "dir" or any(out.iterdir())):
+        raise ProductganError(f"{out} already exists; choose another --out or pass --overwrite.")
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}.")
     sampler = load_generator(source, device=device)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
@@ -61,12 +62,12 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dic
 def find_export(source: str | os.PathLike) -> Path:
     """A run directory, an export folder, or its model.safetensors -> the export folder."""
     path = Path(source).expanduser()
+    if not path.exists():
+        raise ProductganError(f"{path} does not exist; pass a run directory or an exported generator folder.")
     candidates = [path / "generator", path] if path.is_dir() else [path.parent]
     for folder in candidates:
         if (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
             return folder
-    if not path.exists():
-        raise ProductganError(f"{path} does not exist; pass a run directory or an exported generator folder.")
     raise ProductganError(
         f"{path} holds no exported generator ({WEIGHTS_FILE} + {CONFIG_FILE}); pass a run directory "
         f"whose training has finished, or run `productgan export RUN_DIR` first."
@@ -80,8 +81,10 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
         config = json.loads((folder / CONFIG_FILE).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ProductganError(f"{folder / CONFIG_FILE} is not readable JSON ({error}); export the generator again.")
-    if config.get("format") != EXPORT_FORMAT:
-        raise ProductganError(f"{folder} is not a productgan generator export (format {config.get('format')!r}).")
+    found = config.get("format") if isinstance(config, dict) else type(config).__name__
+    if found != EXPORT_FORMAT:
+        raise ProductganError(f"{folder} is not a productgan generator export ({CONFIG_FILE} says {found!r}, "
+                              f"not {EXPORT_FORMAT!r}); export the generator again.")
     try:
         model_config = from_dict(ModelConfig, config["model"])
         generator = Generator(model_config, config["image_size"], config["channels"])
@@ -89,21 +92,36 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
         raise ProductganError(f"{folder / CONFIG_FILE} does not describe a generator this version can build ({error}).")
     try:
         state = load_file(str(folder / WEIGHTS_FILE))
-        generator.load_state_dict(state, strict=True)
     except Exception as error:  # safetensors raises its own types for damaged files
-        first_line = str(error).strip().splitlines()[0]
+        raise ProductganError(f"{folder / WEIGHTS_FILE} cannot be read ({_first_line(error)}); it is damaged or "
+                              f"not a safetensors file: export the generator again from its run.")
+    try:
+        generator.load_state_dict(state, strict=True)
+    except RuntimeError as error:
         raise ProductganError(
             f"The weights in {folder / WEIGHTS_FILE} do not match the architecture in {CONFIG_FILE} "
-            f"({first_line}); export the generator again from its run."
+            f"({_first_line(error, skip_headers=True)}); export the generator again from its run."
         )
     generator.eval().requires_grad_(False)
     return Sampler(generator.to(device), config)
 
 
+def _first_line(error: Exception, skip_headers: bool = False) -> str:
+    """The informative line of a library error (torch puts a header line before the details)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if skip_headers and len(lines) > 1 and lines[0].endswith(":"):
+        lines = lines[1:]
+    return lines[0].rstrip(".") if lines else type(error).__name__
+
+
 def noise(n: int, nz: int, seed: int) -> torch.Tensor:
-    """Seeded latent vectors, drawn on the CPU so that a seed means the same images on any device."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(n, nz, generator=generator)
+    """Seeded latent vectors, the same on any device.
+
+    Drawn with numpy's generator, which fills rows in order, so the first k vectors of
+    ``noise(n, ...)`` are ``noise(k, ...)``: image i of a seed does not depend on how many are asked for.
+    """
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.standard_normal((n, nz), dtype=np.float32))
 
 
 def to_uint8(images: torch.Tensor, pixel_range: tuple[float, float] | list[float]) -> torch.Tensor:

@@ -396,7 +396,13 @@ class Trainer:
         path = self.run_dir / METRICS_FILE
         if not path.exists():
             return
-        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= self.step]
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):  # a line cut short by a crash
+                continue
         path.write_text("".join(line + "\n" for line in kept))
 
 

@@ -1,0 +1,31 @@
+# Set-up and the two everyday jobs. `make demo` and `make test` work on a fresh Debian/Ubuntu machine.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build by default; GPU users pass e.g. TORCH="torch" (PyPI's CUDA build) or a CUDA wheel spec.
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.productgan-installed
+
+.PHONY: setup data demo test bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+data:
+	bash scripts/ensure-fashion-mnist.sh
+
+# A short default run on Fashion-MNIST that ends with a sample grid (a few minutes on a laptop CPU).
+demo: setup data
+	$(BIN)/productgan train --config configs/demo.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,214 @@
+"""Training throughput: productgan's training step against a plain reference loop, same run.
+
+    python benchmarks/throughput.py            # all cases, ~3 minutes on 2 CPU cores
+    python benchmarks/throughput.py --steps 10 --cases default-fp32 reference-64
+
+The reference is the canonical DCGAN recipe as people usually run it: 64x64, 1 channel, nz 100,
+ngf = ndf = 64, batch 64, eager float32, fed by a DataLoader whose dataset decodes and resizes one
+PIL image per item. productgan's step runs on the packed uint8 array with batches gathered by
+index. Each case runs in its own process (clean thread pool, its own peak memory). Prints a
+table and writes benchmarks/results/throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+CANONICAL = {"image_size": 64, "batch_size": 64, "model": {"nz": 100, "ngf": 64, "ndf": 64}}
+CASES = {
+    # name: (kind, image_size, settings)
+    "reference-64": ("reference", 64, {}),
+    "canonical-fp32": ("productgan", 64, {"precision": "fp32"}),
+    "canonical-bf16": ("productgan", 64, {"precision": "bf16"}),
+    "default-fp32": ("productgan", 32, {"precision": "fp32", "default": True}),
+    "default-bf16": ("productgan", 32, {"precision": "bf16", "default": True}),
+}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_productgan(image_size: int, settings: dict, steps: int, warmup: int) -> dict:
+    from productgan.config import ModelConfig, RunConfig, TrainConfig
+    from productgan.data import open_dataset
+    from productgan.train import Trainer
+    from productgan.train.loop import StepStats
+
+    config = RunConfig(out="unused", train=TrainConfig(precision=settings["precision"]))
+    if not settings.get("default"):
+        config.batch_size = CANONICAL["batch_size"]
+        config.model = ModelConfig(**CANONICAL["model"])
+    dataset = open_dataset("fashion-mnist", image_size=image_size)
+    trainer = Trainer(config, Path("/nonexistent"), dataset)
+    stats = StepStats.zeros(trainer.device)
+    for _ in range(warmup):
+        trainer.train_step(stats)
+    stats.means()
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(stats)
+    values = stats.means()  # the one host sync, as in the loop
+    seconds = time.perf_counter() - start
+    return {"images_per_s": steps * config.batch_size / seconds, "batch_size": config.batch_size,
+            "model": vars(config.model), "autocast": str(trainer.autocast_dtype), "loss_d": values["loss_d"]}
+
+
+def run_reference(steps: int, warmup: int) -> dict:
+    """The canonical eager recipe: PIL decode + resize per item, DataLoader, fp32, BCE on sigmoid."""
+    import io
+
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    from PIL import Image
+
+    from productgan.data import load_fashion_mnist
+
+    source = load_fashion_mnist()
+
+    class PngDataset(torch.utils.data.Dataset):
+        # Images stored as encoded PNG bytes, decoded per item, as an image-folder loader does.
+        def __init__(self, images):
+            self.items = []
+            for image in images[:20000]:
+                buffer = io.BytesIO()
+                Image.fromarray(image).save(buffer, format="PNG")
+                self.items.append(buffer.getvalue())
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, index):
+            image = Image.open(io.BytesIO(self.items[index])).convert("L").resize((64, 64), Image.Resampling.BILINEAR)
+            array = np.asarray(image, dtype=np.float32) / 255.0
+            return torch.from_numpy((array - 0.5) / 0.5).unsqueeze(0)
+
+    nz, ngf, ndf = 100, 64, 64
+    netG = nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), nn.Tanh())
+    netD = nn.Sequential(
+        nn.Conv2d(1, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+    criterion = nn.BCELoss()
+    optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    loader = torch.utils.data.DataLoader(PngDataset(source.train_images), batch_size=64, shuffle=True,
+                                         num_workers=2, drop_last=True, persistent_workers=True)
+
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+
+    def step():
+        real = next(stream)
+        b = real.size(0)
+        netD.zero_grad()
+        out = netD(real).view(-1)
+        errD_real = criterion(out, torch.ones(b))
+        errD_real.backward()
+        fake = netG(torch.randn(b, nz, 1, 1))
+        out = netD(fake.detach()).view(-1)
+        errD_fake = criterion(out, torch.zeros(b))
+        errD_fake.backward()
+        optD.step()
+        netG.zero_grad()
+        out = netD(fake).view(-1)
+        errG = criterion(out, torch.ones(b))
+        errG.backward()
+        optG.step()
+        return errG.item()  # the per-step host sync the canonical loop makes for its log line
+
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = time.perf_counter() - start
+    return {"images_per_s": steps * 64 / seconds, "batch_size": 64, "model": {"nz": nz, "ngf": ngf, "ndf": ndf},
+            "autocast": "None"}
+
+
+def run_case(name: str, steps: int, warmup: int) -> dict:
+    kind, image_size, settings = CASES[name]
+    if kind == "reference":
+        result = run_reference(steps, warmup)
+    else:
+        result = run_productgan(image_size, settings, steps, warmup)
+    return {"case": name, "image_size": image_size, "steps": steps, **result, "peak_rss_mib": peak_rss_mib()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="Timed steps per case.")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # run one case in this process
+    args = parser.parse_args()
+
+    if args.one:
+        print(json.dumps(run_case(args.one, args.steps, args.warmup)))
+        return
+
+    import torch
+
+    rows = []
+    for name in args.cases:
+        out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
+                              "--warmup", str(args.warmup)], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"{name}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"{name:<16} {rows[-1]['images_per_s']:8.0f} img/s   peak RSS {rows[-1]['peak_rss_mib']:6.0f} MiB",
+              flush=True)
+
+    reference = next((r["images_per_s"] for r in rows if r["case"] == "reference-64"), None)
+    print(f"\n{'case':<16} {'size':>4} {'img/s':>8} {'x reference':>12} {'peak MiB':>9}")
+    for r in rows:
+        ratio = f"{r['images_per_s'] / reference:.2f}" if reference else "-"
+        print(f"{r['case']:<16} {r['image_size']:>4} {r['images_per_s']:>8.0f} {ratio:>12} {r['peak_rss_mib']:>9.0f}")
+
+    from productgan.train.loop import cpu_has_native_bf16
+
+    machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+               "cpu_model": _cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "native_bf16": cpu_has_native_bf16()}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "throughput.json"
+    path.write_text(json.dumps({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
+                                "steps": args.steps, "results": rows}, indent=2) + "\n")
+    print(f"\nwritten to {path}")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""End to end through the command line: prepare -> train -> generate -> export, and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from productgan.cli import main
+
+TINY = ["--batch-size", "16", "--model.nz", "8", "--model.ngf", "4", "--model.ndf", "4", "--train.grid-size", "4",
+        "--train.precision", "fp32", "--train.log-every", "2", "--no-progress"]
+
+
+@pytest.fixture
+def trained_run(tmp_path, fake_fmnist, capsys):
+    packed = tmp_path / "packed"
+    assert main(["prepare", str(fake_fmnist), "--out", str(packed), "--val-size", "20"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(packed), "--out", str(run), "--steps", "4", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "Sample grid:" in out and str(run / "samples" / "step-000004.png") in out
+    return run
+
+
+def test_prepare_train_generate_export(trained_run, tmp_path):
+    meta = json.loads((tmp_path / "packed" / "dataset.json").read_text())
+    assert meta["split_sizes"] == {"train": 180, "val": 20, "test": 50}
+
+    assert main(["generate", str(trained_run), "--n", "5", "--seed", "3", "--out", str(tmp_path / "a.npy")]) == 0
+    assert main(["generate", str(trained_run / "generator"), "--n", "5", "--seed", "3",
+                 "--out", str(tmp_path / "b.npy")]) == 0
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert a.dtype == np.uint8 and a.shape == (5, 1, 28, 28)
+    assert np.array_equal(a, b)
+
+    assert main(["generate", str(trained_run), "--n", "3", "--size", "training", "--out", str(tmp_path / "c.npy")]) == 0
+    assert np.load(tmp_path / "c.npy").shape == (3, 1, 32, 32)
+    assert main(["generate", str(trained_run), "--n", "4", "--out", str(tmp_path / "grid.png")]) == 0
+    assert Image.open(tmp_path / "grid.png").size == (2 + 2 * 30, 2 + 2 * 30)
+    assert main(["generate", str(trained_run), "--n", "3", "--out", str(tmp_path / "pngs")]) == 0
+    assert len(list((tmp_path / "pngs").glob("*.png"))) == 3
+
+    assert main(["export", str(trained_run)]) == 0
+    assert (trained_run / "generator" / "model.safetensors").is_file()
+
+
+def test_train_with_config_file_and_resume(tmp_path, fake_fmnist, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("batch_size: 16\nsteps: 2\nmodel:\n  nz: 8\n  ngf: 4\n  ndf: 4\ntrain:\n  grid_size: 4\n"
+                      "  precision: fp32\n  log_every: 1\n")
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", str(fake_fmnist), "--train.val-size", "20", "--out", str(run),
+                 "--no-progress"]) == 0
+    assert "steps: 2" in (run / "config.yaml").read_text()
+    assert main(["train", "--resume", str(run), "--steps", "3", "--no-progress"]) == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+
+
+def test_print_config_shows_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model.ngf", "12", "--print_config"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "ngf: 12" in printed and "d_steps_per_g_step: 1" in printed and "precision: auto" in printed
+
+
+def test_missing_dataset_is_one_clear_sentence(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), *TINY])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "nowhere" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_fashion_mnist_says_where_to_get_it(tmp_path, capsys, monkeypatch):
+    import productgan.data.fashion_mnist as fm
+
+    monkeypatch.setattr(fm, "SYSTEM_FOLDER", tmp_path / "none")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("PRODUCTGAN_DATA", raising=False)
+    code = main(["train", "--out", str(tmp_path / "run"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "apt-get install dataset-fashion-mnist" in err and "Traceback" not in err
+
+
+def test_bad_flag_and_bad_value(capsys):
+    assert main(["train", "--no-such-flag", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_flag" in err and "productgan train --help" in err
+    assert main(["train", "--loss.name", "softmax"]) == 2
+    assert "loss.name" in capsys.readouterr().err
+    assert main(["frobnicate"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+
+
+def test_resume_refuses_other_flags(trained_run, capsys):
+    assert main(["train", "--resume", str(trained_run), "--model.ngf", "64"]) == 2
+    assert "only --steps, --images and --minutes" in capsys.readouterr().err
+
+
+def test_generate_never_overwrites_without_asking(trained_run, tmp_path, capsys):
+    target = tmp_path / "x.npy"
+    target.write_bytes(b"keep me")
+    assert main(["generate", str(trained_run), "--n", "2", "--out", str(target)]) == 1
+    assert target.read_bytes() == b"keep me"
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["generate", str(trained_run), "--n", "2", "--out", str(target), "--overwrite"]) == 0
+    assert np.load(target).shape == (2, 1, 28, 28)
+
+
+def test_generate_from_a_folder_without_export(tmp_path, capsys):
+    assert main(["generate", str(tmp_path), "--n", "2", "--out", str(tmp_path / "x.npy")]) == 1
+    assert "no exported generator" in capsys.readouterr().err

@@ -1,0 +1,210 @@
+"""The training loop: budgets, run directory, checkpoints, exact resume, stops."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+from productgan.config import ModelConfig, RunConfig, TrainConfig
+from productgan.errors import ProductganError, UsageError
+from productgan.train import Trainer, export_run, resume, train
+from productgan.train.checkpoint import load_checkpoint, save_checkpoint
+from productgan.train.ema import EMA
+from productgan.train.loop import BatchSource, TrainingStopped, target_steps
+from productgan.train.rundir import new_run_dir
+
+
+def tiny_config(data, out, **overrides) -> RunConfig:
+    config = RunConfig(
+        data=str(data),
+        out=str(out),
+        batch_size=16,
+        steps=6,
+        model=ModelConfig(nz=8, ngf=4, ndf=4),
+        train=TrainConfig(precision="fp32", log_every=2, sample_every=3, checkpoint_every=2, grid_size=4),
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    """Every tensor equal bit for bit, every plain value equal, recursively."""
+    assert a.keys() == b.keys()
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, torch.Tensor):
+            assert torch.equal(x, y), key
+        elif isinstance(x, dict):
+            assert_same_state(x, y)
+        elif isinstance(x, (list, tuple)):
+            assert len(x) == len(y)
+            for i, (u, v) in enumerate(zip(x, y)):
+                assert_same_state({i: u}, {i: v})
+        elif key not in ("elapsed_s", "out"):  # wall time and run folder differ by nature
+            assert x == y, key
+
+
+def checkpoint_of(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")
+
+
+def test_run_writes_the_run_directory(fake_packed, tmp_path):
+    summary = train(tiny_config(fake_packed, tmp_path / "run"), progress=False)
+    run = tmp_path / "run"
+    assert summary["step"] == 6 and summary["images_seen"] == 6 * 16
+    for name in ("config.yaml", "reals.png", "metrics.jsonl", "checkpoints/last.pt", "generator/model.safetensors",
+                 "generator/config.json", "samples/step-000003.png", "samples/step-000006.png"):
+        assert (run / name).is_file(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    for record in records:
+        assert {"loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "images_seen"} <= record.keys()
+        assert 0.0 <= record["d_real"] <= 1.0 and 0.0 <= record["d_fake"] <= 1.0
+        assert math.isfinite(record["loss_d"]) and math.isfinite(record["loss_g"])
+    exported = json.loads((run / "generator" / "config.json").read_text())
+    assert exported["native_size"] == [28, 28] and exported["step"] == 6 and exported["ema"] is True
+
+
+def test_numbered_run_directories(tmp_path):
+    first = new_run_dir(tmp_path, "fashion-mnist", 32)
+    second = new_run_dir(tmp_path, "/data/My Shoes/", 64)
+    assert first.name == "00000-fashion-mnist-32"
+    assert second.name == "00001-my-shoes-64"
+
+
+def test_out_holding_a_run_is_refused(fake_packed, tmp_path):
+    train(tiny_config(fake_packed, tmp_path / "run", steps=2), progress=False)
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(ProductganError, match="already holds a run"):
+        train(tiny_config(fake_packed, tmp_path / "run", steps=2), progress=False)
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_resume_matches_an_uninterrupted_run_bit_for_bit(fake_packed, tmp_path):
+    # 180 training images / batch 16 = 11 batches per epoch: 14 steps cross an epoch boundary.
+    train(tiny_config(fake_packed, tmp_path / "full", steps=14), progress=False)
+    train(tiny_config(fake_packed, tmp_path / "split", steps=5), progress=False)
+    summary = resume(tmp_path / "split", steps=14, progress=False)
+    assert summary["step"] == 14
+    assert_same_state(checkpoint_of(tmp_path / "full"), checkpoint_of(tmp_path / "split"))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 5, 6, 8, 10, 12, 14]
+
+
+def test_signal_finishes_the_step_saves_and_resumes_exactly(fake_packed, tmp_path, monkeypatch):
+    train(tiny_config(fake_packed, tmp_path / "full", steps=8), progress=False)
+
+    original = Trainer.train_step
+
+    def step_then_interrupt(self, stats):
+        original(self, stats)
+        if self.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
+    summary = train(tiny_config(fake_packed, tmp_path / "cut", steps=8), progress=False)
+    assert summary["stopped_by"] == "signal" and summary["step"] == 3
+    assert checkpoint_of(tmp_path / "cut")["step"] == 3
+    monkeypatch.setattr(Trainer, "train_step", original)
+    resume(tmp_path / "cut", progress=False)  # no budget given: the run's own 8 steps
+    assert_same_state(checkpoint_of(tmp_path / "full"), checkpoint_of(tmp_path / "cut"))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(fake_packed, tmp_path, monkeypatch):
+    original = Trainer.train_step
+
+    def poisoned(self, stats):
+        original(self, stats)
+        if self.step == 5:
+            with torch.no_grad():
+                for p in self.D.parameters():
+                    p.fill_(float("nan"))
+
+    monkeypatch.setattr(Trainer, "train_step", poisoned)
+    with pytest.raises(TrainingStopped, match="non-finite"):
+        train(tiny_config(fake_packed, tmp_path / "run", steps=10), progress=False)
+    state = checkpoint_of(tmp_path / "run")
+    assert state["step"] == 4
+    assert all(torch.isfinite(t).all() for t in state["D"].values() if t.is_floating_point())
+
+
+def test_budgets():
+    config = RunConfig(batch_size=10, steps=None, images=95)
+    assert target_steps(config) == 10
+    config.optim.d_steps_per_g_step = 2
+    assert target_steps(config) == 5
+    config.steps = 3
+    assert target_steps(config) == 3
+    assert target_steps(RunConfig(minutes=1.0)) is None
+
+
+def test_minutes_budget_stops(fake_packed, tmp_path):
+    summary = train(tiny_config(fake_packed, tmp_path / "run", steps=None, minutes=0.002), progress=False)
+    assert 1 <= summary["step"] and summary["elapsed_s"] >= 0.12
+
+
+def test_bad_budget_is_a_usage_error(fake_packed, tmp_path):
+    with pytest.raises(UsageError, match="--steps must be positive"):
+        train(tiny_config(fake_packed, tmp_path / "run", steps=0), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_batch_larger_than_the_data_is_refused(fake_packed, tmp_path):
+    with pytest.raises(ProductganError, match="fewer than one batch"):
+        train(tiny_config(fake_packed, tmp_path / "run", batch_size=500), progress=False)
+
+
+def test_batch_source_visits_every_image_once_per_epoch():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
+    source = BatchSource(images, batch_size=3, seed=5)
+    epoch = torch.cat([source.next().flatten() for _ in range(3)])
+    assert len(set(epoch.tolist())) == 9  # the tenth image is the dropped remainder
+    again = BatchSource(images, batch_size=3, seed=5)
+    again.batches_drawn = 3
+    assert torch.equal(again.next(), source.next())  # position is the counter alone
+
+
+def test_update_schedules_run(fake_packed, tmp_path):
+    config = tiny_config(fake_packed, tmp_path / "run", steps=2)
+    config.optim.d_steps_per_g_step = 2
+    config.optim.g_steps_per_d_step = 3
+    config.optim.name = "sgd"
+    config.loss.name = "lsgan"
+    summary = train(config, progress=False)
+    assert summary["images_seen"] == 2 * 2 * 16
+
+
+def test_ema_ramps_up_and_tracks():
+    source = torch.nn.Linear(2, 2)
+    ema = EMA(source, half_life_images=1000, warmup=0.5)
+    assert ema.decay(batch_size=10, images_seen=10) == pytest.approx(0.5 ** 2)
+    assert ema.decay(batch_size=10, images_seen=10**6) == pytest.approx(0.5 ** (10 / 1000))
+    with torch.no_grad():
+        source.weight.add_(1.0)
+    before = ema.model.weight.clone()
+    ema.update(source, batch_size=10, images_seen=10)
+    expected = before + (source.weight - before) * (1 - 0.25)
+    assert torch.allclose(ema.model.weight, expected)
+
+
+def test_checkpoint_is_weights_only_and_atomic(tmp_path):
+    path = save_checkpoint({"x": torch.ones(2), "step": 3}, tmp_path / "c" / "last.pt")
+    assert torch.load(path, weights_only=True)["step"] == 3
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ProductganError, match="cannot be read"):
+        load_checkpoint(path)
+
+
+def test_export_run_rebuilds_the_generator_from_the_checkpoint(fake_packed, tmp_path):
+    train(tiny_config(fake_packed, tmp_path / "run", steps=2), progress=False)
+    before = (tmp_path / "run" / "generator" / "model.safetensors").read_bytes()
+    (tmp_path / "run" / "generator" / "model.safetensors").unlink()
+    export_run(tmp_path / "run")
+    assert (tmp_path / "run" / "generator" / "model.safetensors").read_bytes() == before
