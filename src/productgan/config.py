@@ -11,6 +11,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+from productgan.errors import UsageError
+
+IMAGE_SIZES = (32, 64, 128, 256)
+
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid"]
 
 
@@ -155,6 +159,16 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def check_image_size(image_size: Any) -> int:
+    """``image_size`` as an int if it is a supported training resolution, else a UsageError."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in IMAGE_SIZES:
+        raise UsageError(
+            f"The image size must be a power of two from 32 to 256 ({', '.join(map(str, IMAGE_SIZES))}), "
+            f"got {image_size!r}."
+        )
+    return int(image_size)
 
 
 def to_dict(config: Any) -> dict:

@@ -13,7 +13,7 @@ class ProductganError(Exception):
         self.exit_code = exit_code
 
 
-class UsageError(ProductganError):
+class UsageError(ProductganError, ValueError):
     """A wrong flag or value on the command line or in a config file."""
 
     def __init__(self, message: str):

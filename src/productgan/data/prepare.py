@@ -22,10 +22,10 @@ from productgan.data.packed import (
     check_output_folder,
     is_packed_dataset,
 )
+from productgan.config import IMAGE_SIZES, check_image_size
 from productgan.errors import ProductganError, UsageError
 
 FASHION_MNIST = "fashion-mnist"
-IMAGE_SIZES = (32, 64, 128, 256)
 DEFAULT_IMAGE_SIZE = 32
 DEFAULT_VAL_SIZE = 5000
 DEFAULT_SPLIT_SEED = 0
@@ -35,21 +35,6 @@ DEFAULT_SPLIT_SEED = 0
 _FMNIST_PADDED = 32
 _FMNIST_PAD = (_FMNIST_PADDED - NATIVE_SIZE[0]) // 2
 _FMNIST_BACKGROUND = 0
-
-
-def check_image_size(image_size: int) -> int:
-    """``image_size`` if it is a supported training resolution, else a UsageError."""
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
-        raise UsageError(
-            f"The image size must be one of {', '.join(map(str, IMAGE_SIZES))}, not "
-            f"{image_size!r}."
-        )
-    if int(image_size) not in IMAGE_SIZES:
-        raise UsageError(
-            f"The image size {image_size} is not supported; use a power of two from 32 to 256 "
-            f"({', '.join(map(str, IMAGE_SIZES))})."
-        )
-    return int(image_size)
 
 
 def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> np.ndarray:

@@ -13,17 +13,9 @@ import math
 import torch
 from torch import nn
 
-from productgan.config import ModelConfig
+from productgan.config import ModelConfig, check_image_size
 
-MIN_SIZE, MAX_SIZE = 32, 256
 MAX_WIDTH_MULTIPLIER = 8
-
-
-def check_image_size(image_size: int) -> None:
-    if image_size < MIN_SIZE or image_size > MAX_SIZE or image_size & (image_size - 1):
-        raise ValueError(
-            f"image size must be a power of two from {MIN_SIZE} to {MAX_SIZE}, got {image_size}"
-        )
 
 
 def _multipliers(image_size: int) -> list[int]:

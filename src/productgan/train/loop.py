@@ -333,7 +333,6 @@ class Trainer:
         self._trim_metrics()
 
         end_step = target_steps(cfg)
-        minutes_left = None if cfg.minutes is None else cfg.minutes * 60.0 - self.elapsed_s
         stop = _StopSignal()
         stats = StepStats.zeros(self.device)
         last_log_time, last_log_images = time.perf_counter(), self.images_seen
@@ -346,9 +345,10 @@ class Trainer:
         self.D.train()
         with stop:
             while True:
+                self.elapsed_s = elapsed_at_start + time.perf_counter() - session_start
                 if end_step is not None and self.step >= end_step:
                     break
-                if minutes_left is not None and time.perf_counter() - session_start >= minutes_left:
+                if cfg.minutes is not None and self.elapsed_s >= cfg.minutes * 60.0:
                     break
                 if stop.received:
                     reason = "signal"
