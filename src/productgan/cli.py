@@ -83,6 +83,8 @@ def cmd_train(args: list[str]) -> int:
         for key in ("config", "resume", "no_progress", "debug", "__path__"):
             values.pop(key, None)
         summary = train(from_dict(RunConfig, values), progress=not ns.no_progress)
+    if not summary["is_main"]:
+        return 0  # under torchrun, rank 0 reports for all
     how = "finished" if summary["stopped_by"] == "budget" else "stopped by a signal"
     print(f"Training {how} at step {summary['step']} ({summary['images_seen']:,} images, "
           f"{summary['elapsed_s'] / 60:.1f} min).")

@@ -108,6 +108,8 @@ class TrainConfig:
         split_seed: Seed of the train / validation split, kept apart from the run seed so runs
             with different seeds see the same split (unset: 0, or as recorded).
         threads: CPU threads for torch (0 leaves torch's default).
+        sync_batchnorm: Under torchrun, share BatchNorm statistics across processes (for small
+            per-GPU batches); off by default, as each rank's batch is already a fair sample.
     """
 
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -123,6 +125,7 @@ class TrainConfig:
     val_size: Optional[int] = None
     split_seed: Optional[int] = None
     threads: int = 0
+    sync_batchnorm: bool = False
 
 
 @dataclass

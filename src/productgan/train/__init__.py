@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from productgan.config import RunConfig
 from productgan.data import open_dataset
 from productgan.errors import ProductganError, UsageError
+from productgan.train import distributed
 from productgan.train.loop import LAST_CHECKPOINT, Trainer, load_run_config
 from productgan.train.rundir import new_run_dir
 
@@ -41,23 +43,40 @@ def check_budget(config: RunConfig) -> None:
 
 
 def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """Start a new run described by ``config``; returns the loop's summary."""
+    """Start a new run described by ``config``; returns the loop's summary.
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls this. A restart by torchrun's
+    ``--max-restarts`` finds the checkpoint in ``--out`` and resumes from it.
+    """
+    context = distributed.from_environment()
     check_budget(config)
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    if context.enabled:
+        distributed.local_batch_size(config.batch_size, context)
+        if restarted and config.out and (Path(config.out) / LAST_CHECKPOINT).is_file():
+            return resume(config.out, config.steps, config.images, config.minutes, progress=progress)
+        if not config.out:
+            raise UsageError("Under torchrun, give the run directory with --out, so every process and every "
+                             "restart uses the same one.")
     dataset = _open(config)
     if config.out:
         run_dir = Path(config.out)
-        if (run_dir / LAST_CHECKPOINT).exists() or (run_dir / "config.yaml").exists():
+        if context.is_main and not restarted and ((run_dir / LAST_CHECKPOINT).exists() or (run_dir / "config.yaml").exists()):
             raise ProductganError(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another --out."
             )
-        run_dir.mkdir(parents=True, exist_ok=True)
     else:
         run_dir = new_run_dir(config.runs_root, config.data, dataset.image_size)
-    return Trainer(config, run_dir, dataset).fit(progress=progress)
+    try:
+        return Trainer(config, run_dir, dataset, context=context).fit(progress=progress)
+    finally:
+        distributed.shutdown()
 
 
 def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress: bool = True) -> dict[str, Any]:
-    """Continue the run in ``run_dir`` in place; a budget given here is the new total."""
+    """Continue the run in ``run_dir`` in place; a budget given here is the new total. The number
+    of processes may differ from the run's start: the data position and noise do not depend on it."""
+    context = distributed.from_environment()
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     if not (run_dir / LAST_CHECKPOINT).is_file():
@@ -66,7 +85,10 @@ def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress:
         config.steps, config.images, config.minutes = steps, images, minutes
     check_budget(config)
     dataset = _open(config)
-    return Trainer(config, run_dir, dataset, resume=True).fit(progress=progress)
+    try:
+        return Trainer(config, run_dir, dataset, resume=True, context=context).fit(progress=progress)
+    finally:
+        distributed.shutdown()
 
 
 def export_run(run_dir: str | Path) -> Path:

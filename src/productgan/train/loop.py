@@ -6,6 +6,7 @@ One ``Trainer`` owns the run's state (networks, optimizers, EMA, RNG, data posit
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import signal
@@ -28,7 +29,9 @@ from productgan.images import save_grid
 from productgan.losses import build_loss
 from productgan.models import Discriminator, Generator, init_weights
 from productgan.sampling import export_generator, noise, to_native, to_uint8
+from productgan.train import distributed
 from productgan.train.checkpoint import load_checkpoint, save_checkpoint
+from productgan.train.distributed import SINGLE, Context
 from productgan.train.ema import EMA
 
 DEFAULT_STEPS = 2000
@@ -69,6 +72,17 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
+def _ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel without buffer syncing in forward: D runs on real and fake
+    batches before one backward, and re-broadcasting BatchNorm buffers between those calls
+    would break autograd. Each rank keeps its own BatchNorm running statistics."""
+    ddp = torch.nn.parallel.DistributedDataParallel
+    ids = [device.index] if device.type == "cuda" else None
+    if "forward_sync_buffers" in inspect.signature(ddp).parameters:  # torch >= 2.13 spelling
+        return ddp(module, device_ids=ids, forward_sync_buffers=False)
+    return ddp(module, device_ids=ids, broadcast_buffers=False)
+
+
 def target_steps(config: RunConfig) -> int | None:
     """The step at which the step or image budget ends (None when only minutes bound the run)."""
     if config.steps is None and config.images is None and config.minutes is None:
@@ -86,17 +100,20 @@ class BatchSource:
     """Real batches gathered by index from the in-memory uint8 array.
 
     Each epoch's order is a permutation seeded by (seed, epoch), so the position in the data is
-    fully described by the number of batches drawn: that counter is all a checkpoint needs.
-    The last incomplete batch of an epoch is dropped.
+    fully described by the number of global batches drawn: that counter is all a checkpoint needs,
+    whatever the number of processes. Under torchrun each rank takes its own slice of every global
+    batch. The last incomplete batch of an epoch is dropped.
     """
 
-    def __init__(self, images: torch.Tensor, batch_size: int, seed: int):
+    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, context: Context = SINGLE):
         if len(images) < batch_size:
             raise ProductganError(
                 f"The training split has {len(images)} images, fewer than one batch of {batch_size}; "
                 f"lower --batch-size."
             )
         self.images, self.batch_size, self.seed = images, batch_size, seed
+        self.local_batch = distributed.local_batch_size(batch_size, context)
+        self.offset = context.rank * self.local_batch
         self.batches_per_epoch = len(images) // batch_size
         self.batches_drawn = 0
         self._epoch, self._order = -1, None
@@ -107,7 +124,8 @@ class BatchSource:
             rng = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._order = torch.randperm(len(self.images), generator=rng).to(self.images.device)
             self._epoch = epoch
-        index = self._order[position * self.batch_size : (position + 1) * self.batch_size]
+        start = position * self.batch_size + self.offset
+        index = self._order[start : start + self.local_batch]
         self.batches_drawn += 1
         return self.images.index_select(0, index)
 
@@ -128,15 +146,19 @@ class StepStats:
         self.sums += torch.stack([v.detach().float() for v in values])
         self.count += 1
 
-    def means(self) -> dict[str, float]:
-        values = (self.sums / max(self.count, 1)).tolist()
+    def means(self, context: Context = SINGLE) -> dict[str, float]:
+        values = distributed.all_reduce_mean(self.sums / max(self.count, 1), context).tolist()
         return dict(zip(self.names, values))
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, run_dir: str | Path, dataset: PackedDataset, resume: bool = False):
-        self.config, self.run_dir, self.dataset = config, Path(run_dir), dataset
-        self.device = resolve_device(config.train.device)
+    def __init__(self, config: RunConfig, run_dir: str | Path, dataset: PackedDataset, resume: bool = False,
+                 context: Context = SINGLE):
+        self.config, self.run_dir, self.dataset, self.context = config, Path(run_dir), dataset, context
+        if context.enabled:
+            self.device = distributed.init(context, config.train.device)
+        else:
+            self.device = resolve_device(config.train.device)
         self.autocast_dtype = resolve_precision(config.train.precision, self.device)
         if config.train.threads > 0:
             torch.set_num_threads(config.train.threads)
@@ -148,16 +170,23 @@ class Trainer:
         self.D = Discriminator(config.model, size, channels)
         init_weights(self.G)
         init_weights(self.D)
+        if context.enabled and config.train.sync_batchnorm:
+            self.G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            self.D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
         self.G.to(self.device, memory_format=self.memory_format)
         self.D.to(self.device, memory_format=self.memory_format)
+        # The networks as called in the step: DDP wrappers under torchrun, the modules otherwise.
+        self.G_step, self.D_step = self.G, self.D
+        if context.enabled:
+            self.G_step, self.D_step = _ddp(self.G, self.device), _ddp(self.D, self.device)
         self.ema = EMA(self.G, config.train.ema_half_life_images, config.train.ema_warmup) if config.train.ema else None
         self.opt_g = self._optimizer(self.G, config.optim.lr_g)
         self.opt_d = self._optimizer(self.D, config.optim.lr_d)
         self.loss = build_loss(config.loss)
 
         train_images = torch.from_numpy(np.ascontiguousarray(dataset.subset("train")[0]))
-        self.batches = BatchSource(train_images.to(self.device), config.batch_size, config.seed)
-        self.noise_rng = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.batches = BatchSource(train_images.to(self.device), config.batch_size, config.seed, context)
+        self.noise_rng = torch.Generator(device=self.device)
         self.fixed_noise = noise(config.train.grid_size, config.model.nz, config.seed + 2).to(self.device)
 
         self.step = 0
@@ -185,7 +214,6 @@ class Trainer:
             "images_seen": self.images_seen,
             "batches_drawn": self.batches.batches_drawn,
             "elapsed_s": self.elapsed_s,
-            "noise_rng": self.noise_rng.get_state(),
             "config": to_dict(self.config),
             "export_info": self.export_info(),
             "image_size": self.G.image_size,
@@ -210,7 +238,6 @@ class Trainer:
         self.images_seen = int(state["images_seen"])
         self.batches.batches_drawn = int(state["batches_drawn"])
         self.elapsed_s = float(state["elapsed_s"])
-        self.noise_rng.set_state(state["noise_rng"])
 
     # --- one training step -----------------------------------------------------------------
 
@@ -228,32 +255,41 @@ class Trainer:
         return batch.contiguous(memory_format=self.memory_format)
 
     def _z(self) -> torch.Tensor:
-        return torch.randn(self.config.batch_size, self.config.model.nz, device=self.device, generator=self.noise_rng)
+        return torch.randn(self.batches.local_batch, self.config.model.nz, device=self.device, generator=self.noise_rng)
+
+    def _seed_noise(self) -> None:
+        """Noise is a function of (seed, step, rank): nothing to save, and exact after a resume
+        with any number of processes."""
+        words = np.random.SeedSequence([self.config.seed, self.step, self.context.rank]).generate_state(2)
+        self.noise_rng.manual_seed(int(words[0]) << 32 | int(words[1]) >> 1)
 
     def train_step(self, stats: StepStats) -> None:
         """``d_steps_per_g_step`` discriminator updates, then ``g_steps_per_d_step`` generator
         updates; the last fake batch of the D phase is reused by the first G update."""
         o = self.config.optim
+        self._seed_noise()
         fake = None
         for d_step in range(o.d_steps_per_g_step):
             real = self._real_batch()
             reuse = d_step == o.d_steps_per_g_step - 1
             with self._autocast(), torch.set_grad_enabled(reuse):
-                fake = self.G(self._z())
+                fake = self.G_step(self._z())
             with self._autocast():
-                real_logits = self.D(real)
-                fake_logits = self.D(fake.detach())
+                real_logits = self.D_step(real)
+                fake_logits = self.D_step(fake.detach())
             loss_d = self.loss.discriminator(real_logits, fake_logits)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
-            self.images_seen += real.shape[0]
+            self.images_seen += self.config.batch_size
 
-        self.D.requires_grad_(False)  # G's update needs gradients through D, not for D
+        # G's update needs gradients through D, not for D; the bare module keeps DDP from
+        # waiting for D gradients that never come.
+        self.D.requires_grad_(False)
         for g_step in range(o.g_steps_per_d_step):
             if g_step > 0:
                 with self._autocast():
-                    fake = self.G(self._z())
+                    fake = self.G_step(self._z())
             with self._autocast():
                 gen_logits = self.D(fake)
             loss_g = self.loss.generator(gen_logits)
@@ -324,13 +360,19 @@ class Trainer:
     # --- the loop --------------------------------------------------------------------------
 
     def fit(self, progress: bool = True) -> dict[str, Any]:
-        """Train until the budget is spent or a stop signal arrives; returns a short summary."""
-        cfg, t = self.config, self.config.train
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        if not (self.run_dir / REALS_FILE).exists():
-            self.save_reals()
-        self._trim_metrics()
+        """Train until the budget is spent or a stop signal arrives; returns a short summary.
+
+        Under torchrun every rank runs this loop; rank 0 alone writes files, and the decisions to
+        stop (budget, signal, non-finite loss) are taken together so that no rank waits forever.
+        """
+        cfg, t, ctx = self.config, self.config.train, self.context
+        main = ctx.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            if not (self.run_dir / REALS_FILE).exists():
+                self.save_reals()
+            self._trim_metrics()
 
         end_step = target_steps(cfg)
         stop = _StopSignal()
@@ -338,51 +380,53 @@ class Trainer:
         last_log_time, last_log_images = time.perf_counter(), self.images_seen
         session_start = time.perf_counter()
         elapsed_at_start = self.elapsed_s
-        bar = tqdm(total=end_step, initial=self.step, unit="step", disable=not progress, dynamic_ncols=True,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        bar = tqdm(total=end_step, initial=self.step, unit="step", disable=not (progress and main),
+                   dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
         reason = "budget"
         self.G.train()
         self.D.train()
         with stop:
-            while True:
+            while end_step is None or self.step < end_step:
                 self.elapsed_s = elapsed_at_start + time.perf_counter() - session_start
-                if end_step is not None and self.step >= end_step:
-                    break
-                if cfg.minutes is not None and self.elapsed_s >= cfg.minutes * 60.0:
-                    break
-                if stop.received:
-                    reason = "signal"
-                    break
+                # A collective per step would stall GPUs, so ranks agree on stops once per log interval.
+                if not ctx.enabled or self.step % t.log_every == 0:
+                    time_up = cfg.minutes is not None and self.elapsed_s >= cfg.minutes * 60.0
+                    if distributed.any_rank(time_up or stop.received, self.device, ctx):
+                        reason = "budget" if time_up else "signal"
+                        break
                 self.train_step(stats)
                 bar.update(1)
                 self.elapsed_s = elapsed_at_start + time.perf_counter() - session_start
                 at_end = end_step is not None and self.step >= end_step
                 if self.step % t.log_every == 0 or at_end:
                     now = time.perf_counter()
-                    values = stats.means()
+                    values = stats.means(ctx)
                     self.check_finite(values)
                     values["images_per_s"] = (self.images_seen - last_log_images) / max(now - last_log_time, 1e-9)
-                    self._log(values)
+                    if main:
+                        self._log(values)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
                     stats = StepStats.zeros(self.device)
                     last_log_time, last_log_images = now, self.images_seen
-                if self.step % t.sample_every == 0:
+                if self.step % t.sample_every == 0 and main:
                     self.save_samples()
                 if self.step % t.checkpoint_every == 0:
                     self._checked_checkpoint(stats)
         bar.close()
-        if stats.count:
-            self.check_finite(stats.means())
-        self.save_checkpoint()
-        samples = self.save_samples()
-        export = self.export()
+        self._checked_checkpoint(stats)
+        samples = self.save_samples() if main else None
+        export = self.export() if main else None
+        distributed.barrier(ctx)
         return {"step": self.step, "images_seen": self.images_seen, "elapsed_s": self.elapsed_s,
-                "stopped_by": reason, "samples": samples, "export": export, "run_dir": self.run_dir}
+                "stopped_by": reason, "samples": samples, "export": export, "run_dir": self.run_dir,
+                "is_main": main}
 
     def _checked_checkpoint(self, stats: StepStats) -> None:
-        if stats.count:  # never save weights that may already hold a NaN
-            self.check_finite(stats.means())
-        self.save_checkpoint()
+        """Save last.pt (rank 0), but never weights that may already hold a NaN."""
+        if stats.count:
+            self.check_finite(stats.means(self.context))
+        if self.context.is_main:
+            self.save_checkpoint()
 
     def _log(self, values: dict[str, float]) -> None:
         record = {"step": self.step, "images_seen": self.images_seen,

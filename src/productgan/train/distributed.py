@@ -1,0 +1,99 @@
+"""One process per device under torchrun: process group set-up and the few collectives the loop uses.
+
+Without torchrun (no WORLD_SIZE in the environment, or WORLD_SIZE=1) everything here is a no-op,
+so the single-process path and the distributed path are the same loop.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from productgan.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes files and shows the progress bar."""
+        return self.rank == 0
+
+
+SINGLE = Context()
+
+
+def from_environment() -> Context:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return SINGLE
+    return Context(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def init(context: Context, device_name: str) -> torch.device:
+    """Join the process group (NCCL on GPUs, gloo on CPUs) and return this rank's device."""
+    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        device = torch.device("cuda", context.local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if context.enabled and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=10))
+    return device
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def local_batch_size(global_batch: int, context: Context) -> int:
+    if global_batch % context.world_size:
+        raise UsageError(
+            f"--batch-size {global_batch} is the global batch and must divide evenly among "
+            f"{context.world_size} processes; use a multiple of {context.world_size}."
+        )
+    return global_batch // context.world_size
+
+
+def all_reduce_mean(tensor: torch.Tensor, context: Context) -> torch.Tensor:
+    if context.enabled:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor /= context.world_size
+    return tensor
+
+
+def any_rank(flag: bool, device: torch.device, context: Context) -> bool:
+    """True on every rank if ``flag`` is true on any: stop decisions must be unanimous."""
+    if not context.enabled:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def broadcast_float(value: float, device: torch.device, context: Context) -> float:
+    """Rank 0's value on every rank (wall-clock budgets are decided by one clock)."""
+    if not context.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
+
+
+def barrier(context: Context) -> None:
+    if context.enabled:
+        dist.barrier()

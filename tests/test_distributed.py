@@ -1,0 +1,132 @@
+"""torchrun / DistributedDataParallel on the CPU: 2 processes over gloo, each test with a timeout
+so that a hang fails fast instead of stalling the suite."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from productgan.cli import main
+from productgan.train.checkpoint import load_checkpoint
+
+TIMEOUT_S = 180
+TINY = ["--model.nz", "8", "--model.ngf", "4", "--model.ndf", "4", "--train.grid-size", "4",
+        "--train.precision", "fp32", "--train.log-every", "2", "--train.threads", "1", "--no-progress"]
+
+WORKER = textwrap.dedent('''
+    import os, sys, torch
+    from pathlib import Path
+    from productgan.config import ModelConfig, RunConfig, TrainConfig
+    from productgan.data import open_dataset
+    from productgan.train import Trainer, distributed
+
+    data, out, steps, poison_rank = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    context = distributed.from_environment()
+    config = RunConfig(data=data, out=str(out / "run"), batch_size=16, steps=steps,
+                       model=ModelConfig(nz=8, ngf=4, ndf=4),
+                       train=TrainConfig(precision="fp32", log_every=2, sample_every=2, checkpoint_every=2,
+                                         grid_size=4, threads=1))
+    dataset = open_dataset(data)
+    # Rank 1 is handed a folder of its own: if it wrote anything, the folder would appear.
+    run_dir = out / "run" if context.rank == 0 else out / f"rank{context.rank}-must-stay-empty"
+    trainer = Trainer(config, run_dir, dataset, context=context)
+    if context.rank == poison_rank:
+        original = trainer.train_step
+        def poisoned(stats):
+            original(stats)
+            if trainer.step == 3:
+                with torch.no_grad():
+                    for p in trainer.D.parameters():
+                        p.fill_(float("nan"))
+        trainer.train_step = poisoned
+    try:
+        trainer.fit(progress=False)
+    finally:
+        torch.save({"G": trainer.G.state_dict(), "D": trainer.D.state_dict(),
+                    "G_ema": trainer.ema.model.state_dict(), "step": trainer.step},
+                   out / f"state-rank{context.rank}.pt")
+        distributed.shutdown()
+''')
+
+
+def torchrun(*args, nproc: int = 2) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture
+def worker(tmp_path):
+    path = tmp_path / "worker.py"
+    path.write_text(WORKER)
+    return path
+
+
+def test_two_ranks_keep_identical_weights_and_only_rank0_writes(worker, fake_packed, tmp_path):
+    result = torchrun(str(worker), str(fake_packed), str(tmp_path), "6", "-1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"state-rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0["step"] == rank1["step"] == 6
+    for net in ("G", "D", "G_ema"):
+        for key, value in rank0[net].items():
+            if "running" in key or "num_batches" in key:
+                continue  # BatchNorm statistics are per rank (broadcast_buffers=False)
+            assert torch.equal(value, rank1[net][key]), f"{net}.{key}"
+    assert not (tmp_path / "rank1-must-stay-empty").exists()
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "generator" / "model.safetensors").is_file()
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]  # one writer: no line twice
+
+
+def test_non_finite_loss_on_one_rank_stops_both(worker, fake_packed, tmp_path):
+    result = torchrun(str(worker), str(fake_packed), str(tmp_path), "10", "1")
+    assert result.returncode != 0
+    assert "non-finite" in result.stderr
+    for rank in (0, 1):
+        assert torch.load(tmp_path / f"state-rank{rank}.pt", weights_only=True)["step"] == 4
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_cli_under_torchrun_then_resume_with_one_process(fake_packed, tmp_path):
+    run = tmp_path / "run"
+    result = torchrun("-m", "productgan", "train", "--data", str(fake_packed), "--out", str(run),
+                      "--batch-size", "16", "--steps", "4", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Training finished") == 1  # rank 0 alone reports
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+
+    assert main(["train", "--resume", str(run), "--steps", "6", "--no-progress"]) == 0
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 6 and state["images_seen"] == 6 * 16
+
+
+def test_two_processes_train_like_one(fake_packed, tmp_path):
+    """Same global batch, same data order, same initial weights; only the noise draws and the
+    per-rank BatchNorm batches differ, so the losses agree closely but not exactly."""
+    common = ["--data", str(fake_packed), "--batch-size", "32", "--steps", "10", *TINY]
+    result = torchrun("-m", "productgan", "train", "--out", str(tmp_path / "two"), *common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert main(["train", "--out", str(tmp_path / "one"), *common]) == 0
+
+    def losses(run):
+        return [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    one, two = losses("one"), losses("two")
+    assert [r["images_seen"] for r in one] == [r["images_seen"] for r in two]
+    for a, b in zip(one, two):
+        assert a["loss_d"] == pytest.approx(b["loss_d"], abs=0.25)
+        assert a["loss_g"] == pytest.approx(b["loss_g"], abs=0.5)
+        assert a["loss_d"] != b["loss_d"]  # different noise: were these equal, ranks would not be sharded
+
+
+def test_global_batch_must_divide(fake_packed, tmp_path):
+    result = torchrun("-m", "productgan", "train", "--data", str(fake_packed), "--out", str(tmp_path / "run"),
+                      "--batch-size", "15", "--steps", "2", *TINY)
+    assert result.returncode != 0
+    assert "must divide evenly among 2 processes" in result.stderr
