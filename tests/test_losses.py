@@ -161,3 +161,29 @@ def test_build_loss_picks_by_name():
     assert type(build_loss(LossConfig())) is CrossEntropyLoss  # the default
     with pytest.raises(KeyError):
         build_loss(LossConfig(name="wasserstein"))
+
+
+def test_hinge_and_wasserstein_values():
+    from productgan.losses import HingeLoss, WassersteinLoss
+
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    hinge = HingeLoss(LossConfig(name="hinge"))
+    assert hinge.discriminator(real, fake).item() == pytest.approx((0 + 0.5) / 2 + (0 + 1.0) / 2)
+    assert hinge.generator(fake).item() == pytest.approx(1.0)
+    wgan = WassersteinLoss(LossConfig(name="wgan-gp"))
+    assert wgan.discriminator(real, fake).item() == pytest.approx(-1.0 - 1.25)
+    assert wgan.generator(fake).item() == pytest.approx(1.0)
+
+
+def test_gradient_penalties_of_a_linear_critic():
+    from productgan.losses import gradient_penalty, r1_penalty
+
+    # D(x) = sum(w * x): its input gradient is w everywhere, so both penalties are known exactly.
+    weight = torch.full((1, 1, 2, 2), 0.25)  # ||w|| = 0.5
+
+    def critic(x):
+        return (x * weight).flatten(1).sum(1)
+
+    real, fake = torch.randn(4, 1, 2, 2), torch.randn(4, 1, 2, 2)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx((0.5 - 1.0) ** 2)
+    assert r1_penalty(critic, real).item() == pytest.approx(0.25)

@@ -208,3 +208,20 @@ def test_export_run_rebuilds_the_generator_from_the_checkpoint(fake_packed, tmp_
     (tmp_path / "run" / "generator" / "model.safetensors").unlink()
     export_run(tmp_path / "run")
     assert (tmp_path / "run" / "generator" / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("loss, d_norm, r1", [("hinge", "spectral", 0.0), ("wgan-gp", "none", 0.0), ("bce", "batch", 1.0)])
+def test_losses_and_penalties_train(fake_packed, tmp_path, loss, d_norm, r1):
+    config = tiny_config(fake_packed, tmp_path / "run", steps=3)
+    config.loss.name, config.model.d_norm, config.loss.r1_gamma, config.loss.r1_every = loss, d_norm, r1, 2
+    summary = train(config, progress=False)
+    assert summary["step"] == 3
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss_d"]) for r in records)
+
+
+def test_wgan_gp_with_batchnorm_is_refused(fake_packed, tmp_path):
+    config = tiny_config(fake_packed, tmp_path / "run")
+    config.loss.name = "wgan-gp"
+    with pytest.raises(UsageError, match="d-norm none"):
+        train(config, progress=False)

@@ -50,12 +50,20 @@ class LossConfig:
     """The adversarial objective.
 
     Args:
-        name: 'bce' (cross-entropy with the non-saturating generator loss) or 'lsgan' (least squares).
-        label_smoothing: Target for real images in the discriminator's loss (1.0 means none).
+        name: 'bce' (cross-entropy with the non-saturating generator loss), 'lsgan' (least
+            squares), 'hinge', or 'wgan-gp' (Wasserstein with gradient penalty; needs a
+            discriminator without BatchNorm: --model.d-norm none or spectral).
+        label_smoothing: Target for real images in the bce and lsgan losses (1.0 means none).
+        gp_weight: Weight of the WGAN-GP gradient penalty.
+        r1_gamma: Weight of the R1 penalty on real images (0 turns it off); any loss.
+        r1_every: Apply R1 every this many steps, scaled up to match (lazy regularisation).
     """
 
-    name: Literal["bce", "lsgan"] = "bce"
+    name: Literal["bce", "lsgan", "hinge", "wgan-gp"] = "bce"
     label_smoothing: float = 1.0
+    gp_weight: float = 10.0
+    r1_gamma: float = 0.0
+    r1_every: int = 16
 
 
 @dataclass

@@ -53,7 +53,52 @@ class LeastSquaresLoss(GANLoss):
         return 0.5 * (fake_logits.float() - 1.0).pow(2).mean()
 
 
-LOSSES: dict[str, type[GANLoss]] = {"bce": CrossEntropyLoss, "lsgan": LeastSquaresLoss}
+class HingeLoss(GANLoss):
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018): D pushes real logits above 1 and fake
+    logits below -1; G raises D's score of its samples."""
+
+    def discriminator(self, real_logits, fake_logits):
+        return F.relu(1.0 - real_logits.float()).mean() + F.relu(1.0 + fake_logits.float()).mean()
+
+    def generator(self, fake_logits):
+        return -fake_logits.float().mean()
+
+
+class WassersteinLoss(GANLoss):
+    """Wasserstein loss (Arjovsky et al. 2017) for a critic kept 1-Lipschitz by the gradient
+    penalty (Gulrajani et al. 2017), which the loop adds with ``gradient_penalty``."""
+
+    def discriminator(self, real_logits, fake_logits):
+        return fake_logits.float().mean() - real_logits.float().mean()
+
+    def generator(self, fake_logits):
+        return -fake_logits.float().mean()
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP: (||grad_x D(x_hat)|| - 1)^2 at random points between real and fake images."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=generator)
+    mixed = (alpha * real.detach() + (1.0 - alpha) * fake.detach()).requires_grad_(True)
+    scores = critic(mixed).float()
+    (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+
+
+def r1_penalty(discriminator, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): the squared gradient norm of D on real images, which keeps D
+    from growing steep around the data. Scaled by gamma / 2 in the loop."""
+    real = real.detach().requires_grad_(True)
+    scores = discriminator(real).float()
+    (grad,) = torch.autograd.grad(scores.sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(dim=1).mean()
+
+
+LOSSES: dict[str, type[GANLoss]] = {
+    "bce": CrossEntropyLoss,
+    "lsgan": LeastSquaresLoss,
+    "hinge": HingeLoss,
+    "wgan-gp": WassersteinLoss,
+}
 
 
 def build_loss(config: LossConfig) -> GANLoss:

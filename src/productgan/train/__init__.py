@@ -37,6 +37,11 @@ def check_budget(config: RunConfig) -> None:
     for name in ("d_steps_per_g_step", "g_steps_per_d_step"):
         if getattr(config.optim, name) < 1:
             raise UsageError(f"--optim.{name} must be at least 1.")
+    if config.loss.name == "wgan-gp" and config.model.d_norm == "batch":
+        raise UsageError("--loss.name wgan-gp penalises per-image gradients, which BatchNorm in the "
+                         "discriminator mixes across the batch; add --model.d-norm none (or spectral).")
+    if config.loss.r1_every < 1:
+        raise UsageError("--loss.r1-every must be at least 1.")
     for name in ("log_every", "sample_every", "checkpoint_every"):
         if getattr(config.train, name) < 1:
             raise UsageError(f"--train.{name} must be at least 1.")

@@ -26,7 +26,7 @@ from productgan.config import RunConfig, to_dict
 from productgan.data import PackedDataset
 from productgan.errors import ProductganError
 from productgan.images import save_grid
-from productgan.losses import build_loss
+from productgan.losses import build_loss, gradient_penalty, r1_penalty
 from productgan.models import Discriminator, Generator, init_weights
 from productgan.sampling import export_generator, noise, to_native, to_uint8
 from productgan.train import distributed
@@ -263,6 +263,17 @@ class Trainer:
         words = np.random.SeedSequence([self.config.seed, self.step, self.context.rank]).generate_state(2)
         self.noise_rng.manual_seed(int(words[0]) << 32 | int(words[1]) >> 1)
 
+    def _penalties(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | float:
+        """Gradient penalties, in float32 on the bare D (DDP does not support double backward;
+        the gradients still reach DDP's all-reduce through the shared parameters)."""
+        cfg = self.config.loss
+        total: torch.Tensor | float = 0.0
+        if cfg.name == "wgan-gp":
+            total = total + cfg.gp_weight * gradient_penalty(self.D, real, fake, self.noise_rng)
+        if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
+            total = total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1_penalty(self.D, real)
+        return total
+
     def train_step(self, stats: StepStats) -> None:
         """``d_steps_per_g_step`` discriminator updates, then ``g_steps_per_d_step`` generator
         updates; the last fake batch of the D phase is reused by the first G update."""
@@ -278,6 +289,7 @@ class Trainer:
                 real_logits = self.D_step(real)
                 fake_logits = self.D_step(fake.detach())
             loss_d = self.loss.discriminator(real_logits, fake_logits)
+            loss_d = loss_d + self._penalties(real, fake)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
