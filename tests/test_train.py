@@ -225,3 +225,22 @@ def test_wgan_gp_with_batchnorm_is_refused(fake_packed, tmp_path):
     config.loss.name = "wgan-gp"
     with pytest.raises(UsageError, match="d-norm none"):
         train(config, progress=False)
+
+
+def test_precision_choice():
+    from productgan.train.loop import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    with pytest.raises(UsageError, match="fp16 is for CUDA"):
+        resolve_precision("fp16", cpu)
+
+
+def test_auto_precision_follows_the_cpu_flags(monkeypatch):
+    import productgan.train.loop as loop
+
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    assert loop.resolve_precision("auto", torch.device("cpu")) is None
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    assert loop.resolve_precision("auto", torch.device("cpu")) is torch.bfloat16

@@ -100,7 +100,8 @@ class TrainConfig:
 
     Args:
         precision: 'auto' picks bfloat16 autocast on CPUs with native bf16 (AVX-512 BF16 or AMX)
-            and on GPUs that support it, float32 elsewhere.
+            and on GPUs that support it, float16 with loss scaling on older GPUs, and float32 on
+            other CPUs.
         channels_last: Run convolutions in channels-last memory format.
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
         ema: Keep an exponential moving average of the generator for samples and export.
@@ -120,7 +121,7 @@ class TrainConfig:
             per-GPU batches); off by default, as each rank's batch is already a fair sample.
     """
 
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
     device: str = "auto"
     ema: bool = True

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from productgan.config import RunConfig, to_dict
 from productgan.data import PackedDataset
-from productgan.errors import ProductganError
+from productgan.errors import ProductganError, UsageError
 from productgan.images import save_grid
 from productgan.losses import build_loss, gradient_penalty, r1_penalty
 from productgan.models import Discriminator, Generator, init_weights
@@ -62,13 +62,22 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``, or None for plain float32."""
+    """The autocast dtype for ``precision`` on ``device``, or None for plain float32.
+
+    'auto': bfloat16 on GPUs that have it (Ampere and newer), float16 with a gradient scaler on
+    older GPUs, bfloat16 on CPUs with native support, float32 on other CPUs, where bfloat16 is
+    emulated and many times slower (measured: benchmarks/throughput.py).
+    """
     if precision == "fp32":
         return None
     if precision == "bf16":
         return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise UsageError("--train.precision fp16 is for CUDA GPUs; on a CPU use bf16 or fp32.")
+        return torch.float16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
@@ -160,6 +169,10 @@ class Trainer:
         else:
             self.device = resolve_device(config.train.device)
         self.autocast_dtype = resolve_precision(config.train.precision, self.device)
+        # float16 needs loss scaling to keep small gradients; a disabled scaler is a pass-through.
+        fp16 = self.autocast_dtype == torch.float16
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         if config.train.threads > 0:
             torch.set_num_threads(config.train.threads)
         self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
@@ -210,6 +223,8 @@ class Trainer:
             "G_ema": self.ema.model.state_dict() if self.ema else None,
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
             "step": self.step,
             "images_seen": self.images_seen,
             "batches_drawn": self.batches.batches_drawn,
@@ -228,6 +243,8 @@ class Trainer:
                 self.ema.model.load_state_dict(state["G_ema"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
+            self.scaler_g.load_state_dict(state["scaler_g"])
+            self.scaler_d.load_state_dict(state["scaler_d"])
         except (KeyError, RuntimeError, ValueError) as error:
             first_line = str(error).strip().splitlines()[0]
             raise ProductganError(
@@ -291,8 +308,9 @@ class Trainer:
             loss_d = self.loss.discriminator(real_logits, fake_logits)
             loss_d = loss_d + self._penalties(real, fake)
             self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
+            self.scaler_d.scale(loss_d).backward()
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
             self.images_seen += self.config.batch_size
 
         # G's update needs gradients through D, not for D; the bare module keeps DDP from
@@ -306,8 +324,9 @@ class Trainer:
                 gen_logits = self.D(fake)
             loss_g = self.loss.generator(gen_logits)
             self.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            self.opt_g.step()
+            self.scaler_g.scale(loss_g).backward()
+            self.scaler_g.step(self.opt_g)
+            self.scaler_g.update()
         self.D.requires_grad_(True)
 
         if self.ema:
