@@ -32,6 +32,8 @@ CASES = {
     "canonical-bf16": ("productgan", 64, {"precision": "bf16"}),
     "default-fp32": ("productgan", 32, {"precision": "fp32", "default": True}),
     "default-bf16": ("productgan", 32, {"precision": "bf16", "default": True}),
+    "default-compile": ("productgan", 32, {"precision": "fp32", "default": True, "compile": True}),
+    "canonical-compile": ("productgan", 64, {"precision": "fp32", "compile": True}),
 }
 
 
@@ -45,7 +47,8 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int) -> 
     from productgan.train import Trainer
     from productgan.train.loop import StepStats
 
-    config = RunConfig(out="unused", train=TrainConfig(precision=settings["precision"]))
+    config = RunConfig(out="unused", train=TrainConfig(precision=settings["precision"],
+                                                       compile=settings.get("compile", False)))
     if not settings.get("default"):
         config.batch_size = CANONICAL["batch_size"]
         config.model = ModelConfig(**CANONICAL["model"])

@@ -117,6 +117,8 @@ class TrainConfig:
         split_seed: Seed of the train / validation split, kept apart from the run seed so runs
             with different seeds see the same split (unset: 0, or as recorded).
         threads: CPU threads for torch (0 leaves torch's default).
+        compile: Compile G and D with torch.compile (slow start, faster steps where it helps;
+            see benchmarks/throughput.py).
         sync_batchnorm: Under torchrun, share BatchNorm statistics across processes (for small
             per-GPU batches); off by default, as each rank's batch is already a fair sample.
     """
@@ -134,6 +136,7 @@ class TrainConfig:
     val_size: Optional[int] = None
     split_seed: Optional[int] = None
     threads: int = 0
+    compile: bool = False
     sync_batchnorm: bool = False
 
 

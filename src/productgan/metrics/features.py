@@ -43,7 +43,6 @@ WEIGHTS_FILE, INFO_FILE = "evaluator.safetensors", "evaluator.json"
 DEFAULT_WIDTHS = (32, 64, 128)
 DEFAULT_FEATURE_DIM = 128
 DEFAULT_MAX_SIDE = 64
-DEFAULT_POOL_GRID = 1
 DEFAULT_EPOCHS = 4
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_LR = 0.1
@@ -82,8 +81,6 @@ class EvaluatorNet(nn.Module):
         widths: Channels of the conv stages; each stage but the last ends in a 2x2 max pool.
         feature_dim: Width of the penultimate (feature) layer.
         max_side: Longer side above which inputs are downscaled before the first conv.
-        pool_grid: The last conv stage is average-pooled to pool_grid x pool_grid cells (1 is
-            global average pooling); a coarse grid keeps where things are, e.g. sleeves.
     """
 
     def __init__(
@@ -94,7 +91,6 @@ class EvaluatorNet(nn.Module):
         widths: tuple[int, ...] | list[int] = DEFAULT_WIDTHS,
         feature_dim: int = DEFAULT_FEATURE_DIM,
         max_side: int = DEFAULT_MAX_SIDE,
-        pool_grid: int = DEFAULT_POOL_GRID,
     ):
         super().__init__()
         if num_classes < 2:
@@ -106,7 +102,6 @@ class EvaluatorNet(nn.Module):
             "widths": [int(w) for w in widths],
             "feature_dim": int(feature_dim),
             "max_side": int(max_side),
-            "pool_grid": int(pool_grid),
         }
         self.native_size = tuple(self.config["native_size"])
         self.working_size = working_size(self.native_size, max_side)
@@ -129,13 +124,12 @@ class EvaluatorNet(nn.Module):
                 layers.append(nn.MaxPool2d(2))
             channels = width
         self.trunk = nn.Sequential(*layers)
-        # (widths[-1]) x h' x w' -> (widths[-1]) x g x g; adaptive pooling makes the net
-        # size-agnostic.
-        self.pool = nn.AdaptiveAvgPool2d(pool_grid)
-        # (widths[-1] * g * g) -> (feature_dim): the penultimate layer whose activations are the
-        # features.
+        # (widths[-1]) x h' x w' -> (widths[-1]); global average pooling makes the net work at
+        # any input size.
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        # (widths[-1]) -> (feature_dim): the penultimate layer whose activations are the features.
         self.embed = nn.Sequential(
-            nn.Linear(channels * pool_grid * pool_grid, feature_dim, bias=False),
+            nn.Linear(channels, feature_dim, bias=False),
             nn.BatchNorm1d(feature_dim),
             nn.ReLU(inplace=True),
         )
@@ -273,7 +267,6 @@ def train_evaluator(
     widths: tuple[int, ...] = DEFAULT_WIDTHS,
     feature_dim: int = DEFAULT_FEATURE_DIM,
     max_side: int = DEFAULT_MAX_SIDE,
-    pool_grid: int = DEFAULT_POOL_GRID,
     device: str | torch.device = "cpu",
 ) -> EvaluatorNet:
     """Train an EvaluatorNet on native-size uint8 images (N x C x H x W) and int labels.
@@ -303,7 +296,7 @@ def train_evaluator(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = EvaluatorNet(channels, num_classes, (height, width), widths, feature_dim, max_side, pool_grid)
+        net = EvaluatorNet(channels, num_classes, (height, width), widths, feature_dim, max_side)
         mean, std = _pixel_statistics(images)
         net.pixel_mean.copy_(mean)
         net.pixel_std.copy_(std.clamp_min(1e-3))
@@ -471,7 +464,6 @@ def load_or_train_evaluator(
     widths: tuple[int, ...] = DEFAULT_WIDTHS,
     feature_dim: int = DEFAULT_FEATURE_DIM,
     max_side: int = DEFAULT_MAX_SIDE,
-    pool_grid: int = DEFAULT_POOL_GRID,
     device: str | torch.device = "cpu",
 ) -> tuple[EvaluatorNet, dict[str, Any]]:
     """The evaluator for a PackedDataset: loaded from ``cache_dir`` if it matches, else trained.
@@ -499,7 +491,6 @@ def load_or_train_evaluator(
             "widths": [int(w) for w in widths],
             "feature_dim": int(feature_dim),
             "max_side": int(max_side),
-            "pool_grid": int(pool_grid),
         },
         "training": {
             "epochs": int(epochs),
@@ -518,7 +509,7 @@ def load_or_train_evaluator(
     net = train_evaluator(
         train_images, train_labels, num_classes, epochs=epochs, seed=seed, batch_size=batch_size,
         progress=progress, lr=lr, augment=augment, widths=widths, feature_dim=feature_dim,
-        max_side=max_side, pool_grid=pool_grid, device=device,
+        max_side=max_side, device=device,
     )
     train_seconds = time.perf_counter() - started
 

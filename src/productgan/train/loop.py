@@ -188,11 +188,16 @@ class Trainer:
             self.D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
         self.G.to(self.device, memory_format=self.memory_format)
         self.D.to(self.device, memory_format=self.memory_format)
+        # The EMA copy is taken before compiling, so it owns its own plain forward.
+        self.ema = EMA(self.G, config.train.ema_half_life_images, config.train.ema_warmup) if config.train.ema else None
+        if config.train.compile:
+            # In place, so the DDP wrappers, the penalties and the G phase all use compiled code.
+            self.G.compile()
+            self.D.compile()
         # The networks as called in the step: DDP wrappers under torchrun, the modules otherwise.
         self.G_step, self.D_step = self.G, self.D
         if context.enabled:
             self.G_step, self.D_step = _ddp(self.G, self.device), _ddp(self.D, self.device)
-        self.ema = EMA(self.G, config.train.ema_half_life_images, config.train.ema_warmup) if config.train.ema else None
         self.opt_g = self._optimizer(self.G, config.optim.lr_g)
         self.opt_d = self._optimizer(self.D, config.optim.lr_d)
         self.loss = build_loss(config.loss)
