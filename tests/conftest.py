@@ -76,3 +76,14 @@ def fake_packed(tmp_path, fake_fmnist) -> Path:
     from productgan.data import prepare
 
     return prepare(fake_fmnist, tmp_path / "packed", image_size=32, val_size=20, seed=0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny test models run fastest on one thread, and a second pool would fight any other job."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

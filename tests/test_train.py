@@ -18,19 +18,7 @@ from productgan.train.ema import EMA
 from productgan.train.loop import BatchSource, TrainingStopped, target_steps
 from productgan.train.rundir import new_run_dir
 
-
-def tiny_config(data, out, **overrides) -> RunConfig:
-    config = RunConfig(
-        data=str(data),
-        out=str(out),
-        batch_size=16,
-        steps=6,
-        model=ModelConfig(nz=8, ngf=4, ndf=4),
-        train=TrainConfig(precision="fp32", log_every=2, sample_every=3, checkpoint_every=2, grid_size=4),
-    )
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
+from helpers import tiny_config
 
 
 def assert_same_state(a: dict, b: dict) -> None:

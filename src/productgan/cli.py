@@ -20,6 +20,7 @@ COMMANDS = {
     "prepare": "pack a dataset once: decode, fit to the training size, split train / val / test",
     "train": "train a DCGAN and write a run directory",
     "generate": "make images from a run directory or an exported generator",
+    "evaluate": "score a run's generator on held-out images (productgan evaluator metrics)",
     "export": "export the generator of a run's last checkpoint",
 }
 
@@ -85,13 +86,14 @@ def cmd_train(args: list[str]) -> int:
         summary = train(from_dict(RunConfig, values), progress=not ns.no_progress)
     if not summary["is_main"]:
         return 0  # under torchrun, rank 0 reports for all
-    how = "finished" if summary["stopped_by"] == "budget" else "stopped by a signal"
+    how = {"budget": "finished", "signal": "stopped by a signal",
+           "early stop": "stopped early (validation no longer improving)"}[summary["stopped_by"]]
     print(f"Training {how} at step {summary['step']} ({summary['images_seen']:,} images, "
           f"{summary['elapsed_s'] / 60:.1f} min).")
     print(f"Run directory:   {summary['run_dir']}")
     print(f"Sample grid:     {summary['samples']}")
     print(f"Generator:       {summary['export']}")
-    if summary["stopped_by"] != "budget":
+    if summary["stopped_by"] == "signal":
         print(f"Continue with:   productgan train --resume {summary['run_dir']} [--steps N]")
     return 0
 
@@ -133,17 +135,43 @@ def cmd_generate(args: list[str]) -> int:
     return 0
 
 
+def cmd_evaluate(args: list[str]) -> int:
+    from productgan.evaluate import evaluate_run, format_report, write_report
+
+    parser = _parser("evaluate")
+    parser.add_argument("run_dir", type=str, help="A run directory with an exported generator.")
+    parser.add_argument("--split", type=str, default="test", choices=["train", "val", "test"],
+                        help="Reference images: test for the final score, val while choosing settings.")
+    parser.add_argument("--n", type=int, default=10_000, help="Generated images (and real ones for the floor).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=str, default=None,
+                        help="JSON report path (default RUN_DIR/evaluation/<split>-n<N>-seed<S>.json).")
+    parser.add_argument("--no_floor", action="store_true", help="Skip the real-data floor.")
+    parser.add_argument("--device", type=str, default="cpu")
+    parser.add_argument("--no_progress", action="store_true")
+    ns = parser.parse_args(args)
+    report = evaluate_run(ns.run_dir, split=ns.split, n=ns.n, seed=ns.seed, floor=not ns.no_floor,
+                          progress=not ns.no_progress, device=ns.device)
+    out = ns.out or Path(ns.run_dir) / "evaluation" / f"{ns.split}-n{ns.n}-seed{ns.seed}.json"
+    print(format_report(report))
+    print(f"\nReport written to {write_report(report, out)}")
+    return 0
+
+
 def cmd_export(args: list[str]) -> int:
     from productgan.train import export_run
 
     parser = _parser("export")
     parser.add_argument("run_dir", type=str, help="A run directory with checkpoints/last.pt.")
+    parser.add_argument("--checkpoint", type=str, default="last", choices=["last", "best"],
+                        help="last.pt, or best.pt (the best validation score; needs --train.eval-every).")
     ns = parser.parse_args(args)
-    print(f"Exported generator to {export_run(ns.run_dir)}")
+    print(f"Exported generator to {export_run(ns.run_dir, ns.checkpoint)}")
     return 0
 
 
-HANDLERS = {"prepare": cmd_prepare, "train": cmd_train, "generate": cmd_generate, "export": cmd_export}
+HANDLERS = {"prepare": cmd_prepare, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
+            "export": cmd_export}
 
 
 def _usage() -> str:

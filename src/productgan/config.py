@@ -117,6 +117,11 @@ class TrainConfig:
         split_seed: Seed of the train / validation split, kept apart from the run seed so runs
             with different seeds see the same split (unset: 0, or as recorded).
         threads: CPU threads for torch (0 leaves torch's default).
+        eval_every: Steps between validation scores (fid_productgan of eval_n generated images
+            against the validation split); 0 turns validation off. The best score keeps
+            checkpoints/best.pt, and the export follows it.
+        eval_n: Generated images per validation score.
+        early_stop_patience: Stop after this many validation scores without a gain (0: never).
         compile: Compile G and D with torch.compile (slow start, faster steps where it helps;
             see benchmarks/throughput.py).
         sync_batchnorm: Under torchrun, share BatchNorm statistics across processes (for small
@@ -136,6 +141,9 @@ class TrainConfig:
     val_size: Optional[int] = None
     split_seed: Optional[int] = None
     threads: int = 0
+    eval_every: int = 0
+    eval_n: int = 2000
+    early_stop_patience: int = 0
     compile: bool = False
     sync_batchnorm: bool = False
 

@@ -2,7 +2,7 @@
 
 The FID of the literature uses Inception weights trained by TensorFlow on ImageNet, which
 productgan cannot download. It trains its own small classifier instead, once per labelled
-dataset, on the train split only, and caches it next to the data. Every number computed from
+dataset, on the train split only, and caches it (``load_or_train_evaluator``). Every number computed from
 these features (``fid_productgan``, ``kid_productgan``, precision, ...) is therefore comparable
 only between runs evaluated with the same evaluator (same ``weights_sha256``), never with
 published Inception figures.
@@ -40,7 +40,7 @@ EVALUATOR_VERSION = 1
 WEIGHTS_FILE, INFO_FILE = "evaluator.safetensors", "evaluator.json"
 
 # Defaults chosen by measurement on Fashion-MNIST with 2 CPU cores (see train_evaluator).
-DEFAULT_WIDTHS = (32, 64, 128)
+DEFAULT_WIDTHS = (32, 64, 128, 256)
 DEFAULT_FEATURE_DIM = 128
 DEFAULT_MAX_SIDE = 64
 DEFAULT_EPOCHS = 4
@@ -123,6 +123,7 @@ class EvaluatorNet(nn.Module):
                 # (width) x h x w -> (width) x h/2 x w/2
                 layers.append(nn.MaxPool2d(2))
             channels = width
+        # With the defaults on 28x28 Fashion-MNIST: 32x28x28 -> 64x14x14 -> 128x7x7 -> 256x3x3.
         self.trunk = nn.Sequential(*layers)
         # (widths[-1]) x h' x w' -> (widths[-1]); global average pooling makes the net work at
         # any input size.
@@ -211,8 +212,7 @@ def _as_labels(labels, count: int, num_classes: int) -> torch.Tensor:
 def _augment(batch: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:
     """Random translation by up to ``shift`` pixels (edge-replicated) and random horizontal flips.
 
-    Both keep a product recognisable; they let a few epochs generalise like many more. The
-    batch is float on the 0..255 scale, N x C x H x W.
+    The batch is float on the 0..255 scale, N x C x H x W.
     """
     count, _, height, width = batch.shape
     padded = F.pad(batch, (shift, shift, shift, shift), mode="replicate")
@@ -263,7 +263,7 @@ def train_evaluator(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     lr: float = DEFAULT_LR,
-    augment: bool = True,
+    augment: bool = False,
     widths: tuple[int, ...] = DEFAULT_WIDTHS,
     feature_dim: int = DEFAULT_FEATURE_DIM,
     max_side: int = DEFAULT_MAX_SIDE,
@@ -271,9 +271,17 @@ def train_evaluator(
 ) -> EvaluatorNet:
     """Train an EvaluatorNet on native-size uint8 images (N x C x H x W) and int labels.
 
-    SGD with Nesterov momentum, a one-cycle learning rate, label smoothing 0.1, weight decay on
-    the weights only, random shifts and flips. Seeded: the same inputs and seed give the same
-    network on CPU, and the global RNG state is left as it was. Returns the net in eval mode.
+    SGD with Nesterov momentum, a one-cycle learning rate, label smoothing 0.1 and weight decay
+    on the weights only; ``augment`` adds random shifts of up to 2 pixels and horizontal flips.
+    Seeded: the same inputs and seed give the same network on CPU, and the global RNG state is
+    left as it was. Returns the net in eval mode.
+
+    Defaults, measured on Fashion-MNIST (55,000 train images, one CPU thread, test accuracy):
+    widths (32, 64, 128) reach 90.7% in 4 epochs with augmentation and 91.5% in 3 without; the
+    extra 256-wide stage at 3x3 gives 92.4% (3 epochs) and 92.6% (4 epochs, two seeds). In so
+    short a schedule augmentation costs more than it gives, so it is off by default; it may
+    help on small datasets that a few epochs overfit, but flips are wrong wherever mirroring
+    changes the class.
     """
     if num_classes < 2:
         raise _no_labels_error(num_classes)
@@ -460,7 +468,7 @@ def load_or_train_evaluator(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     lr: float = DEFAULT_LR,
-    augment: bool = True,
+    augment: bool = False,
     widths: tuple[int, ...] = DEFAULT_WIDTHS,
     feature_dim: int = DEFAULT_FEATURE_DIM,
     max_side: int = DEFAULT_MAX_SIDE,
@@ -542,7 +550,8 @@ def load_or_train_evaluator(
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         weights_path = cache_dir / WEIGHTS_FILE
-        _write_atomic(weights_path, lambda tmp: save_file(state, str(tmp), metadata={"format": EVALUATOR_FORMAT}))
+        metadata = {"format": EVALUATOR_FORMAT}
+        _write_atomic(weights_path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
         info["weights_sha256"] = _file_sha256(weights_path)
         text = json.dumps(info, indent=2) + "\n"
         # The JSON goes last: a cache is trusted only when it names the weights' hash.

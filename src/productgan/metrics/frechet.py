@@ -17,7 +17,6 @@ evaluator.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from productgan.errors import ProductganError
@@ -48,8 +47,8 @@ def mean_and_covariance(features: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 def _as_statistics(mu, sigma, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    mu = torch.as_tensor(np.asarray(mu) if isinstance(mu, np.ndarray) else mu).to("cpu", torch.float64)
-    sigma = torch.as_tensor(np.asarray(sigma) if isinstance(sigma, np.ndarray) else sigma).to("cpu", torch.float64)
+    mu = torch.as_tensor(mu).detach().to("cpu", torch.float64)
+    sigma = torch.as_tensor(sigma).detach().to("cpu", torch.float64)
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
         raise ProductganError(
             f"The {name} statistics must be a mean of length F and an F x F covariance, not "

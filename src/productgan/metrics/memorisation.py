@@ -7,16 +7,19 @@ as memorised when
 
     d(f, t) <= r(t)
 
-i.e. f is at least as close to t as any real training image is: closer than the data's own
+i.e. f is at least as close to t as t's nearest fellow training image: inside the data's own
 spacing around that image. ``memorisation`` returns the share of generated images that count.
 An exact copy (d = 0) always counts, even of a training image that is itself duplicated
 (r = 0).
 
 The share is not 0 for a generator that copies nothing: a fresh image from the data
-distribution falls inside its neighbour's spacing about as often as not. Read it against the
-same share for held-out real images, ``memorisation(train_feats, test_feats)``; a generator
-that copies pushes it towards 1. Related tests: the authenticity test of Alaa et al., "How Faithful is your Synthetic
-Data?", ICML 2022, and the nearest-neighbour copy check of Meehan, Chaudhuri & Dasgupta, "A
+distribution often falls inside its neighbour's spacing too. Read it against the same share
+for held-out real images, ``memorisation(train_feats, test_feats)`` (0.35 for Fashion-MNIST's
+test images against its train split with the default evaluator); a generator that copies
+pushes it towards 1.
+
+Related tests: the authenticity test of Alaa et al., "How Faithful is your Synthetic Data?",
+ICML 2022, and the nearest-neighbour copy check of Meehan, Chaudhuri & Dasgupta, "A
 Non-Parametric Test to Detect Data-Copying in Generative Models", AISTATS 2020.
 
 Cost: two chunked passes of generated x training distances; r is computed only for the training

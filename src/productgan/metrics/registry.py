@@ -121,7 +121,8 @@ def compute_all(
     real = as_features(real_feats, "real features")
     fake = as_features(fake_feats, "generated features")
     train = None if train_feats is None else as_features(train_feats, "training features")
-    check_same_width(("real", real), ("generated", fake), *([("training", train)] if train is not None else []))
+    named = [("real", real), ("generated", fake)] + ([("training", train)] if train is not None else [])
+    check_same_width(*named)
     probs = as_probabilities(fake_probs, "generated class probabilities")
     inputs = MetricInputs(real, fake, probs, [str(name) for name in class_names], train, int(seed))
 

@@ -96,16 +96,12 @@ def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress:
         distributed.shutdown()
 
 
-def export_run(run_dir: str | Path) -> Path:
-    """Export the generator of ``run_dir``'s last checkpoint (the EMA one when kept)."""
-    from productgan.models import Generator
-    from productgan.sampling import export_generator
+def export_run(run_dir: str | Path, checkpoint: str = "last") -> Path:
+    """Export the generator of ``run_dir``'s last (or best) checkpoint, the EMA one when kept."""
     from productgan.train.checkpoint import load_checkpoint
+    from productgan.train.loop import BEST_CHECKPOINT, export_checkpoint
 
     run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    state = load_checkpoint(run_dir / LAST_CHECKPOINT)
-    info = state["export_info"]
-    generator = Generator(config.model, state["image_size"], state["channels"])
-    generator.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
-    return export_generator(generator, run_dir / "generator", info)
+    load_run_config(run_dir)  # a clear error when this is not a run directory
+    path = run_dir / (LAST_CHECKPOINT if checkpoint == "last" else BEST_CHECKPOINT)
+    return export_checkpoint(load_checkpoint(path), run_dir / "generator")

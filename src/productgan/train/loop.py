@@ -37,6 +37,8 @@ from productgan.train.ema import EMA
 DEFAULT_STEPS = 2000
 CONFIG_FILE, METRICS_FILE, REALS_FILE = "config.yaml", "metrics.jsonl", "reals.png"
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
+BEST_CHECKPOINT = Path("checkpoints") / "best.pt"
+VALIDATION_METRIC = "fid_productgan"
 
 
 class TrainingStopped(ProductganError):
@@ -210,6 +212,9 @@ class Trainer:
         self.step = 0
         self.images_seen = 0
         self.elapsed_s = 0.0
+        self.best_val: float | None = None  # best validation fid_productgan so far
+        self.evals_without_gain = 0
+        self._evaluator = None
         if resume:
             self.load_state_dict(load_checkpoint(self.run_dir / LAST_CHECKPOINT))
 
@@ -234,6 +239,8 @@ class Trainer:
             "images_seen": self.images_seen,
             "batches_drawn": self.batches.batches_drawn,
             "elapsed_s": self.elapsed_s,
+            "best_val": self.best_val,
+            "evals_without_gain": self.evals_without_gain,
             "config": to_dict(self.config),
             "export_info": self.export_info(),
             "image_size": self.G.image_size,
@@ -260,6 +267,8 @@ class Trainer:
         self.images_seen = int(state["images_seen"])
         self.batches.batches_drawn = int(state["batches_drawn"])
         self.elapsed_s = float(state["elapsed_s"])
+        self.best_val = state.get("best_val")
+        self.evals_without_gain = int(state.get("evals_without_gain", 0))
 
     # --- one training step -----------------------------------------------------------------
 
@@ -391,7 +400,38 @@ class Trainer:
         return save_checkpoint(self.state_dict(), self.run_dir / LAST_CHECKPOINT)
 
     def export(self) -> Path:
+        """Export the generator: the best validated one when validation ran, else the latest."""
+        if self.best_val is not None and (self.run_dir / BEST_CHECKPOINT).is_file():
+            return export_checkpoint(load_checkpoint(self.run_dir / BEST_CHECKPOINT), self.run_dir / "generator")
         return export_generator(self.sampling_generator, self.run_dir / "generator", self.export_info())
+
+    # --- validation ------------------------------------------------------------------------
+
+    def validate(self) -> dict[str, float]:
+        """Score the sampling generator on the validation split (rank 0); keep best.pt."""
+        from productgan.evaluate import Evaluator
+        from productgan.sampling import Sampler
+
+        t = self.config.train
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.config.data, self.dataset, progress=False, device=str(self.device))
+        generator = self.sampling_generator
+        was_training = generator.training
+        generator.eval()
+        try:
+            info = {**self.export_info(), "pixel_range": list(self._pixel_range())}
+            results = self._evaluator.score(Sampler(generator, info), "val", t.eval_n, seed=self.config.seed,
+                                            metrics=["fid_productgan", "precision_recall", "class_histogram"])
+        finally:
+            generator.train(was_training)
+        score = float(results[VALIDATION_METRIC])
+        improved = self.best_val is None or score < self.best_val
+        if improved:
+            self.best_val, self.evals_without_gain = score, 0
+            save_checkpoint(self.state_dict(), self.run_dir / BEST_CHECKPOINT)
+        else:
+            self.evals_without_gain += 1
+        return {f"val_{k}": float(results[k]) for k in (VALIDATION_METRIC, "precision", "recall", "rarest_class_share")}
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -427,8 +467,8 @@ class Trainer:
                 # A collective per step would stall GPUs, so ranks agree on stops once per log interval.
                 if not ctx.enabled or self.step % t.log_every == 0:
                     time_up = cfg.minutes is not None and self.elapsed_s >= cfg.minutes * 60.0
-                    if distributed.any_rank(time_up or stop.received, self.device, ctx):
-                        reason = "budget" if time_up else "signal"
+                    if distributed.any_rank(time_up or stop.received or stop.early, self.device, ctx):
+                        reason = "budget" if time_up else "early stop" if stop.early else "signal"
                         break
                 self.train_step(stats)
                 bar.update(1)
@@ -446,6 +486,10 @@ class Trainer:
                     last_log_time, last_log_images = now, self.images_seen
                 if self.step % t.sample_every == 0 and main:
                     self.save_samples()
+                if t.eval_every and self.step % t.eval_every == 0 and main:
+                    self._log({**self.validate(), "val_n": t.eval_n, "best_val": self.best_val})
+                    if t.early_stop_patience and self.evals_without_gain >= t.early_stop_patience:
+                        stop.early = True
                 if self.step % t.checkpoint_every == 0:
                     self._checked_checkpoint(stats)
         bar.close()
@@ -492,6 +536,7 @@ class _StopSignal:
 
     def __init__(self):
         self.received = False
+        self.early = False  # set by the loop: validation stopped improving
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame):
@@ -511,6 +556,16 @@ class _StopSignal:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False
+
+
+def export_checkpoint(state: dict[str, Any], out_dir: Path) -> Path:
+    """Export the generator held in a checkpoint (the EMA one when kept)."""
+    from productgan.config import ModelConfig, from_dict
+
+    model = from_dict(ModelConfig, state["config"]["model"])
+    generator = Generator(model, state["image_size"], state["channels"])
+    generator.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
+    return export_generator(generator, out_dir, state["export_info"])
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:

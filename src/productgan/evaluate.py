@@ -1,0 +1,178 @@
+"""Score a generator against held-out real images, with the protocol and the real-data floor.
+
+Every number comes from productgan's own evaluator network (a classifier trained on the
+dataset's train split), so the names say so: ``fid_productgan``, not FID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from productgan.data import PackedDataset, is_packed_dataset, open_dataset
+from productgan.errors import UsageError
+from productgan.metrics import (compute_all, features_and_probabilities, load_or_train_evaluator, memorisation,
+                                native_images)
+from productgan.sampling import Sampler, load_generator
+
+CACHE_ENV = "PRODUCTGAN_CACHE"
+MEMORISATION_REFERENCE = 10_000  # training images the memorisation check compares against
+SPLITS = ("train", "val", "test")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "productgan").expanduser()
+
+
+def evaluator_cache_dir(data: str, dataset: PackedDataset) -> Path:
+    """Beside a packed dataset; for a dataset built on the fly, in the user cache, per source and size."""
+    path = Path(data).expanduser()
+    if path.is_dir() and is_packed_dataset(path):
+        return path / "evaluator"
+    name = str(dataset.meta.get("source") or path.name).replace("/", "-")
+    return cache_root() / "evaluators" / f"{name}-{dataset.image_size}"
+
+
+class Evaluator:
+    """The evaluator network of one dataset plus cached real features, reused across calls
+    (the training loop scores the validation split many times)."""
+
+    def __init__(self, data: str, dataset: PackedDataset, progress: bool = True, device: str = "cpu"):
+        self.dataset = dataset
+        self.net, self.info = load_or_train_evaluator(dataset, evaluator_cache_dir(data, dataset),
+                                                      progress=progress, device=device)
+        self._real: dict[tuple[str, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def describe(self) -> str:
+        accuracy = self.info.get("test_accuracy")
+        acc = f"{accuracy:.2%}" if accuracy is not None else "n/a"
+        return (f"productgan evaluator: CNN classifier trained on the train split of "
+                f"{self.dataset.meta.get('source', 'the dataset')} (test accuracy {acc}); "
+                f"features: its penultimate layer ({self.net.feature_dim} dims)")
+
+    def real(self, split: str, n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and class probabilities of up to ``n`` images of ``split`` (a seeded choice)."""
+        images = native_images(self.dataset, split)
+        count = len(images) if n is None else min(n, len(images))
+        key = (split, count, seed)
+        if key not in self._real:
+            if count < len(images):
+                pick = np.sort(np.random.default_rng(seed).choice(len(images), size=count, replace=False))
+                images = images[pick]
+            self._real[key] = features_and_probabilities(self.net, images)
+        return self._real[key]
+
+    def score(self, sampler: Sampler, split: str, n: int, seed: int = 0, memorisation: bool = True,
+              metrics: list[str] | None = None) -> dict[str, Any]:
+        """Metrics of ``n`` generated images against the images of ``split``."""
+        real_feats, _ = self.real(split)
+        fake_feats, fake_probs = features_and_probabilities(self.net, sampler(n=n, seed=seed).numpy())
+        train_feats = self.real("train", MEMORISATION_REFERENCE, seed)[0] if memorisation else None
+        if metrics is not None and "memorisation" not in metrics:
+            train_feats = None
+        return compute_all(real_feats, fake_feats, fake_probs, self.dataset.class_names, train_feats=train_feats,
+                           seed=seed, metrics=metrics)
+
+    def floor(self, split: str, n: int, seed: int = 0) -> dict[str, Any]:
+        """The same metrics for ``n`` real train images against ``split``: how good 'perfect' looks."""
+        real_feats, _ = self.real(split)
+        train_feats, train_probs = self.real("train", n, seed)
+        floor = compute_all(real_feats, train_feats, train_probs, self.dataset.class_names, seed=seed)
+        # Train images against themselves would all be 'copies'; the held-out split's share is the
+        # baseline a generator that copies nothing still reaches.
+        reference = self.real("train", MEMORISATION_REFERENCE, seed)[0]
+        floor["memorisation_share"] = memorisation(reference, real_feats)
+        return floor
+
+
+def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000, seed: int = 0,
+                 floor: bool = True, progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Evaluate the exported generator of a run directory (or an export folder with its dataset)."""
+    if split not in SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}.")
+    if n < 2:
+        raise UsageError(f"--n must be at least 2, not {n}.")
+    from productgan.train import load_run_config
+
+    run_dir = Path(source)
+    config = load_run_config(run_dir)
+    sampler = load_generator(run_dir, device=device)
+    dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
+                           seed=config.train.split_seed)
+    started = time.perf_counter()
+    evaluator = Evaluator(config.data, dataset, progress=progress, device=device)
+    results = evaluator.score(sampler, split, n, seed)
+    reference_count = len(dataset.indices(split))
+    report: dict[str, Any] = {
+        "metrics": {k: v for k, v in results.items() if k != "protocol"},
+        "protocol": {
+            **results["protocol"],
+            "extractor": evaluator.describe(),
+            "evaluator_weights_sha256": evaluator.info.get("weights_sha256"),
+            "reference_split": split,
+            "num_reference": reference_count,
+            "num_generated": n,
+            "memorisation_reference": f"{min(MEMORISATION_REFERENCE, len(dataset.indices('train')))} train images",
+            "generator": str(Path(source) / "generator"),
+            "generator_step": sampler.info.get("step"),
+            "image_size": "native " + "x".join(map(str, sampler.native_size)),
+        },
+    }
+    if floor:
+        floor_n = min(n, len(dataset.indices("train")))
+        floor_results = evaluator.floor(split, floor_n, seed)
+        report["real_data_floor"] = {k: v for k, v in floor_results.items() if k != "protocol"}
+        report["protocol"]["real_data_floor"] = f"{floor_n} real train images against the same {split} split"
+    report["protocol"]["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+TABLE_ROWS = [
+    ("fid_productgan", "fid_productgan", "{:.4f}", "Frechet distance in evaluator features, lower is better"),
+    ("kid_productgan_mean", "kid_productgan", "{:.5f}", "lower is better"),
+    ("precision", "precision (k=3)", "{:.3f}", "realism, higher is better"),
+    ("recall", "recall (k=3)", "{:.3f}", "diversity, higher is better"),
+    ("density", "density (k=5)", "{:.3f}", "realism, about 1 for real data"),
+    ("coverage", "coverage (k=5)", "{:.3f}", "diversity, higher is better"),
+    ("classifier_score", "classifier score", "{:.3f}", f"higher is better, at most the class count"),
+    ("rarest_class_share", "rarest class share", "{:.3f}", "mode-collapse alarm: 1/classes when balanced"),
+    ("memorisation_share", "memorisation share", "{:.3f}", "closer to a train image than train images are to each other; "
+     "floor: held-out real images"),
+]
+
+
+def format_report(report: dict[str, Any]) -> str:
+    metrics, floor = report["metrics"], report.get("real_data_floor", {})
+    lines = [f"{'metric':<28}{'generated':>12}{'real floor':>12}   note"]
+    for key, label, fmt, note in TABLE_ROWS:
+        value = metrics.get(key)
+        if value is None:
+            continue
+        shown = fmt.format(value)
+        if key == "fid_productgan" and metrics.get("fid_productgan_ci95"):
+            low, high = metrics["fid_productgan_ci95"]
+            note = f"95% CI {low:.4f}-{high:.4f}; {note}"
+        real = floor.get(key)
+        lines.append(f"{label:<28}{shown:>12}{fmt.format(real) if real is not None else '-':>12}   {note}")
+    p = report["protocol"]
+    lines += ["", f"extractor: {p['extractor']}",
+              f"generated: {p['num_generated']} at {p['image_size']}; reference: {p['num_reference']} images of the "
+              f"{p['reference_split']} split; seed {p['seed']}; {p['seconds']} s"]
+    if "real_data_floor" in p:
+        lines.append(f"real floor: {p['real_data_floor']}")
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,92 @@
+"""evaluate: the report, its protocol and floor; validation during training, best.pt, early stop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from productgan.cli import main
+from productgan.evaluate import Evaluator, evaluate_run
+from productgan.train import train
+from productgan.train.checkpoint import load_checkpoint
+
+from helpers import tiny_config
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRODUCTGAN_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def tiny_run(fake_packed, tmp_path):
+    train(tiny_config(fake_packed, tmp_path / "run", steps=2), progress=False)
+    return tmp_path / "run"
+
+
+def test_evaluate_reports_every_metric_with_protocol_and_floor(tiny_run, fake_packed):
+    report = evaluate_run(tiny_run, split="test", n=40, seed=1, progress=False)
+    metrics = report["metrics"]
+    for key in ("fid_productgan", "fid_productgan_ci95", "kid_productgan_mean", "precision", "recall", "density",
+                "coverage", "classifier_score", "class_shares", "rarest_class_share", "memorisation_share"):
+        assert key in metrics, key
+    assert not any(key == "fid" or key.startswith("fid_") and "productgan" not in key for key in metrics)
+    protocol = report["protocol"]
+    assert protocol["reference_split"] == "test" and protocol["num_generated"] == 40
+    assert protocol["num_reference"] == 50 and protocol["seed"] == 1
+    assert protocol["extractor"].startswith("productgan evaluator")
+    floor = report["real_data_floor"]
+    assert floor["fid_productgan"] >= 0 and 0 <= floor["memorisation_share"] <= 1
+    # The evaluator was trained once, next to the packed dataset, and is reused.
+    assert (fake_packed / "evaluator" / "evaluator.json").is_file()
+    again = evaluate_run(tiny_run, split="test", n=40, seed=1, progress=False)
+    assert again["metrics"]["fid_productgan"] == metrics["fid_productgan"]
+
+
+def test_evaluate_cli_prints_a_table_and_writes_json(tiny_run, capsys):
+    assert main(["evaluate", str(tiny_run), "--split", "val", "--n", "20", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "fid_productgan" in out and "real floor" in out and "extractor: productgan evaluator" in out
+    report = json.loads((tiny_run / "evaluation" / "val-n20-seed0.json").read_text())
+    assert report["protocol"]["reference_split"] == "val"
+
+
+def test_evaluate_bad_input(tiny_run, tmp_path, capsys):
+    assert main(["evaluate", str(tiny_run), "--split", "holdout"]) == 2
+    assert main(["evaluate", str(tmp_path / "nothing"), "--n", "10"]) == 1
+    assert "not a productgan run directory" in capsys.readouterr().err
+
+
+def test_validation_keeps_best_checkpoint_and_exports_it(fake_packed, tmp_path, monkeypatch):
+    scores = iter([5.0, 3.0, 4.0])  # best at the second validation (step 4)
+    real_score = Evaluator.score
+
+    def scripted(self, sampler, split, n, seed=0, memorisation=True, metrics=None):
+        results = real_score(self, sampler, split, n, seed, memorisation, metrics)
+        assert split == "val" and n == 20
+        return {**results, "fid_productgan": next(scores)}
+
+    monkeypatch.setattr(Evaluator, "score", scripted)
+    config = tiny_config(fake_packed, tmp_path / "run", steps=6)
+    config.train.eval_every, config.train.eval_n = 2, 20
+    train(config, progress=False)
+    run = tmp_path / "run"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [line for line in lines if "val_fid_productgan" in line]
+    assert [(v["step"], v["val_fid_productgan"], v["best_val"]) for v in val] == [(2, 5.0, 5.0), (4, 3.0, 3.0),
+                                                                                 (6, 4.0, 3.0)]
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == 4
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 6
+    assert json.loads((run / "generator" / "config.json").read_text())["step"] == 4
+
+
+def test_early_stop_after_patience(fake_packed, tmp_path, monkeypatch):
+    scores = iter([1.0, 2.0, 3.0, 4.0])
+    real_score = Evaluator.score
+    monkeypatch.setattr(Evaluator, "score", lambda self, *a, **k: {**real_score(self, *a, **k),
+                                                                   "fid_productgan": next(scores)})
+    config = tiny_config(fake_packed, tmp_path / "run", steps=20)
+    config.train.eval_every, config.train.eval_n, config.train.early_stop_patience = 2, 20, 2
+    summary = train(config, progress=False)
+    assert summary["stopped_by"] == "early stop" and summary["step"] == 6
