@@ -22,7 +22,7 @@ data:
 
 # A short default run on Fashion-MNIST that ends with a sample grid (a few minutes on a laptop CPU).
 demo: setup data
-	$(BIN)/productgan train --config configs/demo.yaml
+	$(BIN)/productgan train --steps 3000
 
 test: setup
 	$(BIN)/python -m pytest

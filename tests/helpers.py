@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from productgan.config import ModelConfig, RunConfig, TrainConfig
 
 
@@ -17,3 +19,9 @@ def tiny_config(data, out, **overrides) -> RunConfig:
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5):
+    """torch.testing.assert_close's float32 check without its ~1 s of imports on first use."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), (actual, expected)

@@ -4,6 +4,7 @@ so that a hang fails fast instead of stalling the suite."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -54,10 +55,10 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-def torchrun(*args, nproc: int = 2) -> subprocess.CompletedProcess:
+def torchrun(*args, nproc: int = 2, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 
 
 @pytest.fixture
@@ -130,3 +131,14 @@ def test_global_batch_must_divide(fake_packed, tmp_path):
                       "--batch-size", "15", "--steps", "2", *TINY)
     assert result.returncode != 0
     assert "must divide evenly among 2 processes" in result.stderr
+
+
+def test_validation_is_sharded_and_gathered(fake_packed, tmp_path):
+    run = tmp_path / "run"
+    result = torchrun("-m", "productgan", "train", "--data", str(fake_packed), "--out", str(run),
+                      "--batch-size", "16", "--steps", "4", "--train.eval-every", "2", "--train.eval-n", "21", *TINY,
+                      env={"PRODUCTGAN_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    val = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "val_n" in line]
+    assert [(v["step"], v["val_n"]) for v in val] == [(2, 21), (4, 21)]  # 11 + 10 images, all gathered
+    assert (run / "checkpoints" / "best.pt").is_file()

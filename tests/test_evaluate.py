@@ -60,14 +60,14 @@ def test_evaluate_bad_input(tiny_run, tmp_path, capsys):
 
 def test_validation_keeps_best_checkpoint_and_exports_it(fake_packed, tmp_path, monkeypatch):
     scores = iter([5.0, 3.0, 4.0])  # best at the second validation (step 4)
-    real_score = Evaluator.score
+    real_score = Evaluator.score_features
 
-    def scripted(self, sampler, split, n, seed=0, memorisation=True, metrics=None):
-        results = real_score(self, sampler, split, n, seed, memorisation, metrics)
-        assert split == "val" and n == 20
+    def scripted(self, fake_feats, fake_probs, split, **kwargs):
+        results = real_score(self, fake_feats, fake_probs, split, **kwargs)
+        assert split == "val" and len(fake_feats) == 20
         return {**results, "fid_productgan": next(scores)}
 
-    monkeypatch.setattr(Evaluator, "score", scripted)
+    monkeypatch.setattr(Evaluator, "score_features", scripted)
     config = tiny_config(fake_packed, tmp_path / "run", steps=6)
     config.train.eval_every, config.train.eval_n = 2, 20
     train(config, progress=False)
@@ -83,9 +83,9 @@ def test_validation_keeps_best_checkpoint_and_exports_it(fake_packed, tmp_path, 
 
 def test_early_stop_after_patience(fake_packed, tmp_path, monkeypatch):
     scores = iter([1.0, 2.0, 3.0, 4.0])
-    real_score = Evaluator.score
-    monkeypatch.setattr(Evaluator, "score", lambda self, *a, **k: {**real_score(self, *a, **k),
-                                                                   "fid_productgan": next(scores)})
+    real_score = Evaluator.score_features
+    monkeypatch.setattr(Evaluator, "score_features", lambda self, *a, **k: {**real_score(self, *a, **k),
+                                                                            "fid_productgan": next(scores)})
     config = tiny_config(fake_packed, tmp_path / "run", steps=20)
     config.train.eval_every, config.train.eval_n, config.train.early_stop_patience = 2, 20, 2
     summary = train(config, progress=False)

@@ -11,24 +11,10 @@ import torch.nn.functional as F
 from productgan.config import LossConfig
 from productgan.losses import CrossEntropyLoss, LeastSquaresLoss, build_loss
 
+from helpers import assert_close
+
 REAL = [2.0, -1.0, 0.5, 30.0]
 FAKE = [-3.0, 0.0, 1.5, -30.0]
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5):
-    """torch.testing.assert_close's float32 check without its ~1 s of imports on first use."""
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), (actual, expected)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: a second intra-op thread only adds waiting, and when another job
-    keeps the CPUs busy that waiting costs ~20x. Restored afterwards for other test files."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def logits(values) -> torch.Tensor:

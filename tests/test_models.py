@@ -10,24 +10,10 @@ from torch.nn.utils import parametrize
 from productgan.config import ModelConfig
 from productgan.models import Discriminator, Generator, check_image_size, init_weights
 
+from helpers import assert_close
+
 SIZES = [32, 64, 128, 256]
 NZ = 16  # a short z keeps the 256-pixel models quick; the width pattern does not depend on it
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5):
-    """torch.testing.assert_close's float32 check without its ~1 s of imports on first use."""
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), (actual, expected)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: a second intra-op thread only adds waiting, and when another job
-    keeps the CPUs busy that waiting costs ~20x. Restored afterwards for other test files."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(**overrides) -> ModelConfig:

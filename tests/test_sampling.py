@@ -28,6 +28,8 @@ from productgan.sampling import (
     to_uint8,
 )
 
+from helpers import assert_close
+
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 FMNIST_INFO = {
@@ -39,22 +41,6 @@ FMNIST_INFO = {
     "background": 0,
 }
 NZ = 100
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5):
-    """torch.testing.assert_close's float32 check without its ~1 s of imports on first use."""
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), (actual, expected)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: a second intra-op thread only adds waiting, and when another job
-    keeps the CPUs busy that waiting costs ~20x. Restored afterwards for other test files."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build_generator(image_size: int = 32, channels: int = 1, seed: int = 0, **model) -> Generator:
@@ -101,7 +87,7 @@ def test_export_writes_weights_and_a_complete_config(export_dir):
     assert config["format"] == "productgan-generator"
     assert config["version"] == 1
     assert config["model"] == {
-        "nz": 100, "ngf": 8, "ndf": 64, "g_norm": "batch", "d_norm": "batch",
+        "nz": 100, "ngf": 8, "ndf": 32, "g_norm": "batch", "d_norm": "batch",
         "g_activation": "relu", "d_activation": "leaky_relu", "leaky_slope": 0.2, "g_output": "tanh",
     }
     assert config["image_size"] == 32 and config["channels"] == 1

@@ -71,8 +71,13 @@ class Evaluator:
     def score(self, sampler: Sampler, split: str, n: int, seed: int = 0, memorisation: bool = True,
               metrics: list[str] | None = None) -> dict[str, Any]:
         """Metrics of ``n`` generated images against the images of ``split``."""
-        real_feats, _ = self.real(split)
         fake_feats, fake_probs = features_and_probabilities(self.net, sampler(n=n, seed=seed).numpy())
+        return self.score_features(fake_feats, fake_probs, split, seed, memorisation, metrics)
+
+    def score_features(self, fake_feats: torch.Tensor, fake_probs: torch.Tensor, split: str, seed: int = 0,
+                       memorisation: bool = True, metrics: list[str] | None = None) -> dict[str, Any]:
+        """Metrics of generated images' features (as from this evaluator) against ``split``."""
+        real_feats, _ = self.real(split)
         train_feats = self.real("train", MEMORISATION_REFERENCE, seed)[0] if memorisation else None
         if metrics is not None and "memorisation" not in metrics:
             train_feats = None

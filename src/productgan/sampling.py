@@ -170,7 +170,12 @@ class Sampler:
             raise ProductganError(f"size must be 'native' or 'training', not {size!r}.")
         if n < 1:
             raise ProductganError(f"the number of images must be at least 1, not {n}.")
-        z = noise(n, self.generator.config.nz, seed)
+        return self.from_noise(noise(n, self.generator.config.nz, seed), size, batch_size)
+
+    @torch.no_grad()
+    def from_noise(self, z: torch.Tensor, size: str = "native", batch_size: int = 256) -> torch.Tensor:
+        """Images for given latent vectors (N x nz), uint8 N x C x H x W."""
+        n = len(z)
         chunks = []
         for start in range(0, n, batch_size):
             images = self.generator(z[start : start + batch_size].to(self.device)).float()

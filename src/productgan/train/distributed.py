@@ -94,6 +94,17 @@ def broadcast_float(value: float, device: torch.device, context: Context) -> flo
     return float(tensor.item())
 
 
+def gather_to_main(tensors: list[torch.Tensor], context: Context) -> list[torch.Tensor] | None:
+    """Concatenate each tensor over ranks (sizes may differ) on rank 0; None on other ranks."""
+    if not context.enabled:
+        return tensors
+    gathered: list = [None] * context.world_size
+    dist.all_gather_object(gathered, [t.cpu() for t in tensors])
+    if not context.is_main:
+        return None
+    return [torch.cat([part[i] for part in gathered]) for i in range(len(tensors))]
+
+
 def barrier(context: Context) -> None:
     if context.enabled:
         dist.barrier()

@@ -34,7 +34,7 @@ from productgan.train.checkpoint import load_checkpoint, save_checkpoint
 from productgan.train.distributed import SINGLE, Context
 from productgan.train.ema import EMA
 
-DEFAULT_STEPS = 2000
+DEFAULT_STEPS = 3000
 CONFIG_FILE, METRICS_FILE, REALS_FILE = "config.yaml", "metrics.jsonl", "reals.png"
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 BEST_CHECKPOINT = Path("checkpoints") / "best.pt"
@@ -407,23 +407,39 @@ class Trainer:
 
     # --- validation ------------------------------------------------------------------------
 
-    def validate(self) -> dict[str, float]:
-        """Score the sampling generator on the validation split (rank 0); keep best.pt."""
+    def validate(self) -> dict[str, float] | None:
+        """Score the sampling generator on the validation split and keep best.pt.
+
+        Under torchrun each rank generates and featurises its share of the images; rank 0
+        gathers the features, computes the metrics and returns them (other ranks get None).
+        """
         from productgan.evaluate import Evaluator
+        from productgan.metrics import features_and_probabilities
         from productgan.sampling import Sampler
 
-        t = self.config.train
+        t, ctx = self.config.train, self.context
         if self._evaluator is None:
-            self._evaluator = Evaluator(self.config.data, self.dataset, progress=False, device=str(self.device))
+            # Rank 0 trains and caches the evaluator if needed; the others then load it.
+            if ctx.is_main:
+                self._evaluator = Evaluator(self.config.data, self.dataset, progress=False, device=str(self.device))
+            distributed.barrier(ctx)
+            if not ctx.is_main:
+                self._evaluator = Evaluator(self.config.data, self.dataset, progress=False, device=str(self.device))
         generator = self.sampling_generator
         was_training = generator.training
         generator.eval()
         try:
-            info = {**self.export_info(), "pixel_range": list(self._pixel_range())}
-            results = self._evaluator.score(Sampler(generator, info), "val", t.eval_n, seed=self.config.seed,
-                                            metrics=["fid_productgan", "precision_recall", "class_histogram"])
+            sampler = Sampler(generator, {**self.export_info(), "pixel_range": list(self._pixel_range())})
+            # The same noise as a single process would draw, split into one share per rank.
+            share = noise(t.eval_n, self.config.model.nz, self.config.seed).tensor_split(ctx.world_size)[ctx.rank]
+            feats, probs = features_and_probabilities(self._evaluator.net, sampler.from_noise(share).numpy())
         finally:
             generator.train(was_training)
+        gathered = distributed.gather_to_main([feats, probs], ctx)
+        if gathered is None:
+            return None
+        results = self._evaluator.score_features(*gathered, "val", seed=self.config.seed,
+                                                 metrics=["fid_productgan", "precision_recall", "class_histogram"])
         score = float(results[VALIDATION_METRIC])
         improved = self.best_val is None or score < self.best_val
         if improved:
@@ -431,7 +447,8 @@ class Trainer:
             save_checkpoint(self.state_dict(), self.run_dir / BEST_CHECKPOINT)
         else:
             self.evals_without_gain += 1
-        return {f"val_{k}": float(results[k]) for k in (VALIDATION_METRIC, "precision", "recall", "rarest_class_share")}
+        scores = {f"val_{k}": float(results[k]) for k in (VALIDATION_METRIC, "precision", "recall", "rarest_class_share")}
+        return {**scores, "val_n": results["protocol"]["num_fake"]}
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -486,10 +503,12 @@ class Trainer:
                     last_log_time, last_log_images = now, self.images_seen
                 if self.step % t.sample_every == 0 and main:
                     self.save_samples()
-                if t.eval_every and self.step % t.eval_every == 0 and main:
-                    self._log({**self.validate(), "val_n": t.eval_n, "best_val": self.best_val})
+                if t.eval_every and self.step % t.eval_every == 0:
+                    scores = self.validate()
+                    if main:
+                        self._log({**scores, "best_val": self.best_val})
                     if t.early_stop_patience and self.evals_without_gain >= t.early_stop_patience:
-                        stop.early = True
+                        stop.early = True  # rank 0's decision, shared at the next agreement
                 if self.step % t.checkpoint_every == 0:
                     self._checked_checkpoint(stats)
         bar.close()
