@@ -166,8 +166,6 @@ class Sampler:
 
     @torch.no_grad()
     def __call__(self, n: int, seed: int = 0, size: str = "native", batch_size: int = 256) -> torch.Tensor:
-        if size not in ("native", "training"):
-            raise ProductganError(f"size must be 'native' or 'training', not {size!r}.")
         if n < 1:
             raise ProductganError(f"the number of images must be at least 1, not {n}.")
         return self.from_noise(noise(n, self.generator.config.nz, seed), size, batch_size)
@@ -175,6 +173,8 @@ class Sampler:
     @torch.no_grad()
     def from_noise(self, z: torch.Tensor, size: str = "native", batch_size: int = 256) -> torch.Tensor:
         """Images for given latent vectors (N x nz), uint8 N x C x H x W."""
+        if size not in ("native", "training"):
+            raise ProductganError(f"size must be 'native' or 'training', not {size!r}.")
         n = len(z)
         chunks = []
         for start in range(0, n, batch_size):
