@@ -58,10 +58,11 @@ class Evaluator:
 
     def real(self, split: str, n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Features and class probabilities of up to ``n`` images of ``split`` (a seeded choice)."""
-        images = native_images(self.dataset, split)
-        count = len(images) if n is None else min(n, len(images))
+        total = len(self.dataset.indices(split))
+        count = total if n is None else min(n, total)
         key = (split, count, seed)
         if key not in self._real:
+            images = native_images(self.dataset, split)
             if count < len(images):
                 pick = np.sort(np.random.default_rng(seed).choice(len(images), size=count, replace=False))
                 images = images[pick]
