@@ -142,3 +142,34 @@ def test_validation_is_sharded_and_gathered(fake_packed, tmp_path):
     val = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "val_n" in line]
     assert [(v["step"], v["val_n"]) for v in val] == [(2, 21), (4, 21)]  # 11 + 10 images, all gathered
     assert (run / "checkpoints" / "best.pt").is_file()
+
+
+RESTARTING_WORKER = textwrap.dedent('''
+    import os, sys
+    from productgan.config import ModelConfig, RunConfig, TrainConfig
+    from productgan.train import Trainer, train
+
+    if os.environ["RANK"] == "1" and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
+        original = Trainer.train_step
+        def crash_once(self, stats):
+            original(self, stats)
+            if self.step == 5:
+                raise RuntimeError("simulated crash of rank 1")
+        Trainer.train_step = crash_once
+    config = RunConfig(data=sys.argv[1], out=sys.argv[2], batch_size=16, steps=8,
+                       model=ModelConfig(nz=8, ngf=4, ndf=4),
+                       train=TrainConfig(precision="fp32", log_every=1, checkpoint_every=2, grid_size=4, threads=1))
+    train(config, progress=False)
+''')
+
+
+def test_torchrun_restart_resumes_from_the_last_checkpoint(fake_packed, tmp_path):
+    script = tmp_path / "restarting.py"
+    script.write_text(RESTARTING_WORKER)
+    run = tmp_path / "run"
+    result = torchrun("--max-restarts", "1", str(script), str(fake_packed), str(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "simulated crash of rank 1" in result.stderr
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 8
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))  # lines after the step-4 checkpoint were trimmed and rewritten
