@@ -10,7 +10,7 @@ import signal
 import pytest
 import torch
 
-from productgan.config import ModelConfig, RunConfig, TrainConfig
+from productgan.config import RunConfig
 from productgan.errors import ProductganError, UsageError
 from productgan.train import Trainer, export_run, resume, train
 from productgan.train.checkpoint import load_checkpoint, save_checkpoint

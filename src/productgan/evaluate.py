@@ -146,7 +146,7 @@ TABLE_ROWS = [
     ("recall", "recall (k=3)", "{:.3f}", "diversity, higher is better"),
     ("density", "density (k=5)", "{:.3f}", "realism, about 1 for real data"),
     ("coverage", "coverage (k=5)", "{:.3f}", "diversity, higher is better"),
-    ("classifier_score", "classifier score", "{:.3f}", f"higher is better, at most the class count"),
+    ("classifier_score", "classifier score", "{:.3f}", "higher is better, at most the class count"),
     ("rarest_class_share", "rarest class share", "{:.3f}", "mode-collapse alarm: 1/classes when balanced"),
     ("memorisation_share", "memorisation share", "{:.3f}", "closer to a train image than train images are to each other; "
      "floor: held-out real images"),

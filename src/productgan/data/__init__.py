@@ -1,5 +1,6 @@
 """Data sources, the packed dataset format, and ``prepare``, which turns one into the other."""
 
+from productgan.config import IMAGE_SIZES, check_image_size
 from productgan.data.fashion_mnist import (
     FASHION_MNIST_CLASSES,
     FILES,
@@ -11,9 +12,7 @@ from productgan.data.fashion_mnist import (
 )
 from productgan.data.packed import SPLITS, PackedDataset, check_output_folder, is_packed_dataset
 from productgan.data.prepare import (
-    IMAGE_SIZES,
     build_fashion_mnist,
-    check_image_size,
     fit_fashion_mnist,
     open_dataset,
     prepare,

@@ -22,7 +22,7 @@ from productgan.data.packed import (
     check_output_folder,
     is_packed_dataset,
 )
-from productgan.config import IMAGE_SIZES, check_image_size
+from productgan.config import check_image_size
 from productgan.errors import ProductganError, UsageError
 
 FASHION_MNIST = "fashion-mnist"
