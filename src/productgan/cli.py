@@ -21,6 +21,7 @@ COMMANDS = {
     "train": "train a DCGAN and write a run directory",
     "generate": "make images from a run directory or an exported generator",
     "evaluate": "score a run's generator on held-out images (productgan evaluator metrics)",
+    "report": "write a self-contained HTML page of a run: curves, sample grids, evaluation",
     "export": "export the generator of a run's last checkpoint",
 }
 
@@ -158,6 +159,17 @@ def cmd_evaluate(args: list[str]) -> int:
     return 0
 
 
+def cmd_report(args: list[str]) -> int:
+    from productgan.report import build_report
+
+    parser = _parser("report")
+    parser.add_argument("run_dir", type=str, help="A run directory.")
+    parser.add_argument("--out", type=str, default=None, help="HTML path (default RUN_DIR/report/index.html).")
+    ns = parser.parse_args(args)
+    print(f"Report written to {build_report(ns.run_dir, ns.out)}")
+    return 0
+
+
 def cmd_export(args: list[str]) -> int:
     from productgan.train import export_run
 
@@ -171,7 +183,7 @@ def cmd_export(args: list[str]) -> int:
 
 
 HANDLERS = {"prepare": cmd_prepare, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
-            "export": cmd_export}
+            "report": cmd_report, "export": cmd_export}
 
 
 def _usage() -> str:

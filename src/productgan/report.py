@@ -1,0 +1,167 @@
+"""A run at a glance: one self-contained HTML page (figures embedded) plus the PNG figures.
+
+Reads only what the run directory already holds: metrics.jsonl, the sample grids, reals.png,
+config.yaml and any evaluation reports. Plots need matplotlib (the ``report`` extra).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from productgan.errors import ProductganError
+
+REPORT_DIR = "report"
+MAX_GRIDS = 8
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ProductganError("productgan report draws its figures with matplotlib; install it with "
+                              "`pip install 'productgan[report]'` (or `pip install matplotlib`).")
+    return plt
+
+
+def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """Training log lines and validation lines of metrics.jsonl, skipping any damaged line."""
+    train, val = [], []
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            (val if "val_fid_productgan" in record else train).append(record)
+    return train, val
+
+
+def _plot(plt, path: Path, title: str, series: list[tuple[str, list, list]], ylabel: str) -> Path | None:
+    series = [s for s in series if s[1]]
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=110)
+    for label, xs, ys in series:
+        ax.plot(xs, ys, label=label, linewidth=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def make_figures(run_dir: Path, out_dir: Path) -> dict[str, Path]:
+    plt = _pyplot()
+    train, val = read_metrics(run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def column(records, key):
+        pairs = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    figures = {
+        "losses": _plot(plt, out_dir / "losses.png", "Losses", [
+            ("loss_d", *column(train, "loss_d")), ("loss_g", *column(train, "loss_g"))], "loss"),
+        "discriminator": _plot(plt, out_dir / "discriminator.png", "Discriminator outputs", [
+            ("D(x) on real", *column(train, "d_real")), ("D(G(z)) on generated", *column(train, "d_fake"))],
+            "probability"),
+        "speed": _plot(plt, out_dir / "speed.png", "Throughput", [("images/s", *column(train, "images_per_s"))],
+                       "images/s"),
+        "validation": _plot(plt, out_dir / "validation.png", "Validation fid_productgan",
+                            [("val fid_productgan", *column(val, "val_fid_productgan"))], "fid_productgan"),
+        "validation_pr": _plot(plt, out_dir / "validation_pr.png", "Validation precision / recall", [
+            ("precision", *column(val, "val_precision")), ("recall", *column(val, "val_recall")),
+            ("rarest class share", *column(val, "val_rarest_class_share"))], "value"),
+    }
+    return {name: path for name, path in figures.items() if path is not None}
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _evaluation_tables(run_dir: Path) -> str:
+    parts = []
+    for path in sorted((run_dir / "evaluation").glob("*.json")):
+        try:
+            report: dict[str, Any] = json.loads(path.read_text())
+            metrics, floor, protocol = report["metrics"], report.get("real_data_floor", {}), report["protocol"]
+        except (ValueError, KeyError):
+            continue
+        rows = []
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                real = floor.get(key)
+                rows.append(f"<tr><td>{html.escape(key)}</td><td>{value:.4g}</td>"
+                            f"<td>{'' if real is None else f'{real:.4g}'}</td></tr>")
+        shares = metrics.get("class_shares") or {}
+        share_text = ", ".join(f"{html.escape(k)} {v:.1%}" for k, v in shares.items())
+        parts.append(
+            f"<h3>{html.escape(path.name)}</h3><p class=note>{html.escape(protocol.get('extractor', ''))}; "
+            f"{protocol.get('num_generated')} generated vs {protocol.get('num_reference')} images of the "
+            f"{html.escape(str(protocol.get('reference_split')))} split, seed {protocol.get('seed')}</p>"
+            f"<table><tr><th>metric</th><th>generated</th><th>real floor</th></tr>{''.join(rows)}</table>"
+            + (f"<p>Predicted classes of the generated images: {share_text}</p>" if share_text else ""))
+    return "".join(parts) or "<p>No evaluation yet: run <code>productgan evaluate RUN_DIR</code>.</p>"
+
+
+def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write ``RUN_DIR/report/index.html`` (or ``out``) and the figures beside it; returns the page."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ProductganError(f"{run_dir} is not a productgan run directory (no config.yaml); pass the folder a "
+                              f"training run wrote.")
+    page = Path(out) if out else run_dir / REPORT_DIR / "index.html"
+    figures = make_figures(run_dir, page.parent)
+    grids = sorted((run_dir / "samples").glob("step-*.png"))
+    shown = grids if len(grids) <= MAX_GRIDS else [grids[round(i * (len(grids) - 1) / (MAX_GRIDS - 1))]
+                                                    for i in range(MAX_GRIDS)]
+    train, val = read_metrics(run_dir)
+    last = train[-1] if train else {}
+    summary = (f"step {last.get('step', 0)}, {last.get('images_seen', 0):,} images seen, "
+               f"{last.get('elapsed_s', 0) / 60:.1f} min of training" if last else "no training log yet")
+    best = min((v["val_fid_productgan"] for v in val), default=None)
+    sections = [
+        f"<h1>productgan run {html.escape(run_dir.name)}</h1><p>{summary}"
+        + (f"; best validation fid_productgan {best:.4g}" if best is not None else "") + "</p>",
+        "<h2>Final samples and real images</h2><div class=row>"
+        + (f"<figure>{_img(grids[-1], 'final samples')}<figcaption>{grids[-1].stem} (EMA generator, fixed noise)"
+           f"</figcaption></figure>" if grids else "")
+        + (f"<figure>{_img(run_dir / 'reals.png', 'training images')}<figcaption>training images</figcaption>"
+           f"</figure>" if (run_dir / "reals.png").is_file() else "") + "</div>",
+        "<h2>Training curves</h2>" + "".join(_img(figures[k], k) for k in ("losses", "discriminator", "speed")
+                                            if k in figures),
+    ]
+    if "validation" in figures:
+        sections.append("<h2>Validation</h2>" + "".join(_img(figures[k], k) for k in ("validation", "validation_pr")
+                                                        if k in figures))
+    sections.append("<h2>Evaluation</h2>" + _evaluation_tables(run_dir))
+    if shown:
+        sections.append("<h2>Fixed-noise samples over time</h2><div class=row>" + "".join(
+            f"<figure>{_img(g, g.stem)}<figcaption>{g.stem}</figcaption></figure>" for g in shown) + "</div>")
+    sections.append(f"<h2>Configuration</h2><pre>{html.escape((run_dir / 'config.yaml').read_text())}</pre>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{max-width:100%}"
+             ".row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}figcaption{font-size:.8em;color:#555}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+             ".note{font-size:.85em;color:#555}")
+    document = (f"<!doctype html><html><head><meta charset=utf-8><title>productgan {html.escape(run_dir.name)}"
+                f"</title><style>{style}</style></head><body>{''.join(sections)}</body></html>\n")
+    page.parent.mkdir(parents=True, exist_ok=True)
+    tmp = page.with_name(f".{page.name}.tmp")
+    tmp.write_text(document)
+    os.replace(tmp, page)
+    return page

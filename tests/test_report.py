@@ -1,0 +1,44 @@
+"""report: a self-contained HTML page with the run's curves, grids and evaluation tables."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from productgan.cli import main
+from productgan.report import build_report, read_metrics
+from productgan.train import train
+
+from helpers import tiny_config
+
+
+def test_report_embeds_curves_grids_and_evaluation(fake_packed, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRODUCTGAN_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    config = tiny_config(fake_packed, run, steps=4)
+    config.train.eval_every, config.train.eval_n = 2, 20
+    train(config, progress=False)
+    assert main(["evaluate", str(run), "--n", "20", "--no-progress"]) == 0
+
+    page = build_report(run)
+    text = page.read_text()
+    assert page == run / "report" / "index.html"
+    for figure in ("losses.png", "discriminator.png", "speed.png", "validation.png", "validation_pr.png"):
+        assert (page.parent / figure).is_file(), figure
+    images = re.findall(r'src="data:image/png;base64,', text)
+    # 5 figures + final grid + reals + the sample grids of steps 3 and 4 (and the final one again)
+    assert len(images) == 5 + 2 + 2
+    assert "fid_productgan" in text and "test-n20-seed0.json" in text and "real floor" in text
+    assert "<script" not in text and "http" not in text  # nothing to fetch: readable offline
+
+
+def test_read_metrics_splits_training_and_validation_lines(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(
+        json.dumps({"step": 1, "loss_d": 1.0}) + "\n" + json.dumps({"step": 2, "val_fid_productgan": 3.0}) + "\n{cut")
+    train_lines, val_lines = read_metrics(tmp_path)
+    assert [r["step"] for r in train_lines] == [1] and [r["step"] for r in val_lines] == [2]
+
+
+def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    assert "not a productgan run directory" in capsys.readouterr().err
