@@ -362,3 +362,30 @@ def test_large_images_are_downscaled_before_the_network():
     net = EvaluatorNet(3, 4, (96, 128), widths=(4, 8), feature_dim=8, max_side=64).eval()
     assert net.working_size == (48, 64)
     assert class_probabilities(net, np.zeros((2, 3, 96, 128), np.uint8)).shape == (2, 4)
+
+
+# ----------------------------------------------------------------------------- CAS
+
+
+def test_classification_accuracy_score_on_stand_in_generators():
+    from productgan.metrics import classification_accuracy_score
+
+    train_labels = np.arange(200) % 10
+    test_labels = np.arange(100) % 10
+    real_train = (blob_images(train_labels, seed=1), train_labels)
+    real_test = (blob_images(test_labels, seed=2), test_labels)
+
+    def faithful(n, seed):  # new images drawn from the real distribution, labelled right
+        labels = np.arange(n) % 10
+        return blob_images(labels, seed=100 + seed), labels
+
+    def mislabelled(n, seed):  # the same images with every label shifted by one class
+        images, labels = faithful(n, seed)
+        return images, (labels + 1) % 10
+
+    good = classification_accuracy_score(faithful, real_train, real_test, 10, n=200, **TINY)
+    bad = classification_accuracy_score(mislabelled, real_train, real_test, 10, n=200, **TINY)
+    assert good["cas"] >= 0.8 and good["cas_real_baseline"] >= 0.8
+    assert bad["cas"] <= 0.1  # it learned the wrong names for every class
+    assert bad["cas_real_baseline"] == good["cas_real_baseline"]  # the baseline ignores the generator
+    assert good["protocol"]["num_generated"] == 200 and good["protocol"]["num_test"] == 100

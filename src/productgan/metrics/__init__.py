@@ -11,6 +11,7 @@ All scores are computed on productgan's evaluator features, so they carry names 
 (``fid_productgan``, not FID) and compare only between runs scored by the same evaluator.
 """
 
+from productgan.metrics.cas import classification_accuracy_score
 from productgan.metrics.class_histogram import class_histogram, rarest_class_share
 from productgan.metrics.classifier_score import classifier_score
 from productgan.metrics.density_coverage import density_coverage
@@ -36,6 +37,7 @@ __all__ = [
     "MetricInputs",
     "class_histogram",
     "class_probabilities",
+    "classification_accuracy_score",
     "classifier_score",
     "compute_all",
     "data_fingerprint",
