@@ -27,6 +27,11 @@ EXPORT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 
 
+def pixel_range(model: ModelConfig) -> list[float]:
+    """The value range of the generator's output, which real images are scaled to in training."""
+    return [-1.0, 1.0] if model.g_output == "tanh" else [0.0, 1.0]
+
+
 def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dict[str, Any]) -> Path:
     """Write ``generator`` and its description to ``out_dir`` (replaced atomically as a whole).
 
@@ -40,7 +45,7 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dic
         "model": to_dict(generator.config),
         "image_size": generator.image_size,
         "channels": generator.channels,
-        "pixel_range": [-1.0, 1.0] if generator.config.g_output == "tanh" else [0.0, 1.0],
+        "pixel_range": pixel_range(generator.config),
         **info,
     }
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")

@@ -10,7 +10,7 @@ from productgan.config import RunConfig
 from productgan.data import open_dataset
 from productgan.errors import ProductganError, UsageError
 from productgan.train import distributed
-from productgan.train.loop import LAST_CHECKPOINT, Trainer, load_run_config
+from productgan.train.loop import CONFIG_FILE, LAST_CHECKPOINT, Trainer, load_run_config
 from productgan.train.rundir import new_run_dir
 
 __all__ = ["train", "resume", "Trainer", "load_run_config"]
@@ -66,7 +66,7 @@ def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     dataset = _open(config)
     if config.out:
         run_dir = Path(config.out)
-        if context.is_main and not restarted and ((run_dir / LAST_CHECKPOINT).exists() or (run_dir / "config.yaml").exists()):
+        if context.is_main and not restarted and ((run_dir / LAST_CHECKPOINT).exists() or (run_dir / CONFIG_FILE).exists()):
             raise ProductganError(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another --out."
             )

@@ -28,7 +28,7 @@ from productgan.errors import ProductganError, UsageError
 from productgan.images import save_grid
 from productgan.losses import build_loss, gradient_penalty, r1_penalty
 from productgan.models import Discriminator, Generator, init_weights
-from productgan.sampling import export_generator, noise, to_native, to_uint8
+from productgan.sampling import export_generator, noise, pixel_range, to_native, to_uint8
 from productgan.train import distributed
 from productgan.train.checkpoint import load_checkpoint, save_checkpoint
 from productgan.train.distributed import SINGLE, Context
@@ -278,11 +278,8 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _real_batch(self) -> torch.Tensor:
-        batch = self.batches.next().float()
-        if self.config.model.g_output == "tanh":
-            batch = batch.mul_(2.0 / 255.0).sub_(1.0)
-        else:
-            batch = batch.mul_(1.0 / 255.0)
+        low, high = pixel_range(self.config.model)
+        batch = self.batches.next().float().mul_((high - low) / 255.0).add_(low)
         return batch.contiguous(memory_format=self.memory_format)
 
     def _z(self) -> torch.Tensor:
@@ -367,9 +364,6 @@ class Trainer:
             "seed": self.config.seed,
         }
 
-    def _pixel_range(self) -> tuple[float, float]:
-        return (-1.0, 1.0) if self.config.model.g_output == "tanh" else (0.0, 1.0)
-
     @torch.no_grad()
     def save_samples(self) -> Path:
         generator = self.sampling_generator
@@ -377,7 +371,7 @@ class Trainer:
         generator.eval()  # eval BatchNorm: running statistics, and no update of them
         images = generator(self.fixed_noise).float()
         generator.train(was_training)
-        images = to_uint8(to_native(images, self.dataset.meta), self._pixel_range()).cpu().numpy()
+        images = to_uint8(to_native(images, self.dataset.meta), pixel_range(self.config.model)).cpu().numpy()
         return save_grid(images, self.run_dir / "samples" / f"step-{self.step:06d}.png")
 
     def save_reals(self) -> Path:
@@ -429,7 +423,7 @@ class Trainer:
         was_training = generator.training
         generator.eval()
         try:
-            sampler = Sampler(generator, {**self.export_info(), "pixel_range": list(self._pixel_range())})
+            sampler = Sampler(generator, {**self.export_info(), "pixel_range": pixel_range(self.config.model)})
             # The same noise as a single process would draw, split into one share per rank.
             share = noise(t.eval_n, self.config.model.nz, self.config.seed).tensor_split(ctx.world_size)[ctx.rank]
             feats, probs = features_and_probabilities(self._evaluator.net, sampler.from_noise(share).numpy())
