@@ -150,12 +150,16 @@ def test_batch_larger_than_the_data_is_refused(fake_packed, tmp_path):
 
 def test_batch_source_visits_every_image_once_per_epoch():
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
-    source = BatchSource(images, batch_size=3, seed=5)
-    epoch = torch.cat([source.next().flatten() for _ in range(3)])
+    labels = torch.arange(10) + 100
+    source = BatchSource(images, labels, batch_size=3, seed=5)
+    drawn = [source.next() for _ in range(3)]
+    epoch = torch.cat([batch.flatten() for batch, _ in drawn])
     assert len(set(epoch.tolist())) == 9  # the tenth image is the dropped remainder
-    again = BatchSource(images, batch_size=3, seed=5)
+    for batch, batch_labels in drawn:  # labels travel with their images
+        assert torch.equal(batch.flatten().long() + 100, batch_labels)
+    again = BatchSource(images, labels, batch_size=3, seed=5)
     again.batches_drawn = 3
-    assert torch.equal(again.next(), source.next())  # position is the counter alone
+    assert all(torch.equal(a, b) for a, b in zip(again.next(), source.next()))  # position is the counter alone
 
 
 def test_update_schedules_run(fake_packed, tmp_path):

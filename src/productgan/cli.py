@@ -26,6 +26,14 @@ COMMANDS = {
 }
 
 
+# Short spellings of the switches people reach for most.
+ALIASES = {
+    "--conditional": "--model.conditional=true",
+    "--augment": "--train.augment=true",
+    "--no_augment": "--train.augment=false",
+}
+
+
 def _normalise(argv: list[str]) -> list[str]:
     """``--batch-size 8`` -> ``--batch_size 8``: dashes in option names become underscores."""
     out = []
@@ -33,6 +41,7 @@ def _normalise(argv: list[str]) -> list[str]:
         if token.startswith("--") and len(token) > 2:
             name, sep, value = token[2:].partition("=")
             token = "--" + name.replace("-", "_") + sep + value
+            token = ALIASES.get(token, token)
         out.append(token)
     return out
 
@@ -128,11 +137,15 @@ def cmd_generate(args: list[str]) -> int:
     parser.add_argument("--size", type=str, default="native", choices=["native", "training"],
                         help="'native' (the dataset's own size, 28x28 for Fashion-MNIST) or 'training'.")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
+    parser.add_argument("--label", type=str, default=None,
+                        help="Product category (name or index) for a class-conditional generator; by default "
+                             "every class in turn.")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
     ns = parser.parse_args(args)
     path = generate_to_path(ns.source, ns.out, n=ns.n, seed=ns.seed, size=ns.size, device=ns.device,
-                            overwrite=ns.overwrite)
-    print(f"Wrote {ns.n} images to {path}")
+                            overwrite=ns.overwrite, label=ns.label)
+    what = f" of class {ns.label!r}" if ns.label is not None else ""
+    print(f"Wrote {ns.n} images{what} to {path}")
     return 0
 
 

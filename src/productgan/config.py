@@ -14,6 +14,8 @@ from typing import Any, Literal, Optional
 from productgan.errors import UsageError
 
 IMAGE_SIZES = (32, 64, 128, 256)
+# DiffAugment is on by default for training splits smaller than this (see README, "Small data").
+AUGMENT_BELOW = 10_000
 
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid"]
 
@@ -34,6 +36,9 @@ class ModelConfig:
         d_activation: Hidden activation of the discriminator.
         leaky_slope: Negative slope of LeakyReLU wherever it is used.
         g_output: Output activation of the generator; pixels are scaled to match it.
+        conditional: Class-conditional GAN: G takes the product category (a learned embedding
+            appended to z), D scores it with a projection head; images can then be generated
+            per category (productgan generate --label).
     """
 
     nz: int = 100
@@ -45,6 +50,7 @@ class ModelConfig:
     d_activation: Activation = "leaky_relu"
     leaky_slope: float = 0.2
     g_output: Literal["tanh", "sigmoid"] = "tanh"
+    conditional: bool = False
 
 
 @dataclass
@@ -128,6 +134,11 @@ class TrainConfig:
             see benchmarks/throughput.py).
         sync_batchnorm: Under torchrun, share BatchNorm statistics across processes (for small
             per-GPU batches); off by default, as each rank's batch is already a fair sample.
+        augment: DiffAugment: D sees real and generated images through the same random
+            transforms (augment_policy), which keeps it from memorising a small dataset. Unset:
+            on when the training split has fewer than AUGMENT_BELOW images.
+        augment_policy: Comma-separated DiffAugment transforms: color, translation, cutout.
+        hflip: Mirror half of the real images at random (for products that may face either way).
     """
 
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -148,6 +159,9 @@ class TrainConfig:
     early_stop_patience: int = 0
     compile: bool = False
     sync_batchnorm: bool = False
+    augment: Optional[bool] = None
+    augment_policy: str = "color,translation,cutout"
+    hflip: bool = False
 
 
 @dataclass

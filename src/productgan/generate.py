@@ -14,7 +14,10 @@ from productgan.sampling import load_generator
 
 
 def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, seed: int = 0,
-                     size: str = "native", device: str = "cpu", overwrite: bool = False) -> Path:
+                     size: str = "native", device: str = "cpu", overwrite: bool = False,
+                     label: int | str | None = None) -> Path:
+    """Write n images for ``seed`` (of class ``label`` for a conditional generator; every
+    class in turn when it is not given)."""
     out = Path(out)
     kind = "npy" if out.suffix.lower() == ".npy" else "png" if out.suffix.lower() == ".png" else "dir"
     if out.exists() and kind == "dir" and not out.is_dir():
@@ -24,7 +27,8 @@ def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, 
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}.")
     sampler = load_generator(source, device=device)
-    images = sampler(n=n, seed=seed, size=size).numpy()
+    labels = sampler.labels(n, label)
+    images = sampler(n=n, seed=seed, size=size, label=label).numpy()
 
     if kind == "npy":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -32,15 +36,24 @@ def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, 
         np.save(tmp, images)
         os.replace(tmp, out)
     elif kind == "png":
-        save_png(make_grid(images), out)
+        # Every class in turn reads best as one row per class.
+        nrow = sampler.generator.num_classes if sampler.conditional and label is None and n > sampler.generator.num_classes else None
+        save_png(make_grid(images, nrow), out)
     else:
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         width = max(6, len(str(n - 1)))
+        names = sampler.class_names
         for index, image in enumerate(images):
-            save_png(image, tmp / f"{seed}-{index:0{width}d}.png")
+            suffix = "" if labels is None else "-" + _file_safe(names[int(labels[index])])
+            save_png(image, tmp / f"{seed}-{index:0{width}d}{suffix}.png")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     return out
+
+
+def _file_safe(name: str) -> str:
+    """A class name as a file-name part: letters, digits, dots and dashes kept, the rest '_'."""
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in name) or "_"

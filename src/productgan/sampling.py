@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from productgan.config import ModelConfig, from_dict, to_dict
-from productgan.errors import ProductganError
+from productgan.errors import ProductganError, UsageError
 from productgan.models import Generator
 
 EXPORT_FORMAT = "productgan-generator"
@@ -45,6 +45,7 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dic
         "model": to_dict(generator.config),
         "image_size": generator.image_size,
         "channels": generator.channels,
+        "num_classes": generator.num_classes,
         "pixel_range": pixel_range(generator.config),
         **info,
     }
@@ -92,7 +93,7 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
                               f"not {EXPORT_FORMAT!r}); export the generator again.")
     try:
         model_config = from_dict(ModelConfig, config["model"])
-        generator = Generator(model_config, config["image_size"], config["channels"])
+        generator = Generator(model_config, config["image_size"], config["channels"], config.get("num_classes", 0))
     except (KeyError, TypeError, ValueError) as error:
         raise ProductganError(f"{folder / CONFIG_FILE} does not describe a generator this version can build ({error}).")
     try:
@@ -127,6 +128,11 @@ def noise(n: int, nz: int, seed: int) -> torch.Tensor:
     """
     rng = np.random.default_rng(seed)
     return torch.from_numpy(rng.standard_normal((n, nz), dtype=np.float32))
+
+
+def balanced_labels(n: int, num_classes: int, start: int = 0) -> torch.Tensor:
+    """Class labels cycling through every class: image i gets class (start + i) mod num_classes."""
+    return (torch.arange(start, start + n) % num_classes).long()
 
 
 def to_uint8(images: torch.Tensor, pixel_range: tuple[float, float] | list[float]) -> torch.Tensor:
@@ -169,21 +175,59 @@ class Sampler:
     def native_size(self) -> list[int]:
         return list(self.info.get("native_size") or [self.generator.image_size] * 2)
 
-    @torch.no_grad()
-    def __call__(self, n: int, seed: int = 0, size: str = "native", batch_size: int = 256) -> torch.Tensor:
-        if n < 1:
-            raise ProductganError(f"the number of images must be at least 1, not {n}.")
-        return self.from_noise(noise(n, self.generator.config.nz, seed), size, batch_size)
+    @property
+    def conditional(self) -> bool:
+        return self.generator.num_classes > 0
+
+    def class_index(self, label: int | str) -> int:
+        """A class given by index or by name (case does not matter) -> its index."""
+        names = self.class_names
+        if not self.conditional:
+            raise UsageError("This generator is not class-conditional, so it cannot generate by category; "
+                             "train one with --model.conditional true.")
+        text = str(label).strip()
+        if text.lstrip("-").isdigit():
+            index = int(text)
+            if not 0 <= index < self.generator.num_classes:
+                raise UsageError(f"Class index {index} is out of range; this generator has classes 0 to "
+                                 f"{self.generator.num_classes - 1} ({', '.join(names)}).")
+            return index
+        matches = [i for i, name in enumerate(names) if name.casefold() == text.casefold()]
+        if not matches:
+            raise UsageError(f"Unknown class {text!r}; this generator knows: {', '.join(names)}.")
+        return matches[0]
+
+    def labels(self, n: int, label: int | str | None = None) -> torch.Tensor | None:
+        """The class of each of n images: all ``label``, or every class in turn; None when
+        the generator is unconditional."""
+        if label is not None:
+            return torch.full((n,), self.class_index(label), dtype=torch.long)
+        return balanced_labels(n, self.generator.num_classes) if self.conditional else None
 
     @torch.no_grad()
-    def from_noise(self, z: torch.Tensor, size: str = "native", batch_size: int = 256) -> torch.Tensor:
-        """Images for given latent vectors (N x nz), uint8 N x C x H x W."""
+    def __call__(self, n: int, seed: int = 0, size: str = "native", batch_size: int = 256,
+                 label: int | str | None = None) -> torch.Tensor:
+        """n images for ``seed``; a conditional generator makes class ``label``, or every
+        class in turn (image i is of class i mod the number of classes)."""
+        if n < 1:
+            raise ProductganError(f"the number of images must be at least 1, not {n}.")
+        labels = self.labels(n, label)
+        return self.from_noise(noise(n, self.generator.config.nz, seed), size, batch_size, labels)
+
+    @torch.no_grad()
+    def from_noise(self, z: torch.Tensor, size: str = "native", batch_size: int = 256,
+                   labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images for given latent vectors (N x nz) and, for a conditional generator, class
+        labels (N; every class in turn when not given): uint8 N x C x H x W."""
         if size not in ("native", "training"):
             raise ProductganError(f"size must be 'native' or 'training', not {size!r}.")
         n = len(z)
+        if self.conditional and labels is None:
+            labels = balanced_labels(n, self.generator.num_classes)
         chunks = []
         for start in range(0, n, batch_size):
-            images = self.generator(z[start : start + batch_size].to(self.device)).float()
+            batch_labels = None if labels is None else labels[start : start + batch_size].to(self.device)
+            images = self.generator(z[start : start + batch_size].to(self.device), batch_labels).float()
             if size == "native":
                 images = to_native(images, self.info)
             chunks.append(to_uint8(images, self.info["pixel_range"]).cpu())

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from productgan.config import ModelConfig, check_image_size
+from productgan.errors import UsageError
 
 MAX_WIDTH_MULTIPLIER = 8
 
@@ -37,16 +38,35 @@ def make_activation(name: str, leaky_slope: float) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}")
 
 
-class Generator(nn.Module):
-    """z (N x nz) -> image (N x C x S x S) in the output activation's range."""
+def check_num_classes(config: ModelConfig, num_classes: int) -> int:
+    """The number of classes a conditional model needs (two or more), or 0 for an unconditional one."""
+    if not config.conditional:
+        return 0
+    if num_classes < 2:
+        raise UsageError(
+            f"A class-conditional model needs a dataset with two or more classes, not {num_classes}; "
+            f"drop --model.conditional or prepare the dataset with one sub-folder per class."
+        )
+    return int(num_classes)
 
-    def __init__(self, config: ModelConfig, image_size: int = 32, channels: int = 1):
+
+class Generator(nn.Module):
+    """z (N x nz) [+ class labels (N)] -> image (N x C x S x S) in the output activation's range.
+
+    A conditional generator (``config.conditional``) appends a learned class embedding of length
+    nz to z, so every stage sees the product category.
+    """
+
+    def __init__(self, config: ModelConfig, image_size: int = 32, channels: int = 1, num_classes: int = 0):
         super().__init__()
         self.config, self.image_size, self.channels = config, image_size, channels
+        self.num_classes = check_num_classes(config, num_classes)
+        # (N) labels -> (N) x nz embedding, concatenated to z
+        self.embed = nn.Embedding(self.num_classes, config.nz) if self.num_classes else None
         mults = _multipliers(image_size)
         use_bn = config.g_norm == "batch"
         layers: list[nn.Module] = []
-        in_ch = config.nz
+        in_ch = config.nz * 2 if self.num_classes else config.nz
         for i, mult in enumerate(mults):
             out_ch = config.ngf * mult
             if i == 0:
@@ -64,16 +84,26 @@ class Generator(nn.Module):
         layers.append(make_activation(config.g_output, config.leaky_slope))
         self.main = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("this generator is class-conditional: pass the class labels")
+            z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)
         return self.main(z.view(z.shape[0], -1, 1, 1))
 
 
 class Discriminator(nn.Module):
-    """image (N x C x S x S) -> logit (N); D(x) = sigmoid(logit) is the probability of 'real'."""
+    """image (N x C x S x S) [+ class labels (N)] -> logit (N); D(x) = sigmoid(logit) is the
+    probability of 'real'.
 
-    def __init__(self, config: ModelConfig, image_size: int = 32, channels: int = 1):
+    A conditional discriminator adds a projection term (Miyato & Koyama 2018): the inner product
+    of a learned class embedding with the last stage's features summed over space.
+    """
+
+    def __init__(self, config: ModelConfig, image_size: int = 32, channels: int = 1, num_classes: int = 0):
         super().__init__()
         self.config, self.image_size, self.channels = config, image_size, channels
+        self.num_classes = check_num_classes(config, num_classes)
         mults = list(reversed(_multipliers(image_size)))
         use_bn = config.d_norm == "batch"
         spectral = config.d_norm == "spectral"
@@ -96,9 +126,24 @@ class Discriminator(nn.Module):
         # (ndf*mult) x 4 x 4 -> 1 x 1 x 1
         layers.append(conv(in_ch, 1, 1, 0, bias=True))
         self.main = nn.Sequential(*layers)
+        self.embed = None
+        if self.num_classes:
+            # (N) labels -> (N) x (ndf*mult), small at the start so the projection grows in gently
+            embed = nn.Embedding(self.num_classes, in_ch)
+            nn.init.normal_(embed.weight, 0.0, 0.02)
+            self.embed = nn.utils.parametrizations.spectral_norm(embed) if spectral else embed
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x).flatten()
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is None:
+            return self.main(x).flatten()
+        if labels is None:
+            raise ValueError("this discriminator is class-conditional: pass the class labels")
+        *body, head = self.main
+        for layer in body:
+            x = layer(x)
+        # (N) x (ndf*mult) x 4 x 4 -> logit (N) + <embed(y), sum over space>
+        projection = (self.embed(labels).to(x.dtype) * x.sum(dim=(2, 3))).sum(dim=1)
+        return head(x).flatten() + projection
 
 
 @torch.no_grad()

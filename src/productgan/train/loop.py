@@ -22,13 +22,14 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from productgan.config import RunConfig, to_dict
+from productgan.config import AUGMENT_BELOW, RunConfig, to_dict
 from productgan.data import PackedDataset
+from productgan.data.augment import diff_augment, parse_policy
 from productgan.errors import ProductganError, UsageError
 from productgan.images import save_grid
 from productgan.losses import build_loss, gradient_penalty, r1_penalty
 from productgan.models import Discriminator, Generator, init_weights
-from productgan.sampling import export_generator, noise, pixel_range, to_native, to_uint8
+from productgan.sampling import balanced_labels, export_generator, noise, pixel_range, to_native, to_uint8
 from productgan.train import distributed
 from productgan.train.checkpoint import load_checkpoint, save_checkpoint
 from productgan.train.distributed import SINGLE, Context
@@ -116,20 +117,22 @@ class BatchSource:
     batch. The last incomplete batch of an epoch is dropped.
     """
 
-    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, context: Context = SINGLE):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
+                 context: Context = SINGLE):
         if len(images) < batch_size:
             raise ProductganError(
                 f"The training split has {len(images)} images, fewer than one batch of {batch_size}; "
                 f"lower --batch-size."
             )
-        self.images, self.batch_size, self.seed = images, batch_size, seed
+        self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
         self.local_batch = distributed.local_batch_size(batch_size, context)
         self.offset = context.rank * self.local_batch
         self.batches_per_epoch = len(images) // batch_size
         self.batches_drawn = 0
         self._epoch, self._order = -1, None
 
-    def next(self) -> torch.Tensor:
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next (uint8 images, int64 labels) of this rank's slice of the global batch."""
         epoch, position = divmod(self.batches_drawn, self.batches_per_epoch)
         if epoch != self._epoch:
             rng = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -138,7 +141,7 @@ class BatchSource:
         start = position * self.batch_size + self.offset
         index = self._order[start : start + self.local_batch]
         self.batches_drawn += 1
-        return self.images.index_select(0, index)
+        return self.images.index_select(0, index), self.labels.index_select(0, index)
 
 
 @dataclass
@@ -180,9 +183,10 @@ class Trainer:
         self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
 
         torch.manual_seed(config.seed)
-        channels, size = dataset.channels, dataset.image_size
-        self.G = Generator(config.model, size, channels)
-        self.D = Discriminator(config.model, size, channels)
+        channels, size, classes = dataset.channels, dataset.image_size, dataset.num_classes
+        self.G = Generator(config.model, size, channels, classes)
+        self.D = Discriminator(config.model, size, channels, classes)
+        self.conditional = self.G.num_classes > 0
         init_weights(self.G)
         init_weights(self.D)
         if context.enabled and config.train.sync_batchnorm:
@@ -203,11 +207,25 @@ class Trainer:
         self.opt_g = self._optimizer(self.G, config.optim.lr_g)
         self.opt_d = self._optimizer(self.D, config.optim.lr_d)
         self.loss = build_loss(config.loss)
+        train_count = dataset.split_sizes()["train"]
+        augment = config.train.augment if config.train.augment is not None else train_count < AUGMENT_BELOW
+        try:
+            self.augment_policy = parse_policy(config.train.augment_policy) if augment else ()
+        except ValueError as error:
+            raise UsageError(f"--train.augment-policy: {error}.")
 
-        train_images = torch.from_numpy(np.ascontiguousarray(dataset.subset("train")[0]))
-        self.batches = BatchSource(train_images.to(self.device), config.batch_size, config.seed, context)
+        train_images, train_labels = (torch.from_numpy(np.ascontiguousarray(a)) for a in dataset.subset("train"))
+        self.batches = BatchSource(train_images.to(self.device), train_labels.to(self.device), config.batch_size,
+                                   config.seed, context)
         self.noise_rng = torch.Generator(device=self.device)
-        self.fixed_noise = noise(config.train.grid_size, config.model.nz, config.seed + 2).to(self.device)
+        self.grid_columns, self.fixed_labels = None, None
+        grid = config.train.grid_size
+        if self.conditional:
+            # One row per class: the same noise column by column, so a row shows one category's variety.
+            self.grid_columns = max(1, grid // classes)
+            grid = self.grid_columns * classes
+            self.fixed_labels = torch.arange(classes).repeat_interleave(self.grid_columns).to(self.device)
+        self.fixed_noise = noise(grid, config.model.nz, config.seed + 2).to(self.device)
 
         self.step = 0
         self.images_seen = 0
@@ -277,10 +295,15 @@ class Trainer:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _real_batch(self) -> torch.Tensor:
+    def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Real images scaled to the generator's range, and their labels (None unless conditional)."""
         low, high = pixel_range(self.config.model)
-        batch = self.batches.next().float().mul_((high - low) / 255.0).add_(low)
-        return batch.contiguous(memory_format=self.memory_format)
+        images, labels = self.batches.next()
+        batch = images.float().mul_((high - low) / 255.0).add_(low)
+        if self.config.train.hflip:
+            flip = torch.rand(len(batch), device=batch.device, generator=self.noise_rng) < 0.5
+            batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
+        return batch.contiguous(memory_format=self.memory_format), labels if self.conditional else None
 
     def _z(self) -> torch.Tensor:
         return torch.randn(self.batches.local_batch, self.config.model.nz, device=self.device, generator=self.noise_rng)
@@ -291,15 +314,22 @@ class Trainer:
         words = np.random.SeedSequence([self.config.seed, self.step, self.context.rank]).generate_state(2)
         self.noise_rng.manual_seed(int(words[0]) << 32 | int(words[1]) >> 1)
 
-    def _penalties(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | float:
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        """What D sees: the images through DiffAugment when it is on (the same for real and fake)."""
+        if not self.augment_policy:
+            return images
+        return diff_augment(images, self.augment_policy, self.noise_rng, pixel_range(self.config.model))
+
+    def _penalties(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | float:
         """Gradient penalties, in float32 on the bare D (DDP does not support double backward;
         the gradients still reach DDP's all-reduce through the shared parameters)."""
         cfg = self.config.loss
         total: torch.Tensor | float = 0.0
+        critic = self.D if labels is None else (lambda x: self.D(x, labels))
         if cfg.name == "wgan-gp":
-            total = total + cfg.gp_weight * gradient_penalty(self.D, real, fake, self.noise_rng)
+            total = total + cfg.gp_weight * gradient_penalty(critic, real, fake, self.noise_rng)
         if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
-            total = total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1_penalty(self.D, real)
+            total = total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1_penalty(critic, real)
         return total
 
     def train_step(self, stats: StepStats) -> None:
@@ -309,15 +339,17 @@ class Trainer:
         self._seed_noise()
         fake = None
         for d_step in range(o.d_steps_per_g_step):
-            real = self._real_batch()
+            # Fakes take the real batch's classes, so both sides share the data's class balance.
+            real, labels = self._real_batch()
             reuse = d_step == o.d_steps_per_g_step - 1
             with self._autocast(), torch.set_grad_enabled(reuse):
-                fake = self.G_step(self._z())
+                fake = self.G_step(self._z(), labels)
+            real, fake_seen = self._augment(real), self._augment(fake.detach())
             with self._autocast():
-                real_logits = self.D_step(real)
-                fake_logits = self.D_step(fake.detach())
+                real_logits = self.D_step(real, labels)
+                fake_logits = self.D_step(fake_seen, labels)
             loss_d = self.loss.discriminator(real_logits, fake_logits)
-            loss_d = loss_d + self._penalties(real, fake)
+            loss_d = loss_d + self._penalties(real, fake_seen, labels)
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler_d.scale(loss_d).backward()
             self.scaler_d.step(self.opt_d)
@@ -330,9 +362,9 @@ class Trainer:
         for g_step in range(o.g_steps_per_d_step):
             if g_step > 0:
                 with self._autocast():
-                    fake = self.G_step(self._z())
+                    fake = self.G_step(self._z(), labels)
             with self._autocast():
-                gen_logits = self.D(fake)
+                gen_logits = self.D(self._augment(fake), labels)
             loss_g = self.loss.generator(gen_logits)
             self.opt_g.zero_grad(set_to_none=True)
             self.scaler_g.scale(loss_g).backward()
@@ -369,10 +401,10 @@ class Trainer:
         generator = self.sampling_generator
         was_training = generator.training
         generator.eval()  # eval BatchNorm: running statistics, and no update of them
-        images = generator(self.fixed_noise).float()
+        images = generator(self.fixed_noise, self.fixed_labels).float()
         generator.train(was_training)
         images = to_uint8(to_native(images, self.dataset.meta), pixel_range(self.config.model)).cpu().numpy()
-        return save_grid(images, self.run_dir / "samples" / f"step-{self.step:06d}.png")
+        return save_grid(images, self.run_dir / "samples" / f"step-{self.step:06d}.png", nrow=self.grid_columns)
 
     def save_reals(self) -> Path:
         count = self.config.train.grid_size
@@ -426,7 +458,9 @@ class Trainer:
             sampler = Sampler(generator, {**self.export_info(), "pixel_range": pixel_range(self.config.model)})
             # The same noise as a single process would draw, split into one share per rank.
             share = noise(t.eval_n, self.config.model.nz, self.config.seed).tensor_split(ctx.world_size)[ctx.rank]
-            feats, probs = features_and_probabilities(self._evaluator.net, sampler.from_noise(share).numpy())
+            start = sum(len(s) for s in torch.arange(t.eval_n).tensor_split(ctx.world_size)[: ctx.rank])
+            labels = balanced_labels(len(share), generator.num_classes, start) if self.conditional else None
+            feats, probs = features_and_probabilities(self._evaluator.net, sampler.from_noise(share, labels=labels).numpy())
         finally:
             generator.train(was_training)
         gathered = distributed.gather_to_main([feats, probs], ctx)
@@ -576,7 +610,8 @@ def export_checkpoint(state: dict[str, Any], out_dir: Path) -> Path:
     from productgan.config import ModelConfig, from_dict
 
     model = from_dict(ModelConfig, state["config"]["model"])
-    generator = Generator(model, state["image_size"], state["channels"])
+    classes = len(state["export_info"]["class_names"]) if model.conditional else 0
+    generator = Generator(model, state["image_size"], state["channels"], classes)
     generator.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
     return export_generator(generator, out_dir, state["export_info"])
 
