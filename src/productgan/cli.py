@@ -112,17 +112,54 @@ def cmd_prepare(args: list[str]) -> int:
     from productgan.data import prepare
 
     parser = _parser("prepare")
-    parser.add_argument("source", type=str, help="'fashion-mnist' or a folder holding the Fashion-MNIST idx files.")
+    parser.add_argument("source", type=str,
+                        help="A folder of product images (one sub-folder per class), 'fashion-mnist', or a folder "
+                             "holding the Fashion-MNIST idx files.")
     parser.add_argument("--out", type=str, required=True, help="Folder to write the packed dataset to.")
-    parser.add_argument("--image_size", type=int, default=None, help="Training resolution (default 32).")
-    parser.add_argument("--val_size", type=int, default=None, help="Validation images taken from the train set (default 5000).")
-    parser.add_argument("--split_seed", type=int, default=None, help="Seed of the stratified split (default 0).")
+    parser.add_argument("--size", "--image_size", dest="image_size", type=int, default=None,
+                        help="Training resolution: 32, 64, 128 or 256 (default 64 for image folders, 32 for Fashion-MNIST).")
+    parser.add_argument("--split_seed", "--seed", dest="split_seed", type=int, default=None,
+                        help="Seed of the stratified split (default 0).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing packed dataset at --out.")
+    parser.add_argument("--val_size", type=int, default=None,
+                        help="Fashion-MNIST: validation images taken from its train set (default 5000).")
+    parser.add_argument("--split", type=str, default=None,
+                        help="Image folders: train,val,test fractions, stratified by class (default 0.8,0.1,0.1).")
+    parser.add_argument("--channels", type=int, default=None, choices=[1, 3],
+                        help="Image folders: 3 for RGB (default), 1 for grey.")
+    parser.add_argument("--fit", type=str, default=None, choices=["pad", "crop"],
+                        help="Image folders: pad to a square with the background (default; keeps the whole product) "
+                             "or centre crop.")
+    parser.add_argument("--background", type=str, default=None,
+                        help="Image folders: colour for padding and transparent pixels: white (default), black, "
+                             "grey, #RRGGBB or R,G,B.")
+    parser.add_argument("--no_labels", action="store_true",
+                        help="Image folders: ignore sub-folders and put every image in one class.")
+    parser.add_argument("--workers", type=int, default=None, help="Image folders: decoding processes (default: CPUs).")
+    parser.add_argument("--no_progress", action="store_true", help="No progress bar.")
     ns = parser.parse_args(args)
     out = prepare(ns.source, ns.out, image_size=ns.image_size, val_size=ns.val_size, seed=ns.split_seed,
-                  overwrite=ns.overwrite)
-    print(f"Packed dataset written to {out}")
+                  overwrite=ns.overwrite, split=ns.split, channels=ns.channels, fit=ns.fit,
+                  background=ns.background, labels=False if ns.no_labels else None, workers=ns.workers,
+                  progress=not ns.no_progress)
+    _print_dataset_summary(out)
     return 0
+
+
+def _print_dataset_summary(out: Path) -> None:
+    import json
+
+    info = json.loads((Path(out) / "dataset.json").read_text())
+    meta, sizes = info["meta"], info["split_sizes"]
+    shape = info["shape"]
+    print(f"Packed dataset written to {out}: {shape[0]:,} images of {shape[3]}x{shape[2]}x{shape[1]}, "
+          f"{len(info['class_names'])} class(es); train {sizes['train']:,} / val {sizes['val']:,} / test {sizes['test']:,}.")
+    skipped, dropped = meta.get("skipped") or [], meta.get("duplicates_dropped", 0)
+    if skipped or dropped:
+        print(f"Skipped {len(skipped)} file(s) and {dropped} exact duplicate(s); the reasons are listed in "
+              f"{Path(out) / 'dataset.json'}.")
+    if meta.get("empty_class_folders"):
+        print(f"Class folders with no usable image (left out): {', '.join(meta['empty_class_folders'])}.")
 
 
 def cmd_generate(args: list[str]) -> int:

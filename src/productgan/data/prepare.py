@@ -16,7 +16,9 @@ from productgan.data.fashion_mnist import (
     load_fashion_mnist,
     missing_files,
 )
+from productgan.data.folder import looks_like_image_folder, prepare_folder
 from productgan.data.packed import (
+    IMAGES_FILE,
     SPLITS,
     PackedDataset,
     check_output_folder,
@@ -227,7 +229,7 @@ def open_dataset(
     # dataset prepared into ./fashion-mnist.
     if path.is_dir():
         if is_packed_dataset(path):
-            dataset = PackedDataset.load(path)
+            dataset = PackedDataset.load(path, mmap=not fits_in_memory(path / IMAGES_FILE))
             _check_packed_matches(dataset, path, image_size, val_size, seed)
             return dataset
         # Some idx files but not all: building names the missing ones.
@@ -236,6 +238,11 @@ def open_dataset(
     if str(data) == FASHION_MNIST:
         return build_fashion_mnist(None, **raw_options)
 
+    if path.is_dir() and looks_like_image_folder(path):
+        raise UsageError(
+            f"{path} is a folder of images, not yet a packed dataset; pack it once with "
+            f"`productgan prepare {path} --out DATASET_DIR --size 64`, then pass --data DATASET_DIR."
+        )
     if not path.exists():
         problem = f"{str(data)!r} is neither the name {FASHION_MNIST!r} nor an existing folder"
     elif path.is_dir():
@@ -251,6 +258,18 @@ def open_dataset(
     )
 
 
+def fits_in_memory(path: Path, share: float = 0.5) -> bool:
+    """True when the file at ``path`` takes less than ``share`` of the memory now available."""
+    try:
+        size = path.stat().st_size
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return size < share * int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return True  # no way to tell: read it, as numpy would
+
+
 def prepare(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -258,9 +277,25 @@ def prepare(
     val_size: int | None = None,
     seed: int | None = None,
     overwrite: bool = False,
+    **folder_options,
 ) -> Path:
-    """Open ``source`` (see :func:`open_dataset`) and save it as a packed dataset at ``out``."""
+    """Save ``source`` as a packed dataset at ``out``.
+
+    ``source`` is Fashion-MNIST (see :func:`open_dataset`) or a folder of images, which
+    :func:`productgan.data.folder.prepare_folder` packs with ``folder_options`` (channels, fit,
+    background, labels, split, workers, progress).
+    """
     # Checked before the slow part so a forgotten --overwrite fails at once.
     check_output_folder(out, overwrite)
+    path = Path(source).expanduser()
+    if path.is_dir() and not is_packed_dataset(path) and len(missing_files(path)) == len(FILES):
+        if val_size is not None:
+            raise UsageError("--val-size is for Fashion-MNIST; a folder of images is split with --split train,val,test.")
+        return prepare_folder(path, out, size=64 if image_size is None else image_size,
+                              seed=DEFAULT_SPLIT_SEED if seed is None else seed, overwrite=overwrite,
+                              **{k: v for k, v in folder_options.items() if v is not None})
+    given = sorted(k for k, v in folder_options.items() if v is not None and k != "progress")
+    if given:
+        raise UsageError(f"{', '.join('--' + k for k in given)} apply to folders of images, not to Fashion-MNIST.")
     dataset = open_dataset(source, image_size=image_size, val_size=val_size, seed=seed)
     return dataset.save(out, overwrite=overwrite)

@@ -141,7 +141,27 @@ class BatchSource:
         start = position * self.batch_size + self.offset
         index = self._order[start : start + self.local_batch]
         self.batches_drawn += 1
-        return self.images.index_select(0, index), self.labels.index_select(0, index)
+        return self.images.index_select(0, index), self.labels.index_select(0, index.to(self.labels.device))
+
+
+class MappedImages:
+    """Training images left in a memory-mapped array and read batch by batch, for datasets
+    larger than memory; it stands in for the in-memory uint8 tensor in ``BatchSource``."""
+
+    device = torch.device("cpu")  # where BatchSource keeps its index order
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, target: torch.device):
+        self.array, self.rows, self.target = array, rows, target
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def index_select(self, dim: int, index: torch.Tensor) -> torch.Tensor:
+        picked = self.rows[index.numpy()]
+        order = np.argsort(picked, kind="stable")  # read the file front to back
+        batch = np.empty((len(picked), *self.array.shape[1:]), np.uint8)
+        batch[order] = self.array[picked[order]]
+        return torch.from_numpy(batch).to(self.target)
 
 
 @dataclass
@@ -214,9 +234,15 @@ class Trainer:
         except ValueError as error:
             raise UsageError(f"--train.augment-policy: {error}.")
 
-        train_images, train_labels = (torch.from_numpy(np.ascontiguousarray(a)) for a in dataset.subset("train"))
-        self.batches = BatchSource(train_images.to(self.device), train_labels.to(self.device), config.batch_size,
-                                   config.seed, context)
+        if isinstance(dataset.images, np.memmap):
+            # Larger than memory: each batch is read from the mapped file.
+            rows = dataset.indices("train")
+            train_images = MappedImages(dataset.images, rows, self.device)
+            train_labels = torch.from_numpy(dataset.labels[rows]).to(self.device)
+        else:
+            images, labels = (torch.from_numpy(np.ascontiguousarray(a)) for a in dataset.subset("train"))
+            train_images, train_labels = images.to(self.device), labels.to(self.device)
+        self.batches = BatchSource(train_images, train_labels, config.batch_size, config.seed, context)
         self.noise_rng = torch.Generator(device=self.device)
         self.grid_columns, self.fixed_labels = None, None
         grid = config.train.grid_size
@@ -408,9 +434,9 @@ class Trainer:
 
     def save_reals(self) -> Path:
         count = self.config.train.grid_size
-        train = self.dataset.subset("train")[0]
-        picks = np.random.default_rng(self.config.seed).choice(len(train), size=min(count, len(train)), replace=False)
-        images = to_native(torch.from_numpy(train[np.sort(picks)]).float(), self.dataset.meta)
+        rows = self.dataset.indices("train")
+        picks = np.random.default_rng(self.config.seed).choice(len(rows), size=min(count, len(rows)), replace=False)
+        images = to_native(torch.from_numpy(self.dataset.images[rows[np.sort(picks)]]).float(), self.dataset.meta)
         return save_grid(images.round().to(torch.uint8).numpy(), self.run_dir / REALS_FILE)
 
     def check_finite(self, values: dict[str, float]) -> None:

@@ -1,0 +1,371 @@
+"""Pack a folder of product photos: decode every file once, fit it to a square, split the set.
+
+``prepare_folder(src, out, size=64)`` walks ``src`` recursively. A first-level sub-folder is a
+class (``labels=False`` puts everything in one). Each file is read, hashed (exact duplicates are
+dropped), decoded with Pillow (its decompression-bomb guard kept), turned upright by its EXIF
+orientation, converted to RGB or grey with transparency composited on the background colour,
+padded (or centre-cropped) to a square and resized with Lanczos. A file that fails any step is
+skipped and listed in ``dataset.json`` with the reason; nothing stops the run.
+
+Images are streamed into ``images.npy`` inside a hidden staging folder, so memory stays bounded
+whatever the folder's size, and the folder is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import struct
+import tempfile
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from productgan.config import check_image_size
+from productgan.data.packed import (
+    FORMAT,
+    FORMAT_VERSION,
+    IMAGES_FILE,
+    INFO_FILE,
+    LABELS_FILE,
+    SPLIT_FILE,
+    SPLITS,
+    _json_default,
+    _replace_dir,
+    check_output_folder,
+)
+from productgan.errors import ProductganError, UsageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128), "gray": (128, 128, 128)}
+UNLABELLED_CLASS = "all"
+_HEADER_BYTES = 128  # a fixed .npy header, rewritten in place with the final image count
+_LISTED_DUPLICATES = 1000  # duplicates named in dataset.json (all are counted)
+
+
+def parse_background(text: str) -> tuple[int, int, int]:
+    """'white', 'black', 'grey', '#RRGGBB' or 'R,G,B' -> an RGB tuple."""
+    value = str(text).strip().lower()
+    if value in BACKGROUNDS:
+        return BACKGROUNDS[value]
+    try:
+        if value.startswith("#") and len(value) == 7:
+            rgb = tuple(int(value[i : i + 2], 16) for i in (1, 3, 5))
+        else:
+            rgb = tuple(int(part) for part in value.split(","))
+        if len(rgb) == 3 and all(0 <= c <= 255 for c in rgb):
+            return rgb  # type: ignore[return-value]
+    except ValueError:
+        pass
+    raise UsageError(f"--background {text!r} is not a colour; use white, black, grey, #RRGGBB or R,G,B (0-255).")
+
+
+def parse_split(text: str | tuple | list) -> tuple[float, float, float]:
+    """'0.8,0.1,0.1' -> fractions of train, val and test that sum to 1 (train above 0)."""
+    try:
+        parts = [float(p) for p in (text.split(",") if isinstance(text, str) else text)]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6 or parts[0] <= 0:
+        raise UsageError(f"--split {text!r} must be three fractions train,val,test that sum to 1 with train "
+                         f"above 0, for example 0.8,0.1,0.1.")
+    return parts[0], parts[1], parts[2]
+
+
+# --- one file --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    size: int
+    channels: int
+    fit: str
+    background: tuple[int, int, int]
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey modes -> 8-bit 'L' (Pillow's own conversion clips instead of scaling)."""
+    array = np.asarray(image).astype(np.float64)
+    if image.mode.startswith("I;16") or array.max(initial=0) > 255:
+        array = array / 257.0
+    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), "L")
+
+
+def _flatten(image: Image.Image, options: Options) -> Image.Image:
+    """Any Pillow mode -> RGB or L, transparent pixels composited on the background."""
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _to_8bit(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, options.background + (255,))
+        image = Image.alpha_composite(canvas, rgba).convert("RGB")
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    return image.convert("L") if options.channels == 1 else image
+
+
+def _fit(image: Image.Image, options: Options) -> Image.Image:
+    width, height = image.size
+    if options.fit == "crop":
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    elif width != height:
+        side = max(width, height)
+        fill = options.background if image.mode == "RGB" else int(round(np.mean(options.background)))
+        canvas = Image.new(image.mode, (side, side), fill)
+        canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+        image = canvas
+    # reducing_gap: a fast box reduction down to 3x the target first, then Lanczos.
+    return image.resize((options.size, options.size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def load_image(data: bytes, options: Options) -> np.ndarray:
+    """Encoded image bytes -> uint8 C x S x S; raises ValueError with the reason it cannot."""
+    if not data:
+        raise ValueError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format == "JPEG":
+                # Let the JPEG decoder skip detail the target size does not need (much faster).
+                image.draft("RGB" if options.channels == 3 else "L", (options.size * 2, options.size * 2))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError:
+        raise ValueError(f"too large (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels; Pillow's decompression-bomb guard)")
+    except UnidentifiedImageError:
+        raise ValueError("not an image Pillow can read")
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as error:
+        raise ValueError(f"damaged or truncated ({str(error).strip() or type(error).__name__})")
+    try:
+        fitted = _fit(_flatten(image, options), options)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"unsupported image ({image.mode} mode: {error})")
+    array = np.asarray(fitted, dtype=np.uint8)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _process(task: tuple[str, Options]) -> tuple[str | None, np.ndarray | None, str | None]:
+    """(path, options) -> (sha256, image, reason it was skipped); runs in a worker process."""
+    path, options = task
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as error:
+        return None, None, f"unreadable ({error.strerror or type(error).__name__})"
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        return digest, load_image(data, options), None
+    except ValueError as error:
+        return digest, None, str(error)
+
+
+# --- the folder ------------------------------------------------------------------------------
+
+
+def _walk(src: Path, labels: bool) -> tuple[list[tuple[str, str]], list[dict], list[str]]:
+    """(path, class) of every candidate image in sorted order, files skipped up front, class folders."""
+    candidates, skipped = [], []
+    class_folders = sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")) if labels else []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel_root = Path(root).relative_to(src)
+        for name in sorted(files):
+            rel = (rel_root / name).as_posix()
+            if name.startswith("."):
+                skipped.append({"file": rel, "reason": "hidden file"})
+                continue
+            if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append({"file": rel, "reason": f"not an image file type ({Path(name).suffix or 'no suffix'})"})
+                continue
+            if labels and rel_root == Path("."):
+                skipped.append({"file": rel, "reason": "not inside a class folder (use --no-labels for one class)"})
+                continue
+            label = rel_root.parts[0] if labels else UNLABELLED_CLASS
+            candidates.append((os.path.join(root, name), label))
+    return candidates, skipped, class_folders
+
+
+def _results(tasks: list[tuple[str, Options]], workers: int) -> Iterator[tuple[str | None, np.ndarray | None, str | None]]:
+    if workers <= 1 or len(tasks) < 64:
+        yield from map(_process, tasks)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Windows of tasks keep the finished-but-unwritten images few.
+        window = 256 * workers
+        for start in range(0, len(tasks), window):
+            yield from pool.map(_process, tasks[start : start + window], chunksize=16)
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    """A uint8 .npy (version 1.0) header of exactly _HEADER_BYTES bytes, so it can be rewritten."""
+    described = {"descr": "|u1", "fortran_order": False, "shape": tuple(int(d) for d in shape)}
+    prefix = b"\x93NUMPY\x01\x00"
+    length = _HEADER_BYTES - len(prefix) - 2
+    body = repr(described).encode("latin1").ljust(length - 1) + b"\n"
+    return prefix + struct.pack("<H", length) + body
+
+
+def split_by_class(labels: np.ndarray, fractions: tuple[float, float, float], seed: int,
+                   class_names: list[str]) -> np.ndarray:
+    """Split codes (0 train, 1 val, 2 test) chosen per class in the given proportions, seeded."""
+    split = np.zeros(len(labels), dtype=np.int8)
+    rng = np.random.default_rng(seed)
+    needed = 1 + sum(1 for f in fractions[1:] if f > 0)
+    for label, name in enumerate(class_names):
+        members = np.flatnonzero(labels == label)
+        if len(members) < needed:
+            raise UsageError(
+                f"Class {name!r} has {len(members)} usable image(s), too few for a train/val/test split of "
+                f"{','.join(f'{f:g}' for f in fractions)} (it needs {needed}); add images to it, remove its "
+                f"folder, or change --split."
+            )
+        members = rng.permutation(members)
+        n_val = max(1, round(len(members) * fractions[1])) if fractions[1] > 0 else 0
+        n_test = max(1, round(len(members) * fractions[2])) if fractions[2] > 0 else 0
+        while n_val + n_test > len(members) - 1:  # train keeps at least one image of each class
+            if n_val >= n_test and n_val > 1 or n_test <= 1:
+                n_val -= 1
+            else:
+                n_test -= 1
+        split[members[:n_val]] = SPLITS.index("val")
+        split[members[n_val : n_val + n_test]] = SPLITS.index("test")
+    return split
+
+
+def prepare_folder(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    size: int = 64,
+    channels: int = 3,
+    fit: str = "pad",
+    background: str = "white",
+    labels: bool = True,
+    split: str | tuple = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Pack the images under ``src`` into a packed dataset at ``out``; returns ``out``."""
+    src = Path(src).expanduser()
+    if not src.is_dir():
+        raise UsageError(f"{src} is not a folder of images.")
+    size = check_image_size(size)
+    if channels not in (1, 3):
+        raise UsageError(f"--channels must be 1 (grey) or 3 (RGB), not {channels}.")
+    if fit not in ("pad", "crop"):
+        raise UsageError(f"--fit must be 'pad' or 'crop', not {fit!r}.")
+    options = Options(size, channels, fit, parse_background(background))
+    fractions = parse_split(split)
+    out = check_output_folder(out, overwrite)
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+
+    candidates, skipped, class_folders = _walk(src, labels)
+    files_found = len(candidates) + len(skipped)
+    if not candidates:
+        raise UsageError(f"{src} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                         + ("; with class labels they must sit in one sub-folder per class" if labels else "") + ".")
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as error:
+        raise ProductganError(f"Could not create {out} ({error.strerror or error}); check the path and its permissions.")
+    try:
+        kept_labels, seen, duplicates, count = [], {}, [], 0
+        bytes_per_image = channels * size * size
+        with open(staging / IMAGES_FILE, "wb") as f:
+            f.write(_npy_header((len(candidates), channels, size, size)))
+            tasks = [(path, options) for path, _ in candidates]
+            bar = tqdm(total=len(tasks), unit="img", desc="prepare", disable=not progress, dynamic_ncols=True)
+            for (path, label), (digest, image, reason) in zip(candidates, _results(tasks, workers)):
+                bar.update(1)
+                rel = Path(path).relative_to(src).as_posix()
+                if reason is not None:
+                    skipped.append({"file": rel, "reason": reason})
+                    continue
+                if digest in seen:
+                    if len(duplicates) < _LISTED_DUPLICATES:
+                        duplicates.append({"file": rel, "duplicate_of": seen[digest]})
+                    else:
+                        duplicates.append(None)
+                    continue
+                seen[digest] = rel
+                f.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+                kept_labels.append(label)
+                count += 1
+            bar.close()
+            f.seek(0)
+            f.write(_npy_header((count, channels, size, size)))
+            f.truncate(_HEADER_BYTES + count * bytes_per_image)
+        if count == 0:
+            reasons = sorted({s["reason"] for s in skipped})
+            raise UsageError(f"None of the {len(candidates)} image files under {src} could be used "
+                             f"({'; '.join(reasons[:3])}).")
+
+        class_names = sorted(set(kept_labels))
+        empty = [name for name in class_folders if name not in class_names]
+        label_array = np.asarray([class_names.index(name) for name in kept_labels], dtype=np.int64)
+        split_codes = split_by_class(label_array, fractions, seed, class_names)
+        np.save(staging / LABELS_FILE, label_array)
+        np.save(staging / SPLIT_FILE, split_codes)
+        sizes = {name: int((split_codes == code).sum()) for code, name in enumerate(SPLITS)}
+        info = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "class_names": class_names,
+            "shape": [count, channels, size, size],
+            "split_sizes": sizes,
+            "meta": {
+                "source": "folder",
+                "source_folder": str(src.resolve()),
+                "channels": channels,
+                "image_size": size,
+                "native_size": [size, size],
+                "fit": fit,
+                "background": list(options.background),
+                "resize_filter": "lanczos",
+                "labels": "first-level sub-folder" if labels else "none (one class)",
+                "split": {"method": "stratified by class", "fractions": list(fractions), "seed": int(seed),
+                          "sizes": sizes},
+                "files_found": files_found,
+                "images": count,
+                "duplicates_dropped": len(duplicates),
+                "duplicates": [d for d in duplicates if d is not None],
+                "empty_class_folders": empty,
+                "skipped": skipped,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        }
+        (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        out = check_output_folder(out, overwrite)  # again: it may have appeared meanwhile
+        _replace_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def looks_like_image_folder(path: Path) -> bool:
+    """True when ``path`` holds image files at its top or one level down (a quick look, not a walk)."""
+    for entry in path.iterdir():
+        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
+            return True
+        if entry.is_dir() and not entry.name.startswith("."):
+            if any(e.suffix.lower() in IMAGE_SUFFIXES for e in entry.iterdir() if e.is_file()):
+                return True
+    return False

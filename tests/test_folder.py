@@ -1,0 +1,267 @@
+"""productgan prepare on folders of product photos: every odd input is built here, on the fly."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from productgan.cli import main
+from productgan.data import PackedDataset, prepare
+from productgan.data import folder as folder_module
+from productgan.data.folder import Options, load_image, parse_background, parse_split, prepare_folder, split_by_class
+from productgan.errors import ProductganError, UsageError
+from productgan.train import train
+
+from helpers import tiny_config
+
+WHITE, RED, BLUE = (255, 255, 255), (255, 0, 0), (0, 0, 255)
+
+
+def save(image: Image.Image, path: Path, **params) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **params)
+    return path
+
+
+def half_and_half(size=(40, 20), left=RED, right=BLUE) -> Image.Image:
+    image = Image.new("RGB", size, left)
+    image.paste(Image.new("RGB", (size[0] // 2, size[1]), right), (size[0] // 2, 0))
+    return image
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """Three class folders of odd files, an empty class folder, and strays at the top."""
+    src = tmp_path / "photos"
+    shoes, bags, hats = src / "shoes", src / "bags", src / "hats"
+    for i in range(4):  # plain images of each kind, different content
+        save(half_and_half(left=(40 * i, 200, 0)), shoes / f"plain-{i}.png")
+        save(Image.new("RGB", (30, 50), (0, 30 * i, 200)), bags / f"plain-{i}.jpg", quality=95)
+    save(Image.new("RGB", (20, 20), (10, 10, 10)), shoes / "small.webp")
+    # EXIF orientation 6: stored 40 wide x 20 high, upright 20 wide x 40 high.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    save(Image.new("RGB", (40, 20), (0, 0, 0)), shoes / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    # Transparent cut-out: left half fully transparent, right half opaque red.
+    cutout = Image.new("RGBA", (20, 20), (0, 255, 0, 0))
+    cutout.paste(Image.new("RGBA", (10, 20), (255, 0, 0, 255)), (10, 0))
+    save(cutout, bags / "cutout.png")
+    save(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), bags / "cmyk.jpg", quality=95)
+    save(Image.fromarray(np.full((16, 16), 32896, np.uint16)), bags / "sixteen-bit.png")  # 128 * 257
+    palette = Image.new("P", (16, 16), 1)
+    palette.putpalette([0, 0, 0, 0, 200, 0] + [0] * 762)
+    save(palette, bags / "palette.gif", transparency=0)
+    save(Image.new("L", (16, 16), 90), shoes / "chaussure-été-👟.png")  # unicode name, grey
+    (shoes / "text.jpg").write_text("this is not a picture")
+    (shoes / "empty.png").write_bytes(b"")
+    good = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(good, "JPEG", quality=90)
+    (bags / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    os.symlink(src / "missing.png", shoes / "dangling.png")  # unreadable: points nowhere
+    shutil.copy(shoes / "plain-1.png", bags / "copy-of-a-shoe.png")  # exact duplicate
+    (shoes / "notes.txt").write_text("shot on a phone")
+    (shoes / ".DS_Store").write_bytes(b"\0")
+    hats.mkdir()
+    save(Image.new("RGB", (16, 16), RED), src / "stray.png")
+    return src
+
+
+@pytest.fixture
+def packed(photos, tmp_path) -> Path:
+    return prepare_folder(photos, tmp_path / "packed", size=32, split="0.5,0.25,0.25", workers=1, progress=False)
+
+
+def reasons(packed: Path) -> dict[str, str]:
+    meta = json.loads((packed / "dataset.json").read_text())["meta"]
+    return {entry["file"]: entry["reason"] for entry in meta["skipped"]}
+
+
+def test_every_bad_file_is_skipped_with_its_reason(packed):
+    found = reasons(packed)
+    assert found["shoes/text.jpg"] == "not an image Pillow can read"
+    assert found["shoes/empty.png"] == "empty file"
+    assert found["bags/truncated.jpg"].startswith("damaged or truncated")
+    assert found["shoes/dangling.png"].startswith("unreadable")
+    assert found["shoes/notes.txt"] == "not an image file type (.txt)"
+    assert found["shoes/.DS_Store"] == "hidden file"
+    assert found["stray.png"].startswith("not inside a class folder")
+    assert len(found) == 7
+
+
+def test_classes_duplicates_and_empty_folders_are_recorded(packed):
+    info = json.loads((packed / "dataset.json").read_text())
+    meta = info["meta"]
+    assert info["class_names"] == ["bags", "shoes"]
+    assert meta["empty_class_folders"] == ["hats"]
+    assert meta["duplicates_dropped"] == 1
+    assert meta["duplicates"] == [{"file": "shoes/plain-1.png", "duplicate_of": "bags/copy-of-a-shoe.png"}]
+    dataset = PackedDataset.load(packed)
+    assert dataset.images.shape == (len(dataset), 3, 32, 32) and len(dataset) == 15
+    # bags: 4 plain + 4 odd modes + the copy (kept: first in walk order); shoes: 3 plain + 3 others
+    assert np.bincount(dataset.labels).tolist() == [9, 6]
+    assert meta["files_found"] == 15 + 7 + 1
+    for label in (0, 1):  # every split has each class
+        assert set(np.unique(dataset.split[dataset.labels == label])) == {0, 1, 2}
+
+
+def image_of(packed: Path, name: str, tmp_path: Path) -> np.ndarray:
+    """The image prepare makes of source file ``name`` with the dataset's settings."""
+    meta = json.loads((packed / "dataset.json").read_text())["meta"]
+    data = (Path(meta["source_folder"]) / name).read_bytes()
+    return load_image(data, Options(32, 3, meta["fit"], tuple(meta["background"])))
+
+
+def test_exif_orientation_is_applied(packed, tmp_path):
+    image = image_of(packed, "shoes/rotated.jpg", tmp_path)
+    # Upright the photo is tall: white padding at the left and right, the black product between.
+    assert (image[:, :, :4] >= 250).all() and (image[:, :, -4:] >= 250).all()
+    assert (image[:, 8:24, 12:20] <= 5).all()
+
+
+def test_transparent_pixels_sit_on_the_background(packed, tmp_path):
+    image = image_of(packed, "bags/cutout.png", tmp_path)
+    assert (image[:, 4:28, 2:12] == 255).all()  # transparent half: white, not the hidden green
+    assert (image[0, 4:28, 20:30] >= 250).all() and (image[1:, 4:28, 20:30] <= 5).all()  # opaque red
+
+
+def test_cmyk_sixteen_bit_and_palette_images_convert(packed, tmp_path):
+    red = image_of(packed, "bags/cmyk.jpg", tmp_path).reshape(3, -1).mean(axis=1)
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+    grey = image_of(packed, "bags/sixteen-bit.png", tmp_path)
+    assert np.abs(grey.astype(int) - 128).max() <= 1  # scaled from 16 bits, not clipped to white
+    palette = image_of(packed, "bags/palette.gif", tmp_path)
+    assert (palette[:, 10:20, 10:20] == [[[0]], [[200]], [[0]]]).all()
+
+
+def test_crop_fit_and_grey_output(photos, tmp_path):
+    out = prepare_folder(photos, tmp_path / "grey", size=32, channels=1, fit="crop", split="0.5,0.25,0.25",
+                         workers=1, progress=False)
+    dataset = PackedDataset.load(out)
+    assert dataset.images.shape[1:] == (1, 32, 32)
+    assert json.loads((out / "dataset.json").read_text())["meta"]["fit"] == "crop"
+
+
+def test_no_labels_puts_everything_in_one_class(photos, tmp_path):
+    out = prepare_folder(photos, tmp_path / "one", size=32, labels=False, workers=1, progress=False)
+    dataset = PackedDataset.load(out)
+    assert dataset.class_names == ["all"] and len(dataset) == 16  # the stray counts now
+
+
+def test_worker_processes_give_the_same_dataset(tmp_path):
+    src = tmp_path / "many"
+    rng = np.random.default_rng(0)
+    for i in range(70):
+        save(Image.fromarray(rng.integers(0, 256, (12, 18, 3), dtype=np.uint8)), src / f"c{i % 2}" / f"{i}.png")
+    one = prepare_folder(src, tmp_path / "one", size=32, workers=1, progress=False)
+    two = prepare_folder(src, tmp_path / "two", size=32, workers=2, progress=False)
+    a, b = PackedDataset.load(one), PackedDataset.load(two)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+    assert np.array_equal(a.split, b.split)
+
+
+def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    for i in range(3):
+        save(Image.new("RGB", (8, 8), (i, 0, 0)), src / "a" / f"{i}.png")
+    save(Image.new("RGB", (100, 100)), src / "a" / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 100x100 is over twice the limit
+    out = prepare_folder(src, tmp_path / "out", size=32, workers=1, progress=False)
+    assert reasons(out)["a/huge.png"].startswith("too large")
+
+
+def test_existing_output_is_kept_and_interrupts_leave_nothing(photos, packed, tmp_path, monkeypatch):
+    before = (packed / "images.npy").read_bytes()
+    with pytest.raises(ProductganError, match="--overwrite"):
+        prepare_folder(photos, packed, size=32, workers=1, progress=False)
+    calls = []
+
+    def interrupted(task):
+        calls.append(task)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return original(task)
+
+    original = folder_module._process
+    monkeypatch.setattr(folder_module, "_process", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_folder(photos, packed, size=32, split="0.5,0.25,0.25", workers=1, progress=False, overwrite=True)
+    assert (packed / "images.npy").read_bytes() == before
+    assert sorted(p.name for p in packed.parent.iterdir() if p.name.startswith(".")) == []  # no staging left
+
+
+def test_too_few_images_for_the_split_is_a_clear_error(tmp_path):
+    src = tmp_path / "src"
+    save(Image.new("RGB", (8, 8), RED), src / "rare" / "only.png")
+    for i in range(5):
+        save(Image.new("RGB", (8, 8), (i, i, i)), src / "common" / f"{i}.png")
+    with pytest.raises(UsageError, match="Class 'rare' has 1 usable image"):
+        prepare_folder(src, tmp_path / "out", workers=1, progress=False)
+    assert not (tmp_path / "out").exists()
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    with pytest.raises(UsageError, match="holds no image files"):
+        prepare_folder(empty, tmp_path / "out", workers=1, progress=False)
+
+
+def test_split_is_stratified_seeded_and_exact():
+    labels = np.repeat(np.arange(3), [10, 20, 7])
+    split = split_by_class(labels, (0.8, 0.1, 0.1), seed=1, class_names=["a", "b", "c"])
+    assert np.array_equal(split, split_by_class(labels, (0.8, 0.1, 0.1), 1, ["a", "b", "c"]))
+    assert not np.array_equal(split, split_by_class(labels, (0.8, 0.1, 0.1), 2, ["a", "b", "c"]))
+    counts = {c: np.bincount(split[labels == c], minlength=3).tolist() for c in range(3)}
+    assert counts == {0: [8, 1, 1], 1: [16, 2, 2], 2: [5, 1, 1]}
+
+
+def test_option_parsing():
+    assert parse_background("white") == WHITE and parse_background("#FF0000") == RED
+    assert parse_background("0, 0, 255") == BLUE
+    with pytest.raises(UsageError, match="not a colour"):
+        parse_background("sky")
+    assert parse_split("0.7,0.2,0.1") == (0.7, 0.2, 0.1)
+    for bad in ("0.5,0.5", "0.8,0.3,0.1", "0,0.5,0.5", "a,b,c"):
+        with pytest.raises(UsageError, match="--split"):
+            parse_split(bad)
+
+
+def test_prepare_command_and_training_on_the_result(photos, tmp_path, capsys):
+    out = tmp_path / "cli-packed"
+    code = main(["prepare", str(photos), "--out", str(out), "--size", "32", "--split", "0.5,0.25,0.25",
+                 "--workers", "1", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "15 images of 32x32x3, 2 class(es)" in printed and "Skipped 7 file(s) and 1 exact duplicate(s)" in printed
+    assert "hats" in printed
+    # Training straight from the photo folder points at prepare.
+    assert main(["train", "--data", str(photos), "--out", str(tmp_path / "r0"), "--steps", "1"]) == 2
+    assert "productgan prepare" in capsys.readouterr().err
+    config = tiny_config(out, tmp_path / "run", steps=2, batch_size=4)
+    config.model.conditional = True
+    config.train.grid_size = 4
+    summary = train(config, progress=False)
+    grid = Image.open(summary["samples"])
+    assert grid.mode == "RGB" and grid.size == (2 * 34 + 2, 2 * 34 + 2)  # 2 classes x 2 columns of 32 px
+
+
+def test_training_from_a_memory_mapped_dataset_matches_in_memory(packed, tmp_path, monkeypatch):
+    import importlib
+
+    from productgan.train.checkpoint import load_checkpoint
+
+    train(tiny_config(packed, tmp_path / "ram", steps=3, batch_size=4), progress=False)
+    prepare_module = importlib.import_module("productgan.data.prepare")
+    monkeypatch.setattr(prepare_module, "fits_in_memory", lambda path, share=0.5: False)
+    from productgan.data import open_dataset
+
+    assert isinstance(open_dataset(packed).images, np.memmap)
+    train(tiny_config(packed, tmp_path / "mapped", steps=3, batch_size=4), progress=False)
+    a = load_checkpoint(tmp_path / "ram" / "checkpoints" / "last.pt")["G"]
+    b = load_checkpoint(tmp_path / "mapped" / "checkpoints" / "last.pt")["G"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
