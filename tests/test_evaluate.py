@@ -90,3 +90,23 @@ def test_early_stop_after_patience(fake_packed, tmp_path, monkeypatch):
     config.train.eval_every, config.train.eval_n, config.train.early_stop_patience = 2, 20, 2
     summary = train(config, progress=False)
     assert summary["stopped_by"] == "early stop" and summary["step"] == 6
+
+
+def test_cas_for_a_conditional_run(fake_packed, tmp_path, capsys):
+    from productgan.config import ModelConfig
+
+    config = tiny_config(fake_packed, tmp_path / "cond", steps=2, model=ModelConfig(nz=8, ngf=4, ndf=4, conditional=True))
+    config.train.grid_size = 10
+    train(config, progress=False)
+    assert main(["evaluate", str(tmp_path / "cond"), "--split", "test", "--n", "40", "--cas", "--no-progress",
+                 "--out", str(tmp_path / "cas.json")]) == 0
+    assert "classification accuracy (CAS)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "cas.json").read_text())
+    assert 0.0 <= report["metrics"]["cas"] <= 1.0 and 0.0 <= report["real_data_floor"]["cas"] <= 1.0
+    assert report["protocol"]["cas"]["num_generated"] == 40 and report["protocol"]["cas"]["num_test"] == 50
+
+
+def test_cas_refuses_an_unconditional_generator(tiny_run, capsys):
+    assert main(["evaluate", str(tiny_run), "--n", "20", "--cas", "--no-progress"]) == 2
+    assert "class-conditional" in capsys.readouterr().err
+    assert not (tiny_run / "evaluation").exists()

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from productgan.cli import main
-from productgan.data import PackedDataset, prepare
+from productgan.data import PackedDataset
 from productgan.data import folder as folder_module
 from productgan.data.folder import Options, load_image, parse_background, parse_split, prepare_folder, split_by_class
 from productgan.errors import ProductganError, UsageError

@@ -17,8 +17,8 @@ import torch
 
 from productgan.data import PackedDataset, is_packed_dataset, open_dataset
 from productgan.errors import UsageError
-from productgan.metrics import (compute_all, features_and_probabilities, load_or_train_evaluator, memorisation,
-                                native_images)
+from productgan.metrics import (classification_accuracy_score, compute_all, features_and_probabilities,
+                                load_or_train_evaluator, memorisation, native_images)
 from productgan.sampling import Sampler, load_generator
 
 CACHE_ENV = "PRODUCTGAN_CACHE"
@@ -97,9 +97,27 @@ class Evaluator:
         return floor
 
 
+def evaluate_cas(sampler: Sampler, dataset: PackedDataset, split: str, n: int, seed: int = 0,
+                 device: str = "cpu") -> dict[str, Any]:
+    """Classification accuracy score of a class-conditional generator: a classifier of the
+    evaluator's design trained on n generated images (every class in turn), tested on ``split``,
+    beside the same classifier trained on n real train images."""
+    if not sampler.conditional:
+        raise UsageError("--cas needs a class-conditional generator (train it with --conditional); this one "
+                         "draws no class labels.")
+
+    def generate(count: int, gen_seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return sampler(n=count, seed=gen_seed).numpy(), sampler.labels(count).numpy()
+
+    train = (native_images(dataset, "train"), dataset.labels[dataset.indices("train")])
+    reference = (native_images(dataset, split), dataset.labels[dataset.indices(split)])
+    return classification_accuracy_score(generate, train, reference, dataset.num_classes, n, seed, device=device)
+
+
 def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000, seed: int = 0,
-                 floor: bool = True, progress: bool = True, device: str = "cpu") -> dict[str, Any]:
-    """Evaluate the exported generator of a run directory (or an export folder with its dataset)."""
+                 floor: bool = True, progress: bool = True, device: str = "cpu", cas: bool = False) -> dict[str, Any]:
+    """Evaluate the exported generator of a run directory (or an export folder with its dataset);
+    ``cas`` adds the classification accuracy score (class-conditional generators)."""
     if split not in SPLITS:
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}.")
     if n < 2:
@@ -111,6 +129,8 @@ def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000
     sampler = load_generator(run_dir, device=device)
     dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
                            seed=config.train.split_seed)
+    if cas and not sampler.conditional:
+        evaluate_cas(sampler, dataset, split, n, seed)  # refuses before the slow part
     started = time.perf_counter()
     evaluator = Evaluator(config.data, dataset, progress=progress, device=device)
     results = evaluator.score(sampler, split, n, seed)
@@ -135,6 +155,11 @@ def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000
         floor_results = evaluator.floor(split, floor_n, seed)
         report["real_data_floor"] = {k: v for k, v in floor_results.items() if k != "protocol"}
         report["protocol"]["real_data_floor"] = f"{floor_n} real train images against the same {split} split"
+    if cas:
+        scored = evaluate_cas(sampler, dataset, split, n, seed, device)
+        report["metrics"]["cas"] = scored["cas"]
+        report["real_data_floor"] = {**report.get("real_data_floor", {}), "cas": scored["cas_real_baseline"]}
+        report["protocol"]["cas"] = {**scored["protocol"], "reference_split": split}
     report["protocol"]["seconds"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -148,6 +173,8 @@ TABLE_ROWS = [
     ("coverage", "coverage (k=5)", "{:.3f}", "diversity, higher is better"),
     ("classifier_score", "classifier score", "{:.3f}", "higher is better, at most the class count"),
     ("rarest_class_share", "rarest class share", "{:.3f}", "mode-collapse alarm: 1/classes when balanced"),
+    ("cas", "classification accuracy (CAS)", "{:.4f}", "classifier trained on generated images, tested on real; "
+     "floor: trained on as many real images"),
     ("memorisation_share", "memorisation share", "{:.3f}", "closer to a train image than train images are to each other; "
      "floor: held-out real images"),
 ]
