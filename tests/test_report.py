@@ -26,8 +26,10 @@ def test_report_embeds_curves_grids_and_evaluation(fake_packed, tmp_path, monkey
     for figure in ("losses.png", "discriminator.png", "speed.png", "validation.png", "validation_pr.png"):
         assert (page.parent / figure).is_file(), figure
     images = re.findall(r'src="data:image/png;base64,', text)
-    # 5 figures + final grid + reals + the sample grids of steps 3 and 4 (and the final one again)
-    assert len(images) == 5 + 2 + 2
+    # 5 figures + final grid + reals + labelled grid + the sample grids of steps 3 and 4
+    assert len(images) == 5 + 2 + 1 + 2
+    assert (page.parent / "labelled_samples.png").is_file()
+    assert "the class the evaluator sees in it" in text  # evaluate cached the evaluator
     assert "fid_productgan" in text and "test-n20-seed0.json" in text and "real floor" in text
     assert "<script" not in text and "http" not in text  # nothing to fetch: readable offline
 
@@ -42,3 +44,23 @@ def test_read_metrics_splits_training_and_validation_lines(tmp_path):
 def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 1
     assert "not a productgan run directory" in capsys.readouterr().err
+
+
+def test_report_labels_a_conditional_generator_by_row(fake_packed, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from productgan.config import ModelConfig
+    from productgan.report import LABELLED_COLUMNS, labelled_samples
+
+    monkeypatch.setenv("PRODUCTGAN_CACHE", str(tmp_path / "cache"))
+    config = tiny_config(fake_packed, tmp_path / "run", steps=2, model=ModelConfig(nz=8, ngf=4, ndf=4, conditional=True))
+    config.train.grid_size = 10
+    train(config, progress=False)
+    path, caption = labelled_samples(tmp_path / "run", tmp_path)
+    assert "one row per class" in caption
+    width, height = Image.open(path).size
+    assert height > width  # ten class rows of LABELLED_COLUMNS images
+    assert LABELLED_COLUMNS == 8
+    unconditional = tmp_path / "plain"
+    train(tiny_config(fake_packed, unconditional, steps=2), progress=False)
+    assert "once `productgan evaluate`" in labelled_samples(unconditional, tmp_path)[1]  # no evaluator yet

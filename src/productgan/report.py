@@ -89,6 +89,69 @@ def make_figures(run_dir: Path, out_dir: Path) -> dict[str, Path]:
     return {name: path for name, path in figures.items() if path is not None}
 
 
+LABELLED_COLUMNS = 8
+
+
+def _class_predictions(run_dir: Path, images) -> list[str] | None:
+    """The evaluator's predicted class name of each image, when the dataset's evaluator is cached
+    (a report never trains one); None otherwise."""
+    from productgan.data import open_dataset
+    from productgan.evaluate import Evaluator, evaluator_cache_dir
+    from productgan.metrics.features import INFO_FILE, class_probabilities
+    from productgan.train import load_run_config
+
+    try:
+        config = load_run_config(run_dir)
+        dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
+                               seed=config.train.split_seed)
+        if dataset.num_classes < 2 or not (evaluator_cache_dir(config.data, dataset) / INFO_FILE).is_file():
+            return None
+        evaluator = Evaluator(config.data, dataset, progress=False)
+    except ProductganError:
+        return None
+    predicted = class_probabilities(evaluator.net, images).argmax(dim=1).tolist()
+    return [dataset.class_names[i] for i in predicted]
+
+
+def labelled_samples(run_dir: Path, out_dir: Path) -> tuple[Path, str] | None:
+    """A grid of the exported generator's images with their class: one row per class for a
+    conditional generator, else each image with the class the evaluator sees in it."""
+    from productgan.sampling import load_generator
+
+    try:
+        sampler = load_generator(run_dir)
+    except ProductganError:
+        return None
+    plt = _pyplot()
+    if sampler.conditional:
+        rows = [(name, sampler(LABELLED_COLUMNS, seed=0, label=index).numpy())
+                for index, name in enumerate(sampler.class_names)]
+        images = [image for _, row in rows for image in row]
+        titles = [name if column == 0 else "" for name, row in rows for column in range(len(row))]
+        caption = "one row per class (the class asked for), seed 0"
+    else:
+        batch = sampler(5 * LABELLED_COLUMNS, seed=0).numpy()
+        images, titles = list(batch), _class_predictions(run_dir, batch)
+        caption = "seed 0; above each image the class the evaluator sees in it"
+        if titles is None:
+            titles = [""] * len(images)
+            caption = "seed 0 (class labels appear once `productgan evaluate` has trained the evaluator)"
+    count_rows = (len(images) + LABELLED_COLUMNS - 1) // LABELLED_COLUMNS
+    fig, axes = plt.subplots(count_rows, LABELLED_COLUMNS, figsize=(LABELLED_COLUMNS * 1.1, count_rows * 1.25),
+                             dpi=110, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title in zip(axes.flat, images, titles):
+        picture = image.transpose(1, 2, 0)
+        ax.imshow(picture[..., 0] if picture.shape[2] == 1 else picture, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=6, pad=2)
+    fig.tight_layout(pad=0.3)
+    path = out_dir / "labelled_samples.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path, caption
+
+
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
@@ -127,6 +190,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                               f"training run wrote.")
     page = Path(out) if out else run_dir / REPORT_DIR / "index.html"
     figures = make_figures(run_dir, page.parent)
+    labelled = labelled_samples(run_dir, page.parent)
     grids = sorted((run_dir / "samples").glob("step-*.png"))
     shown = grids if len(grids) <= MAX_GRIDS else [grids[round(i * (len(grids) - 1) / (MAX_GRIDS - 1))]
                                                     for i in range(MAX_GRIDS)]
@@ -142,7 +206,9 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         + (f"<figure>{_img(grids[-1], 'final samples')}<figcaption>{grids[-1].stem} (EMA generator, fixed noise)"
            f"</figcaption></figure>" if grids else "")
         + (f"<figure>{_img(run_dir / 'reals.png', 'training images')}<figcaption>training images</figcaption>"
-           f"</figure>" if (run_dir / "reals.png").is_file() else "") + "</div>",
+           f"</figure>" if (run_dir / "reals.png").is_file() else "") + "</div>"
+        + (f"<h2>Final generator, with classes</h2><figure>{_img(labelled[0], 'labelled samples')}"
+           f"<figcaption>{html.escape(labelled[1])}</figcaption></figure>" if labelled else ""),
         "<h2>Training curves</h2>" + "".join(_img(figures[k], k) for k in ("losses", "discriminator", "speed")
                                             if k in figures),
     ]
