@@ -249,3 +249,27 @@ def test_compiled_training_matches_eager_closely(fake_packed, tmp_path):
         if value.is_floating_point():
             assert torch.allclose(value, b["G"][key], atol=1e-4), key
     assert set(a["G_ema"]) == set(b["G_ema"])  # plain keys: the export loads without the compiler
+
+
+def test_tensorboard_logs_the_same_values(fake_packed, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config(fake_packed, tmp_path / "run", steps=4)
+    config.train.tensorboard = True
+    train(config, progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    scalars = events.Scalars("loss_d")
+    assert [e.step for e in scalars] == [r["step"] for r in logged] == [2, 4]
+    assert abs(scalars[-1].value - logged[-1]["loss_d"]) < 1e-5
+
+
+def test_tensorboard_missing_is_a_clear_error(fake_packed, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    config = tiny_config(fake_packed, tmp_path / "run", steps=2)
+    config.train.tensorboard = True
+    with pytest.raises(UsageError, match="productgan\\[tensorboard\\]"):
+        train(config, progress=False)

@@ -31,6 +31,7 @@ ALIASES = {
     "--conditional": "--model.conditional=true",
     "--augment": "--train.augment=true",
     "--no_augment": "--train.augment=false",
+    "--tensorboard": "--train.tensorboard=true",
 }
 
 

@@ -139,6 +139,8 @@ class TrainConfig:
             on when the training split has fewer than AUGMENT_BELOW images.
         augment_policy: Comma-separated DiffAugment transforms: color, translation, cutout.
         hflip: Mirror half of the real images at random (for products that may face either way).
+        tensorboard: Also write every metrics.jsonl value to RUN_DIR/tensorboard for TensorBoard
+            (needs the package: pip install 'productgan[tensorboard]').
     """
 
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -162,6 +164,7 @@ class TrainConfig:
     augment: Optional[bool] = None
     augment_policy: str = "color,translation,cutout"
     hflip: bool = False
+    tensorboard: bool = False
 
 
 @dataclass

@@ -259,6 +259,7 @@ class Trainer:
         self.best_val: float | None = None  # best validation fid_productgan so far
         self.evals_without_gain = 0
         self._evaluator = None
+        self._tensorboard = None
         if resume:
             self.load_state_dict(load_checkpoint(self.run_dir / LAST_CHECKPOINT))
 
@@ -520,6 +521,7 @@ class Trainer:
             if not (self.run_dir / REALS_FILE).exists():
                 self.save_reals()
             self._trim_metrics()
+            self._tensorboard = open_tensorboard(self.run_dir, self.step) if t.tensorboard else None
 
         end_step = target_steps(cfg)
         stop = _StopSignal()
@@ -569,6 +571,8 @@ class Trainer:
         self._checked_checkpoint(stats)
         samples = self.save_samples() if main else None
         export = self.export() if main else None
+        if self._tensorboard is not None:
+            self._tensorboard.close()
         distributed.barrier(ctx)
         return {"step": self.step, "images_seen": self.images_seen, "elapsed_s": self.elapsed_s,
                 "stopped_by": reason, "samples": samples, "export": export, "run_dir": self.run_dir,
@@ -587,6 +591,11 @@ class Trainer:
                   "elapsed_s": round(self.elapsed_s, 3), **{k: round(v, 6) for k, v in values.items()}}
         with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self._tensorboard is not None:
+            for key, value in values.items():
+                if value is not None:
+                    self._tensorboard.add_scalar(key, value, self.step)
+            self._tensorboard.flush()
 
     def _trim_metrics(self) -> None:
         """On resume, drop log lines written after the checkpoint: they will be written again."""
@@ -601,6 +610,16 @@ class Trainer:
             except (ValueError, KeyError, TypeError):  # a line cut short by a crash
                 continue
         path.write_text("".join(line + "\n" for line in kept))
+
+
+def open_tensorboard(run_dir: Path, step: int):
+    """A TensorBoard writer for RUN_DIR/tensorboard that drops events after ``step`` (a resume)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UsageError("--tensorboard needs the tensorboard package; install it with "
+                         "`pip install 'productgan[tensorboard]'`, or train without the flag.")
+    return SummaryWriter(str(run_dir / "tensorboard"), purge_step=step if step else None)
 
 
 class _StopSignal:
