@@ -110,3 +110,24 @@ def test_cas_refuses_an_unconditional_generator(tiny_run, capsys):
     assert main(["evaluate", str(tiny_run), "--n", "20", "--cas", "--no-progress"]) == 2
     assert "class-conditional" in capsys.readouterr().err
     assert not (tiny_run / "evaluation").exists()
+
+
+def test_evaluate_on_an_unlabelled_folder_says_what_its_numbers_mean(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from productgan.data.folder import prepare_folder
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(60):
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    packed = prepare_folder(src, tmp_path / "packed", size=32, labels=False, workers=1, progress=False)
+    config = tiny_config(packed, tmp_path / "run", steps=2, batch_size=8)
+    train(config, progress=False)
+    report = evaluate_run(tmp_path / "run", split="test", n=12, progress=False)
+    assert "unlabelled dataset" in report["protocol"]["extractor"]
+    assert "compare runs on this dataset" in report["protocol"]["extractor"]
+    assert "fid_productgan" in report["metrics"] and "classifier_score" not in report["metrics"]
+    assert "rarest_class_share" not in report["real_data_floor"]

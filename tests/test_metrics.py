@@ -351,11 +351,35 @@ def test_evaluator_refuses_wrong_sizes_and_unlabelled_data(tmp_path):
     with pytest.raises(ProductganError, match="uint8"):
         extract_features(net, np.zeros((3, 1, NATIVE, NATIVE), np.float32))
 
-    unlabelled = blob_dataset(train=20, test=10)
-    unlabelled.labels[:] = 0
-    unlabelled.class_names = ["all"]
     with pytest.raises(ProductganError, match="evaluation needs class labels"):
-        load_or_train_evaluator(unlabelled, tmp_path / "cache", progress=False)
+        train_evaluator(np.zeros((4, 1, NATIVE, NATIVE), np.uint8), np.zeros(4), 1, progress=False)
+
+
+def test_unlabelled_data_gets_a_rotation_evaluator(tmp_path):
+    from productgan.metrics.features import ROTATION_CLASSES, rotated
+
+    images = np.zeros((8, 1, 4, 4), np.uint8)
+    images[:, 0, 0, 0] = 255  # a mark in the top-left corner shows the turn
+    turned, turns = rotated(images, seed=0)
+    assert set(turns.tolist()) <= {0, 1, 2, 3} and len(set(turns.tolist())) > 1
+    corners = {0: (0, 0), 1: (3, 0), 2: (3, 3), 3: (0, 3)}  # np.rot90 turns counter-clockwise
+    for image, k in zip(turned, turns):
+        assert image[0][corners[int(k)]] == 255 and image.sum() == 255
+
+    # Upright 'T' shapes at random places: like products, they have a top and a bottom.
+    rng = np.random.default_rng(0)
+    shapes = rng.integers(0, 40, (240, 1, PADDED, PADDED), dtype=np.uint8)
+    for image, (dy, dx) in zip(shapes, rng.integers(-3, 4, (240, 2))):
+        image[0, 8 + dy : 12 + dy, 7 + dx : 25 + dx] = 255
+        image[0, 12 + dy : 24 + dy, 14 + dx : 18 + dx] = 200
+    split = np.array([0] * 200 + [2] * 40, np.int8)
+    meta = {"native_size": [NATIVE, NATIVE], "padded_size": [PADDED, PADDED], "pad": [PAD] * 4}
+    unlabelled = PackedDataset(shapes, np.zeros(240, np.int64), ["all"], split, meta)
+    net, info = load_or_train_evaluator(unlabelled, tmp_path / "cache", progress=False, **TINY)
+    assert info["task"] == "rotation" and info["class_names"] == list(ROTATION_CLASSES)
+    assert info["test_accuracy"] > 0.5  # well above the 0.25 of guessing: blobs show their turn
+    again, cached = load_or_train_evaluator(unlabelled, tmp_path / "cache", progress=False, **TINY)
+    assert cached["loaded_from_cache"]
 
 
 def test_large_images_are_downscaled_before_the_network():

@@ -17,6 +17,7 @@ import torch
 
 from productgan.data import PackedDataset, is_packed_dataset, open_dataset
 from productgan.errors import UsageError
+from productgan.metrics.registry import METRICS
 from productgan.metrics import (classification_accuracy_score, compute_all, features_and_probabilities,
                                 load_or_train_evaluator, memorisation, native_images)
 from productgan.sampling import Sampler, load_generator
@@ -24,6 +25,7 @@ from productgan.sampling import Sampler, load_generator
 CACHE_ENV = "PRODUCTGAN_CACHE"
 MEMORISATION_REFERENCE = 10_000  # training images the memorisation check compares against
 SPLITS = ("train", "val", "test")
+CLASS_METRICS = ("classifier_score", "class_histogram")  # need the dataset's own classes
 
 
 def cache_root() -> Path:
@@ -49,9 +51,26 @@ class Evaluator:
                                                       progress=progress, device=device)
         self._real: dict[tuple[str, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
+    @property
+    def labelled(self) -> bool:
+        """False for an unlabelled dataset, whose evaluator learned rotations, not classes."""
+        return self.info.get("task", "classes") == "classes"
+
+    def metric_names(self, names: list[str] | None = None) -> list[str] | None:
+        """``names`` (None: all) without the class-based metrics where there are no classes."""
+        if self.labelled:
+            return names
+        return [n for n in (names or list(METRICS)) if n not in CLASS_METRICS]
+
     def describe(self) -> str:
         accuracy = self.info.get("test_accuracy")
         acc = f"{accuracy:.2%}" if accuracy is not None else "n/a"
+        if not self.labelled:
+            return (f"productgan evaluator (unlabelled dataset): CNN trained on the train split of "
+                    f"{self.dataset.meta.get('source', 'the dataset')} to tell how each image was rotated "
+                    f"(0/90/180/270 degrees; test accuracy {acc}); features: its penultimate layer "
+                    f"({self.net.feature_dim} dims). They describe this dataset only, so its scores compare "
+                    f"runs on this dataset with each other and with nothing else; class-based metrics do not apply")
         return (f"productgan evaluator: CNN classifier trained on the train split of "
                 f"{self.dataset.meta.get('source', 'the dataset')} (test accuracy {acc}); "
                 f"features: its penultimate layer ({self.net.feature_dim} dims)")
@@ -82,14 +101,15 @@ class Evaluator:
         train_feats = self.real("train", MEMORISATION_REFERENCE, seed)[0] if memorisation else None
         if metrics is not None and "memorisation" not in metrics:
             train_feats = None
-        return compute_all(real_feats, fake_feats, fake_probs, self.dataset.class_names, train_feats=train_feats,
-                           seed=seed, metrics=metrics)
+        return compute_all(real_feats, fake_feats, fake_probs, self.info["class_names"], train_feats=train_feats,
+                           seed=seed, metrics=self.metric_names(metrics))
 
     def floor(self, split: str, n: int, seed: int = 0) -> dict[str, Any]:
         """The same metrics for ``n`` real train images against ``split``: how good 'perfect' looks."""
         real_feats, _ = self.real(split)
         train_feats, train_probs = self.real("train", n, seed)
-        floor = compute_all(real_feats, train_feats, train_probs, self.dataset.class_names, seed=seed)
+        floor = compute_all(real_feats, train_feats, train_probs, self.info["class_names"], seed=seed,
+                            metrics=self.metric_names(None))
         # Train images against themselves would all be 'copies'; the held-out split's share is the
         # baseline a generator that copies nothing still reaches.
         reference = self.real("train", MEMORISATION_REFERENCE, seed)[0]

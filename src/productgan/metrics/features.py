@@ -437,7 +437,8 @@ def _try_load(cache_dir: Path, fingerprint: str, requested: dict) -> tuple[Evalu
         return None
     if info.get("version") != EVALUATOR_VERSION or info.get("train_fingerprint") != fingerprint:
         return None
-    if info.get("training") != requested["training"] or info.get("architecture") != requested["architecture"]:
+    if any(info.get(key, "classes" if key == "task" else None) != requested[key]
+           for key in ("task", "training", "architecture")):
         return None
     try:
         # The hash also catches a weights file left from another save that was cut short.
@@ -460,6 +461,24 @@ def _write_atomic(path: Path, write) -> None:
             tmp.unlink()
 
 
+ROTATION_CLASSES = ("0 deg", "90 deg", "180 deg", "270 deg")
+
+
+def rotated(images_uint8: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each square image turned by a seeded random multiple of 90 degrees, and that multiple as
+    its label: the self-supervised task (Gidaris et al. 2018) that gives an unlabelled dataset
+    an evaluator whose features still describe shape and texture."""
+    images = np.asarray(images_uint8)
+    if images.shape[2] != images.shape[3]:
+        raise ProductganError("An unlabelled dataset needs square images for its evaluator; prepare it again.")
+    turns = np.random.default_rng(seed).integers(0, len(ROTATION_CLASSES), len(images))
+    out = np.empty_like(images)
+    for k in range(len(ROTATION_CLASSES)):
+        members = turns == k
+        out[members] = np.rot90(images[members], k, axes=(2, 3))
+    return out, turns.astype(np.int64)
+
+
 def load_or_train_evaluator(
     dataset,
     cache_dir: str | os.PathLike,
@@ -476,6 +495,10 @@ def load_or_train_evaluator(
 ) -> tuple[EvaluatorNet, dict[str, Any]]:
     """The evaluator for a PackedDataset: loaded from ``cache_dir`` if it matches, else trained.
 
+    A dataset with one class (an unlabelled folder) gets an evaluator trained to tell how each
+    image was rotated (``info["task"] == "rotation"``); its class outputs are rotations, so only
+    the feature-based metrics apply to it.
+
     A cached evaluator is used only when the fingerprint of the train split's native images and
     labels, the training settings and the architecture all match; otherwise a new one is trained
     on the train split and its accuracy measured on the test split. Weights
@@ -484,14 +507,18 @@ def load_or_train_evaluator(
     content plus ``loaded_from_cache``.
     """
     num_classes = dataset.num_classes
-    if num_classes < 2:
-        raise _no_labels_error(num_classes)
     cache_dir = Path(cache_dir).expanduser()
     train_images = native_images(dataset, "train")
     train_labels = dataset.labels[dataset.indices("train")]
     fingerprint = data_fingerprint(train_images, train_labels)
+    task = "classes"
+    if num_classes < 2:
+        # No labels to learn: the network learns how each image was turned instead.
+        task, num_classes = "rotation", len(ROTATION_CLASSES)
+        train_images, train_labels = rotated(train_images, seed)
     channels, height, width = (int(s) for s in train_images.shape[1:])
     requested = {
+        "task": task,
         "architecture": {
             "in_channels": channels,
             "num_classes": int(num_classes),
@@ -522,7 +549,10 @@ def load_or_train_evaluator(
     train_seconds = time.perf_counter() - started
 
     test_images = native_images(dataset, "test")
-    test_labels = torch.from_numpy(np.asarray(dataset.labels[dataset.indices("test")]))
+    test_labels = dataset.labels[dataset.indices("test")]
+    if task == "rotation":
+        test_images, test_labels = rotated(test_images, seed + 1)
+    test_labels = torch.from_numpy(np.asarray(test_labels))
     test_accuracy = None
     if len(test_images):
         predicted = class_probabilities(net, test_images).argmax(dim=1)
@@ -532,7 +562,7 @@ def load_or_train_evaluator(
         "format": EVALUATOR_FORMAT,
         "version": EVALUATOR_VERSION,
         **requested,
-        "class_names": list(dataset.class_names),
+        "class_names": list(ROTATION_CLASSES) if task == "rotation" else list(dataset.class_names),
         "num_classes": int(num_classes),
         "channels": channels,
         "native_size": [height, width],

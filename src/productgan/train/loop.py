@@ -502,7 +502,8 @@ class Trainer:
             save_checkpoint(self.state_dict(), self.run_dir / BEST_CHECKPOINT)
         else:
             self.evals_without_gain += 1
-        scores = {f"val_{k}": float(results[k]) for k in (VALIDATION_METRIC, "precision", "recall", "rarest_class_share")}
+        scores = {f"val_{k}": float(results[k]) for k in (VALIDATION_METRIC, "precision", "recall", "rarest_class_share")
+                  if results.get(k) is not None}
         return {**scores, "val_n": results["protocol"]["num_fake"]}
 
     # --- the loop --------------------------------------------------------------------------
