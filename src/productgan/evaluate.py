@@ -134,10 +134,43 @@ def evaluate_cas(sampler: Sampler, dataset: PackedDataset, split: str, n: int, s
     return classification_accuracy_score(generate, train, reference, dataset.num_classes, n, seed, device=device)
 
 
+def evaluate_inception(weights: str | os.PathLike, sampler: Sampler, dataset: PackedDataset, split: str, n: int,
+                       seed: int, floor: bool, device: str = "cpu", net_and_info=None) -> dict[str, Any]:
+    """The standard FID and KID with the user's Inception-v3 weights file: n generated images
+    against the whole ``split``, and (``floor``) n real train images against it too."""
+    from productgan.metrics.frechet import fid_from_features
+    from productgan.metrics.inception import load_inception, inception_features
+    from productgan.metrics.kid import kid
+    from productgan.metrics.registry import KID_SUBSET_SIZE, KID_SUBSETS
+
+    net, info = net_and_info or load_inception(weights, device)
+    real = inception_features(net, native_images(dataset, split))
+
+    def scores(features: torch.Tensor) -> dict[str, float]:
+        mean, std = kid(real, features, KID_SUBSETS, KID_SUBSET_SIZE, seed)
+        return {"fid_inception": fid_from_features(real, features), "kid_inception_mean": mean,
+                "kid_inception_std": std}
+
+    result = {"metrics": scores(inception_features(net, sampler(n=n, seed=seed).numpy()))}
+    if floor:
+        train = native_images(dataset, "train")
+        count = min(n, len(train))
+        pick = np.sort(np.random.default_rng(seed).choice(len(train), size=count, replace=False))
+        result["real_data_floor"] = scores(inception_features(net, train[pick]))
+    note = ("the standard file: comparable with published FID/KID computed the same way (pytorch-fid resizing)"
+            if info["standard"] else
+            "NOT the standard file (its SHA-256 does not start with 6726825d): not comparable with published figures")
+    result["protocol"] = {**info, "note": note, "features": "Inception-v3 pool3, 2048 dims; bilinear resize to 299",
+                          "kid_subsets": KID_SUBSETS, "kid_subset_size": min(KID_SUBSET_SIZE, n, len(real))}
+    return result
+
+
 def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000, seed: int = 0,
-                 floor: bool = True, progress: bool = True, device: str = "cpu", cas: bool = False) -> dict[str, Any]:
+                 floor: bool = True, progress: bool = True, device: str = "cpu", cas: bool = False,
+                 inception_weights: str | os.PathLike | None = None) -> dict[str, Any]:
     """Evaluate the exported generator of a run directory (or an export folder with its dataset);
-    ``cas`` adds the classification accuracy score (class-conditional generators)."""
+    ``cas`` adds the classification accuracy score (class-conditional generators) and
+    ``inception_weights`` the standard FID / KID with that Inception-v3 file."""
     if split not in SPLITS:
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}.")
     if n < 2:
@@ -151,6 +184,11 @@ def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000
                            seed=config.train.split_seed)
     if cas and not sampler.conditional:
         evaluate_cas(sampler, dataset, split, n, seed)  # refuses before the slow part
+    inception = None
+    if inception_weights is not None:
+        from productgan.metrics.inception import load_inception
+
+        inception = load_inception(inception_weights, device)  # a wrong file fails before the slow part
     started = time.perf_counter()
     evaluator = Evaluator(config.data, dataset, progress=progress, device=device)
     results = evaluator.score(sampler, split, n, seed)
@@ -180,6 +218,12 @@ def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000
         report["metrics"]["cas"] = scored["cas"]
         report["real_data_floor"] = {**report.get("real_data_floor", {}), "cas": scored["cas_real_baseline"]}
         report["protocol"]["cas"] = {**scored["protocol"], "reference_split": split}
+    if inception is not None:
+        standard = evaluate_inception(inception_weights, sampler, dataset, split, n, seed, floor, device, inception)
+        report["metrics"].update(standard["metrics"])
+        if floor:
+            report["real_data_floor"].update(standard["real_data_floor"])
+        report["protocol"]["inception"] = standard["protocol"]
     report["protocol"]["seconds"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -187,6 +231,8 @@ def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000
 TABLE_ROWS = [
     ("fid_productgan", "fid_productgan", "{:.4f}", "Frechet distance in evaluator features, lower is better"),
     ("kid_productgan_mean", "kid_productgan", "{:.5f}", "lower is better"),
+    ("fid_inception", "FID (Inception-v3 file)", "{:.3f}", "see the inception note below"),
+    ("kid_inception_mean", "KID (Inception-v3 file)", "{:.5f}", "see the inception note below"),
     ("precision", "precision (k=3)", "{:.3f}", "realism, higher is better"),
     ("recall", "recall (k=3)", "{:.3f}", "diversity, higher is better"),
     ("density", "density (k=5)", "{:.3f}", "realism, about 1 for real data"),
@@ -219,6 +265,8 @@ def format_report(report: dict[str, Any]) -> str:
               f"{p['reference_split']} split; seed {p['seed']}; {p['seconds']} s"]
     if "real_data_floor" in p:
         lines.append(f"real floor: {p['real_data_floor']}")
+    if "inception" in p:
+        lines.append(f"inception: {p['inception']['file']}: {p['inception']['note']}")
     return "\n".join(lines)
 
 
