@@ -68,86 +68,18 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int) -> 
 
 
 def run_reference(steps: int, warmup: int) -> dict:
-    """The canonical eager recipe: PIL decode + resize per item, DataLoader, fp32, BCE on sigmoid."""
-    import io
-
-    import numpy as np
-    import torch
-    import torch.nn as nn
-    from PIL import Image
-
+    """The canonical eager recipe of reference.py (20,000 PNG-encoded training images)."""
     from productgan.data import load_fashion_mnist
+    from reference import NDF, NGF, NZ, ReferenceTrainer
 
-    source = load_fashion_mnist()
-
-    class PngDataset(torch.utils.data.Dataset):
-        # Images stored as encoded PNG bytes, decoded per item, as an image-folder loader does.
-        def __init__(self, images):
-            self.items = []
-            for image in images[:20000]:
-                buffer = io.BytesIO()
-                Image.fromarray(image).save(buffer, format="PNG")
-                self.items.append(buffer.getvalue())
-
-        def __len__(self):
-            return len(self.items)
-
-        def __getitem__(self, index):
-            image = Image.open(io.BytesIO(self.items[index])).convert("L").resize((64, 64), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.float32) / 255.0
-            return torch.from_numpy((array - 0.5) / 0.5).unsqueeze(0)
-
-    nz, ngf, ndf = 100, 64, 64
-    netG = nn.Sequential(
-        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), nn.Tanh())
-    netD = nn.Sequential(
-        nn.Conv2d(1, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
-    criterion = nn.BCELoss()
-    optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    loader = torch.utils.data.DataLoader(PngDataset(source.train_images), batch_size=64, shuffle=True,
-                                         num_workers=2, drop_last=True, persistent_workers=True)
-
-    def batches():
-        while True:
-            yield from loader
-
-    stream = batches()
-
-    def step():
-        real = next(stream)
-        b = real.size(0)
-        netD.zero_grad()
-        out = netD(real).view(-1)
-        errD_real = criterion(out, torch.ones(b))
-        errD_real.backward()
-        fake = netG(torch.randn(b, nz, 1, 1))
-        out = netD(fake.detach()).view(-1)
-        errD_fake = criterion(out, torch.zeros(b))
-        errD_fake.backward()
-        optD.step()
-        netG.zero_grad()
-        out = netD(fake).view(-1)
-        errG = criterion(out, torch.ones(b))
-        errG.backward()
-        optG.step()
-        return errG.item()  # the per-step host sync the canonical loop makes for its log line
-
+    trainer = ReferenceTrainer(load_fashion_mnist().train_images[:20000])
     for _ in range(warmup):
-        step()
+        trainer.step()
     start = time.perf_counter()
     for _ in range(steps):
-        step()
+        trainer.step()
     seconds = time.perf_counter() - start
-    return {"images_per_s": steps * 64 / seconds, "batch_size": 64, "model": {"nz": nz, "ngf": ngf, "ndf": ndf},
+    return {"images_per_s": steps * 64 / seconds, "batch_size": 64, "model": {"nz": NZ, "ngf": NGF, "ndf": NDF},
             "autocast": "None"}
 
 

@@ -116,3 +116,33 @@ def test_generate_never_overwrites_without_asking(trained_run, tmp_path, capsys)
 def test_generate_from_a_folder_without_export(tmp_path, capsys):
     assert main(["generate", str(tmp_path), "--n", "2", "--out", str(tmp_path / "x.npy")]) == 1
     assert "no exported generator" in capsys.readouterr().err
+
+
+def test_preset_sets_its_values_and_later_flags_win(fake_packed, tmp_path, capsys):
+    import yaml
+
+    run = tmp_path / "run"
+    args = ["train", "--preset", "fmnist-32", "--data", str(fake_packed), "--out", str(run), "--steps", "2",
+            *TINY, "--train.grid-size", "10"]
+    assert main(args) == 0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["preset"] == "fmnist-32" and config["model"]["conditional"] is True
+    assert config["data"] == str(fake_packed) and config["model"]["ngf"] == 4  # given after the preset
+    assert main(["train", "--preset", "fmnist-64x", "--steps", "1"]) == 2
+    assert "Unknown preset 'fmnist-64x'" in capsys.readouterr().err
+
+
+def test_optimiser_defaults_follow_the_loss(fake_packed, tmp_path):
+    import yaml
+
+    for loss, expected in (("bce", [2e-4, 2e-4, 0.5, 0.999]), ("hinge", [1e-4, 4e-4, 0.0, 0.9])):
+        run = tmp_path / loss
+        assert main(["train", "--data", str(fake_packed), "--out", str(run), "--steps", "1", "--loss.name", loss,
+                     *TINY]) == 0
+        optim = yaml.safe_load((run / "config.yaml").read_text())["optim"]
+        assert [optim["lr_g"], optim["lr_d"], optim["beta1"], optim["beta2"]] == expected
+    run = tmp_path / "given"
+    assert main(["train", "--data", str(fake_packed), "--out", str(run), "--steps", "1", "--loss.name", "hinge",
+                 "--optim.lr-d", "3e-4", *TINY]) == 0
+    optim = yaml.safe_load((run / "config.yaml").read_text())["optim"]
+    assert optim["lr_d"] == 3e-4 and optim["lr_g"] == 1e-4  # what is given wins; the rest follows the loss

@@ -76,6 +76,24 @@ def _resume_parser() -> ArgumentParser:
     return parser
 
 
+def _expand_preset(args: list[str]) -> list[str]:
+    """``--preset NAME`` -> ``--config=<the preset as JSON>`` at the same place, so a --config
+    file or flags given after it override the preset, and its name is recorded in config.yaml."""
+    import json
+
+    from productgan.config import PRESETS
+
+    out, tokens = [], iter(args)
+    for token in tokens:
+        if token == "--preset" or token.startswith("--preset="):
+            name = token.partition("=")[2] if "=" in token else next(tokens, "")
+            if name not in PRESETS:
+                raise UsageError(f"Unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}.")
+            token = "--config=" + json.dumps({**PRESETS[name], "preset": name})
+        out.append(token)
+    return out
+
+
 def cmd_train(args: list[str]) -> int:
     from productgan.config import RunConfig, from_dict
     from productgan.train import resume, train
@@ -90,7 +108,7 @@ def cmd_train(args: list[str]) -> int:
             )
         summary = resume(ns.resume, ns.steps, ns.images, ns.minutes, progress=not ns.no_progress)
     else:
-        ns = _train_parser().parse_args(args)
+        ns = _train_parser().parse_args(_expand_preset(args))
         values = ns.as_dict()
         for key in ("config", "resume", "no_progress", "debug", "__path__"):
             values.pop(key, None)

@@ -80,10 +80,11 @@ class OptimConfig:
 
     Args:
         name: 'adam' (the DCGAN default) or 'sgd' (with momentum).
-        lr_g: Generator learning rate.
-        lr_d: Discriminator learning rate.
-        beta1: Adam's first-moment decay.
-        beta2: Adam's second-moment decay.
+        lr_g: Generator learning rate (unset: the loss's default, see LOSS_OPTIM_DEFAULTS).
+        lr_d: Discriminator learning rate (unset: the loss's default; hinge and wgan-gp let D
+            learn faster than G, the two-time-scale update rule).
+        beta1: Adam's first-moment decay (unset: the loss's default).
+        beta2: Adam's second-moment decay (unset: the loss's default).
         momentum: SGD momentum.
         weight_decay: L2 weight decay for both networks.
         d_steps_per_g_step: Discriminator updates before each generator update (adversarial phase).
@@ -92,10 +93,10 @@ class OptimConfig:
     """
 
     name: Literal["adam", "sgd"] = "adam"
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    lr_g: Optional[float] = None
+    lr_d: Optional[float] = None
+    beta1: Optional[float] = None
+    beta2: Optional[float] = None
     momentum: float = 0.9
     weight_decay: float = 0.0
     d_steps_per_g_step: int = 1
@@ -182,6 +183,7 @@ class RunConfig:
         images: Stop after the discriminator has seen this many real images.
         minutes: Stop after this many minutes of training.
         seed: Seed of weights, noise and data order.
+        preset: The named configuration this run started from (set by --preset; recorded only).
         model: Architecture.
         loss: Adversarial objective.
         optim: Optimisers and update schedule.
@@ -197,10 +199,63 @@ class RunConfig:
     images: Optional[int] = None
     minutes: Optional[float] = None
     seed: int = 0
+    preset: Optional[str] = None
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# Optimiser settings per loss that work out of the box: (lr_g, lr_d, beta1, beta2).
+# bce / lsgan: the DCGAN paper's Adam 2e-4, beta1 0.5. hinge: the two-time-scale update rule
+# (Heusel et al. 2017) as used with spectral norm (Miyato et al. 2018; Zhang et al. 2019):
+# G 1e-4, D 4e-4, betas (0, 0.9). wgan-gp: Gulrajani et al. 2017's 1e-4, betas (0, 0.9).
+LOSS_OPTIM_DEFAULTS = {
+    "bce": (2e-4, 2e-4, 0.5, 0.999),
+    "lsgan": (2e-4, 2e-4, 0.5, 0.999),
+    "hinge": (1e-4, 4e-4, 0.0, 0.9),
+    "wgan-gp": (1e-4, 1e-4, 0.0, 0.9),
+}
+
+
+def resolve_optim(config: "RunConfig") -> "RunConfig":
+    """Fill the optimiser settings left unset with the chosen loss's defaults (in place)."""
+    defaults = LOSS_OPTIM_DEFAULTS[config.loss.name]
+    for name, value in zip(("lr_g", "lr_d", "beta1", "beta2"), defaults):
+        if getattr(config.optim, name) is None:
+            setattr(config.optim, name, value)
+    return config
+
+
+# Named configurations, each chosen by measurement (README, "Presets"). A preset sets only what
+# it names; --config files and flags given after --preset override it.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fmnist-32": {
+        "data": "fashion-mnist",
+        "model": {"conditional": True},
+    },
+    "products-64": {
+        "image_size": 64,
+        "model": {"conditional": True},
+    },
+}
+
+
+def apply_preset(config: "RunConfig", name: str) -> "RunConfig":
+    """``config`` with the values of preset ``name`` set (in place); the name is recorded."""
+    if name not in PRESETS:
+        raise UsageError(f"Unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}.")
+
+    def assign(target: Any, values: dict) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict):
+                assign(getattr(target, key), value)
+            else:
+                setattr(target, key, value)
+
+    assign(config, PRESETS[name])
+    config.preset = name
+    return config
 
 
 def check_image_size(image_size: Any) -> int:

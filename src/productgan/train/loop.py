@@ -22,7 +22,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from productgan.config import AUGMENT_BELOW, RunConfig, to_dict
+from productgan.config import AUGMENT_BELOW, RunConfig, resolve_optim, to_dict
 from productgan.data import PackedDataset
 from productgan.data.augment import diff_augment, parse_policy
 from productgan.errors import ProductganError, UsageError
@@ -188,7 +188,7 @@ class StepStats:
 class Trainer:
     def __init__(self, config: RunConfig, run_dir: str | Path, dataset: PackedDataset, resume: bool = False,
                  context: Context = SINGLE):
-        self.config, self.run_dir, self.dataset, self.context = config, Path(run_dir), dataset, context
+        self.config, self.run_dir, self.dataset, self.context = resolve_optim(config), Path(run_dir), dataset, context
         if context.enabled:
             self.device = distributed.init(context, config.train.device)
         else:

@@ -1,0 +1,87 @@
+"""Small data: train on a stratified 1% of Fashion-MNIST with and without DiffAugment.
+
+Both runs see the same 600 training images, the same steps and seed, and are scored on the same
+5,000 validation images (fid_productgan of 2,000 generated images, best of the run), then the
+exported (best) generator is scored on the test split. Prints a table and writes
+benchmarks/results/small_data.json.
+
+    python benchmarks/small_data.py --fraction 0.01 --steps 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from productgan.config import RunConfig, TrainConfig
+from productgan.data import PackedDataset, open_dataset
+from productgan.evaluate import evaluate_run
+from productgan.train import train
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def small_dataset(out: Path, fraction: float, seed: int) -> Path:
+    """Fashion-MNIST with only ``fraction`` of its train split kept (stratified); val and test whole."""
+    full = open_dataset("fashion-mnist")
+    train_rows = full.indices("train")
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in range(full.num_classes):
+        members = train_rows[full.labels[train_rows] == label]
+        keep.append(rng.choice(members, size=max(1, round(len(members) * fraction)), replace=False))
+    rows = np.sort(np.concatenate([np.concatenate(keep), full.indices("val"), full.indices("test")]))
+    meta = {**full.meta, "source": f"fashion-mnist-{fraction:g}", "subset": f"{fraction:g} of the train split, seed {seed}"}
+    dataset = PackedDataset(full.images[rows], full.labels[rows], full.class_names, full.split[rows], meta)
+    return dataset.save(out, overwrite=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fraction", type=float, default=0.01)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", default="runs/small-data", help="Folder for the dataset and both runs.")
+    args = parser.parse_args()
+
+    work = Path(args.work)
+    data = small_dataset(work / "dataset", args.fraction, args.seed)
+    sizes = PackedDataset.load(data).split_sizes()
+    print(f"dataset: {sizes['train']} train / {sizes['val']} val / {sizes['test']} test images")
+    rows = []
+    for augment in (False, True):
+        name = "diffaugment" if augment else "plain"
+        config = RunConfig(data=str(data), out=str(work / name), steps=args.steps, seed=args.seed,
+                           train=TrainConfig(augment=augment, eval_every=args.eval_every, eval_n=2000,
+                                             sample_every=args.eval_every))
+        started = time.perf_counter()
+        train(config, progress=False)
+        minutes = (time.perf_counter() - started) / 60
+        log = [json.loads(line) for line in (work / name / "metrics.jsonl").read_text().splitlines()]
+        val = [r for r in log if "val_fid_productgan" in r]
+        best = min(val, key=lambda r: r["val_fid_productgan"])
+        test = evaluate_run(work / name, split="test", n=5000, progress=False)["metrics"]
+        rows.append({"run": name, "augment": augment, "minutes": round(minutes, 1),
+                     "val_curve": [[r["step"], round(r["val_fid_productgan"], 3)] for r in val],
+                     "best_val_step": best["step"], "best_val_fid_productgan": best["val_fid_productgan"],
+                     "best_val_recall": best["val_recall"], "best_val_precision": best["val_precision"],
+                     "test_fid_productgan": test["fid_productgan"], "test_precision": test["precision"],
+                     "test_recall": test["recall"], "test_rarest_class_share": test["rarest_class_share"]})
+        print(f"{name:<12} best val fid_productgan {best['val_fid_productgan']:.3f} at step {best['step']}; "
+              f"test fid_productgan {test['fid_productgan']:.3f}, precision {test['precision']:.3f}, "
+              f"recall {test['recall']:.3f} ({minutes:.1f} min)")
+        print("             val curve: " + ", ".join(f"{s}:{v}" for s, v in rows[-1]["val_curve"]))
+    RESULTS.mkdir(exist_ok=True)
+    result = {"benchmark": "small_data", "fraction": args.fraction, "steps": args.steps, "seed": args.seed,
+              "split_sizes": sizes, "machine": platform.processor() or platform.machine(), "runs": rows}
+    (RESULTS / "small_data.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
