@@ -106,8 +106,8 @@ def main() -> None:
     print(f"\n{'metric (n=' + str(args.n) + ')':<24}{'ours val':>10}{'ours test':>10}{'ref val':>10}{'ref test':>10}"
           f"{'floor':>10}")
     for key in KEYS:
-        cells = [ours["val"][key], ours["test"][key], *(ref["val"][key], ref["test"][key]) if ref else ("-", "-"),
-                 ours["floor"][key]]
+        theirs = (ref["val"][key], ref["test"][key]) if ref else ("-", "-")
+        cells = [ours["val"][key], ours["test"][key], *theirs, ours["floor"][key]]
         print(f"{key:<24}" + "".join(f"{c:>10.4f}" if isinstance(c, float) else f"{c:>10}" for c in cells))
     checks = {
         "recall >= 0.85 x floor": ours["test"]["recall"] >= 0.85 * ours["floor"]["recall"],
