@@ -21,14 +21,29 @@ from helpers import tiny_config
 CONDITIONAL = ModelConfig(nz=8, ngf=4, ndf=4, conditional=True)
 
 
-def test_the_label_changes_the_generated_image():
+def test_the_label_modulates_every_stage_and_starts_neutral():
+    from productgan.models.dcgan import ClassModulation
+
     torch.manual_seed(0)
     generator = Generator(CONDITIONAL, 32, 3, num_classes=5).eval()
     init_weights(generator)
+    modulations = [m for m in generator.modules() if isinstance(m, ClassModulation)]
+    assert len(modulations) == 3  # one per hidden stage at 32x32: 4, 8, 16
     z = noise(2, 8, seed=1).repeat(2, 1)
+    labels = torch.tensor([0, 0, 3, 3])
     with torch.no_grad():
-        images = generator(z, torch.tensor([0, 0, 3, 3]))
+        images = generator(z, labels)
     assert images.shape == (4, 3, 32, 32)
+    assert torch.equal(images[:2], images[2:])  # zero tables: no class effect yet
+    generator.train()
+    generator(z, labels).square().sum().backward()
+    grad = modulations[0].table.weight.grad
+    assert grad[[0, 3]].abs().sum() > 0 and grad[[1, 2, 4]].abs().sum() == 0  # only the classes used learn
+    with torch.no_grad():
+        for m in modulations:
+            m.table.weight.normal_(0.0, 0.5)
+        generator.eval()
+        images = generator(z, labels)
     assert not torch.allclose(images[:2], images[2:])  # same z, other class, other image
     with pytest.raises(ValueError, match="class labels"):
         generator(z)
