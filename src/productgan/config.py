@@ -232,7 +232,9 @@ def resolve_optim(config: "RunConfig") -> "RunConfig":
 PRESETS: dict[str, dict[str, Any]] = {
     "fmnist-32": {
         "data": "fashion-mnist",
+        "batch_size": 128,
         "model": {"conditional": True},
+        "optim": {"lr_g": 4e-4, "lr_d": 4e-4},
     },
     "products-64": {
         "image_size": 64,
