@@ -75,7 +75,9 @@ def test_policy_names_are_checked():
 
 def test_augment_is_automatic_for_small_training_splits(fake_packed, tmp_path):
     dataset = PackedDataset.load(fake_packed)
-    assert Trainer(tiny_config(fake_packed, tmp_path / "a"), tmp_path / "a", dataset).augment_policy == POLICIES
+    auto = tiny_config(fake_packed, tmp_path / "a")
+    assert Trainer(auto, tmp_path / "a", dataset).augment_policy == POLICIES  # 180 images: below 500
+    assert auto.train.augment is True  # the choice is recorded for config.yaml
     off = tiny_config(fake_packed, tmp_path / "b")
     off.train.augment = False
     assert Trainer(off, tmp_path / "b", dataset).augment_policy == ()

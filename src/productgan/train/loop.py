@@ -228,7 +228,9 @@ class Trainer:
         self.opt_d = self._optimizer(self.D, config.optim.lr_d)
         self.loss = build_loss(config.loss)
         train_count = dataset.split_sizes()["train"]
-        augment = config.train.augment if config.train.augment is not None else train_count < AUGMENT_BELOW
+        if config.train.augment is None:  # decided once, and recorded in config.yaml
+            config.train.augment = train_count < AUGMENT_BELOW
+        augment = config.train.augment
         try:
             self.augment_policy = parse_policy(config.train.augment_policy) if augment else ()
         except ValueError as error:
