@@ -123,7 +123,8 @@ def main() -> None:
     result = {"benchmark": "quality", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "minutes": args.minutes, "n": args.n, "seed": args.seed,
               "machine": {"processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                          "torch": torch.__version__},
+                          "torch": torch.__version__,
+                          "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
               "productgan": ours, "reference": ref, "targets": checks}
     (RESULTS / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {RESULTS / 'quality.json'}")

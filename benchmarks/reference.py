@@ -63,9 +63,10 @@ def networks(nz: int = NZ, ngf: int = NGF, ndf: int = NDF) -> tuple[nn.Module, n
 class ReferenceTrainer:
     """One canonical training step at a time over a DataLoader of per-item PNG decodes."""
 
-    def __init__(self, train_images: np.ndarray, seed: int = 0, workers: int = 2):
+    def __init__(self, train_images: np.ndarray, seed: int = 0, workers: int = 2, device: str = "cpu"):
         torch.manual_seed(seed)
-        self.netG, self.netD = networks()
+        self.device = torch.device(device)
+        self.netG, self.netD = (net.to(self.device) for net in networks())
         self.criterion = nn.BCELoss()
         self.optD = torch.optim.Adam(self.netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.optG = torch.optim.Adam(self.netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -79,20 +80,21 @@ class ReferenceTrainer:
             yield from self.loader
 
     def step(self) -> float:
-        real = next(self.stream)
+        real = next(self.stream).to(self.device)
         b = real.size(0)
+        ones, zeros = torch.ones(b, device=self.device), torch.zeros(b, device=self.device)
         self.netD.zero_grad()
         out = self.netD(real).view(-1)
-        err_real = self.criterion(out, torch.ones(b))
+        err_real = self.criterion(out, ones)
         err_real.backward()
-        fake = self.netG(torch.randn(b, NZ, 1, 1))
+        fake = self.netG(torch.randn(b, NZ, 1, 1, device=self.device))
         out = self.netD(fake.detach()).view(-1)
-        err_fake = self.criterion(out, torch.zeros(b))
+        err_fake = self.criterion(out, zeros)
         err_fake.backward()
         self.optD.step()
         self.netG.zero_grad()
         out = self.netD(fake).view(-1)
-        err_g = self.criterion(out, torch.ones(b))
+        err_g = self.criterion(out, ones)
         err_g.backward()
         self.optG.step()
         return err_g.item()  # the per-step host sync the canonical loop makes for its log line

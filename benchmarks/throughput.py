@@ -2,12 +2,13 @@
 
     python benchmarks/throughput.py            # all cases, ~3 minutes on 2 CPU cores
     python benchmarks/throughput.py --steps 10 --cases default-fp32 reference-64
+    python benchmarks/throughput.py --device cuda --steps 200   # on a GPU: throughput-cuda.json
 
 The reference is the canonical DCGAN recipe as people usually run it: 64x64, 1 channel, nz 100,
 ngf = ndf = 64, batch 64, eager float32, fed by a DataLoader whose dataset decodes and resizes one
 PIL image per item. productgan's step runs on the packed uint8 array with batches gathered by
 index. Each case runs in its own process (clean thread pool, its own peak memory). Prints a
-table and writes benchmarks/results/throughput.json.
+table and writes benchmarks/results/throughput.json (throughput-cuda.json for a GPU run).
 """
 
 from __future__ import annotations
@@ -35,23 +36,34 @@ CASES = {
     "default-compile": ("productgan", 32, {"precision": "fp32", "default": True, "compile": True}),
     "canonical-compile": ("productgan", 64, {"precision": "fp32", "compile": True}),
 }
+# Cases that only say something on a GPU.
+GPU_CASES = {
+    "canonical-fp32-nobench": ("productgan", 64, {"precision": "fp32", "cudnn_benchmark": False}),
+    "canonical-bf16-b256": ("productgan", 64, {"precision": "bf16", "batch_size": 256}),
+    "default-bf16-b512": ("productgan", 32, {"precision": "bf16", "default": True, "batch_size": 512}),
+    "default-compile-nchw": ("productgan", 32, {"precision": "fp32", "default": True, "compile": True,
+                                                "channels_last": False}),
+}
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_productgan(image_size: int, settings: dict, steps: int, warmup: int) -> dict:
+def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, device: str) -> dict:
     from productgan.config import ModelConfig, RunConfig, TrainConfig
     from productgan.data import open_dataset
     from productgan.train import Trainer
     from productgan.train.loop import StepStats
 
-    config = RunConfig(out="unused", train=TrainConfig(precision=settings["precision"],
-                                                       compile=settings.get("compile", False)))
+    config = RunConfig(out="unused", train=TrainConfig(precision=settings["precision"], device=device,
+                                                       compile=settings.get("compile", False),
+                                                       channels_last=settings.get("channels_last", True),
+                                                       cudnn_benchmark=settings.get("cudnn_benchmark", True)))
     if not settings.get("default"):
         config.batch_size = CANONICAL["batch_size"]
         config.model = ModelConfig(**CANONICAL["model"])
+    config.batch_size = settings.get("batch_size", config.batch_size)
     dataset = open_dataset("fashion-mnist", image_size=image_size)
     trainer = Trainer(config, Path("/nonexistent"), dataset)
     stats = StepStats.zeros(trainer.device)
@@ -67,12 +79,12 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int) -> 
             "model": vars(config.model), "autocast": str(trainer.autocast_dtype), "loss_d": values["loss_d"]}
 
 
-def run_reference(steps: int, warmup: int) -> dict:
+def run_reference(steps: int, warmup: int, device: str) -> dict:
     """The canonical eager recipe of reference.py (20,000 PNG-encoded training images)."""
     from productgan.data import load_fashion_mnist
     from reference import NDF, NGF, NZ, ReferenceTrainer
 
-    trainer = ReferenceTrainer(load_fashion_mnist().train_images[:20000])
+    trainer = ReferenceTrainer(load_fashion_mnist().train_images[:20000], device=device)
     for _ in range(warmup):
         trainer.step()
     start = time.perf_counter()
@@ -83,16 +95,16 @@ def run_reference(steps: int, warmup: int) -> dict:
             "autocast": "None"}
 
 
-def run_case(name: str, steps: int, warmup: int) -> dict:
-    kind, image_size, settings = CASES[name]
+def run_case(name: str, steps: int, warmup: int, device: str) -> dict:
+    kind, image_size, settings = {**CASES, **GPU_CASES}[name]
     from productgan.train.loop import cpu_has_native_bf16
 
-    if settings.get("precision") == "bf16" and not cpu_has_native_bf16():
+    if device == "cpu" and settings.get("precision") == "bf16" and not cpu_has_native_bf16():
         steps, warmup = min(steps, 4), 1  # emulated bf16 is so slow that a few steps tell enough
     if kind == "reference":
-        result = run_reference(steps, warmup)
+        result = run_reference(steps, warmup, device)
     else:
-        result = run_productgan(image_size, settings, steps, warmup)
+        result = run_productgan(image_size, settings, steps, warmup, device)
     return {"case": name, "image_size": image_size, "steps": steps, **result, "peak_rss_mib": peak_rss_mib()}
 
 
@@ -100,20 +112,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="Timed steps per case.")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=[*CASES, *GPU_CASES],
+                        help="Default: every case (on a GPU also the GPU-only ones).")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when one is visible).")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # run one case in this process
     args = parser.parse_args()
 
-    if args.one:
-        print(json.dumps(run_case(args.one, args.steps, args.warmup)))
-        return
-
     import torch
+
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.cases is None:
+        args.cases = list(CASES) + (list(GPU_CASES) if args.device.startswith("cuda") else [])
+    if args.one:
+        print(json.dumps(run_case(args.one, args.steps, args.warmup, args.device)))
+        return
 
     rows = []
     for name in args.cases:
         out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
-                              "--warmup", str(args.warmup)], capture_output=True, text=True)
+                              "--warmup", str(args.warmup), "--device", args.device], capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{name}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
@@ -131,9 +149,11 @@ def main() -> None:
 
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cpu_model": _cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "native_bf16": cpu_has_native_bf16()}
+               "native_bf16": cpu_has_native_bf16(), "device": args.device}
+    if args.device.startswith("cuda"):
+        machine["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "throughput.json"
+    path = RESULTS / ("throughput.json" if args.device == "cpu" else "throughput-cuda.json")
     path.write_text(json.dumps({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
                                 "steps": args.steps, "results": rows}, indent=2) + "\n")
     print(f"\nwritten to {path}")

@@ -114,6 +114,8 @@ class TrainConfig:
             and on GPUs that support it, float16 with loss scaling on older GPUs, and float32 on
             other CPUs.
         channels_last: Run convolutions in channels-last memory format.
+        cudnn_benchmark: On CUDA, let cuDNN time its convolution algorithms for the run's fixed
+            shapes and keep the fastest (a GPU run is not bit-reproducible either way).
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
         ema: Keep an exponential moving average of the generator for samples and export.
         ema_half_life_images: Images over which an EMA weight decays to half.
@@ -149,6 +151,7 @@ class TrainConfig:
 
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
+    cudnn_benchmark: bool = True
     device: str = "auto"
     ema: bool = True
     ema_half_life_images: int = 10_000

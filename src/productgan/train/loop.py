@@ -201,6 +201,8 @@ class Trainer:
         if config.train.threads > 0:
             torch.set_num_threads(config.train.threads)
         self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = config.train.cudnn_benchmark
 
         torch.manual_seed(config.seed)
         channels, size, classes = dataset.channels, dataset.image_size, dataset.num_classes
