@@ -273,3 +273,35 @@ def test_tensorboard_missing_is_a_clear_error(fake_packed, tmp_path, monkeypatch
     config.train.tensorboard = True
     with pytest.raises(UsageError, match="productgan\\[tensorboard\\]"):
         train(config, progress=False)
+
+
+def test_discriminator_win_is_judged_from_its_mean_outputs():
+    from productgan.train.loop import discriminator_won
+
+    won = {"d_real": 0.9995, "d_fake": 0.0004}
+    assert "--augment" in discriminator_won(won, "bce", augment=False)
+    assert "--loss.r1-gamma" in discriminator_won(won, "lsgan", augment=True)
+    assert discriminator_won(won, "wgan-gp", augment=False) is None
+    assert discriminator_won({"d_real": 0.95, "d_fake": 0.0004}, "bce", augment=False) is None
+    assert discriminator_won({"d_real": 0.9995, "d_fake": 0.02}, "bce", augment=False) is None
+
+
+def test_a_won_discriminator_is_reported_once(fake_packed, tmp_path, monkeypatch, capsys):
+    from productgan.train.loop import StepStats
+
+    original = StepStats.means
+
+    def dominated(self, *args, **kwargs):
+        return {**original(self, *args, **kwargs), "d_real": 0.9999, "d_fake": 0.0001}
+
+    monkeypatch.setattr(StepStats, "means", dominated)
+    train(tiny_config(fake_packed, tmp_path / "run"), progress=False)  # logs at steps 2, 4 and 6
+    err = capsys.readouterr().err
+    assert err.count("the discriminator separates real from generated images") == 1
+    # 180 training images: DiffAugment is already on, so the advice is the next remedy.
+    assert "Warning at step 2" in err and "D(x) 0.9999" in err and "--loss.r1-gamma" in err
+
+
+def test_a_balanced_run_gives_no_warning(fake_packed, tmp_path, capsys):
+    train(tiny_config(fake_packed, tmp_path / "run"), progress=False)
+    assert "discriminator separates" not in capsys.readouterr().err

@@ -245,6 +245,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "products-64": {
         "image_size": 64,
         "model": {"conditional": True},
+        "train": {"augment": True},
     },
 }
 

@@ -201,6 +201,7 @@ class Trainer:
         if config.train.threads > 0:
             torch.set_num_threads(config.train.threads)
         self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
+        self._warned_balance = False
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = config.train.cudnn_benchmark
 
@@ -444,6 +445,13 @@ class Trainer:
         images = to_native(torch.from_numpy(self.dataset.images[rows[np.sort(picks)]]).float(), self.dataset.meta)
         return save_grid(images.round().to(torch.uint8).numpy(), self.run_dir / REALS_FILE)
 
+    def check_balance(self, values: dict[str, float]) -> None:
+        """Warn once when D has won outright (it then passes G almost no gradient)."""
+        message = discriminator_won(values, self.config.loss.name, self.config.train.augment)
+        if message and not self._warned_balance:
+            self._warned_balance = True
+            tqdm.write(f"Warning at step {self.step}: {message}", file=sys.stderr)
+
     def check_finite(self, values: dict[str, float]) -> None:
         bad = [k for k in ("loss_d", "loss_g") if not math.isfinite(values[k])]
         if bad:
@@ -556,6 +564,8 @@ class Trainer:
                     now = time.perf_counter()
                     values = stats.means(ctx)
                     self.check_finite(values)
+                    if main:
+                        self.check_balance(values)
                     values["images_per_s"] = (self.images_seen - last_log_images) / max(now - last_log_time, 1e-9)
                     if main:
                         self._log(values)
@@ -615,6 +625,18 @@ class Trainer:
             except (ValueError, KeyError, TypeError):  # a line cut short by a crash
                 continue
         path.write_text("".join(line + "\n" for line in kept))
+
+
+def discriminator_won(values: dict[str, float], loss: str, augment: bool | None) -> str | None:
+    """A sentence when D's mean outputs over a log interval say it tells every real image from
+    every generated one (sigmoid of its logits above 0.99 on real, below 0.01 on generated), else
+    None. Not judged for wgan-gp, whose critic values have no fixed scale."""
+    if loss == "wgan-gp" or values["d_real"] <= 0.99 or values["d_fake"] >= 0.01:
+        return None
+    advice = ("turn on DiffAugment (--augment) and start again" if not augment
+              else "lower the discriminator's learning rate (--optim.lr-d) or add an R1 penalty (--loss.r1-gamma)")
+    return (f"the discriminator separates real from generated images almost perfectly (D(x) {values['d_real']:.4f}, "
+            f"D(G(z)) {values['d_fake']:.4f}), so the generator learns little from it; if this persists, {advice}.")
 
 
 def open_tensorboard(run_dir: Path, step: int):
