@@ -81,15 +81,13 @@ def _expand_preset(args: list[str]) -> list[str]:
     file or flags given after it override the preset, and its name is recorded in config.yaml."""
     import json
 
-    from productgan.config import PRESETS
+    from productgan.config import preset_values
 
     out, tokens = [], iter(args)
     for token in tokens:
         if token == "--preset" or token.startswith("--preset="):
             name = token.partition("=")[2] if "=" in token else next(tokens, "")
-            if name not in PRESETS:
-                raise UsageError(f"Unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}.")
-            token = "--config=" + json.dumps({**PRESETS[name], "preset": name})
+            token = "--config=" + json.dumps({**preset_values(name), "preset": name})
         out.append(token)
     return out
 

@@ -38,9 +38,9 @@ class ModelConfig:
         d_activation: Hidden activation of the discriminator.
         leaky_slope: Negative slope of LeakyReLU wherever it is used.
         g_output: Output activation of the generator; pixels are scaled to match it.
-        conditional: Class-conditional GAN: G takes the product category (a learned embedding
-            appended to z), D scores it with a projection head; images can then be generated
-            per category (productgan generate --label).
+        conditional: Class-conditional GAN: G modulates each hidden stage with a class-specific
+            gain and bias, D scores the category with a projection head; images can then be
+            generated per category (productgan generate --label).
     """
 
     nz: int = 100
@@ -250,10 +250,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def apply_preset(config: "RunConfig", name: str) -> "RunConfig":
-    """``config`` with the values of preset ``name`` set (in place); the name is recorded."""
+def preset_values(name: str) -> dict[str, Any]:
+    """The values preset ``name`` sets, or a UsageError naming the presets there are."""
     if name not in PRESETS:
         raise UsageError(f"Unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}.")
+    return PRESETS[name]
+
+
+def apply_preset(config: "RunConfig", name: str) -> "RunConfig":
+    """``config`` with the values of preset ``name`` set (in place); the name is recorded."""
+    values = preset_values(name)
 
     def assign(target: Any, values: dict) -> None:
         for key, value in values.items():
@@ -262,7 +268,7 @@ def apply_preset(config: "RunConfig", name: str) -> "RunConfig":
             else:
                 setattr(target, key, value)
 
-    assign(config, PRESETS[name])
+    assign(config, values)
     config.preset = name
     return config
 

@@ -117,14 +117,19 @@ class Evaluator:
         return floor
 
 
+def check_cas(sampler: Sampler) -> None:
+    """A UsageError unless ``sampler`` is class-conditional (CAS needs labelled generated images)."""
+    if not sampler.conditional:
+        raise UsageError("--cas needs a class-conditional generator (train it with --conditional); this one "
+                         "draws no class labels.")
+
+
 def evaluate_cas(sampler: Sampler, dataset: PackedDataset, split: str, n: int, seed: int = 0,
                  device: str = "cpu") -> dict[str, Any]:
     """Classification accuracy score of a class-conditional generator: a classifier of the
     evaluator's design trained on n generated images (every class in turn), tested on ``split``,
     beside the same classifier trained on n real train images."""
-    if not sampler.conditional:
-        raise UsageError("--cas needs a class-conditional generator (train it with --conditional); this one "
-                         "draws no class labels.")
+    check_cas(sampler)
 
     def generate(count: int, gen_seed: int) -> tuple[np.ndarray, np.ndarray]:
         return sampler(n=count, seed=gen_seed).numpy(), sampler.labels(count).numpy()
@@ -182,8 +187,8 @@ def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000
     sampler = load_generator(run_dir, device=device)
     dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
                            seed=config.train.split_seed)
-    if cas and not sampler.conditional:
-        evaluate_cas(sampler, dataset, split, n, seed)  # refuses before the slow part
+    if cas:
+        check_cas(sampler)  # refuses before the slow part
     inception = None
     if inception_weights is not None:
         from productgan.metrics.inception import load_inception

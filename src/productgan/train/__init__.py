@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from productgan.config import RunConfig, resolve_optim
+from productgan.config import RunConfig
 from productgan.data import open_dataset
 from productgan.errors import ProductganError, UsageError
 from productgan.train import distributed
@@ -54,7 +54,6 @@ def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     ``--max-restarts`` finds the checkpoint in ``--out`` and resumes from it.
     """
     context = distributed.from_environment()
-    resolve_optim(config)
     check_budget(config)
     restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
     if context.enabled:

@@ -564,10 +564,9 @@ class Trainer:
                     now = time.perf_counter()
                     values = stats.means(ctx)
                     self.check_finite(values)
-                    if main:
-                        self.check_balance(values)
                     values["images_per_s"] = (self.images_seen - last_log_images) / max(now - last_log_time, 1e-9)
                     if main:
+                        self.check_balance(values)
                         self._log(values)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
                     stats = StepStats.zeros(self.device)
