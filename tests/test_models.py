@@ -9,6 +9,7 @@ from torch.nn.utils import parametrize
 
 from productgan.config import ModelConfig
 from productgan.models import Discriminator, Generator, check_image_size, init_weights
+from productgan.models.dcgan import LatentProjection
 
 from helpers import assert_close
 
@@ -58,6 +59,28 @@ def test_generator_accepts_z_as_a_column_image():
     z = torch.randn(2, NZ)
     with torch.no_grad():
         assert torch.equal(generator(z), generator(z.view(2, NZ, 1, 1)))
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_latent_projection_is_the_transposed_convolution_it_replaces(bias, channels_last):
+    torch.manual_seed(0)
+    layer = LatentProjection(NZ, 8, 4, 1, 0, bias=bias)
+    nn.init.normal_(layer.weight)
+    if bias:
+        nn.init.normal_(layer.bias)
+    if channels_last:
+        layer = layer.to(memory_format=torch.channels_last)
+    z = torch.randn(5, NZ, 1, 1, requires_grad=True)
+    out = layer(z)
+    expected = nn.functional.conv_transpose2d(z, layer.weight, layer.bias)
+    assert out.shape == (5, 8, 4, 4)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert_close(out, expected, atol=1e-5)
+    grads = torch.autograd.grad(out.square().sum(), [z, layer.weight])
+    expected_grads = torch.autograd.grad(expected.square().sum(), [z, layer.weight])
+    for got, want in zip(grads, expected_grads):
+        assert_close(got, want, atol=1e-4)
 
 
 @pytest.mark.parametrize("image_size", SIZES)
