@@ -7,8 +7,10 @@
 The reference is the canonical DCGAN recipe as people usually run it: 64x64, 1 channel, nz 100,
 ngf = ndf = 64, batch 64, eager float32, fed by a DataLoader whose dataset decodes and resizes one
 PIL image per item. productgan's step runs on the packed uint8 array with batches gathered by
-index. Each case runs in its own process (clean thread pool, its own peak memory). Prints a
-table and writes benchmarks/results/throughput.json (throughput-cuda.json for a GPU run).
+index. Each case runs in its own process (clean thread pool, its own peak memory). Beside
+images/s each productgan case reports the arithmetic it does (FLOPs of one step, counted by
+torch's FlopCounterMode) per second, and the run measures the device's float32 matrix-product
+speed: how close a step comes to what the hardware can do. Prints a table and writes benchmarks/results/throughput.json (throughput-cuda.json for a GPU run).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ CASES = {
     "canonical-fp32": ("productgan", 64, {"precision": "fp32"}),
     "canonical-bf16": ("productgan", 64, {"precision": "bf16"}),
     "default-fp32": ("productgan", 32, {"precision": "fp32", "default": True}),
+    "preset-fp32": ("productgan", 32, {"precision": "fp32", "default": True, "preset": "fmnist-32"}),
     "default-bf16": ("productgan", 32, {"precision": "bf16", "default": True}),
     "default-compile": ("productgan", 32, {"precision": "fp32", "default": True, "compile": True}),
     "canonical-compile": ("productgan", 64, {"precision": "fp32", "compile": True}),
@@ -51,7 +54,9 @@ def peak_rss_mib() -> float:
 
 
 def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, device: str) -> dict:
-    from productgan.config import ModelConfig, RunConfig, TrainConfig
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from productgan.config import ModelConfig, RunConfig, TrainConfig, apply_preset
     from productgan.data import open_dataset
     from productgan.train import Trainer
     from productgan.train.loop import StepStats
@@ -60,6 +65,8 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
                                                        compile=settings.get("compile", False),
                                                        channels_last=settings.get("channels_last", True),
                                                        cudnn_benchmark=settings.get("cudnn_benchmark", True)))
+    if settings.get("preset"):
+        apply_preset(config, settings["preset"])
     if not settings.get("default"):
         config.batch_size = CANONICAL["batch_size"]
         config.model = ModelConfig(**CANONICAL["model"])
@@ -75,8 +82,13 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
         trainer.train_step(stats)
     values = stats.means()  # the one host sync, as in the loop
     seconds = time.perf_counter() - start
-    return {"images_per_s": steps * config.batch_size / seconds, "batch_size": config.batch_size,
-            "model": vars(config.model), "autocast": str(trainer.autocast_dtype), "loss_d": values["loss_d"]}
+    with FlopCounterMode(display=False) as counter:  # the arithmetic of one step, forward and backward
+        trainer.train_step(stats)
+    images_per_s = steps * config.batch_size / seconds
+    gflop_per_image = counter.get_total_flops() / config.batch_size / 1e9
+    return {"images_per_s": images_per_s, "batch_size": config.batch_size, "model": vars(config.model),
+            "autocast": str(trainer.autocast_dtype), "loss_d": values["loss_d"],
+            "gflop_per_image": gflop_per_image, "gflop_per_s": gflop_per_image * images_per_s}
 
 
 def run_reference(steps: int, warmup: int, device: str) -> dict:
@@ -93,6 +105,25 @@ def run_reference(steps: int, warmup: int, device: str) -> dict:
     seconds = time.perf_counter() - start
     return {"images_per_s": steps * 64 / seconds, "batch_size": 64, "model": {"nz": NZ, "ngf": NGF, "ndf": NDF},
             "autocast": "None"}
+
+
+def matmul_gflop_per_s(device: str, size: int = 2048, repeats: int = 10) -> float:
+    """float32 matrix-product speed: the ceiling a convolution-bound training step can approach."""
+    import torch
+
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
 
 
 def run_case(name: str, steps: int, warmup: int, device: str) -> dict:
@@ -139,17 +170,22 @@ def main() -> None:
         print(f"{name:<16} {rows[-1]['images_per_s']:8.0f} img/s   peak RSS {rows[-1]['peak_rss_mib']:6.0f} MiB",
               flush=True)
 
+    peak = matmul_gflop_per_s(args.device)
     reference = next((r["images_per_s"] for r in rows if r["case"] == "reference-64"), None)
-    print(f"\n{'case':<16} {'size':>4} {'img/s':>8} {'x reference':>12} {'peak MiB':>9}")
+    print(f"\n{'case':<16} {'size':>4} {'img/s':>8} {'x reference':>12} {'GFLOP/s':>8} {'peak MiB':>9}")
     for r in rows:
         ratio = f"{r['images_per_s'] / reference:.2f}" if reference else "-"
-        print(f"{r['case']:<16} {r['image_size']:>4} {r['images_per_s']:>8.0f} {ratio:>12} {r['peak_rss_mib']:>9.0f}")
+        flops = f"{r['gflop_per_s']:.0f}" if "gflop_per_s" in r else "-"
+        print(f"{r['case']:<16} {r['image_size']:>4} {r['images_per_s']:>8.0f} {ratio:>12} {flops:>8} "
+              f"{r['peak_rss_mib']:>9.0f}")
+    print(f"float32 matrix product (2048 x 2048) on this device: {peak:.0f} GFLOP/s")
 
     from productgan.train.loop import cpu_has_native_bf16
 
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cpu_model": _cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "native_bf16": cpu_has_native_bf16(), "device": args.device}
+               "native_bf16": cpu_has_native_bf16(), "device": args.device,
+               "matmul_fp32_gflop_per_s": peak}
     if args.device.startswith("cuda"):
         machine["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     RESULTS.mkdir(exist_ok=True)
