@@ -239,7 +239,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fmnist-32": {
         "data": "fashion-mnist",
         "batch_size": 128,
-        "model": {"conditional": True},
+        "model": {"conditional": True, "ndf": 16},
         "optim": {"lr_g": 4e-4, "lr_d": 4e-4},
     },
     "products-64": {
