@@ -10,7 +10,8 @@ PIL image per item. productgan's step runs on the packed uint8 array with batche
 index. Each case runs in its own process (clean thread pool, its own peak memory). Beside
 images/s each productgan case reports the arithmetic it does (FLOPs of one step, counted by
 torch's FlopCounterMode) per second, and the run measures the device's float32 matrix-product
-speed: how close a step comes to what the hardware can do. Prints a table and writes benchmarks/results/throughput.json (throughput-cuda.json for a GPU run).
+speed: how close a step comes to what the hardware can do. Prints a table and writes
+benchmarks/results/throughput.json (throughput-cuda.json for a GPU run).
 """
 
 from __future__ import annotations
@@ -111,17 +112,16 @@ def matmul_gflop_per_s(device: str, size: int = 2048, repeats: int = 10) -> floa
     """float32 matrix-product speed: the ceiling a convolution-bound training step can approach."""
     import torch
 
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     for _ in range(2):
         a @ b
     best = float("inf")
     for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
         a @ b
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
 
