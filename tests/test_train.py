@@ -172,6 +172,46 @@ def test_update_schedules_run(fake_packed, tmp_path):
     assert summary["images_seen"] == 2 * 2 * 16
 
 
+def _learning_rates_used(monkeypatch) -> list[tuple[float, float]]:
+    """(G, D) learning rates of every step, as the optimisers hold them when the step runs."""
+    used = []
+    step = Trainer.train_step
+
+    def recording(self, stats):
+        used.append((self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]))
+        step(self, stats)
+
+    monkeypatch.setattr(Trainer, "train_step", recording)
+    return used
+
+
+def test_linear_lr_decay_over_a_step_budget(fake_packed, tmp_path, monkeypatch):
+    used = _learning_rates_used(monkeypatch)
+    config = tiny_config(fake_packed, tmp_path / "run", steps=4)
+    config.optim.lr_decay = "linear"
+    config.optim.lr_g, config.optim.lr_d = 4e-4, 1e-4
+    train(config, progress=False)
+    fractions = (1.0, 0.75, 0.5, 0.25)
+    assert [g for g, _ in used] == pytest.approx([4e-4 * f for f in fractions])
+    assert [d for _, d in used] == pytest.approx([1e-4 * f for f in fractions])
+
+
+def test_linear_lr_decay_over_a_minutes_budget(fake_packed, tmp_path, monkeypatch):
+    used = _learning_rates_used(monkeypatch)
+    config = tiny_config(fake_packed, tmp_path / "run", steps=None, minutes=0.004)
+    config.optim.lr_decay = "linear"
+    train(config, progress=False)
+    lr_g = [g for g, _ in used]
+    assert len(lr_g) >= 3 and lr_g == sorted(lr_g, reverse=True)
+    assert lr_g[0] > lr_g[-1] > 0 and lr_g[0] <= 2e-4  # starts at the loss's default, falls with the clock
+
+
+def test_constant_lr_by_default(fake_packed, tmp_path, monkeypatch):
+    used = _learning_rates_used(monkeypatch)
+    train(tiny_config(fake_packed, tmp_path / "run", steps=3), progress=False)
+    assert used == [(2e-4, 2e-4)] * 3
+
+
 def test_ema_ramps_up_and_tracks():
     source = torch.nn.Linear(2, 2)
     ema = EMA(source, half_life_images=1000, warmup=0.5)

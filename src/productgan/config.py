@@ -92,6 +92,8 @@ class OptimConfig:
         d_steps_per_g_step: Discriminator updates before each generator update (adversarial phase).
         g_steps_per_d_step: Generator updates after each discriminator update; more than one adds
             a generative phase where G learns alone against a fixed D.
+        lr_decay: 'none' keeps both learning rates fixed; 'linear' takes them down to zero by the
+            end of the run's budget (steps, images or minutes, whichever ends first).
     """
 
     name: Literal["adam", "sgd"] = "adam"
@@ -103,6 +105,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     d_steps_per_g_step: int = 1
     g_steps_per_d_step: int = 1
+    lr_decay: Literal["none", "linear"] = "none"
 
 
 @dataclass

@@ -542,6 +542,7 @@ class Trainer:
         last_log_time, last_log_images = time.perf_counter(), self.images_seen
         session_start = time.perf_counter()
         elapsed_at_start = self.elapsed_s
+        time_spent = 0.0  # share of the minutes budget used, refreshed where the ranks agree
         bar = tqdm(total=end_step, initial=self.step, unit="step", disable=not (progress and main),
                    dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
         reason = "budget"
@@ -556,6 +557,12 @@ class Trainer:
                     if distributed.any_rank(time_up or stop.received or stop.early, self.device, ctx):
                         reason = "budget" if time_up else "early stop" if stop.early else "signal"
                         break
+                    if cfg.optim.lr_decay != "none" and cfg.minutes is not None:
+                        # Rank 0's clock, so that every rank steps with the same learning rate.
+                        time_spent = distributed.broadcast_float(self.elapsed_s / (cfg.minutes * 60.0),
+                                                                 self.device, ctx)
+                if cfg.optim.lr_decay != "none":
+                    self._decay_lr(max(time_spent, self.step / end_step if end_step else 0.0))
                 self.train_step(stats)
                 bar.update(1)
                 self.elapsed_s = elapsed_at_start + time.perf_counter() - session_start
@@ -591,6 +598,14 @@ class Trainer:
         return {"step": self.step, "images_seen": self.images_seen, "elapsed_s": self.elapsed_s,
                 "stopped_by": reason, "samples": samples, "export": export, "run_dir": self.run_dir,
                 "is_main": main}
+
+    def _decay_lr(self, spent: float) -> None:
+        """Both learning rates at (1 - spent) of their configured values, ``spent`` being the
+        share of the budget used (linear decay; it needs no state of its own to resume)."""
+        scale = max(0.0, 1.0 - spent)
+        for opt, lr in ((self.opt_g, self.config.optim.lr_g), (self.opt_d, self.config.optim.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
 
     def _checked_checkpoint(self, stats: StepStats) -> None:
         """Save last.pt (rank 0), but never weights that may already hold a NaN."""
