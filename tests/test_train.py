@@ -206,6 +206,18 @@ def test_linear_lr_decay_over_a_minutes_budget(fake_packed, tmp_path, monkeypatc
     assert lr_g[0] > lr_g[-1] > 0 and lr_g[0] <= 2e-4  # starts at the loss's default, falls with the clock
 
 
+def test_linear_lr_decay_resumes_from_the_clock_it_saved(fake_packed, tmp_path, monkeypatch):
+    from productgan.data.packed import PackedDataset
+
+    used = _learning_rates_used(monkeypatch)
+    config = tiny_config(fake_packed, tmp_path / "run", steps=1, minutes=10.0)
+    config.optim.lr_decay = "linear"
+    trainer = Trainer(config, tmp_path / "run", PackedDataset.load(fake_packed))
+    trainer.elapsed_s = 450.0  # as a checkpoint taken after 7.5 of the 10 minutes restores it
+    trainer.fit(progress=False)
+    assert used[0] == pytest.approx((0.25 * 2e-4, 0.25 * 2e-4), rel=1e-3)
+
+
 def test_constant_lr_by_default(fake_packed, tmp_path, monkeypatch):
     used = _learning_rates_used(monkeypatch)
     train(tiny_config(fake_packed, tmp_path / "run", steps=3), progress=False)

@@ -542,7 +542,9 @@ class Trainer:
         last_log_time, last_log_images = time.perf_counter(), self.images_seen
         session_start = time.perf_counter()
         elapsed_at_start = self.elapsed_s
-        time_spent = 0.0  # share of the minutes budget used, refreshed where the ranks agree
+        # Share of the minutes budget used (the same on every rank after a resume), refreshed
+        # where the ranks agree.
+        time_spent = elapsed_at_start / (cfg.minutes * 60.0) if cfg.minutes else 0.0
         bar = tqdm(total=end_step, initial=self.step, unit="step", disable=not (progress and main),
                    dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
         reason = "budget"
