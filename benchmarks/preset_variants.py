@@ -1,18 +1,19 @@
 """Variants of the fmnist-32 preset under one budget: how a change trades speed (images seen in
 the minutes) against quality, or, with an image budget, what it does per image seen.
 
-Each variant trains `--preset fmnist-32` plus its flags, once per seed; its exported (EMA)
-generator is then scored on the validation split with N images. The test split stays untouched,
-for benchmarks/quality.py. With a minutes budget the variants train one at a time with every
-thread of this machine; with an image budget speed does not count, so `--parallel P` may train P
-of them at once (a GPU is mostly idle under one process at batch 128). A variant whose run folder
-already holds an export is scored again, not retrained. Prints a table and writes
-benchmarks/results/preset_variants.json (10 minutes on the CPU) or
-preset_variants-<budget>-<device>.json; rows measured by an earlier call are kept unless run again.
+Each variant trains `--preset fmnist-32` (as the preset is now: each row records it) plus its
+flags, once per seed; its exported (EMA) generator is then scored on the validation split with N
+images. The test split stays untouched, for benchmarks/quality.py. With a minutes budget the
+variants train one at a time with every thread of this machine; with an image budget speed does
+not count, so `--parallel P` may train P of them at once (a GPU is mostly idle under one process
+at batch 128). A variant whose run folder already holds an export is scored again, not
+retrained. Prints a table and writes benchmarks/results/preset_variants.json (10 minutes on the
+CPU) or preset_variants-<budget>-<device>.json; rows measured by an earlier call are kept unless
+run again.
 
-    python benchmarks/preset_variants.py --minutes 10 --variants "D width 16"
+    python benchmarks/preset_variants.py --minutes 10 --variants "D width 32 (the preset before)"
     python benchmarks/preset_variants.py --images 730112 --device cuda --parallel 8 \\
-        --variants fmnist-32 "Adam betas (0.5, 0.99)" --seeds 0 1 2
+        --variants fmnist-32 "Adam betas (0.5, 0.999) (the preset before)" --seeds 0 1 2 3
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ VARIANTS = {
                                        "--optim.lr-d", "6e-4"],
     "D width 16, batch 64, lr 2e-4": ["--model.ndf", "16", "--batch-size", "64", "--optim.lr-g", "2e-4",
                                       "--optim.lr-d", "2e-4"],
+    "Adam betas (0.5, 0.999) (the preset before)": ["--optim.beta2", "0.999"],
     "Adam betas (0.5, 0.99)": ["--optim.beta2", "0.99"],
     "Adam betas (0, 0.99)": ["--optim.beta1", "0.0", "--optim.beta2", "0.99"],
     "Adam betas (0.5, 0.9)": ["--optim.beta2", "0.9"],
@@ -74,6 +76,7 @@ def main() -> None:
     if args.images is not None:
         args.minutes = None
 
+    from productgan.config import PRESETS
     from productgan.evaluate import evaluate_run
 
     budget_flags = ["--images", str(args.images)] if args.images is not None else ["--minutes", str(args.minutes)]
@@ -122,7 +125,7 @@ def main() -> None:
         report = evaluate_run(folder, split="val", n=args.n, seed=0, floor=False, progress=False,
                               device=args.device)
         exported = json.loads((folder / "generator" / "config.json").read_text())
-        rows[name, seed] = {"variant": name, "flags": VARIANTS[name], "seed": seed,
+        rows[name, seed] = {"variant": name, "preset": PRESETS["fmnist-32"], "flags": VARIANTS[name], "seed": seed,
                             "images_seen": exported["images_seen"], **{k: report["metrics"][k] for k in KEYS}}
         print(f"{name} (seed {seed}): {exported['images_seen']:,} images, "
               + ", ".join(f"{k} {report['metrics'][k]:.4f}" for k in KEYS), flush=True)
