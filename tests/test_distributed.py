@@ -173,3 +173,43 @@ def test_torchrun_restart_resumes_from_the_last_checkpoint(fake_packed, tmp_path
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 8
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))  # lines after the step-4 checkpoint were trimmed and rewritten
+
+
+LR_WORKER = textwrap.dedent('''
+    import json, sys
+    from pathlib import Path
+    from productgan.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
+    from productgan.data import open_dataset
+    from productgan.train import Trainer, distributed
+
+    data, out = sys.argv[1], Path(sys.argv[2])
+    context = distributed.from_environment()
+    config = RunConfig(data=data, out=str(out / "run"), batch_size=16, steps=5, minutes=10.0,
+                       model=ModelConfig(nz=8, ngf=4, ndf=4), optim=OptimConfig(lr_decay="linear"),
+                       train=TrainConfig(precision="fp32", log_every=4, sample_every=100, checkpoint_every=100,
+                                         grid_size=4, threads=1))
+    trainer = Trainer(config, out / "run", open_dataset(data), context=context)
+    # As a resume restores them: step 3 (between two log intervals), 7.5 of the 10 minutes spent.
+    trainer.step, trainer.elapsed_s = 3, 450.0
+    used = []
+    original = trainer.train_step
+    def recording(stats):
+        used.append(trainer.opt_g.param_groups[0]["lr"])
+        original(stats)
+    trainer.train_step = recording
+    trainer.fit(progress=False)
+    (out / f"lr-rank{context.rank}.json").write_text(json.dumps(used))
+    distributed.shutdown()
+''')
+
+
+def test_lr_decay_after_a_resume_follows_the_saved_clock_on_every_rank(fake_packed, tmp_path):
+    script = tmp_path / "lr_worker.py"
+    script.write_text(LR_WORKER)
+    result = torchrun(str(script), str(fake_packed), str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"lr-rank{r}.json").read_text()) for r in (0, 1))
+    assert len(rank0) == 2 and rank0 == rank1
+    # Step 3 of 5: the saved clock's 75% outweighs the steps' 60%; step 4: the steps' 80% lead.
+    assert rank0[0] == pytest.approx(0.25 * 2e-4, rel=1e-3)
+    assert rank0[1] == pytest.approx(0.2 * 2e-4, rel=1e-3)

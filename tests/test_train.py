@@ -198,8 +198,9 @@ def test_linear_lr_decay_over_a_step_budget(fake_packed, tmp_path, monkeypatch):
 
 def test_linear_lr_decay_over_a_minutes_budget(fake_packed, tmp_path, monkeypatch):
     used = _learning_rates_used(monkeypatch)
-    config = tiny_config(fake_packed, tmp_path / "run", steps=None, minutes=0.004)
+    config = tiny_config(fake_packed, tmp_path / "run", steps=None, minutes=0.01)
     config.optim.lr_decay = "linear"
+    config.train.sample_every = config.train.checkpoint_every = 10_000  # the 0.6 s go to steps
     train(config, progress=False)
     lr_g = [g for g, _ in used]
     assert len(lr_g) >= 3 and lr_g == sorted(lr_g, reverse=True)
