@@ -19,6 +19,7 @@ run again.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def results_path(args: argparse.Namespace) -> Path:
     if args.images is None and args.minutes == 10.0 and args.device == "cpu":
         return RESULTS / "preset_variants.json"
     budget = f"{args.images}img" if args.images is not None else f"{args.minutes:g}min"
-    return RESULTS / f"preset_variants-{budget}-{args.device}.json"
+    return RESULTS / f"preset_variants-{budget}-{args.device.replace(':', '')}.json"
 
 
 def main() -> None:
@@ -70,7 +71,9 @@ def main() -> None:
     parser.add_argument("--work", default="runs/preset-variants")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
-    if args.parallel < 1 or (args.parallel > 1 and args.images is None):
+    if args.parallel < 1:
+        parser.error("--parallel must be at least 1.")
+    if args.parallel > 1 and args.images is None:
         parser.error("--parallel needs an image budget (--images): under a minutes budget runs must not share "
                      "the machine.")
     if args.images is not None:
@@ -79,30 +82,40 @@ def main() -> None:
     from productgan.config import PRESETS
     from productgan.evaluate import evaluate_run
 
+    preset = PRESETS["fmnist-32"]
+    preset_id = hashlib.sha1(json.dumps(preset, sort_keys=True).encode()).hexdigest()[:6]
     budget_flags = ["--images", str(args.images)] if args.images is not None else ["--minutes", str(args.minutes)]
     budget_name = f"{args.images}img" if args.images is not None else f"{args.minutes:g}min"
+    device_name = args.device.replace(":", "")
+    work = Path(args.work)
     jobs = []
-    for name in args.variants:
-        for seed in args.seeds:
+    for name in dict.fromkeys(args.variants):
+        for seed in dict.fromkeys(args.seeds):
             slug = "".join(c if c.isalnum() else "-" for c in name)
-            folder = Path(args.work) / f"{slug}-{budget_name}-{args.device.replace(':', '')}-seed{seed}"
-            jobs.append((name, seed, folder))
+            # The preset's fingerprint in the name: a run of an older preset is never scored as the current one.
+            jobs.append((name, seed, work / f"{slug}-preset{preset_id}-{budget_name}-{device_name}-seed{seed}"))
 
-    # Train what is missing, at most --parallel at a time.
     pending = [job for job in jobs if not (job[2] / "generator" / "config.json").is_file()]
+    unfinished = [str(folder) for _, _, folder in pending if folder.exists()]
+    if unfinished:
+        raise SystemExit(f"These folders hold unfinished runs; remove them to train those variants again: "
+                         f"{', '.join(unfinished)}")
     for name, seed, folder in jobs:
         if (name, seed, folder) not in pending:
             print(f"{name} (seed {seed}): {folder} holds an export already; scoring it again", flush=True)
-    running: list[tuple[str, int, subprocess.Popen]] = []
 
-    def finish(entry: tuple[str, int, subprocess.Popen]) -> None:
-        name, seed, process = entry
-        stderr = process.communicate()[1]
-        if process.returncode != 0:
-            for _, _, other in running:
+    # Train what is missing, at most --parallel at a time; each run's messages go to a log beside it.
+    running: list[tuple[str, int, Path, subprocess.Popen]] = []
+
+    def finish(entry: tuple[str, int, Path, subprocess.Popen]) -> None:
+        name, seed, log, process = entry
+        if process.wait() != 0:
+            for *_, other in running:
                 other.kill()
-            raise SystemExit(f"{name} (seed {seed}) failed:\n{stderr[-2000:]}")
+                other.wait()
+            raise SystemExit(f"{name} (seed {seed}) failed; the end of {log}:\n{log.read_text()[-2000:]}")
 
+    work.mkdir(parents=True, exist_ok=True)
     for name, seed, folder in pending:
         if len(running) == args.parallel:
             finish(running.pop(0))
@@ -111,37 +124,50 @@ def main() -> None:
                "--train.log-every", "100", "--no-progress"]
         if args.parallel > 1:
             cmd += ["--train.threads", "2"]
-        running.append((name, seed, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                                     text=True)))
+        log = folder.with_name(folder.name + ".log")
+        with log.open("w") as stream:
+            running.append((name, seed, log, subprocess.Popen(cmd, stdout=stream, stderr=subprocess.STDOUT)))
     while running:
         finish(running.pop(0))
 
+    import torch
+
     path = results_path(args)
     previous = json.loads(path.read_text()) if path.is_file() else {}
-    for row in previous.get("rows", []):  # files written before seeds were per row had one seed
+    for row in previous.get("rows", []):  # files written before these were per row had one of each
         row.setdefault("seed", previous.get("seed", 0))
-    rows = {(r["variant"], r["seed"]): r for r in previous.get("rows", [])}
+        row.setdefault("n", previous.get("n"))
+        row.setdefault("threads", previous.get("threads"))
+
+    def key(row: dict) -> tuple:
+        return row["variant"], row["seed"], json.dumps(row.get("preset"), sort_keys=True), row["n"]
+
+    rows = {key(r): r for r in previous.get("rows", [])}
+    threads = 2 if args.parallel > 1 else torch.get_num_threads()
     for name, seed, folder in jobs:
         report = evaluate_run(folder, split="val", n=args.n, seed=0, floor=False, progress=False,
                               device=args.device)
         exported = json.loads((folder / "generator" / "config.json").read_text())
-        rows[name, seed] = {"variant": name, "preset": PRESETS["fmnist-32"], "flags": VARIANTS[name], "seed": seed,
-                            "images_seen": exported["images_seen"], **{k: report["metrics"][k] for k in KEYS}}
+        row = {"variant": name, "preset": preset, "flags": VARIANTS[name], "seed": seed, "n": args.n,
+               "threads": threads, "images_seen": exported["images_seen"], **{k: report["metrics"][k] for k in KEYS}}
+        rows[key(row)] = row
         print(f"{name} (seed {seed}): {exported['images_seen']:,} images, "
               + ", ".join(f"{k} {report['metrics'][k]:.4f}" for k in KEYS), flush=True)
 
-    print(f"\n{'variant (' + budget_name + ', ' + args.device + ')':<40}{'seeds':>6}{'images':>10}{'val fid':>9}"
+    print(f"\n{'variant (' + budget_name + ', ' + args.device + ')':<44}{'runs':>5}{'images':>10}{'val fid':>9}"
           f"{'prec':>7}{'recall':>7}{'rarest':>7}")
-    for name in dict.fromkeys(r["variant"] for r in rows.values()):
-        group = [r for r in rows.values() if r["variant"] == name]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows.values():  # seeds of one variant, preset and n together
+        groups.setdefault((r["variant"], json.dumps(r.get("preset"), sort_keys=True), r["n"]), []).append(r)
+    current = json.dumps(preset, sort_keys=True)
+    for (name, group_preset, n), group in groups.items():
+        label = name + ("" if group_preset == current else " (older preset)") + ("" if n == args.n else f" (n {n})")
         means = {k: mean(r[k] for r in group) for k in ("images_seen", *KEYS)}
-        print(f"{name:<40}{len(group):>6}{means['images_seen']:>10,.0f}{means['fid_productgan']:>9.3f}"
+        print(f"{label:<44}{len(group):>5}{means['images_seen']:>10,.0f}{means['fid_productgan']:>9.3f}"
               f"{means['precision']:>7.3f}{means['recall']:>7.3f}{means['rarest_class_share']:>7.3f}")
     RESULTS.mkdir(exist_ok=True)
-    import torch
-
     path.write_text(json.dumps({"benchmark": "preset_variants", "minutes": args.minutes, "images": args.images,
-                                "device": args.device, "n": args.n, "threads": torch.get_num_threads(),
+                                "device": args.device,
                                 "gpu": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
                                 else None, "rows": list(rows.values())}, indent=2) + "\n")
     print(f"written to {path}")
