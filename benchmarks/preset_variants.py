@@ -33,6 +33,7 @@ VARIANTS = {
     "fmnist-32": [],
     "D width 32 (the preset before)": ["--model.ndf", "32"],
     "D width 16, G width 48": ["--model.ndf", "16", "--model.ngf", "48"],
+    "G width 16": ["--model.ngf", "16"],
     "D width 16, R1 0.1": ["--model.ndf", "16", "--loss.r1-gamma", "0.1"],
     "D width 16, batch 256, lr 6e-4": ["--model.ndf", "16", "--batch-size", "256", "--optim.lr-g", "6e-4",
                                        "--optim.lr-d", "6e-4"],
