@@ -53,11 +53,15 @@ VARIANTS = {
 }
 
 
-def results_path(args: argparse.Namespace) -> Path:
-    if args.images is None and args.minutes == 10.0 and args.device == "cpu":
+def results_path(budget_name: str, device_name: str) -> Path:
+    if (budget_name, device_name) == ("10min", "cpu"):
         return RESULTS / "preset_variants.json"
-    budget = f"{args.images}img" if args.images is not None else f"{args.minutes:g}min"
-    return RESULTS / f"preset_variants-{budget}-{args.device.replace(':', '')}.json"
+    return RESULTS / f"preset_variants-{budget_name}-{device_name}.json"
+
+
+def fingerprint(preset: dict) -> str:
+    """The preset's values as canonical text: rows and runs of one preset share it."""
+    return json.dumps(preset, sort_keys=True)
 
 
 def main() -> None:
@@ -84,7 +88,7 @@ def main() -> None:
     from productgan.evaluate import evaluate_run
 
     preset = PRESETS["fmnist-32"]
-    preset_id = hashlib.sha1(json.dumps(preset, sort_keys=True).encode()).hexdigest()[:6]
+    preset_id = hashlib.sha1(fingerprint(preset).encode()).hexdigest()[:6]
     budget_flags = ["--images", str(args.images)] if args.images is not None else ["--minutes", str(args.minutes)]
     budget_name = f"{args.images}img" if args.images is not None else f"{args.minutes:g}min"
     device_name = args.device.replace(":", "")
@@ -133,15 +137,11 @@ def main() -> None:
 
     import torch
 
-    path = results_path(args)
+    path = results_path(budget_name, device_name)
     previous = json.loads(path.read_text()) if path.is_file() else {}
-    for row in previous.get("rows", []):  # files written before these were per row had one of each
-        row.setdefault("seed", previous.get("seed", 0))
-        row.setdefault("n", previous.get("n"))
-        row.setdefault("threads", previous.get("threads"))
 
     def key(row: dict) -> tuple:
-        return row["variant"], row["seed"], json.dumps(row.get("preset"), sort_keys=True), row["n"]
+        return row["variant"], row["seed"], fingerprint(row["preset"]), row["n"]
 
     rows = {key(r): r for r in previous.get("rows", [])}
     threads = 2 if args.parallel > 1 else torch.get_num_threads()
@@ -159,10 +159,10 @@ def main() -> None:
           f"{'prec':>7}{'recall':>7}{'rarest':>7}")
     groups: dict[tuple, list[dict]] = {}
     for r in rows.values():  # seeds of one variant, preset and n together
-        groups.setdefault((r["variant"], json.dumps(r.get("preset"), sort_keys=True), r["n"]), []).append(r)
-    current = json.dumps(preset, sort_keys=True)
+        groups.setdefault((r["variant"], fingerprint(r["preset"]), r["n"]), []).append(r)
     for (name, group_preset, n), group in groups.items():
-        label = name + ("" if group_preset == current else " (older preset)") + ("" if n == args.n else f" (n {n})")
+        label = (name + ("" if group_preset == fingerprint(preset) else " (older preset)")
+                 + ("" if n == args.n else f" (n {n})"))
         means = {k: mean(r[k] for r in group) for k in ("images_seen", *KEYS)}
         print(f"{label:<44}{len(group):>5}{means['images_seen']:>10,.0f}{means['fid_productgan']:>9.3f}"
               f"{means['precision']:>7.3f}{means['recall']:>7.3f}{means['rarest_class_share']:>7.3f}")
