@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "score a run's generator on held-out images (productgan evaluator metrics)",
     "report": "write a self-contained HTML page of a run: curves, sample grids, evaluation",
     "export": "export the generator of a run's last checkpoint",
+    "serve": "a web page and REST API that make images from a trained generator",
 }
 
 
@@ -256,8 +257,24 @@ def cmd_export(args: list[str]) -> int:
     return 0
 
 
+def cmd_serve(args: list[str]) -> int:
+    from productgan.serve import serve
+    from productgan.serve.app import DEFAULT_MAX_IMAGES
+
+    parser = _parser("serve")
+    parser.add_argument("source", type=str, help="A run directory or an exported generator folder.")
+    parser.add_argument("--host", type=str, default="127.0.0.1",
+                        help="Address to listen on (0.0.0.0 for every interface).")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
+    parser.add_argument("--max_images", type=int, default=DEFAULT_MAX_IMAGES, help="The most images one request may ask for.")
+    ns = parser.parse_args(args)
+    serve(ns.source, host=ns.host, port=ns.port, device=ns.device, max_images=ns.max_images)
+    return 0
+
+
 HANDLERS = {"prepare": cmd_prepare, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
-            "report": cmd_report, "export": cmd_export}
+            "report": cmd_report, "export": cmd_export, "serve": cmd_serve}
 
 
 def _usage() -> str:

@@ -1,0 +1,203 @@
+"""``productgan serve``: a web page and a REST API over one exported generator.
+
+The generator is loaded once, at start-up, and every request is a pure function of its query:
+the same seed, class and count give the same images as ``productgan generate`` and the Python
+sampler, byte for byte. FastAPI and uvicorn come with the ``serve`` extra.
+
+    GET /               a page: pick a category, a count and a seed, see the grid
+    GET /info           the generator: classes, sizes, provenance, request limits (JSON)
+    GET /images.png     n images as one PNG grid        ?n=16&seed=0&label=Sneaker&size=native
+    GET /images.npy     the same images as a uint8 N x C x H x W .npy array
+    GET /image.png      image ``index`` of a seed alone ?seed=0&index=3&label=Bag
+    GET /health         {"status": "ok"}
+
+Bad requests (a count out of range, an unknown category) get status 422 and one sentence in
+``detail``.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+import socket
+from typing import Any
+
+import numpy as np
+
+from productgan.errors import ProductganError, UsageError
+from productgan.images import make_grid, to_pil
+from productgan.sampling import Sampler, load_generator, noise
+
+DEFAULT_MAX_IMAGES = 1024
+SIZES = ("native", "training")
+
+
+def _require_fastapi():
+    try:
+        import fastapi
+    except ImportError:
+        raise ProductganError("productgan serve needs FastAPI and uvicorn: pip install 'productgan[serve]'.")
+    return fastapi
+
+
+def _png(picture: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    to_pil(picture).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def grid_columns(sampler: Sampler, n: int, label: str | None) -> int | None:
+    """One row per class when a conditional generator makes every class in turn (as generate does)."""
+    classes = sampler.generator.num_classes
+    return classes if sampler.conditional and label is None and n > classes else None
+
+
+def describe(sampler: Sampler, max_images: int) -> dict[str, Any]:
+    """What a client needs to know before asking: the classes, the sizes and the limits."""
+    info = sampler.info
+    return {
+        "conditional": sampler.conditional,
+        "class_names": sampler.class_names,
+        "channels": sampler.generator.channels,
+        "native_size": sampler.native_size,
+        "training_size": [sampler.generator.image_size] * 2,
+        "nz": sampler.generator.config.nz,
+        "dataset": info.get("dataset"),
+        "step": info.get("step"),
+        "images_seen": info.get("images_seen"),
+        "ema": info.get("ema"),
+        "max_images": max_images,
+    }
+
+
+def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_images: int = DEFAULT_MAX_IMAGES):
+    """A FastAPI application serving the generator of a run directory or export folder."""
+    fastapi = _require_fastapi()
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+    if max_images < 1:
+        raise UsageError(f"--max-images must be at least 1, not {max_images}.")
+    sampler = source if isinstance(source, Sampler) else load_generator(source, device=device)
+    app = fastapi.FastAPI(title="productgan", summary="New product images from a trained DCGAN generator.")
+    app.state.sampler = sampler
+
+    def check(n: int, label: str | None, size: str) -> None:
+        if not 1 <= n <= max_images:
+            raise UsageError(f"n must be between 1 and {max_images}, not {n}.")
+        if size not in SIZES:
+            raise UsageError(f"size must be 'native' or 'training', not {size!r}.")
+        sampler.labels(1, label)  # an unknown class, or a class for an unconditional generator
+
+    def images(n: int, seed: int, label: str | None, size: str) -> np.ndarray:
+        check(n, label, size)
+        return sampler(n=n, seed=seed, size=size, label=label).numpy()
+
+    @app.exception_handler(ProductganError)
+    def bad_request(request, error: ProductganError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(error)})
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/info")
+    def info() -> dict[str, Any]:
+        return describe(sampler, max_images)
+
+    @app.get("/images.png", response_class=Response)
+    def images_png(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native") -> Response:
+        batch = images(n, seed, label, size)
+        return Response(_png(make_grid(batch, grid_columns(sampler, n, label))), media_type="image/png")
+
+    @app.get("/images.npy", response_class=Response)
+    def images_npy(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native") -> Response:
+        return Response(_npy(images(n, seed, label, size)), media_type="application/octet-stream")
+
+    @app.get("/image.png", response_class=Response)
+    def image_png(seed: int = 0, index: int = 0, label: str | None = None, size: str = "native") -> Response:
+        if not 0 <= index < max_images:
+            raise UsageError(f"index must be between 0 and {max_images - 1}, not {index}.")
+        check(1, label, size)
+        # Noise rows are drawn in order, so row `index` of a seed is the same in any count.
+        z = noise(index + 1, sampler.generator.config.nz, seed)[index:]
+        labels = sampler.labels(index + 1, label)
+        picture = sampler.from_noise(z, size, labels=None if labels is None else labels[index:]).numpy()[0]
+        return Response(_png(picture), media_type="image/png")
+
+    @app.get("/", response_class=HTMLResponse)
+    def page(n: int = 16, seed: int = 0, label: str | None = None) -> str:
+        label = label or None  # the form's "every category in turn"
+        check(n, label, "native")  # the grid's checks, so a bad form gets its sentence at once
+        return _page(sampler, n, seed, label, max_images)
+
+    return app
+
+
+def _page(sampler: Sampler, n: int, seed: int, label: str | None, max_images: int) -> str:
+    from urllib.parse import urlencode
+
+    query = {"n": n, "seed": seed, **({"label": label} if label is not None else {})}
+    options = ['<option value="">every category in turn</option>'] if sampler.conditional else []
+    for index, name in enumerate(sampler.class_names if sampler.conditional else []):
+        chosen = " selected" if label is not None and sampler.class_index(label) == index else ""
+        options.append(f'<option value="{html.escape(name)}"{chosen}>{html.escape(name)}</option>')
+    category = (f'<label>category <select name="label">{"".join(options)}</select></label>'
+                if sampler.conditional else "")
+    info = sampler.info
+    source = html.escape(str(info.get("dataset") or "a trained generator"))
+    trained = f"step {info['step']}, {info.get('images_seen') or 0:,} images seen" if info.get("step") else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>productgan</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; }}
+form {{ display: flex; gap: 1rem; align-items: end; flex-wrap: wrap; }}
+img {{ image-rendering: pixelated; width: min(90vw, 640px); margin-top: 1rem; border: 1px solid #ccc; }}
+small {{ color: #555; }}
+</style></head>
+<body>
+<h1>productgan</h1>
+<p><small>generator trained on {source}; {html.escape(trained)}</small></p>
+<form method="get" action="/">
+{category}
+<label>images <input name="n" type="number" min="1" max="{max_images}" value="{n}"></label>
+<label>seed <input name="seed" type="number" value="{seed}"></label>
+<button type="submit">generate</button>
+</form>
+<img src="/images.png?{html.escape(urlencode(query))}" alt="generated product images">
+<p><small>The same images: <code>GET /images.npy?{html.escape(urlencode(query))}</code>; the API is described at
+<a href="/docs">/docs</a>.</small></p>
+</body></html>
+"""
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with one sentence, before start-up, when the address cannot be listened on."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        raise ProductganError(f"Cannot listen on {host}:{port} ({error.strerror or error}); "
+                              f"choose another --port or stop what uses it.")
+
+
+def serve(source: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
+          max_images: int = DEFAULT_MAX_IMAGES) -> None:
+    """Load the generator, then serve it until interrupted."""
+    _require_fastapi()
+    try:
+        import uvicorn
+    except ImportError:
+        raise ProductganError("productgan serve needs FastAPI and uvicorn: pip install 'productgan[serve]'.")
+    app = create_app(source, device=device, max_images=max_images)
+    check_port(host, port)
+    print(f"Serving {source} at http://{host}:{port}/ (API docs at /docs); Ctrl-C stops.", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
