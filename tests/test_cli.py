@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from productgan.cli import main
+from productgan.sampling import load_generator, noise
 
 TINY = ["--batch-size", "16", "--model.nz", "8", "--model.ngf", "4", "--model.ndf", "4", "--train.grid-size", "4",
         "--train.precision", "fp32", "--train.log-every", "2", "--no-progress"]
@@ -35,6 +36,14 @@ def test_prepare_train_generate_export(trained_run, tmp_path):
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert a.dtype == np.uint8 and a.shape == (5, 1, 28, 28)
     assert np.array_equal(a, b)
+
+    assert main(["generate", str(trained_run), "--n", "5", "--seed", "3", "--temperature", "1.5",
+                 "--out", str(tmp_path / "hot.npy")]) == 0
+    sampler = load_generator(trained_run)
+    assert np.array_equal(np.load(tmp_path / "hot.npy"), sampler.from_noise(noise(5, 8, 3) * 1.5).numpy())
+    assert not np.array_equal(np.load(tmp_path / "hot.npy"), a)
+    assert main(["generate", str(trained_run), "--n", "5", "--temperature", "0", "--out", str(tmp_path / "z.npy")]) == 2
+    assert not (tmp_path / "z.npy").exists()
 
     assert main(["generate", str(trained_run), "--n", "3", "--size", "training", "--out", str(tmp_path / "c.npy")]) == 0
     assert np.load(tmp_path / "c.npy").shape == (3, 1, 32, 32)

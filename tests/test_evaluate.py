@@ -50,6 +50,14 @@ def test_evaluate_cli_prints_a_table_and_writes_json(tiny_run, capsys):
     assert "fid_productgan" in out and "real floor" in out and "extractor: productgan evaluator" in out
     report = json.loads((tiny_run / "evaluation" / "val-n20-seed0.json").read_text())
     assert report["protocol"]["reference_split"] == "val"
+    assert report["protocol"]["latent_temperature"] == 1.0
+    # Another temperature is another protocol: its own file, its own scores
+    assert main(["evaluate", str(tiny_run), "--split", "val", "--n", "20", "--no-progress", "--no-floor",
+                 "--temperature", "1.5"]) == 0
+    assert "latent temperature: 1.5" in capsys.readouterr().out
+    hot = json.loads((tiny_run / "evaluation" / "val-n20-seed0-t1.5.json").read_text())
+    assert hot["protocol"]["latent_temperature"] == 1.5
+    assert hot["metrics"]["fid_productgan"] != report["metrics"]["fid_productgan"]
 
 
 def test_evaluate_bad_input(tiny_run, tmp_path, capsys):

@@ -19,6 +19,7 @@ def test_report_embeds_curves_grids_and_evaluation(fake_packed, tmp_path, monkey
     config.train.eval_every, config.train.eval_n = 2, 20
     train(config, progress=False)
     assert main(["evaluate", str(run), "--n", "20", "--no-progress"]) == 0
+    assert main(["evaluate", str(run), "--n", "20", "--no-progress", "--no-floor", "--temperature", "1.3"]) == 0
 
     page = build_report(run)
     text = page.read_text()
@@ -31,6 +32,7 @@ def test_report_embeds_curves_grids_and_evaluation(fake_packed, tmp_path, monkey
     assert (page.parent / "labelled_samples.png").is_file()
     assert "the class the evaluator sees in it" in text  # evaluate cached the evaluator
     assert "fid_productgan" in text and "test-n20-seed0.json" in text and "real floor" in text
+    assert "test-n20-seed0-t1.3.json" in text and text.count("latent temperature 1.3") == 1
     assert "<script" not in text and "http" not in text  # nothing to fetch: readable offline
 
 

@@ -88,6 +88,15 @@ def test_every_class_in_turn_is_one_row_per_class(client, conditional_export):
     assert training.shape == (2, 1, 32, 32)
 
 
+def test_temperature_is_the_samplers(client, conditional_export):
+    expected = load_generator(conditional_export)(n=5, seed=2, temperature=1.7).numpy()
+    response = client.get("/images.npy", params={"n": 5, "seed": 2, "temperature": 1.7})
+    assert np.array_equal(np.load(io.BytesIO(response.content)), expected)
+    single = png(client.get("/image.png", params={"seed": 2, "index": 4, "temperature": 1.7}))
+    assert np.array_equal(single, expected[4, 0])
+    assert 'src="/images.png?n=5&amp;seed=2&amp;temperature=1.7"' in client.get("/", params={"n": 5, "seed": 2, "temperature": 1.7}).text
+
+
 def test_one_image_is_that_row_of_its_seed(client, conditional_export):
     batch = load_generator(conditional_export)(n=7, seed=3, label="Sneaker").numpy()
     single = png(client.get("/image.png", params={"seed": 3, "index": 6, "label": "Sneaker"}))
@@ -104,6 +113,9 @@ def test_one_image_is_that_row_of_its_seed(client, conditional_export):
     ("/images.npy", {"size": "huge"}, "size must be 'native' or 'training'"),
     ("/image.png", {"index": 64}, "index must be between 0 and 63, not 64."),
     ("/", {"n": 1000}, "n must be between 1 and 64"),
+    ("/images.png", {"temperature": 0}, "--temperature must be a positive number"),
+    ("/image.png", {"temperature": "nan"}, "--temperature must be a positive number"),
+    ("/images.png", {"n": "many"}, "n: Input should be a valid integer"),
 ])
 def test_bad_requests_get_422_and_one_sentence(client, path, params, sentence):
     response = client.get(path, params=params)

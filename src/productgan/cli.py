@@ -27,6 +27,9 @@ COMMANDS = {
 }
 
 
+TEMPERATURE_HELP = ("Standard deviation of the latent vectors (1: as trained); above 1 gives more varied images, "
+                    "below 1 more typical ones.")
+
 # Short spellings of the switches people reach for most.
 ALIASES = {
     "--conditional": "--model.conditional=true",
@@ -196,9 +199,10 @@ def cmd_generate(args: list[str]) -> int:
                         help="Product category (name or index) for a class-conditional generator; by default "
                              "every class in turn.")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
+    parser.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     ns = parser.parse_args(args)
     path = generate_to_path(ns.source, ns.out, n=ns.n, seed=ns.seed, size=ns.size, device=ns.device,
-                            overwrite=ns.overwrite, label=ns.label)
+                            overwrite=ns.overwrite, label=ns.label, temperature=ns.temperature)
     what = f" of class {ns.label!r}" if ns.label is not None else ""
     print(f"Wrote {ns.n} images{what} to {path}")
     return 0
@@ -223,12 +227,14 @@ def cmd_evaluate(args: list[str]) -> int:
                         help="The FID Inception-v3 weights file (pt_inception-2015-12-05-6726825d.pth): adds the "
                              "standard FID and KID (slow on a CPU: about 0.1 s per image).")
     parser.add_argument("--device", type=str, default="cpu")
+    parser.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     parser.add_argument("--no_progress", action="store_true")
     ns = parser.parse_args(args)
     report = evaluate_run(ns.run_dir, split=ns.split, n=ns.n, seed=ns.seed, floor=not ns.no_floor,
                           progress=not ns.no_progress, device=ns.device, cas=ns.cas,
-                          inception_weights=ns.inception_weights)
-    out = ns.out or Path(ns.run_dir) / "evaluation" / f"{ns.split}-n{ns.n}-seed{ns.seed}.json"
+                          inception_weights=ns.inception_weights, temperature=ns.temperature)
+    at = "" if ns.temperature == 1.0 else f"-t{ns.temperature:g}"
+    out = ns.out or Path(ns.run_dir) / "evaluation" / f"{ns.split}-n{ns.n}-seed{ns.seed}{at}.json"
     print(format_report(report))
     print(f"\nReport written to {write_report(report, out)}")
     return 0

@@ -172,10 +172,11 @@ def evaluate_inception(weights: str | os.PathLike, sampler: Sampler, dataset: Pa
 
 def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000, seed: int = 0,
                  floor: bool = True, progress: bool = True, device: str = "cpu", cas: bool = False,
-                 inception_weights: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Evaluate the exported generator of a run directory (or an export folder with its dataset);
-    ``cas`` adds the classification accuracy score (class-conditional generators) and
-    ``inception_weights`` the standard FID / KID with that Inception-v3 file."""
+                 inception_weights: str | os.PathLike | None = None, temperature: float = 1.0) -> dict[str, Any]:
+    """Evaluate the exported generator of a run directory (or an export folder with its dataset)
+    with latent vectors at ``temperature``; ``cas`` adds the classification accuracy score
+    (class-conditional generators) and ``inception_weights`` the standard FID / KID with that
+    Inception-v3 file."""
     if split not in SPLITS:
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}.")
     if n < 2:
@@ -184,7 +185,7 @@ def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000
 
     run_dir = Path(source)
     config = load_run_config(run_dir)
-    sampler = load_generator(run_dir, device=device)
+    sampler = load_generator(run_dir, device=device, temperature=temperature)
     dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
                            seed=config.train.split_seed)
     if cas:
@@ -210,6 +211,7 @@ def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000
             "memorisation_reference": f"{min(MEMORISATION_REFERENCE, len(dataset.indices('train')))} train images",
             "generator": str(Path(source) / "generator"),
             "generator_step": sampler.info.get("step"),
+            "latent_temperature": sampler.temperature,
             "image_size": "native " + "x".join(map(str, sampler.native_size)),
         },
     }
@@ -268,6 +270,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", f"extractor: {p['extractor']}",
               f"generated: {p['num_generated']} at {p['image_size']}; reference: {p['num_reference']} images of the "
               f"{p['reference_split']} split; seed {p['seed']}; {p['seconds']} s"]
+    if p.get("latent_temperature", 1.0) != 1.0:
+        lines.append(f"latent temperature: {p['latent_temperature']:g} (1 is what the generator was trained on)")
     if "real_data_floor" in p:
         lines.append(f"real floor: {p['real_data_floor']}")
     if "inception" in p:

@@ -15,9 +15,9 @@ from productgan.sampling import load_generator
 
 def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, seed: int = 0,
                      size: str = "native", device: str = "cpu", overwrite: bool = False,
-                     label: int | str | None = None) -> Path:
+                     label: int | str | None = None, temperature: float = 1.0) -> Path:
     """Write n images for ``seed`` (of class ``label`` for a conditional generator; every
-    class in turn when it is not given)."""
+    class in turn when it is not given) at latent ``temperature``."""
     out = Path(out)
     kind = "npy" if out.suffix.lower() == ".npy" else "png" if out.suffix.lower() == ".png" else "dir"
     if out.exists() and kind == "dir" and not out.is_dir():
@@ -26,7 +26,7 @@ def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, 
         raise ProductganError(f"{out} already exists; choose another --out or pass --overwrite.")
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}.")
-    sampler = load_generator(source, device=device)
+    sampler = load_generator(source, device=device, temperature=temperature)
     labels = sampler.labels(n, label)
     images = sampler(n=n, seed=seed, size=size, label=label).numpy()
 

@@ -173,10 +173,12 @@ def _evaluation_tables(run_dir: Path) -> str:
                             f"<td>{'' if real is None else f'{real:.4g}'}</td></tr>")
         shares = metrics.get("class_shares") or {}
         share_text = ", ".join(f"{html.escape(k)} {v:.1%}" for k, v in shares.items())
+        temperature = protocol.get("latent_temperature", 1.0)
         parts.append(
             f"<h3>{html.escape(path.name)}</h3><p class=note>{html.escape(protocol.get('extractor', ''))}; "
             f"{protocol.get('num_generated')} generated vs {protocol.get('num_reference')} images of the "
-            f"{html.escape(str(protocol.get('reference_split')))} split, seed {protocol.get('seed')}</p>"
+            f"{html.escape(str(protocol.get('reference_split')))} split, seed {protocol.get('seed')}"
+            f"{'' if temperature == 1.0 else f', latent temperature {temperature:g}'}</p>"
             f"<table><tr><th>metric</th><th>generated</th><th>real floor</th></tr>{''.join(rows)}</table>"
             + (f"<p>Predicted classes of the generated images: {share_text}</p>" if share_text else ""))
     return "".join(parts) or "<p>No evaluation yet: run <code>productgan evaluate RUN_DIR</code>.</p>"

@@ -80,8 +80,9 @@ def find_export(source: str | os.PathLike) -> Path:
     )
 
 
-def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu") -> "Sampler":
+def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu", temperature: float = 1.0) -> "Sampler":
     """Rebuild an exported generator (no training code, no pickle) and wrap it in a Sampler."""
+    temperature = check_temperature(temperature)
     folder = find_export(source)
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
@@ -109,7 +110,7 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
             f"({_first_line(error, skip_headers=True)}); export the generator again from its run."
         )
     generator.eval().requires_grad_(False)
-    return Sampler(generator.to(device), config)
+    return Sampler(generator.to(device), config, temperature)
 
 
 def _first_line(error: Exception, skip_headers: bool = False) -> str:
@@ -156,12 +157,29 @@ def to_native(images: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
     return images[..., top : padded[0] - bottom, left : padded[1] - right]
 
 
+def check_temperature(temperature: float) -> float:
+    """The latent temperature as a float, or a UsageError for one that is not positive and finite."""
+    value = float(temperature)
+    if not (value > 0 and np.isfinite(value)):
+        raise UsageError(f"--temperature must be a positive number, not {temperature}.")
+    return value
+
+
 @dataclass
 class Sampler:
-    """Turns seeds into images: ``sampler(n=16, seed=7) -> uint8 N x C x H x W``."""
+    """Turns seeds into images: ``sampler(n=16, seed=7) -> uint8 N x C x H x W``.
+
+    ``temperature`` scales the latent vectors (their standard deviation): 1 is what the
+    generator was trained on; below 1 gives more typical images, above 1 more varied ones, at
+    some cost in realism (README, "Temperature").
+    """
 
     generator: Generator
     info: dict[str, Any]
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.temperature = check_temperature(self.temperature)
 
     @property
     def device(self) -> torch.device:
@@ -204,15 +222,21 @@ class Sampler:
             return torch.full((n,), self.class_index(label), dtype=torch.long)
         return balanced_labels(n, self.generator.num_classes) if self.conditional else None
 
+    def latents(self, n: int, seed: int, temperature: float | None = None) -> torch.Tensor:
+        """The n latent vectors of ``seed`` at ``temperature`` (the sampler's own when None)."""
+        scale = self.temperature if temperature is None else check_temperature(temperature)
+        z = noise(n, self.generator.config.nz, seed)
+        return z if scale == 1.0 else z.mul_(scale)
+
     @torch.no_grad()
     def __call__(self, n: int, seed: int = 0, size: str = "native", batch_size: int = 256,
-                 label: int | str | None = None) -> torch.Tensor:
+                 label: int | str | None = None, temperature: float | None = None) -> torch.Tensor:
         """n images for ``seed``; a conditional generator makes class ``label``, or every
         class in turn (image i is of class i mod the number of classes)."""
         if n < 1:
             raise ProductganError(f"the number of images must be at least 1, not {n}.")
         labels = self.labels(n, label)
-        return self.from_noise(noise(n, self.generator.config.nz, seed), size, batch_size, labels)
+        return self.from_noise(self.latents(n, seed, temperature), size, batch_size, labels)
 
     @torch.no_grad()
     def from_noise(self, z: torch.Tensor, size: str = "native", batch_size: int = 256,

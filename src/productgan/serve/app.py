@@ -6,9 +6,9 @@ sampler, byte for byte. FastAPI and uvicorn come with the ``serve`` extra.
 
     GET /               a page: pick a category, a count and a seed, see the grid
     GET /info           the generator: classes, sizes, provenance, request limits (JSON)
-    GET /images.png     n images as one PNG grid        ?n=16&seed=0&label=Sneaker&size=native
+    GET /images.png     n images as one PNG grid        ?n=16&seed=0&label=Sneaker&size=native&temperature=1
     GET /images.npy     the same images as a uint8 N x C x H x W .npy array
-    GET /image.png      image ``index`` of a seed alone ?seed=0&index=3&label=Bag
+    GET /image.png      image ``index`` of a seed alone ?seed=0&index=3&label=Bag&temperature=1
     GET /health         {"status": "ok"}
 
 Bad requests (a count out of range, an unknown category) get status 422 and one sentence in
@@ -27,7 +27,7 @@ import numpy as np
 
 from productgan.errors import ProductganError, UsageError
 from productgan.images import make_grid, to_pil
-from productgan.sampling import Sampler, load_generator, noise
+from productgan.sampling import Sampler, check_temperature, load_generator
 
 DEFAULT_MAX_IMAGES = 1024
 SIZES = ("native", "training")
@@ -80,6 +80,7 @@ def describe(sampler: Sampler, max_images: int) -> dict[str, Any]:
 def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_images: int = DEFAULT_MAX_IMAGES):
     """A FastAPI application serving the generator of a run directory or export folder."""
     fastapi = _require_fastapi()
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     if max_images < 1:
@@ -88,20 +89,28 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
     app = fastapi.FastAPI(title="productgan", summary="New product images from a trained DCGAN generator.")
     app.state.sampler = sampler
 
-    def check(n: int, label: str | None, size: str) -> None:
+    def check(n: int, label: str | None, size: str, temperature: float) -> None:
         if not 1 <= n <= max_images:
             raise UsageError(f"n must be between 1 and {max_images}, not {n}.")
         if size not in SIZES:
             raise UsageError(f"size must be 'native' or 'training', not {size!r}.")
         sampler.labels(1, label)  # an unknown class, or a class for an unconditional generator
+        check_temperature(temperature)
 
-    def images(n: int, seed: int, label: str | None, size: str) -> np.ndarray:
-        check(n, label, size)
-        return sampler(n=n, seed=seed, size=size, label=label).numpy()
+    def images(n: int, seed: int, label: str | None, size: str, temperature: float) -> np.ndarray:
+        check(n, label, size, temperature)
+        return sampler(n=n, seed=seed, size=size, label=label, temperature=temperature).numpy()
 
     @app.exception_handler(ProductganError)
     def bad_request(request, error: ProductganError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(error)})
+
+    @app.exception_handler(RequestValidationError)
+    def bad_query(request, error: RequestValidationError) -> JSONResponse:
+        """FastAPI's list of problems as one sentence: 'n: Input should be a valid integer, ...'."""
+        problems = [f"{'.'.join(str(part) for part in problem['loc'][1:])}: {problem['msg']}"
+                    for problem in error.errors()]
+        return JSONResponse(status_code=422, content={"detail": "; ".join(problems) + "."})
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -112,38 +121,42 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
         return describe(sampler, max_images)
 
     @app.get("/images.png", response_class=Response)
-    def images_png(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native") -> Response:
-        batch = images(n, seed, label, size)
+    def images_png(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native",
+                   temperature: float = 1.0) -> Response:
+        batch = images(n, seed, label, size, temperature)
         return Response(_png(make_grid(batch, grid_columns(sampler, n, label))), media_type="image/png")
 
     @app.get("/images.npy", response_class=Response)
-    def images_npy(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native") -> Response:
-        return Response(_npy(images(n, seed, label, size)), media_type="application/octet-stream")
+    def images_npy(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native",
+                   temperature: float = 1.0) -> Response:
+        return Response(_npy(images(n, seed, label, size, temperature)), media_type="application/octet-stream")
 
     @app.get("/image.png", response_class=Response)
-    def image_png(seed: int = 0, index: int = 0, label: str | None = None, size: str = "native") -> Response:
+    def image_png(seed: int = 0, index: int = 0, label: str | None = None, size: str = "native",
+                  temperature: float = 1.0) -> Response:
         if not 0 <= index < max_images:
             raise UsageError(f"index must be between 0 and {max_images - 1}, not {index}.")
-        check(1, label, size)
+        check(1, label, size, temperature)
         # Noise rows are drawn in order, so row `index` of a seed is the same in any count.
-        z = noise(index + 1, sampler.generator.config.nz, seed)[index:]
+        z = sampler.latents(index + 1, seed, temperature)[index:]
         labels = sampler.labels(index + 1, label)
         picture = sampler.from_noise(z, size, labels=None if labels is None else labels[index:]).numpy()[0]
         return Response(_png(picture), media_type="image/png")
 
     @app.get("/", response_class=HTMLResponse)
-    def page(n: int = 16, seed: int = 0, label: str | None = None) -> str:
+    def page(n: int = 16, seed: int = 0, label: str | None = None, temperature: float = 1.0) -> str:
         label = label or None  # the form's "every category in turn"
-        check(n, label, "native")  # the grid's checks, so a bad form gets its sentence at once
-        return _page(sampler, n, seed, label, max_images)
+        check(n, label, "native", temperature)  # the grid's checks, so a bad form gets its sentence at once
+        return _page(sampler, n, seed, label, temperature, max_images)
 
     return app
 
 
-def _page(sampler: Sampler, n: int, seed: int, label: str | None, max_images: int) -> str:
+def _page(sampler: Sampler, n: int, seed: int, label: str | None, temperature: float, max_images: int) -> str:
     from urllib.parse import urlencode
 
-    query = {"n": n, "seed": seed, **({"label": label} if label is not None else {})}
+    query = {"n": n, "seed": seed, **({"label": label} if label is not None else {}),
+             **({"temperature": f"{temperature:g}"} if temperature != 1.0 else {})}
     options = ['<option value="">every category in turn</option>'] if sampler.conditional else []
     for index, name in enumerate(sampler.class_names if sampler.conditional else []):
         chosen = " selected" if label is not None and sampler.class_index(label) == index else ""
@@ -168,6 +181,7 @@ small {{ color: #555; }}
 {category}
 <label>images <input name="n" type="number" min="1" max="{max_images}" value="{n}"></label>
 <label>seed <input name="seed" type="number" value="{seed}"></label>
+<label>temperature <input name="temperature" type="number" min="0.05" max="3" step="0.05" value="{temperature:g}"></label>
 <button type="submit">generate</button>
 </form>
 <img src="/images.png?{html.escape(urlencode(query))}" alt="generated product images">
