@@ -243,7 +243,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": "fashion-mnist",
         "batch_size": 128,
         "model": {"conditional": True, "ndf": 16},
-        "optim": {"lr_g": 4e-4, "lr_d": 4e-4, "beta2": 0.99},
+        "optim": {"lr_g": 8e-4, "lr_d": 8e-4, "beta2": 0.99},
     },
     "products-64": {
         "image_size": 64,
