@@ -5,7 +5,7 @@ The temperature is the standard deviation of the latent vectors (1: as trained).
 the real-data floor is computed once. Writes benchmarks/results/temperature-<split>.json.
 
     python benchmarks/temperature.py runs/quality/fmnist-32-10min --split val
-    python benchmarks/temperature.py runs/quality/fmnist-32-10min --split test --temperatures 1 1.3
+    python benchmarks/temperature.py runs/quality/fmnist-32-10min --split test --temperatures 1 1.2 1.3
 """
 
 from __future__ import annotations

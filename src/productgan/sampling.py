@@ -159,9 +159,12 @@ def to_native(images: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
 
 def check_temperature(temperature: float) -> float:
     """The latent temperature as a float, or a UsageError for one that is not positive and finite."""
-    value = float(temperature)
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        value = float("nan")
     if not (value > 0 and np.isfinite(value)):
-        raise UsageError(f"--temperature must be a positive number, not {temperature}.")
+        raise UsageError(f"The temperature must be a positive number, not {temperature!r}.")
     return value
 
 
@@ -225,6 +228,8 @@ class Sampler:
     def latents(self, n: int, seed: int, temperature: float | None = None) -> torch.Tensor:
         """The n latent vectors of ``seed`` at ``temperature`` (the sampler's own when None)."""
         scale = self.temperature if temperature is None else check_temperature(temperature)
+        if seed < 0:
+            raise UsageError(f"The seed must be 0 or more, not {seed}.")
         z = noise(n, self.generator.config.nz, seed)
         return z if scale == 1.0 else z.mul_(scale)
 

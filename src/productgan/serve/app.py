@@ -54,7 +54,7 @@ def _npy(array: np.ndarray) -> bytes:
 
 
 def grid_columns(sampler: Sampler, n: int, label: str | None) -> int | None:
-    """One row per class when a conditional generator makes every class in turn (as generate does)."""
+    """One column per class when a conditional generator makes every class in turn (as generate does)."""
     classes = sampler.generator.num_classes
     return classes if sampler.conditional and label is None and n > classes else None
 
@@ -89,7 +89,9 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
     app = fastapi.FastAPI(title="productgan", summary="New product images from a trained DCGAN generator.")
     app.state.sampler = sampler
 
-    def check(n: int, label: str | None, size: str, temperature: float) -> None:
+    def check(n: int, seed: int, label: str | None, size: str, temperature: float) -> None:
+        if seed < 0:
+            raise UsageError(f"seed must be 0 or more, not {seed}.")
         if not 1 <= n <= max_images:
             raise UsageError(f"n must be between 1 and {max_images}, not {n}.")
         if size not in SIZES:
@@ -98,7 +100,8 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
         check_temperature(temperature)
 
     def images(n: int, seed: int, label: str | None, size: str, temperature: float) -> np.ndarray:
-        check(n, label, size, temperature)
+        label = label or None  # an empty label, as the page's form sends, is every class in turn
+        check(n, seed, label, size, temperature)
         return sampler(n=n, seed=seed, size=size, label=label, temperature=temperature).numpy()
 
     @app.exception_handler(ProductganError)
@@ -136,7 +139,8 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
                   temperature: float = 1.0) -> Response:
         if not 0 <= index < max_images:
             raise UsageError(f"index must be between 0 and {max_images - 1}, not {index}.")
-        check(1, label, size, temperature)
+        label = label or None
+        check(1, seed, label, size, temperature)
         # Noise rows are drawn in order, so row `index` of a seed is the same in any count.
         z = sampler.latents(index + 1, seed, temperature)[index:]
         labels = sampler.labels(index + 1, label)
@@ -146,7 +150,7 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
     @app.get("/", response_class=HTMLResponse)
     def page(n: int = 16, seed: int = 0, label: str | None = None, temperature: float = 1.0) -> str:
         label = label or None  # the form's "every category in turn"
-        check(n, label, "native", temperature)  # the grid's checks, so a bad form gets its sentence at once
+        check(n, seed, label, "native", temperature)  # the grid's checks, so a bad form gets its sentence at once
         return _page(sampler, n, seed, label, temperature, max_images)
 
     return app
@@ -180,7 +184,7 @@ small {{ color: #555; }}
 <form method="get" action="/">
 {category}
 <label>images <input name="n" type="number" min="1" max="{max_images}" value="{n}"></label>
-<label>seed <input name="seed" type="number" value="{seed}"></label>
+<label>seed <input name="seed" type="number" min="0" value="{seed}"></label>
 <label>temperature <input name="temperature" type="number" min="0.05" max="3" step="0.05" value="{temperature:g}"></label>
 <button type="submit">generate</button>
 </form>
