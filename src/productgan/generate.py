@@ -36,9 +36,7 @@ def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, 
         np.save(tmp, images)
         os.replace(tmp, out)
     elif kind == "png":
-        # Every class in turn reads best as one column per class.
-        nrow = sampler.generator.num_classes if sampler.conditional and label is None and n > sampler.generator.num_classes else None
-        save_png(make_grid(images, nrow), out)
+        save_png(make_grid(images, sampler.grid_columns(n, label)), out)
     else:
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -82,7 +82,6 @@ def find_export(source: str | os.PathLike) -> Path:
 
 def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu", temperature: float = 1.0) -> "Sampler":
     """Rebuild an exported generator (no training code, no pickle) and wrap it in a Sampler."""
-    temperature = check_temperature(temperature)
     folder = find_export(source)
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
@@ -224,6 +223,11 @@ class Sampler:
         if label is not None:
             return torch.full((n,), self.class_index(label), dtype=torch.long)
         return balanced_labels(n, self.generator.num_classes) if self.conditional else None
+
+    def grid_columns(self, n: int, label: int | str | None = None) -> int | None:
+        """Images per grid row: one column per class when every class is made in turn, else square."""
+        classes = self.generator.num_classes
+        return classes if self.conditional and label is None and n > classes else None
 
     def latents(self, n: int, seed: int, temperature: float | None = None) -> torch.Tensor:
         """The n latent vectors of ``seed`` at ``temperature`` (the sampler's own when None)."""

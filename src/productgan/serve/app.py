@@ -27,17 +27,17 @@ import numpy as np
 
 from productgan.errors import ProductganError, UsageError
 from productgan.images import make_grid, to_pil
-from productgan.sampling import Sampler, check_temperature, load_generator
+from productgan.sampling import Sampler, load_generator
 
 DEFAULT_MAX_IMAGES = 1024
-SIZES = ("native", "training")
+MISSING_EXTRA = "productgan serve needs FastAPI and uvicorn: pip install 'productgan[serve]'."
 
 
 def _require_fastapi():
     try:
         import fastapi
     except ImportError:
-        raise ProductganError("productgan serve needs FastAPI and uvicorn: pip install 'productgan[serve]'.")
+        raise ProductganError(MISSING_EXTRA)
     return fastapi
 
 
@@ -51,12 +51,6 @@ def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
-
-
-def grid_columns(sampler: Sampler, n: int, label: str | None) -> int | None:
-    """One column per class when a conditional generator makes every class in turn (as generate does)."""
-    classes = sampler.generator.num_classes
-    return classes if sampler.conditional and label is None and n > classes else None
 
 
 def describe(sampler: Sampler, max_images: int) -> dict[str, Any]:
@@ -89,20 +83,21 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
     app = fastapi.FastAPI(title="productgan", summary="New product images from a trained DCGAN generator.")
     app.state.sampler = sampler
 
-    def check(n: int, seed: int, label: str | None, size: str, temperature: float) -> None:
-        if seed < 0:
-            raise UsageError(f"seed must be 0 or more, not {seed}.")
+    def check(n: int, seed: int, label: str | None, temperature: float) -> str | None:
+        """The request's label (an empty one, as the page's form sends, is every class in turn),
+        or a UsageError before any image is made; the sampler checks the size itself."""
         if not 1 <= n <= max_images:
             raise UsageError(f"n must be between 1 and {max_images}, not {n}.")
-        if size not in SIZES:
-            raise UsageError(f"size must be 'native' or 'training', not {size!r}.")
+        label = label or None
         sampler.labels(1, label)  # an unknown class, or a class for an unconditional generator
-        check_temperature(temperature)
+        sampler.latents(1, seed, temperature)  # a negative seed, a temperature that is no positive number
+        return label
 
-    def images(n: int, seed: int, label: str | None, size: str, temperature: float) -> np.ndarray:
-        label = label or None  # an empty label, as the page's form sends, is every class in turn
-        check(n, seed, label, size, temperature)
-        return sampler(n=n, seed=seed, size=size, label=label, temperature=temperature).numpy()
+    def images(n: int, seed: int, label: str | None, size: str, temperature: float) -> tuple[np.ndarray, int | None]:
+        """The images of a request, and the columns of their grid."""
+        label = check(n, seed, label, temperature)
+        batch = sampler(n=n, seed=seed, size=size, label=label, temperature=temperature).numpy()
+        return batch, sampler.grid_columns(n, label)
 
     @app.exception_handler(ProductganError)
     def bad_request(request, error: ProductganError) -> JSONResponse:
@@ -126,21 +121,19 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
     @app.get("/images.png", response_class=Response)
     def images_png(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native",
                    temperature: float = 1.0) -> Response:
-        batch = images(n, seed, label, size, temperature)
-        return Response(_png(make_grid(batch, grid_columns(sampler, n, label))), media_type="image/png")
+        return Response(_png(make_grid(*images(n, seed, label, size, temperature))), media_type="image/png")
 
     @app.get("/images.npy", response_class=Response)
     def images_npy(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native",
                    temperature: float = 1.0) -> Response:
-        return Response(_npy(images(n, seed, label, size, temperature)), media_type="application/octet-stream")
+        return Response(_npy(images(n, seed, label, size, temperature)[0]), media_type="application/octet-stream")
 
     @app.get("/image.png", response_class=Response)
     def image_png(seed: int = 0, index: int = 0, label: str | None = None, size: str = "native",
                   temperature: float = 1.0) -> Response:
         if not 0 <= index < max_images:
             raise UsageError(f"index must be between 0 and {max_images - 1}, not {index}.")
-        label = label or None
-        check(1, seed, label, size, temperature)
+        label = check(1, seed, label, temperature)
         # Noise rows are drawn in order, so row `index` of a seed is the same in any count.
         z = sampler.latents(index + 1, seed, temperature)[index:]
         labels = sampler.labels(index + 1, label)
@@ -149,8 +142,7 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
 
     @app.get("/", response_class=HTMLResponse)
     def page(n: int = 16, seed: int = 0, label: str | None = None, temperature: float = 1.0) -> str:
-        label = label or None  # the form's "every category in turn"
-        check(n, seed, label, "native", temperature)  # the grid's checks, so a bad form gets its sentence at once
+        label = check(n, seed, label, temperature)  # the grid's checks, so a bad form gets its sentence at once
         return _page(sampler, n, seed, label, temperature, max_images)
 
     return app
@@ -214,7 +206,7 @@ def serve(source: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, 
     try:
         import uvicorn
     except ImportError:
-        raise ProductganError("productgan serve needs FastAPI and uvicorn: pip install 'productgan[serve]'.")
+        raise ProductganError(MISSING_EXTRA)
     app = create_app(source, device=device, max_images=max_images)
     check_port(host, port)
     print(f"Serving {source} at http://{host}:{port}/ (API docs at /docs); Ctrl-C stops.", flush=True)
