@@ -277,3 +277,47 @@ def test_same_seed_builds_identical_networks():
     first, second = build(), build()
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_packed_discriminator_judges_each_pack_as_one_stacked_image():
+    """With d_pack 2, D's logit k is the logit an unpacked D with twice the input channels (same
+    weights) gives images k and k + N/2 stacked along the channels; no other image reaches it."""
+    from productgan.models.dcgan import pack_images
+
+    torch.manual_seed(0)
+    packed = Discriminator(tiny(d_pack=2), 32, 3).eval()
+    init_weights(packed)
+    plain = Discriminator(tiny(), 32, 6).eval()
+    plain.load_state_dict(packed.state_dict())
+    x = torch.randn(8, 3, 32, 32)
+    stacked = torch.stack([torch.cat([x[k], x[k + 4]]) for k in range(4)])
+    assert torch.equal(pack_images(x, 2), stacked)
+    with torch.no_grad():
+        logits = packed(x)
+        assert logits.shape == (4,)
+        assert_close(logits, plain(stacked))
+        changed = x.clone()
+        changed[5] += 1.0  # image 5 is in pack 1 (with image 1)
+        moved = packed(changed) != logits
+    assert moved.tolist() == [False, True, False, False]
+    with pytest.raises(ValueError, match="does not split into packs of 2"):
+        packed(x[:7])
+
+
+def test_packed_conditional_discriminator_adds_up_the_classes_of_a_pack():
+    torch.manual_seed(0)
+    discriminator = Discriminator(tiny(d_pack=2, conditional=True), 32, 1, num_classes=10).eval()
+    x = torch.randn(4, 1, 32, 32)
+    labels = torch.tensor([1, 2, 3, 4])  # packs (1, 3) and (2, 4)
+    with torch.no_grad():
+        logits = discriminator(x, labels)
+        # Which image of a pack has which class does not matter: the classes are added up.
+        assert_close(discriminator(x, torch.tensor([3, 2, 1, 4])), logits)
+        other = discriminator(x, torch.tensor([1, 2, 5, 4]))
+    assert other[0] != logits[0] and other[1] == logits[1]
+    assert discriminator.embed.weight.shape == (10, 4 * 4)  # the embedding is per image, not per pack
+
+
+def test_pack_of_less_than_one_is_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        Discriminator(tiny(d_pack=0), 32, 1)

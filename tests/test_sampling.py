@@ -89,7 +89,7 @@ def test_export_writes_weights_and_a_complete_config(export_dir):
     assert config["model"] == {
         "nz": 100, "ngf": 8, "ndf": 32, "g_norm": "batch", "d_norm": "batch",
         "g_activation": "relu", "d_activation": "leaky_relu", "leaky_slope": 0.2, "g_output": "tanh",
-        "conditional": False,
+        "conditional": False, "d_pack": 1,
     }
     assert config["image_size"] == 32 and config["channels"] == 1
     assert config["pixel_range"] == [-1.0, 1.0]

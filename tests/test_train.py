@@ -358,3 +358,19 @@ def test_a_won_discriminator_is_reported_once(fake_packed, tmp_path, monkeypatch
 def test_a_balanced_run_gives_no_warning(fake_packed, tmp_path, capsys):
     train(tiny_config(fake_packed, tmp_path / "run"), progress=False)
     assert "discriminator separates" not in capsys.readouterr().err
+
+
+def test_packed_discriminator_trains_and_odd_batches_are_refused(fake_packed, tmp_path):
+    config = tiny_config(fake_packed, tmp_path / "run", steps=3)
+    config.model.d_pack, config.model.conditional, config.loss.r1_gamma, config.loss.r1_every = 2, True, 0.1, 2
+    summary = train(config, progress=False)
+    assert summary["step"] == 3
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss_d"]) and math.isfinite(r["loss_g"]) for r in records)
+    assert checkpoint_of(tmp_path / "run")["D"]["main.0.weight"].shape[1] == 2  # two one-channel images a pack
+    for pack, batch, message in ((3, 16, "multiple of 3"), (0, 16, "at least 1")):
+        bad = tiny_config(fake_packed, tmp_path / f"bad-{pack}", batch_size=batch)
+        bad.model.d_pack = pack
+        with pytest.raises(UsageError, match=message):
+            train(bad, progress=False)
+        assert not (tmp_path / f"bad-{pack}").exists()

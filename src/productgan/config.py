@@ -41,6 +41,11 @@ class ModelConfig:
         conditional: Class-conditional GAN: G modulates each hidden stage with a class-specific
             gain and bias, D scores the category with a projection head; images can then be
             generated per category (productgan generate --label).
+        d_pack: PacGAN packing (Lin et al. 2018): D judges packs of this many images, all real or
+            all generated, stacked along the channels, with one logit per pack; seeing several
+            samples at once it notices a generator that makes too little variety, and each
+            layer after the first does a pack's work once. 1 is the usual one image per logit;
+            the batch size (per process) must be a multiple of it.
     """
 
     nz: int = 100
@@ -53,6 +58,7 @@ class ModelConfig:
     leaky_slope: float = 0.2
     g_output: Literal["tanh", "sigmoid"] = "tanh"
     conditional: bool = False
+    d_pack: int = 1
 
 
 @dataclass

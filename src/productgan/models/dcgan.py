@@ -130,12 +130,26 @@ class Generator(nn.Module):
         return x
 
 
+def pack_images(x: torch.Tensor, pack: int) -> torch.Tensor:
+    """N x C x H x W -> (N / pack) x (pack * C) x H x W: image i joins pack i mod (N / pack), so
+    each pack spans the batch. (A channels-last discriminator still runs channels-last: the
+    convolution follows its weights' layout.)"""
+    n, c, h, w = x.shape
+    if n % pack:
+        raise ValueError(f"a batch of {n} images does not split into packs of {pack}")
+    return x.reshape(pack, n // pack, c, h, w).transpose(0, 1).reshape(n // pack, pack * c, h, w)
+
+
 class Discriminator(nn.Module):
     """image (N x C x S x S) [+ class labels (N)] -> logit (N); D(x) = sigmoid(logit) is the
     probability of 'real'.
 
     A conditional discriminator adds a projection term (Miyato & Koyama 2018): the inner product
     of a learned class embedding with the last stage's features summed over space.
+
+    With ``config.d_pack`` = P > 1 (PacGAN) D takes N images and returns N / P logits, one per
+    pack of P images (``pack_images``); a conditional one adds up the embeddings of a pack's
+    classes.
     """
 
     def __init__(self, config: ModelConfig, image_size: int = 32, channels: int = 1, num_classes: int = 0):
@@ -150,8 +164,11 @@ class Discriminator(nn.Module):
             layer = nn.Conv2d(in_ch, out_ch, 4, stride, padding, bias=bias)
             return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
 
+        if config.d_pack < 1:
+            raise ValueError(f"d_pack must be at least 1, not {config.d_pack}")
+        self.pack = config.d_pack
         layers: list[nn.Module] = []
-        in_ch = channels
+        in_ch = channels * self.pack
         for i, mult in enumerate(mults):
             out_ch = config.ndf * mult
             # (in_ch) x s x s -> (ndf*mult) x s/2 x s/2; no norm on the first stage, as in the paper
@@ -172,6 +189,8 @@ class Discriminator(nn.Module):
             self.embed = nn.utils.parametrizations.spectral_norm(embed) if spectral else embed
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pack > 1:
+            x = pack_images(x, self.pack)
         if self.embed is None:
             return self.main(x).flatten()
         if labels is None:
@@ -179,8 +198,11 @@ class Discriminator(nn.Module):
         *body, head = self.main
         for layer in body:
             x = layer(x)
+        embedded = self.embed(labels)
+        if self.pack > 1:  # a pack's classes, added up, in the packs' order
+            embedded = embedded.view(self.pack, -1, embedded.shape[1]).sum(dim=0)
         # (N) x (ndf*mult) x 4 x 4 -> logit (N) + <embed(y), sum over space>
-        projection = (self.embed(labels).to(x.dtype) * x.sum(dim=(2, 3))).sum(dim=1)
+        projection = (embedded.to(x.dtype) * x.sum(dim=(2, 3))).sum(dim=1)
         return head(x).flatten() + projection
 
 

@@ -27,7 +27,7 @@ def _open(config: RunConfig):
     return dataset
 
 
-def check_budget(config: RunConfig) -> None:
+def check_budget(config: RunConfig, world_size: int = 1) -> None:
     for name in ("steps", "images", "minutes"):
         value = getattr(config, name)
         if value is not None and value <= 0:
@@ -40,6 +40,12 @@ def check_budget(config: RunConfig) -> None:
     if config.loss.name == "wgan-gp" and config.model.d_norm == "batch":
         raise UsageError("--loss.name wgan-gp penalises per-image gradients, which BatchNorm in the "
                          "discriminator mixes across the batch; add --model.d-norm none (or spectral).")
+    pack = config.model.d_pack
+    if pack < 1:
+        raise UsageError(f"--model.d-pack must be at least 1 (one image per discriminator logit), not {pack}.")
+    if (config.batch_size // world_size) % pack:
+        raise UsageError(f"--model.d-pack {pack} has the discriminator judge packs of {pack} images, so the batch per "
+                         f"process ({config.batch_size // world_size}) must be a multiple of {pack}.")
     if config.loss.r1_every < 1:
         raise UsageError("--loss.r1-every must be at least 1.")
     for name in ("log_every", "sample_every", "checkpoint_every"):
@@ -54,7 +60,7 @@ def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     ``--max-restarts`` finds the checkpoint in ``--out`` and resumes from it.
     """
     context = distributed.from_environment()
-    check_budget(config)
+    check_budget(config, context.world_size)
     restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
     if context.enabled:
         distributed.local_batch_size(config.batch_size, context)
@@ -88,7 +94,7 @@ def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress:
         raise ProductganError(f"{run_dir} has no {LAST_CHECKPOINT} to resume from; start a new run instead.")
     if steps is not None or images is not None or minutes is not None:
         config.steps, config.images, config.minutes = steps, images, minutes
-    check_budget(config)
+    check_budget(config, context.world_size)
     dataset = _open(config)
     try:
         return Trainer(config, run_dir, dataset, resume=True, context=context).fit(progress=progress)
