@@ -542,9 +542,10 @@ class Trainer:
         last_log_time, last_log_images = time.perf_counter(), self.images_seen
         session_start = time.perf_counter()
         elapsed_at_start = self.elapsed_s
+        budget_s = cfg.minutes * 60.0 if cfg.minutes is not None else None
         # Share of the minutes budget used (the same on every rank after a resume), refreshed
         # where the ranks agree.
-        time_spent = elapsed_at_start / (cfg.minutes * 60.0) if cfg.minutes else 0.0
+        time_spent = elapsed_at_start / budget_s if budget_s else 0.0
         bar = tqdm(total=end_step, initial=self.step, unit="step", disable=not (progress and main),
                    dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
         reason = "budget"
@@ -555,14 +556,13 @@ class Trainer:
                 self.elapsed_s = elapsed_at_start + time.perf_counter() - session_start
                 # A collective per step would stall GPUs, so ranks agree on stops once per log interval.
                 if not ctx.enabled or self.step % t.log_every == 0:
-                    time_up = cfg.minutes is not None and self.elapsed_s >= cfg.minutes * 60.0
+                    time_up = budget_s is not None and self.elapsed_s >= budget_s
                     if distributed.any_rank(time_up or stop.received or stop.early, self.device, ctx):
                         reason = "budget" if time_up else "early stop" if stop.early else "signal"
                         break
-                    if cfg.optim.lr_decay != "none" and cfg.minutes is not None:
+                    if cfg.optim.lr_decay != "none" and budget_s is not None:
                         # Rank 0's clock, so that every rank steps with the same learning rate.
-                        time_spent = distributed.broadcast_float(self.elapsed_s / (cfg.minutes * 60.0),
-                                                                 self.device, ctx)
+                        time_spent = distributed.broadcast_float(self.elapsed_s / budget_s, self.device, ctx)
                 if cfg.optim.lr_decay != "none":
                     self._decay_lr(max(time_spent, self.step / end_step if end_step else 0.0))
                 self.train_step(stats)
