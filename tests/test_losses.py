@@ -173,3 +173,26 @@ def test_gradient_penalties_of_a_linear_critic():
     real, fake = torch.randn(4, 1, 2, 2), torch.randn(4, 1, 2, 2)
     assert gradient_penalty(critic, real, fake).item() == pytest.approx((0.5 - 1.0) ** 2)
     assert r1_penalty(critic, real).item() == pytest.approx(0.25)
+
+
+def test_penalties_of_a_packing_critic_are_per_pack():
+    """A packing D is penalised as the plain D on the stacked packs would be: one interpolation
+    point and one gradient norm per pack, not per image."""
+    from productgan.config import ModelConfig
+    from productgan.losses import gradient_penalty, r1_penalty
+    from productgan.models import Discriminator, init_weights
+    from productgan.models.dcgan import pack_images
+
+    torch.manual_seed(0)
+    packed = Discriminator(ModelConfig(ndf=4, d_norm="none", d_pack=2), 32, 1)
+    init_weights(packed)
+    plain = Discriminator(ModelConfig(ndf=4, d_norm="none"), 32, 2)
+    plain.load_state_dict(packed.state_dict())
+    real, fake = torch.randn(8, 1, 32, 32), torch.randn(8, 1, 32, 32)
+    expected_gp = gradient_penalty(plain, pack_images(real, 2), pack_images(fake, 2), torch.Generator().manual_seed(3))
+    actual_gp = gradient_penalty(packed, real, fake, torch.Generator().manual_seed(3), pack=2)
+    assert actual_gp.item() == pytest.approx(expected_gp.item(), rel=1e-5)
+    expected_r1 = r1_penalty(plain, pack_images(real, 2))
+    assert r1_penalty(packed, real, pack=2).item() == pytest.approx(expected_r1.item(), rel=1e-5)
+    # Per image, R1 would be half as large: the same squared gradients averaged over twice the samples.
+    assert r1_penalty(packed, real).item() == pytest.approx(expected_r1.item() / 2, rel=1e-5)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from productgan.config import LossConfig
+from productgan.models.dcgan import pack_images
 
 
 class GANLoss:
@@ -75,22 +76,31 @@ class WassersteinLoss(GANLoss):
         return -fake_logits.float().mean()
 
 
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """WGAN-GP: (||grad_x D(x_hat)|| - 1)^2 at random points between real and fake images."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=generator)
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None,
+                     pack: int = 1) -> torch.Tensor:
+    """WGAN-GP: (||grad_x D(x_hat)|| - 1)^2 at random points between real and fake images. For
+    a packing critic (PacGAN) the points and norms are per pack, its input being the pack."""
+    n = real.shape[0]
+    alpha = torch.rand(n // pack, 1, 1, 1, device=real.device, generator=generator).repeat(pack, 1, 1, 1)
     mixed = (alpha * real.detach() + (1.0 - alpha) * fake.detach()).requires_grad_(True)
     scores = critic(mixed).float()
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
-    return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+    return (_per_sample(grad, pack).norm(2, dim=1) - 1.0).pow(2).mean()
 
 
-def r1_penalty(discriminator, real: torch.Tensor) -> torch.Tensor:
-    """R1 (Mescheder et al. 2018): the squared gradient norm of D on real images, which keeps D
-    from growing steep around the data. Scaled by gamma / 2 in the loop."""
+def r1_penalty(discriminator, real: torch.Tensor, pack: int = 1) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): the squared gradient norm of D on real images (on packs of
+    them for a packing D), which keeps D from growing steep around the data. Scaled by gamma / 2
+    in the loop."""
     real = real.detach().requires_grad_(True)
     scores = discriminator(real).float()
     (grad,) = torch.autograd.grad(scores.sum(), real, create_graph=True)
-    return grad.flatten(1).pow(2).sum(dim=1).mean()
+    return _per_sample(grad, pack).pow(2).sum(dim=1).mean()
+
+
+def _per_sample(grad: torch.Tensor, pack: int) -> torch.Tensor:
+    """Input gradients (N x ...) flattened per D sample: per image, or per pack of ``pack``."""
+    return (pack_images(grad, pack) if pack > 1 else grad).flatten(1)
 
 
 LOSSES: dict[str, type[GANLoss]] = {

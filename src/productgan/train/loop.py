@@ -359,9 +359,9 @@ class Trainer:
         total: torch.Tensor | float = 0.0
         critic = self.D if labels is None else (lambda x: self.D(x, labels))
         if cfg.name == "wgan-gp":
-            total = total + cfg.gp_weight * gradient_penalty(critic, real, fake, self.noise_rng)
+            total = total + cfg.gp_weight * gradient_penalty(critic, real, fake, self.noise_rng, self.D.pack)
         if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
-            total = total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1_penalty(critic, real)
+            total = total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1_penalty(critic, real, self.D.pack)
         return total
 
     def train_step(self, stats: StepStats) -> None:
