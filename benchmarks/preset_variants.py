@@ -53,10 +53,10 @@ VARIANTS = {
     "D learning rate 2e-4": ["--optim.lr-d", "2e-4"],
     "label smoothing 0.9": ["--loss.label-smoothing", "0.9"],
     "linear lr decay": ["--optim.lr-decay", "linear"],
+    "linear lr decay from 6e-4": ["--optim.lr-decay", "linear", "--optim.lr-g", "6e-4", "--optim.lr-d", "6e-4"],
     "D width 32, pack 2": ["--model.ndf", "32", "--model.d-pack", "2"],
     "D width 32, pack 4": ["--model.ndf", "32", "--model.d-pack", "4"],
     "D width 48, pack 2": ["--model.ndf", "48", "--model.d-pack", "2"],
-    "linear lr decay from 6e-4": ["--optim.lr-decay", "linear", "--optim.lr-g", "6e-4", "--optim.lr-d", "6e-4"],
 }
 
 

@@ -292,6 +292,17 @@ def check_image_size(image_size: Any) -> int:
     return int(image_size)
 
 
+def check_pack(pack: int, batch: int | None = None) -> int:
+    """``pack`` if it is a discriminator pack size (1 or more) that divides ``batch`` images
+    into whole packs (when given), else a UsageError."""
+    if pack < 1:
+        raise UsageError(f"The discriminator's pack size (--model.d-pack) must be at least 1 (one image per logit), not {pack}.")
+    if batch is not None and batch % pack:
+        raise UsageError(f"The discriminator judges packs of {pack} images (--model.d-pack), so the batch per process "
+                         f"({batch}) must be a multiple of {pack}.")
+    return pack
+
+
 def to_dict(config: Any) -> dict:
     """A dataclass as nested plain values, ready for YAML or JSON."""
     return dataclasses.asdict(config)

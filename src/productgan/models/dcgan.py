@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from productgan.config import ModelConfig, check_image_size
+from productgan.config import ModelConfig, check_image_size, check_pack
 from productgan.errors import UsageError
 
 MAX_WIDTH_MULTIPLIER = 8
@@ -164,9 +164,7 @@ class Discriminator(nn.Module):
             layer = nn.Conv2d(in_ch, out_ch, 4, stride, padding, bias=bias)
             return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
 
-        if config.d_pack < 1:
-            raise ValueError(f"d_pack must be at least 1, not {config.d_pack}")
-        self.pack = config.d_pack
+        self.pack = check_pack(config.d_pack)
         layers: list[nn.Module] = []
         in_ch = channels * self.pack
         for i, mult in enumerate(mults):

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from productgan.config import RunConfig
+from productgan.config import RunConfig, check_pack
 from productgan.data import open_dataset
 from productgan.errors import ProductganError, UsageError
 from productgan.train import distributed
@@ -40,12 +40,7 @@ def check_budget(config: RunConfig, world_size: int = 1) -> None:
     if config.loss.name == "wgan-gp" and config.model.d_norm == "batch":
         raise UsageError("--loss.name wgan-gp penalises per-image gradients, which BatchNorm in the "
                          "discriminator mixes across the batch; add --model.d-norm none (or spectral).")
-    pack = config.model.d_pack
-    if pack < 1:
-        raise UsageError(f"--model.d-pack must be at least 1 (one image per discriminator logit), not {pack}.")
-    if (config.batch_size // world_size) % pack:
-        raise UsageError(f"--model.d-pack {pack} has the discriminator judge packs of {pack} images, so the batch per "
-                         f"process ({config.batch_size // world_size}) must be a multiple of {pack}.")
+    check_pack(config.model.d_pack, config.batch_size // world_size)
     if config.loss.r1_every < 1:
         raise UsageError("--loss.r1-every must be at least 1.")
     for name in ("log_every", "sample_every", "checkpoint_every"):
