@@ -7,11 +7,11 @@ images. The test split stays untouched, for benchmarks/quality.py. With a minute
 variants train one at a time with every thread of this machine; with an image budget speed does
 not count, so `--parallel P` may train P of them at once (a GPU is mostly idle under one process
 at batch 128). A variant whose run folder already holds an export is scored again, not
-retrained. Prints a table and writes benchmarks/results/preset_variants.json (10 minutes on the
-CPU) or preset_variants-<budget>-<device>.json; rows measured by an earlier call are kept unless
-run again.
+retrained. Prints a table and writes benchmarks/results/preset_variants.json (10 minutes on a
+float32 CPU) or preset_variants-<budget>-<device>.json (device "cpu-bf16" on a CPU with native
+bfloat16, where the runs train in it); rows measured by an earlier call are kept unless run again.
 
-    python benchmarks/preset_variants.py --minutes 10 --variants "D width 32 (the preset before)"
+    python benchmarks/preset_variants.py --minutes 10 --variants "D width 16 (the preset before)"
     python benchmarks/preset_variants.py --images 730112 --device cuda --parallel 8 \\
         --variants fmnist-32 "Adam betas (0.5, 0.999) (the preset before)" --seeds 0 1 2 3
 """
@@ -31,7 +31,8 @@ KEYS = ("fid_productgan", "precision", "recall", "rarest_class_share")
 
 VARIANTS = {
     "fmnist-32": [],
-    "D width 32 (the preset before)": ["--model.ndf", "32"],
+    "D width 16 (the preset before)": ["--model.ndf", "16"],
+    "D width 32": ["--model.ndf", "32"],
     "D width 16, G width 48": ["--model.ndf", "16", "--model.ngf", "48"],
     "G width 16": ["--model.ngf", "16"],
     "D width 16, R1 0.1": ["--model.ndf", "16", "--loss.r1-gamma", "0.1"],
@@ -57,6 +58,7 @@ VARIANTS = {
     "D width 32, pack 2": ["--model.ndf", "32", "--model.d-pack", "2"],
     "D width 32, pack 4": ["--model.ndf", "32", "--model.d-pack", "4"],
     "D width 48, pack 2": ["--model.ndf", "48", "--model.d-pack", "2"],
+    "float32 (no autocast)": ["--train.precision", "fp32"],
 }
 
 
@@ -98,7 +100,10 @@ def main() -> None:
     preset_id = hashlib.sha1(fingerprint(preset).encode()).hexdigest()[:6]
     budget_flags = ["--images", str(args.images)] if args.images is not None else ["--minutes", str(args.minutes)]
     budget_name = f"{args.images}img" if args.images is not None else f"{args.minutes:g}min"
-    device_name = args.device.replace(":", "")
+    from productgan.train.loop import cpu_has_native_bf16
+
+    # On a CPU with native bfloat16 the runs train in it (--train.precision auto): a machine of its own.
+    device_name = args.device.replace(":", "") + ("-bf16" if args.device == "cpu" and cpu_has_native_bf16() else "")
     work = Path(args.work)
     jobs = []
     for name in dict.fromkeys(args.variants):
@@ -162,7 +167,7 @@ def main() -> None:
         print(f"{name} (seed {seed}): {exported['images_seen']:,} images, "
               + ", ".join(f"{k} {report['metrics'][k]:.4f}" for k in KEYS), flush=True)
 
-    print(f"\n{'variant (' + budget_name + ', ' + args.device + ')':<44}{'runs':>5}{'images':>10}{'val fid':>9}"
+    print(f"\n{'variant (' + budget_name + ', ' + device_name + ')':<44}{'runs':>5}{'images':>10}{'val fid':>9}"
           f"{'prec':>7}{'recall':>7}{'rarest':>7}")
     groups: dict[tuple, list[dict]] = {}
     for r in rows.values():  # seeds of one variant, preset and n together

@@ -27,6 +27,7 @@ from productgan.data import open_dataset
 from productgan.evaluate import Evaluator, evaluate_run
 from productgan.metrics import features_and_probabilities, native_images
 from productgan.train import train
+from productgan.train.loop import cpu_has_native_bf16
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS = ("fid_productgan", "precision", "recall", "rarest_class_share")
@@ -123,7 +124,7 @@ def main() -> None:
     result = {"benchmark": "quality", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "minutes": args.minutes, "n": args.n, "seed": args.seed,
               "machine": {"processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                          "torch": torch.__version__,
+                          "torch": torch.__version__, "native_bf16": cpu_has_native_bf16(),
                           "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
               "productgan": ours, "reference": ref, "targets": checks}
     (RESULTS / "quality.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -37,6 +37,7 @@ CASES = {
     "default-fp32": ("productgan", 32, {"precision": "fp32", "default": True}),
     "preset-fp32": ("productgan", 32, {"precision": "fp32", "default": True, "preset": "fmnist-32"}),
     "default-bf16": ("productgan", 32, {"precision": "bf16", "default": True}),
+    "preset-bf16": ("productgan", 32, {"precision": "bf16", "default": True, "preset": "fmnist-32"}),
     "default-compile": ("productgan", 32, {"precision": "fp32", "default": True, "compile": True}),
     "canonical-compile": ("productgan", 64, {"precision": "fp32", "compile": True}),
 }

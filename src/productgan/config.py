@@ -248,7 +248,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fmnist-32": {
         "data": "fashion-mnist",
         "batch_size": 128,
-        "model": {"conditional": True, "ndf": 16},
+        "model": {"conditional": True, "ndf": 32},
         "optim": {"lr_g": 8e-4, "lr_d": 8e-4, "beta2": 0.99},
     },
     "products-64": {
