@@ -80,9 +80,15 @@ def main() -> None:
         ratio = f"{r['fid_productgan'] / base:.2f}" if base else "-"
         print(f"{r['variant']:<26}{r['images_per_s_1_thread']:>14.0f}{r['fid_productgan']:>9.3f}{ratio:>8}"
               f"{r['precision']:>7.3f}{r['recall']:>7.3f}{r['rarest_class_share']:>7.3f}")
+    import torch
+
+    from productgan.train.loop import cpu_has_native_bf16
+
     RESULTS.mkdir(exist_ok=True)
+    machine = {"torch": torch.__version__, "native_bf16": cpu_has_native_bf16()}  # bfloat16 under auto when True
     (RESULTS / "ablation.json").write_text(json.dumps({"benchmark": "ablation", "steps": args.steps, "n": args.n,
-                                                       "seed": args.seed, "rows": rows}, indent=2) + "\n")
+                                                       "seed": args.seed, "machine": machine, "rows": rows},
+                                                      indent=2) + "\n")
 
 
 if __name__ == "__main__":
