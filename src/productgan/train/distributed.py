@@ -6,6 +6,7 @@ so the single-process path and the distributed path are the same loop.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -69,7 +70,12 @@ def init(context: Context, device_name: str) -> torch.device:
 
 
 def shutdown() -> None:
+    """Leave the process group while the interpreter is fully alive. A finished Trainer sits in
+    reference cycles, and its DistributedDataParallel wrappers keep the gloo group alive until a
+    garbage collection; left to the interpreter's teardown, the group's threads could abort the
+    process (SIGABRT, 'terminate called without an active exception') after a successful run."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
