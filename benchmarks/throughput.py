@@ -109,12 +109,14 @@ def run_reference(steps: int, warmup: int, device: str) -> dict:
             "autocast": "None"}
 
 
-def matmul_gflop_per_s(device: str, size: int = 2048, repeats: int = 10) -> float:
-    """float32 matrix-product speed: the ceiling a convolution-bound training step can approach."""
+def matmul_gflop_per_s(device: str, size: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
+    """Matrix-product speed in ``dtype``: the ceiling a convolution-bound training step in that
+    precision can approach."""
     import torch
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    kind = getattr(torch, dtype)
+    a, b = (torch.randn(size, size, device=device, dtype=kind) for _ in range(2))
     for _ in range(2):
         a @ b
     best = float("inf")
@@ -160,6 +162,8 @@ def main() -> None:
         print(json.dumps(run_case(args.one, args.steps, args.warmup, args.device)))
         return
 
+    from productgan.train.loop import cpu_has_native_bf16
+
     rows = []
     for name in args.cases:
         out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
@@ -172,6 +176,7 @@ def main() -> None:
               flush=True)
 
     peak = matmul_gflop_per_s(args.device)
+    peak_bf16 = matmul_gflop_per_s(args.device, dtype="bfloat16") if cpu_has_native_bf16() or args.device != "cpu" else None
     reference = next((r["images_per_s"] for r in rows if r["case"] == "reference-64"), None)
     print(f"\n{'case':<16} {'size':>4} {'img/s':>8} {'x reference':>12} {'GFLOP/s':>8} {'peak MiB':>9}")
     for r in rows:
@@ -180,13 +185,13 @@ def main() -> None:
         print(f"{r['case']:<16} {r['image_size']:>4} {r['images_per_s']:>8.0f} {ratio:>12} {flops:>8} "
               f"{r['peak_rss_mib']:>9.0f}")
     print(f"float32 matrix product (2048 x 2048) on this device: {peak:.0f} GFLOP/s")
-
-    from productgan.train.loop import cpu_has_native_bf16
+    if peak_bf16:
+        print(f"bfloat16 matrix product (2048 x 2048) on this device: {peak_bf16:.0f} GFLOP/s")
 
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cpu_model": _cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                "native_bf16": cpu_has_native_bf16(), "device": args.device,
-               "matmul_fp32_gflop_per_s": peak}
+               "matmul_fp32_gflop_per_s": peak, "matmul_bf16_gflop_per_s": peak_bf16}
     if args.device.startswith("cuda"):
         machine["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     RESULTS.mkdir(exist_ok=True)
