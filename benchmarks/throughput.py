@@ -176,7 +176,8 @@ def main() -> None:
               flush=True)
 
     peak = matmul_gflop_per_s(args.device)
-    peak_bf16 = matmul_gflop_per_s(args.device, dtype="bfloat16") if cpu_has_native_bf16() or args.device != "cpu" else None
+    native_bf16 = cpu_has_native_bf16()
+    peak_bf16 = matmul_gflop_per_s(args.device, dtype="bfloat16") if native_bf16 or args.device != "cpu" else None
     reference = next((r["images_per_s"] for r in rows if r["case"] == "reference-64"), None)
     print(f"\n{'case':<16} {'size':>4} {'img/s':>8} {'x reference':>12} {'GFLOP/s':>8} {'peak MiB':>9}")
     for r in rows:
@@ -190,7 +191,7 @@ def main() -> None:
 
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cpu_model": _cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "native_bf16": cpu_has_native_bf16(), "device": args.device,
+               "native_bf16": native_bf16, "device": args.device,
                "matmul_fp32_gflop_per_s": peak, "matmul_bf16_gflop_per_s": peak_bf16}
     if args.device.startswith("cuda"):
         machine["gpu"] = torch.cuda.get_device_name(torch.device(args.device))

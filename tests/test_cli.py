@@ -138,7 +138,8 @@ def test_preset_sets_its_values_and_later_flags_win(fake_packed, tmp_path, capsy
     assert config["preset"] == "fmnist-32" and config["model"]["conditional"] is True
     assert config["optim"]["lr_d"] == 8e-4  # from the preset
     assert config["optim"]["beta1"] == 0.5 and config["optim"]["beta2"] == 0.99  # preset over the loss's default
-    assert config["data"] == str(fake_packed) and config["model"]["ndf"] == 4  # given after the preset
+    # given after the preset
+    assert config["data"] == str(fake_packed) and config["model"]["ngf"] == config["model"]["ndf"] == 4
     assert main(["train", "--preset", "fmnist-64x", "--steps", "1"]) == 2
     assert "Unknown preset 'fmnist-64x'" in capsys.readouterr().err
 
