@@ -160,15 +160,16 @@ def test_optimiser_defaults_follow_the_loss(fake_packed, tmp_path):
     assert optim["lr_d"] == 3e-4 and optim["lr_g"] == 1e-4  # what is given wins; the rest follows the loss
 
 
-def test_products_preset_keeps_augmentation_on_unless_turned_off(fake_packed, tmp_path):
+@pytest.mark.parametrize("preset, size", [("products-64", 64), ("products-128", 128)])
+def test_products_preset_keeps_augmentation_on_unless_turned_off(fake_packed, tmp_path, preset, size):
     import yaml
 
     from productgan.config import RunConfig, apply_preset
 
-    config = apply_preset(RunConfig(), "products-64")
-    assert (config.image_size, config.model.conditional, config.train.augment) == (64, True, True)
+    config = apply_preset(RunConfig(), preset)
+    assert (config.image_size, config.model.conditional, config.train.augment) == (size, True, True)
     run = tmp_path / "run"
-    args = ["train", "--preset", "products-64", "--data", str(fake_packed), "--out", str(run), "--steps", "1",
+    args = ["train", "--preset", preset, "--data", str(fake_packed), "--out", str(run), "--steps", "1",
             *TINY, "--image-size", "32", "--no-augment", "--train.grid-size", "10"]
     assert main(args) == 0
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["augment"] is False

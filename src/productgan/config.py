@@ -256,6 +256,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"conditional": True},
         "train": {"augment": True},
     },
+    "products-128": {
+        "image_size": 128,
+        "model": {"conditional": True},
+        "train": {"augment": True},
+    },
 }
 
 
