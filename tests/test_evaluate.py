@@ -89,6 +89,22 @@ def test_validation_keeps_best_checkpoint_and_exports_it(fake_packed, tmp_path, 
     assert json.loads((run / "generator" / "config.json").read_text())["step"] == 4
 
 
+def test_validation_vectors_are_not_the_ones_evaluate_scores(fake_packed, tmp_path, monkeypatch):
+    """best.pt is picked on one set of latent vectors; `evaluate` (seed 0, the default, which is
+    also the run's seed here) scores the test split on others, so the pick does not flatter it."""
+    from productgan.sampling import Sampler, noise
+
+    seen = []
+    real_from_noise = Sampler.from_noise
+    monkeypatch.setattr(Sampler, "from_noise", lambda self, z, **k: seen.append(z.clone()) or real_from_noise(self, z, **k))
+    config = tiny_config(fake_packed, tmp_path / "run", steps=2)
+    config.train.eval_every, config.train.eval_n = 2, 20
+    train(config, progress=False)
+    assert len(seen) == 1 and seen[0].shape == (20, config.model.nz)
+    scored = noise(10_000, config.model.nz, 0)
+    assert not (seen[0][:, None, :] == scored[None, :, :]).all(-1).any()
+
+
 def test_early_stop_after_patience(fake_packed, tmp_path, monkeypatch):
     scores = iter([1.0, 2.0, 3.0, 4.0])
     real_score = Evaluator.score_features

@@ -238,6 +238,22 @@ def test_ema_ramps_up_and_tracks():
     assert torch.allclose(ema.model.weight, expected)
 
 
+def test_ema_half_life_counts_every_discriminator_batch(fake_packed, tmp_path, monkeypatch):
+    """With two D updates per step a step sees two batches, and the average decays by both."""
+    decays = []
+    real_update = EMA.update
+
+    def recording(self, source, batch_size, images_seen):
+        decays.append((batch_size, images_seen))
+        real_update(self, source, batch_size, images_seen)
+
+    monkeypatch.setattr(EMA, "update", recording)
+    config = tiny_config(fake_packed, tmp_path / "run", steps=2)
+    config.optim.d_steps_per_g_step = 2
+    train(config, progress=False)
+    assert decays == [(32, 32), (32, 64)]
+
+
 def test_checkpoint_is_weights_only_and_atomic(tmp_path):
     path = save_checkpoint({"x": torch.ones(2), "step": 3}, tmp_path / "c" / "last.pt")
     assert torch.load(path, weights_only=True)["step"] == 3
@@ -253,6 +269,13 @@ def test_export_run_rebuilds_the_generator_from_the_checkpoint(fake_packed, tmp_
     (tmp_path / "run" / "generator" / "model.safetensors").unlink()
     export_run(tmp_path / "run")
     assert (tmp_path / "run" / "generator" / "model.safetensors").read_bytes() == before
+    # An export cut short by a crash leaves the previous one parked; the next export clears it.
+    parked = tmp_path / "run" / ".generator.old"
+    parked.mkdir()
+    (parked / "model.safetensors").write_bytes(b"old")
+    export_run(tmp_path / "run")
+    assert not parked.exists() and (tmp_path / "run" / "generator" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == []
 
 
 @pytest.mark.parametrize("loss, d_norm, r1", [("hinge", "spectral", 0.0), ("wgan-gp", "none", 0.0), ("bce", "batch", 1.0)])

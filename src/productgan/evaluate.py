@@ -17,6 +17,7 @@ import torch
 
 from productgan.data import PackedDataset, is_packed_dataset, open_dataset
 from productgan.errors import UsageError
+from productgan.files import write_text_atomic
 from productgan.metrics.registry import METRICS
 from productgan.metrics import (classification_accuracy_score, compute_all, features_and_probabilities,
                                 load_or_train_evaluator, memorisation, native_images)
@@ -280,9 +281,4 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(report, indent=2) + "\n")

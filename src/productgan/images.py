@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from productgan.files import write_atomic
+
 
 def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2, fill: int = 0) -> np.ndarray:
     """uint8 ``N x C x H x W`` -> one uint8 ``H' x W' x C`` picture, ``nrow`` images per row."""
@@ -41,12 +43,7 @@ def to_pil(picture: np.ndarray) -> Image.Image:
 
 def save_png(picture: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a PNG atomically (temporary file, then rename), so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    to_pil(picture).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda tmp: to_pil(picture).save(tmp, format="PNG"))
 
 
 def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int | None = None) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from productgan.errors import ProductganError
+from productgan.files import write_text_atomic
 
 REPORT_DIR = "report"
 MAX_GRIDS = 8
@@ -228,8 +229,4 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
              ".note{font-size:.85em;color:#555}")
     document = (f"<!doctype html><html><head><meta charset=utf-8><title>productgan {html.escape(run_dir.name)}"
                 f"</title><style>{style}</style></head><body>{''.join(sections)}</body></html>\n")
-    page.parent.mkdir(parents=True, exist_ok=True)
-    tmp = page.with_name(f".{page.name}.tmp")
-    tmp.write_text(document)
-    os.replace(tmp, page)
-    return page
+    return write_text_atomic(page, document)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,13 +56,11 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dic
     save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": EXPORT_FORMAT})
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)  # left by an export a crash cut short
     if out_dir.exists():
         os.replace(out_dir, old)
     os.replace(tmp, out_dir)
-    if old.exists():
-        for child in old.iterdir():
-            child.unlink()
-        old.rmdir()
+    shutil.rmtree(old, ignore_errors=True)
     return out_dir
 
 
@@ -120,8 +119,9 @@ def _first_line(error: Exception, skip_headers: bool = False) -> str:
     return lines[0].rstrip(".") if lines else type(error).__name__
 
 
-def noise(n: int, nz: int, seed: int) -> torch.Tensor:
-    """Seeded latent vectors, the same on any device.
+def noise(n: int, nz: int, seed: int | tuple[int, ...]) -> torch.Tensor:
+    """Seeded latent vectors, the same on any device (``seed``: an int, or a tuple of ints for a
+    stream of its own).
 
     Drawn with numpy's generator, which fills rows in order, so the first k vectors of
     ``noise(n, ...)`` are ``noise(k, ...)``: image i of a seed does not depend on how many are asked for.

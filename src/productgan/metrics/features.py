@@ -34,6 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from productgan.errors import ProductganError
+from productgan.files import write_atomic, write_text_atomic
 
 EVALUATOR_FORMAT = "productgan-evaluator"
 EVALUATOR_VERSION = 1
@@ -451,15 +452,6 @@ def _try_load(cache_dir: Path, fingerprint: str, requested: dict) -> tuple[Evalu
     return net.eval().requires_grad_(False), info
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
 
 ROTATION_CLASSES = ("0 deg", "90 deg", "180 deg", "270 deg")
 
@@ -581,11 +573,11 @@ def load_or_train_evaluator(
         cache_dir.mkdir(parents=True, exist_ok=True)
         weights_path = cache_dir / WEIGHTS_FILE
         metadata = {"format": EVALUATOR_FORMAT}
-        _write_atomic(weights_path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+        write_atomic(weights_path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
         info["weights_sha256"] = _file_sha256(weights_path)
         text = json.dumps(info, indent=2) + "\n"
         # The JSON goes last: a cache is trusted only when it names the weights' hash.
-        _write_atomic(cache_dir / INFO_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomic(cache_dir / INFO_FILE, text)
     except OSError as error:
         raise ProductganError(
             f"Could not write the evaluator cache to {cache_dir} ({error.strerror or error}); "

@@ -26,6 +26,7 @@ from productgan.config import AUGMENT_BELOW, RunConfig, resolve_optim, to_dict
 from productgan.data import PackedDataset
 from productgan.data.augment import diff_augment, parse_policy
 from productgan.errors import ProductganError, UsageError
+from productgan.files import write_text_atomic
 from productgan.images import save_grid
 from productgan.losses import build_loss, gradient_penalty, r1_penalty
 from productgan.models import Discriminator, Generator, init_weights
@@ -37,6 +38,7 @@ from productgan.train.ema import EMA
 
 DEFAULT_STEPS = 3000
 CONFIG_FILE, METRICS_FILE, REALS_FILE = "config.yaml", "metrics.jsonl", "reals.png"
+VALIDATION_STREAM = 0x76616C  # the second word of the validation noise's seed
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 BEST_CHECKPOINT = Path("checkpoints") / "best.pt"
 VALIDATION_METRIC = "fid_productgan"
@@ -405,7 +407,8 @@ class Trainer:
         self.D.requires_grad_(True)
 
         if self.ema:
-            self.ema.update(self.G, self.config.batch_size, self.images_seen)
+            # The half-life counts images seen: a step of several D updates sees several batches.
+            self.ema.update(self.G, self.config.batch_size * o.d_steps_per_g_step, self.images_seen)
         self.step += 1
         stats.add(loss_d, loss_g, torch.sigmoid(real_logits.float()).mean(), torch.sigmoid(fake_logits.float()).mean())
 
@@ -496,7 +499,10 @@ class Trainer:
         try:
             sampler = Sampler(generator, {**self.export_info(), "pixel_range": pixel_range(self.config.model)})
             # The same noise as a single process would draw, split into one share per rank.
-            share = noise(t.eval_n, self.config.model.nz, self.config.seed).tensor_split(ctx.world_size)[ctx.rank]
+            # A stream of its own: the vectors that pick best.pt are not among those `evaluate` scores
+            # the test split with (there, seed S is the plain int S).
+            vectors = noise(t.eval_n, self.config.model.nz, (self.config.seed, VALIDATION_STREAM))
+            share = vectors.tensor_split(ctx.world_size)[ctx.rank]
             start = sum(len(s) for s in torch.arange(t.eval_n).tensor_split(ctx.world_size)[: ctx.rank])
             labels = balanced_labels(len(share), generator.num_classes, start) if self.conditional else None
             feats, probs = features_and_probabilities(self._evaluator.net, sampler.from_noise(share, labels=labels).numpy())
@@ -530,7 +536,7 @@ class Trainer:
         main = ctx.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            write_text_atomic(self.run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
             if not (self.run_dir / REALS_FILE).exists():
                 self.save_reals()
             self._trim_metrics()
@@ -640,7 +646,7 @@ class Trainer:
                     kept.append(line)
             except (ValueError, KeyError, TypeError):  # a line cut short by a crash
                 continue
-        path.write_text("".join(line + "\n" for line in kept))
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def discriminator_won(values: dict[str, float], loss: str, augment: bool | None) -> str | None:
