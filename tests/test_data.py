@@ -26,7 +26,7 @@ from productgan.data import (
     stratified_split,
 )
 from productgan.data import fashion_mnist, packed
-from productgan.errors import ProductganError
+from productgan.errors import ProductganError, UsageError
 
 REAL_FOLDER = Path("/usr/share/datasets/fashion-mnist")
 
@@ -302,6 +302,12 @@ def test_packed_round_trip(fake_packed):
     mapped = PackedDataset.load(fake_packed, mmap=True)
     assert isinstance(mapped.images, np.memmap)
     np.testing.assert_array_equal(mapped.subset("test")[1], loaded.subset("test")[1])
+
+
+def test_prepare_refuses_a_negative_seed(fake_fmnist, tmp_path):
+    with pytest.raises(UsageError, match="--seed must be 0 or more"):
+        prepare(fake_fmnist, tmp_path / "out", seed=-1)
+    assert not (tmp_path / "out").exists()
 
 
 def test_save_refuses_then_overwrites(fake_packed, fake_fmnist):

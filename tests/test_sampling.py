@@ -266,6 +266,11 @@ def test_sampler_rejects_bad_arguments(export_dir):
         sampler(n=2, size="huge")
     with pytest.raises(ProductganError, match="at least 1"):
         sampler(n=0)
+    with pytest.raises(UsageError, match="'tpu:0' is not a device"):
+        load_generator(export_dir, device="tpu:0")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA GPU is visible"):
+            load_generator(export_dir, device="cuda")
 
 
 def test_sampler_reports_class_names_and_native_size(export_dir):

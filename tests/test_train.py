@@ -143,6 +143,31 @@ def test_bad_budget_is_a_usage_error(fake_packed, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda c: setattr(c, "seed", -1), "--seed must be 0 or more"),
+    (lambda c: setattr(c.optim, "lr_d", -1e-4), "--optim.lr-d must be a positive learning rate"),
+    (lambda c: setattr(c.train, "early_stop_patience", -1), "must be 0 \\(off\\) or more"),
+    (lambda c: (setattr(c.train, "eval_every", 2), setattr(c.train, "eval_n", 0)), "--train.eval-n must be at least 2"),
+    (lambda c: setattr(c.train, "device", "gpu"), "'gpu' is not a device"),
+])
+def test_bad_settings_are_refused_before_training(fake_packed, tmp_path, change, message):
+    config = tiny_config(fake_packed, tmp_path / "run")
+    change(config)
+    with pytest.raises(UsageError, match=message):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_validation_needs_a_validation_split(fake_fmnist, tmp_path):
+    from productgan.data import prepare
+
+    empty_val = prepare(fake_fmnist, tmp_path / "no-val", image_size=32, val_size=0, seed=0)
+    config = tiny_config(empty_val, tmp_path / "run")
+    config.train.eval_every = 2
+    with pytest.raises(UsageError, match="validation split, and this dataset's is empty"):
+        train(config, progress=False)
+
+
 def test_batch_larger_than_the_data_is_refused(fake_packed, tmp_path):
     with pytest.raises(ProductganError, match="fewer than one batch"):
         train(tiny_config(fake_packed, tmp_path / "run", batch_size=500), progress=False)

@@ -297,6 +297,13 @@ def check_image_size(image_size: Any) -> int:
     return int(image_size)
 
 
+def check_seed(seed: int, flag: str = "--seed") -> int:
+    """``seed`` if numpy and torch can both seed with it (0 or more), else a UsageError."""
+    if seed < 0:
+        raise UsageError(f"{flag} must be 0 or more, not {seed}.")
+    return seed
+
+
 def check_pack(pack: int, batch: int | None = None) -> int:
     """``pack`` if it is a discriminator pack size (1 or more) that divides ``batch`` images
     into whole packs (when given), else a UsageError."""

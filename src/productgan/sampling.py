@@ -81,6 +81,7 @@ def find_export(source: str | os.PathLike) -> Path:
 
 def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu", temperature: float = 1.0) -> "Sampler":
     """Rebuild an exported generator (no training code, no pickle) and wrap it in a Sampler."""
+    device = resolve_device(device)
     folder = find_export(source)
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
@@ -117,6 +118,20 @@ def _first_line(error: Exception, skip_headers: bool = False) -> str:
     if skip_headers and len(lines) > 1 and lines[0].endswith(":"):
         lines = lines[1:]
     return lines[0].rstrip(".") if lines else type(error).__name__
+
+
+def resolve_device(name: str | torch.device, flag: str = "--device") -> torch.device:
+    """The device ``name`` means ("auto": a CUDA GPU when one is visible), or a UsageError when
+    it is no device name or asks for a GPU this machine does not have."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"{flag} {name!r} is not a device; use cpu, cuda, cuda:N or auto.")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{flag} {name} was asked for but no CUDA GPU is visible; use {flag} cpu.")
+    return device
 
 
 def noise(n: int, nz: int, seed: int | tuple[int, ...]) -> torch.Tensor:

@@ -24,7 +24,7 @@ from productgan.data.packed import (
     check_output_folder,
     is_packed_dataset,
 )
-from productgan.config import check_image_size
+from productgan.config import check_image_size, check_seed
 from productgan.errors import ProductganError, UsageError
 
 FASHION_MNIST = "fashion-mnist"
@@ -287,6 +287,8 @@ def prepare(
     """
     # Checked before the slow part so a forgotten --overwrite fails at once.
     check_output_folder(out, overwrite)
+    if seed is not None:
+        check_seed(seed)
     path = Path(source).expanduser()
     if path.is_dir() and not is_packed_dataset(path) and len(missing_files(path)) == len(FILES):
         if val_size is not None:

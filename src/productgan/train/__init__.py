@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from productgan.config import RunConfig, check_pack
+from productgan.config import RunConfig, check_pack, check_seed
 from productgan.data import open_dataset
 from productgan.errors import ProductganError, UsageError
 from productgan.train import distributed
@@ -24,6 +24,10 @@ def _open(config: RunConfig):
     split = dataset.meta.get("split", {})
     config.train.val_size = split.get("val_size", config.train.val_size)
     config.train.split_seed = split.get("seed", config.train.split_seed)
+    if config.train.eval_every and not dataset.split_sizes()["val"]:
+        raise UsageError("--train.eval-every scores generated images against the validation split, and this "
+                         "dataset's is empty; prepare it with a validation share (--split, --val-size) or drop "
+                         "--train.eval-every.")
     return dataset
 
 
@@ -46,6 +50,19 @@ def check_budget(config: RunConfig, world_size: int = 1) -> None:
     for name in ("log_every", "sample_every", "checkpoint_every"):
         if getattr(config.train, name) < 1:
             raise UsageError(f"--train.{name} must be at least 1.")
+    check_seed(config.seed)
+    if config.train.split_seed is not None:
+        check_seed(config.train.split_seed, "--train.split-seed")
+    for name in ("lr_g", "lr_d"):
+        lr = getattr(config.optim, name)  # None: the loss's default
+        if lr is not None and not lr > 0:
+            raise UsageError(f"--optim.{name.replace('_', '-')} must be a positive learning rate, not {lr}.")
+    t = config.train
+    if t.eval_every < 0 or t.early_stop_patience < 0:
+        raise UsageError("--train.eval-every and --train.early-stop-patience must be 0 (off) or more.")
+    if t.eval_every and t.eval_n < max(2, world_size):
+        raise UsageError(f"--train.eval-n must be at least {max(2, world_size)} (one image per process, two in all) "
+                         f"for a validation score, not {t.eval_n}.")
 
 
 def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:

@@ -30,7 +30,8 @@ from productgan.files import write_text_atomic
 from productgan.images import save_grid
 from productgan.losses import build_loss, gradient_penalty, r1_penalty
 from productgan.models import Discriminator, Generator, init_weights
-from productgan.sampling import balanced_labels, export_generator, noise, pixel_range, to_native, to_uint8
+from productgan.sampling import (balanced_labels, export_generator, noise, pixel_range, resolve_device, to_native,
+                                 to_uint8)
 from productgan.train import distributed
 from productgan.train.checkpoint import load_checkpoint, save_checkpoint
 from productgan.train.distributed import SINGLE, Context
@@ -46,15 +47,6 @@ VALIDATION_METRIC = "fid_productgan"
 
 class TrainingStopped(ProductganError):
     """Training ended early for a reason the user must see (a non-finite loss)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ProductganError(f"--train.device {name} was asked for but no CUDA GPU is visible; use --train.device cpu.")
-    return device
 
 
 def cpu_has_native_bf16() -> bool:
@@ -194,7 +186,7 @@ class Trainer:
         if context.enabled:
             self.device = distributed.init(context, config.train.device)
         else:
-            self.device = resolve_device(config.train.device)
+            self.device = resolve_device(config.train.device, "--train.device")
         self.autocast_dtype = resolve_precision(config.train.precision, self.device)
         # float16 needs loss scaling to keep small gradients; a disabled scaler is a pass-through.
         fp16 = self.autocast_dtype == torch.float16
