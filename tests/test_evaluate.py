@@ -48,16 +48,27 @@ def test_evaluate_cli_prints_a_table_and_writes_json(tiny_run, capsys):
     assert main(["evaluate", str(tiny_run), "--split", "val", "--n", "20", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "fid_productgan" in out and "real floor" in out and "extractor: productgan evaluator" in out
-    report = json.loads((tiny_run / "evaluation" / "val-n20-seed0.json").read_text())
+    report = json.loads((tiny_run / "evaluation" / "val-n20-seed0-step2.json").read_text())
     assert report["protocol"]["reference_split"] == "val"
     assert report["protocol"]["latent_temperature"] == 1.0
     # Another temperature is another protocol: its own file, its own scores
     assert main(["evaluate", str(tiny_run), "--split", "val", "--n", "20", "--no-progress", "--no-floor",
                  "--temperature", "1.5"]) == 0
     assert "latent temperature: 1.5" in capsys.readouterr().out
-    hot = json.loads((tiny_run / "evaluation" / "val-n20-seed0-t1.5.json").read_text())
+    hot = json.loads((tiny_run / "evaluation" / "val-n20-seed0-t1.5-step2.json").read_text())
     assert hot["protocol"]["latent_temperature"] == 1.5
     assert hot["metrics"]["fid_productgan"] != report["metrics"]["fid_productgan"]
+
+
+def test_evaluate_never_replaces_a_file_without_asking(tiny_run, tmp_path, capsys):
+    mine = tmp_path / "config.yaml"
+    mine.write_text("mine")
+    assert main(["evaluate", str(tiny_run), "--split", "val", "--n", "20", "--no-progress", "--out", str(mine)]) == 1
+    assert "already exists; choose another --out or pass --overwrite" in capsys.readouterr().err
+    assert mine.read_text() == "mine" and not (tiny_run / "evaluation").exists()
+    assert main(["evaluate", str(tiny_run), "--split", "val", "--n", "20", "--no-progress", "--no-floor",
+                 "--out", str(mine), "--overwrite"]) == 0
+    assert json.loads(mine.read_text())["protocol"]["generator_step"] == 2
 
 
 def test_evaluate_bad_input(tiny_run, tmp_path, capsys):

@@ -6,7 +6,7 @@ import json
 import re
 
 from productgan.cli import main
-from productgan.report import build_report, read_metrics
+from productgan.report import FIGURE_FILES, build_report, read_metrics
 from productgan.train import train
 
 from helpers import tiny_config
@@ -31,9 +31,25 @@ def test_report_embeds_curves_grids_and_evaluation(fake_packed, tmp_path, monkey
     assert len(images) == 5 + 2 + 1 + 2
     assert (page.parent / "labelled_samples.png").is_file()
     assert "the class the evaluator sees in it" in text  # evaluate cached the evaluator
-    assert "fid_productgan" in text and "test-n20-seed0.json" in text and "real floor" in text
-    assert "test-n20-seed0-t1.3.json" in text and text.count("latent temperature 1.3") == 1
+    step = json.loads((run / "generator" / "config.json").read_text())["step"]  # best.pt's
+    assert "fid_productgan" in text and f"test-n20-seed0-step{step}.json" in text and "real floor" in text
+    assert f"test-n20-seed0-t1.3-step{step}.json" in text and text.count("latent temperature 1.3") == 1
     assert "<script" not in text and "http" not in text  # nothing to fetch: readable offline
+    assert {p.name for p in page.parent.glob("*.png")} == set(FIGURE_FILES)
+    assert build_report(run) == page  # the run's own report is rebuilt in place
+
+
+def test_report_out_never_replaces_files_without_asking(fake_packed, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny_config(fake_packed, run, steps=2), progress=False)
+    (tmp_path / "losses.png").write_bytes(b"mine")
+    assert main(["report", str(run), "--out", str(tmp_path / "page.html")]) == 1
+    assert "already holds losses.png" in capsys.readouterr().err
+    assert (tmp_path / "losses.png").read_bytes() == b"mine" and not (tmp_path / "page.html").exists()
+    assert main(["report", str(run), "--out", str(tmp_path / "figure.png")]) == 2
+    assert "give a path ending in .html" in capsys.readouterr().err
+    assert main(["report", str(run), "--out", str(tmp_path / "page.html"), "--overwrite"]) == 0
+    assert (tmp_path / "losses.png").read_bytes() != b"mine"
 
 
 def test_read_metrics_splits_training_and_validation_lines(tmp_path):

@@ -486,12 +486,23 @@ def test_generate_overwrite_replaces_a_file(export_dir, tmp_path):
         assert picture.size == (2 * 30 + 2, 30 + 2)
 
 
-def test_generate_overwrite_replaces_a_folder(export_dir, tmp_path):
-    folder = tmp_path / "pngs"
-    folder.mkdir()
-    (folder / "keep.txt").write_text("mine")
+def test_generate_overwrite_replaces_a_folder_of_images_only(export_dir, tmp_path):
+    folder = generate_to_path(export_dir, tmp_path / "pngs", n=3, seed=1)
     generate_to_path(export_dir, folder, n=2, seed=0, overwrite=True)
     assert sorted(p.name for p in folder.iterdir()) == ["0-000000.png", "0-000001.png"]
+    # A folder holding anything else (a run directory, someone's notes) is never replaced.
+    (folder / "keep.txt").write_text("mine")
+    (folder / "checkpoints").mkdir()
+    with pytest.raises(ProductganError, match=r"holds more than images \(checkpoints, keep.txt\)"):
+        generate_to_path(export_dir, folder, n=2, seed=0, overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["0-000000.png", "0-000001.png", "checkpoints", "keep.txt"]
+
+
+@pytest.mark.parametrize("name", ["grid.jpg", "images.txt"])
+def test_generate_refuses_a_file_type_it_cannot_write(export_dir, tmp_path, name):
+    with pytest.raises(UsageError, match="writes NAME.npy, NAME.png or a folder of PNGs"):
+        generate_to_path(export_dir, tmp_path / name, n=2)
+    assert not (tmp_path / name).exists()
 
 
 def test_generate_refuses_a_file_as_the_folder_when_overwriting(export_dir, tmp_path):

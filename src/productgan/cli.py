@@ -218,7 +218,9 @@ def cmd_evaluate(args: list[str]) -> int:
     parser.add_argument("--n", type=int, default=10_000, help="Generated images (and real ones for the floor).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=str, default=None,
-                        help="JSON report path (default RUN_DIR/evaluation/<split>-n<N>-seed<S>.json).")
+                        help="JSON report path (default RUN_DIR/evaluation/<split>-n<N>-seed<S>-step<K>.json, K the "
+                             "generator's training step).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing report at --out.")
     parser.add_argument("--no_floor", action="store_true", help="Skip the real-data floor.")
     parser.add_argument("--cas", action="store_true",
                         help="Also the classification accuracy score (class-conditional generators): a classifier "
@@ -230,10 +232,16 @@ def cmd_evaluate(args: list[str]) -> int:
     parser.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     parser.add_argument("--no_progress", action="store_true")
     ns = parser.parse_args(args)
+    if ns.out and Path(ns.out).exists() and not ns.overwrite:  # before the slow part
+        raise ProductganError(f"{ns.out} already exists; choose another --out or pass --overwrite.")
     report = evaluate_run(ns.run_dir, split=ns.split, n=ns.n, seed=ns.seed, floor=not ns.no_floor,
                           progress=not ns.no_progress, device=ns.device, cas=ns.cas,
                           inception_weights=ns.inception_weights, temperature=ns.temperature)
+    # The default name tells the protocol and the generator apart, so no earlier report is replaced
+    # by one of another kind (the same name means the same scores).
     at = "" if ns.temperature == 1.0 else f"-t{ns.temperature:g}"
+    step = report["protocol"].get("generator_step")
+    at += "" if step is None else f"-step{step}"
     out = ns.out or Path(ns.run_dir) / "evaluation" / f"{ns.split}-n{ns.n}-seed{ns.seed}{at}.json"
     print(format_report(report))
     print(f"\nReport written to {write_report(report, out)}")
@@ -245,9 +253,12 @@ def cmd_report(args: list[str]) -> int:
 
     parser = _parser("report")
     parser.add_argument("run_dir", type=str, help="A run directory.")
-    parser.add_argument("--out", type=str, default=None, help="HTML path (default RUN_DIR/report/index.html).")
+    parser.add_argument("--out", type=str, default=None,
+                        help="HTML path (default RUN_DIR/report/index.html, rebuilt in place); the figures go "
+                             "beside it.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace existing files at --out.")
     ns = parser.parse_args(args)
-    print(f"Report written to {build_report(ns.run_dir, ns.out)}")
+    print(f"Report written to {build_report(ns.run_dir, ns.out, ns.overwrite)}")
     return 0
 
 

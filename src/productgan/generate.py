@@ -12,6 +12,10 @@ from productgan.errors import ProductganError, UsageError
 from productgan.images import make_grid, save_png
 from productgan.sampling import load_generator
 
+# Extensions that name a file generate cannot write (it writes .npy, .png or a folder).
+OTHER_FILE_TYPES = {".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".npz", ".pt", ".json",
+                    ".txt", ".csv", ".html", ".zip", ".tar", ".gz"}
+
 
 def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, seed: int = 0,
                      size: str = "native", device: str = "cpu", overwrite: bool = False,
@@ -20,10 +24,19 @@ def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, 
     class in turn when it is not given) at latent ``temperature``."""
     out = Path(out)
     kind = "npy" if out.suffix.lower() == ".npy" else "png" if out.suffix.lower() == ".png" else "dir"
+    if kind == "dir" and out.suffix.lower() in OTHER_FILE_TYPES and not out.is_dir():
+        raise UsageError(f"--out {out}: generate writes NAME.npy, NAME.png or a folder of PNGs, not "
+                         f"{out.suffix} files.")
     if out.exists() and kind == "dir" and not out.is_dir():
         raise UsageError(f"{out} is a file; give a folder, a .png or a .npy path.")
     if out.exists() and not overwrite and (kind != "dir" or any(out.iterdir())):
         raise ProductganError(f"{out} already exists; choose another --out or pass --overwrite.")
+    if out.is_dir() and overwrite:
+        others = sorted(p.name for p in out.iterdir() if not (p.is_file() and p.suffix.lower() == ".png"))
+        if others:
+            raise ProductganError(f"{out} holds more than images ({', '.join(others[:3])}"
+                                  f"{', ...' if len(others) > 3 else ''}); --overwrite replaces only a folder of "
+                                  f"PNG images, so choose another --out.")
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}.")
     sampler = load_generator(source, device=device, temperature=temperature)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from productgan.errors import ProductganError
+from productgan.errors import ProductganError, UsageError
 from productgan.files import write_text_atomic
 
 REPORT_DIR = "report"
@@ -185,13 +185,27 @@ def _evaluation_tables(run_dir: Path) -> str:
     return "".join(parts) or "<p>No evaluation yet: run <code>productgan evaluate RUN_DIR</code>.</p>"
 
 
-def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Write ``RUN_DIR/report/index.html`` (or ``out``) and the figures beside it; returns the page."""
+# The figures written beside the page.
+FIGURE_FILES = ("losses.png", "discriminator.png", "speed.png", "validation.png", "validation_pr.png",
+                "labelled_samples.png")
+
+
+def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
+    """Write ``RUN_DIR/report/index.html`` (or ``out``) and the figures beside it; returns the page.
+    The run's own report folder is rebuilt in place; files at ``out`` are replaced only with
+    ``overwrite``."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ProductganError(f"{run_dir} is not a productgan run directory (no config.yaml); pass the folder a "
                               f"training run wrote.")
     page = Path(out) if out else run_dir / REPORT_DIR / "index.html"
+    if out:
+        if page.suffix.lower() not in (".html", ".htm"):
+            raise UsageError(f"--out {page}: the report is an HTML page; give a path ending in .html.")
+        taken = [p.name for p in (page, *(page.parent / f for f in FIGURE_FILES)) if p.exists()]
+        if taken and not overwrite:
+            raise ProductganError(f"{page.parent} already holds {', '.join(taken)}, which the report would replace; "
+                                  f"choose another --out or pass --overwrite.")
     figures = make_figures(run_dir, page.parent)
     labelled = labelled_samples(run_dir, page.parent)
     grids = sorted((run_dir / "samples").glob("step-*.png"))
