@@ -107,6 +107,42 @@ def test_bad_flag_and_bad_value(capsys):
     assert "unknown command" in capsys.readouterr().err
 
 
+def test_an_interrupted_run_exits_non_zero(fake_packed, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from productgan.train import Trainer
+
+    original = Trainer.train_step
+
+    def step_then_interrupt(self, stats):
+        original(self, stats)
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(fake_packed), "--out", str(run), "--steps", "6", *TINY]) == 128 + signal.SIGTERM
+    assert f"Continue with:   productgan train --resume {run}" in capsys.readouterr().out
+
+
+def test_unwritable_paths_and_bad_sources_are_one_sentence(fake_packed, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["train", "--data", str(fake_packed), "--out", str(blocker / "run"), "--steps", "2", *TINY]) == 1
+    err = capsys.readouterr().err
+    assert "cannot use" in err and str(blocker) in err and "Traceback" not in err
+    assert main(["prepare", str(tmp_path / "nosuch"), "--out", str(tmp_path / "d"), "--workers", "1"]) == 2
+    assert "nosuch does not exist; prepare takes a folder of product photos" in capsys.readouterr().err
+
+
+def test_no_conditional_switch(fake_packed, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "fmnist-32", "--no-conditional", "--data", str(fake_packed), "--out", str(run),
+                 "--steps", "1", *TINY]) == 0
+    assert "conditional: false" in (run / "config.yaml").read_text()
+
+
 def test_resume_refuses_other_flags(trained_run, capsys):
     assert main(["train", "--resume", str(trained_run), "--model.ngf", "64"]) == 2
     assert "only --steps, --images and --minutes" in capsys.readouterr().err

@@ -310,6 +310,18 @@ def test_prepare_refuses_a_negative_seed(fake_fmnist, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_packed_dataset_gets_the_permissions_of_any_new_folder(fake_packed, tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        (tmp_path / "plain").mkdir()
+        out = prepare(str(fake_packed), tmp_path / "copy")
+    finally:
+        os.umask(umask)
+    assert out.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o755
+
+
 def test_save_refuses_then_overwrites(fake_packed, fake_fmnist):
     smaller = build_fashion_mnist(fake_fmnist, val_size=10)
     with pytest.raises(ProductganError, match="already exists; pass --overwrite"):

@@ -13,7 +13,7 @@ from PIL import Image
 
 from productgan.cli import main
 from productgan.config import ModelConfig
-from productgan.errors import ProductganError
+from productgan.errors import ProductganError, UsageError
 from productgan.images import make_grid
 from productgan.models import Generator, init_weights
 from productgan.sampling import export_generator, load_generator
@@ -187,6 +187,8 @@ def test_check_port_accepts_a_free_port():
     check_port("127.0.0.1", 0)
     with pytest.raises(ProductganError, match="Cannot listen"):
         check_port("203.0.113.1", 80)  # an address this machine does not have
+    with pytest.raises(UsageError, match="--port must be between 0"):
+        check_port("127.0.0.1", 99999)
 
 
 def test_a_missing_fastapi_is_named_with_the_extra(monkeypatch, conditional_export):

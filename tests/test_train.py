@@ -74,6 +74,26 @@ def test_out_holding_a_run_is_refused(fake_packed, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
 
 
+def test_a_run_that_never_saved_a_checkpoint_says_so(fake_packed, tmp_path):
+    stub = tmp_path / "run"
+    stub.mkdir()
+    (stub / "config.yaml").write_text("steps: 6\n")  # what a run that failed at its start leaves
+    with pytest.raises(ProductganError, match="stopped before its first checkpoint \\(nothing to resume\\)"):
+        train(tiny_config(fake_packed, stub, steps=2), progress=False)
+    with pytest.raises(ProductganError, match="the run stopped before its first checkpoint"):
+        resume(stub, progress=False)
+
+
+@pytest.mark.parametrize("text", ["", "hello", "[1, 2]", "steps: [unclosed"])
+def test_a_damaged_config_yaml_is_one_sentence(fake_packed, tmp_path, text):
+    train(tiny_config(fake_packed, tmp_path / "run", steps=2), progress=False)
+    (tmp_path / "run" / "config.yaml").write_text(text)
+    with pytest.raises(ProductganError, match="config.yaml is damaged"):
+        resume(tmp_path / "run", progress=False)
+    with pytest.raises(ProductganError, match="config.yaml is damaged"):
+        export_run(tmp_path / "run")
+
+
 def test_resume_matches_an_uninterrupted_run_bit_for_bit(fake_packed, tmp_path):
     # 180 training images / batch 16 = 11 batches per epoch: 14 steps cross an epoch boundary.
     train(tiny_config(fake_packed, tmp_path / "full", steps=14), progress=False)
@@ -147,8 +167,10 @@ def test_bad_budget_is_a_usage_error(fake_packed, tmp_path):
     (lambda c: setattr(c, "seed", -1), "--seed must be 0 or more"),
     (lambda c: setattr(c.optim, "lr_d", -1e-4), "--optim.lr-d must be a positive learning rate"),
     (lambda c: setattr(c.train, "early_stop_patience", -1), "must be 0 \\(off\\) or more"),
-    (lambda c: (setattr(c.train, "eval_every", 2), setattr(c.train, "eval_n", 0)), "--train.eval-n must be at least 2"),
+    (lambda c: (setattr(c.train, "eval_every", 2), setattr(c.train, "eval_n", 0)), "--train.eval-n must be at least 4"),
     (lambda c: setattr(c.train, "device", "gpu"), "'gpu' is not a device"),
+    (lambda c: setattr(c.model, "nz", 0), "--model.nz must be at least 1"),
+    (lambda c: setattr(c.train, "grid_size", 0), "--train.grid-size must be at least 1"),
 ])
 def test_bad_settings_are_refused_before_training(fake_packed, tmp_path, change, message):
     config = tiny_config(fake_packed, tmp_path / "run")
@@ -164,7 +186,7 @@ def test_validation_needs_a_validation_split(fake_fmnist, tmp_path):
     empty_val = prepare(fake_fmnist, tmp_path / "no-val", image_size=32, val_size=0, seed=0)
     config = tiny_config(empty_val, tmp_path / "run")
     config.train.eval_every = 2
-    with pytest.raises(UsageError, match="validation split, and this dataset's is empty"):
+    with pytest.raises(UsageError, match="the val split holds 0 image"):
         train(config, progress=False)
 
 

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Literal, Optional
 
 from jsonargparse import ArgumentParser
 
@@ -33,6 +34,7 @@ TEMPERATURE_HELP = ("Standard deviation of the latent vectors (1: as trained); a
 # Short spellings of the switches people reach for most.
 ALIASES = {
     "--conditional": "--model.conditional=true",
+    "--no_conditional": "--model.conditional=false",
     "--augment": "--train.augment=true",
     "--no_augment": "--train.augment=false",
     "--tensorboard": "--train.tensorboard=true",
@@ -126,6 +128,8 @@ def cmd_train(args: list[str]) -> int:
     print(f"Generator:       {summary['export']}")
     if summary["stopped_by"] == "signal":
         print(f"Continue with:   productgan train --resume {summary['run_dir']} [--steps N]")
+        # Saved and resumable, but unfinished: a shell's `train && evaluate` must not go on.
+        return 128 + (summary.get("signal") or 2)
     return 0
 
 
@@ -146,9 +150,9 @@ def cmd_prepare(args: list[str]) -> int:
                         help="Fashion-MNIST: validation images taken from its train set (default 5000).")
     parser.add_argument("--split", type=str, default=None,
                         help="Image folders: train,val,test fractions, stratified by class (default 0.8,0.1,0.1).")
-    parser.add_argument("--channels", type=int, default=None, choices=[1, 3],
+    parser.add_argument("--channels", type=Optional[Literal[1, 3]], default=None,
                         help="Image folders: 3 for RGB (default), 1 for grey.")
-    parser.add_argument("--fit", type=str, default=None, choices=["pad", "crop"],
+    parser.add_argument("--fit", type=Optional[Literal["pad", "crop"]], default=None,
                         help="Image folders: pad to a square with the background (default; keeps the whole product) "
                              "or centre crop.")
     parser.add_argument("--background", type=str, default=None,
@@ -192,7 +196,7 @@ def cmd_generate(args: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random vectors: same seed, same images.")
     parser.add_argument("--out", type=str, required=True,
                         help="NAME.npy (uint8 N x C x H x W), NAME.png (one grid) or a folder (one PNG per image).")
-    parser.add_argument("--size", type=str, default="native", choices=["native", "training"],
+    parser.add_argument("--size", type=Literal["native", "training"], default="native",
                         help="'native' (the dataset's own size, 28x28 for Fashion-MNIST) or 'training'.")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
     parser.add_argument("--label", type=str, default=None,
@@ -213,7 +217,7 @@ def cmd_evaluate(args: list[str]) -> int:
 
     parser = _parser("evaluate")
     parser.add_argument("run_dir", type=str, help="A run directory with an exported generator.")
-    parser.add_argument("--split", type=str, default="test", choices=["train", "val", "test"],
+    parser.add_argument("--split", type=Literal["train", "val", "test"], default="test",
                         help="Reference images: test for the final score, val while choosing settings.")
     parser.add_argument("--n", type=int, default=10_000, help="Generated images (and real ones for the floor).")
     parser.add_argument("--seed", type=int, default=0)
@@ -267,7 +271,7 @@ def cmd_export(args: list[str]) -> int:
 
     parser = _parser("export")
     parser.add_argument("run_dir", type=str, help="A run directory with checkpoints/last.pt.")
-    parser.add_argument("--checkpoint", type=str, default="last", choices=["last", "best"],
+    parser.add_argument("--checkpoint", type=Literal["last", "best"], default="last",
                         help="last.pt, or best.pt (the best validation score; needs --train.eval-every).")
     ns = parser.parse_args(args)
     print(f"Exported generator to {export_run(ns.run_dir, ns.checkpoint)}")
@@ -326,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"productgan {command}: interrupted.", file=sys.stderr)
         return 130
+    except OSError as error:  # a path that cannot be written or read: a full disk, no permission, no folder
+        if debug:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(f"productgan {command}: error: cannot use{where}: {error.strerror or error}.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

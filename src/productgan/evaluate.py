@@ -118,6 +118,19 @@ class Evaluator:
         return floor
 
 
+# The neighbour-based metrics need more images than their k: precision / recall (k = 3) on both
+# sides, density / coverage (k = 5) on the real side.
+MIN_GENERATED, MIN_REFERENCE = 4, 6
+
+
+def check_reference(dataset: PackedDataset, split: str, flag: str) -> None:
+    """A UsageError when ``split`` holds too few images to score generated ones against."""
+    count = len(dataset.indices(split))
+    if count < MIN_REFERENCE:
+        raise UsageError(f"{flag}: the {split} split holds {count} image(s), and scoring needs at least "
+                         f"{MIN_REFERENCE}; prepare the dataset with a larger {split} share.")
+
+
 def check_cas(sampler: Sampler) -> None:
     """A UsageError unless ``sampler`` is class-conditional (CAS needs labelled generated images)."""
     if not sampler.conditional:
@@ -180,8 +193,8 @@ def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000
     Inception-v3 file."""
     if split not in SPLITS:
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}.")
-    if n < 2:
-        raise UsageError(f"--n must be at least 2, not {n}.")
+    if n < MIN_GENERATED:
+        raise UsageError(f"--n must be at least {MIN_GENERATED}, not {n}.")
     from productgan.train import load_run_config
 
     run_dir = Path(source)
@@ -189,6 +202,7 @@ def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000
     sampler = load_generator(run_dir, device=device, temperature=temperature)
     dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
                            seed=config.train.split_seed)
+    check_reference(dataset, split, "--split")
     if cas:
         check_cas(sampler)  # refuses before the slow part
     inception = None

@@ -280,6 +280,10 @@ def _is_empty_dir(path: Path) -> bool:
 
 def _replace_dir(staging: Path, out: Path) -> None:
     """Rename ``staging`` to ``out``, replacing an existing ``out`` only after it is moved aside."""
+    # mkdtemp makes the folder private (0700); a dataset gets the permissions of any new folder.
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
     if not (out.exists() or out.is_symlink()):
         os.replace(staging, out)
         return

@@ -290,6 +290,10 @@ def prepare(
     if seed is not None:
         check_seed(seed)
     path = Path(source).expanduser()
+    if str(source) != FASHION_MNIST and not path.is_dir():
+        problem = "is a file" if path.exists() else "does not exist"
+        raise UsageError(f"{path} {problem}; prepare takes a folder of product photos (one sub-folder per "
+                         f"category), a folder with the Fashion-MNIST idx files, or the name {FASHION_MNIST}.")
     if path.is_dir() and not is_packed_dataset(path) and len(missing_files(path)) == len(FILES):
         if val_size is not None:
             raise UsageError("--val-size is for Fashion-MNIST; a folder of images is split with --split train,val,test.")

@@ -29,7 +29,7 @@ def density_coverage(real, fake, k: int = 5) -> tuple[float, float]:
     check_same_width(("real", real), ("generated", fake))
     if not 1 <= k < len(real):
         raise ProductganError(
-            f"k = {k} needs more than {k} real images; evaluate more images or lower k."
+            f"k = {k} needs more than {k} real images, not {len(real)}; evaluate more images or lower k."
         )
     real_radii = kth_neighbour_distances(real, k)
     memberships = 0

@@ -25,7 +25,8 @@ def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
     check_same_width(("real", real), ("generated", fake))
     if not 1 <= k < min(len(real), len(fake)):
         raise ProductganError(
-            f"k = {k} needs more than {k} real and generated images; evaluate more images or lower k."
+            f"k = {k} needs more than {k} real and generated images, not {len(real)} real and {len(fake)} "
+            f"generated; evaluate more images or lower k."
         )
     real_radii = kth_neighbour_distances(real, k)
     fake_radii = kth_neighbour_distances(fake, k)

@@ -189,6 +189,8 @@ small {{ color: #555; }}
 
 def check_port(host: str, port: int) -> None:
     """Fail with one sentence, before start-up, when the address cannot be listened on."""
+    if not 0 <= port < 65536:
+        raise UsageError(f"--port must be between 0 (any free port) and 65535, not {port}.")
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:

@@ -24,10 +24,10 @@ def _open(config: RunConfig):
     split = dataset.meta.get("split", {})
     config.train.val_size = split.get("val_size", config.train.val_size)
     config.train.split_seed = split.get("seed", config.train.split_seed)
-    if config.train.eval_every and not dataset.split_sizes()["val"]:
-        raise UsageError("--train.eval-every scores generated images against the validation split, and this "
-                         "dataset's is empty; prepare it with a validation share (--split, --val-size) or drop "
-                         "--train.eval-every.")
+    if config.train.eval_every:
+        from productgan.evaluate import check_reference
+
+        check_reference(dataset, "val", "--train.eval-every")
     return dataset
 
 
@@ -47,9 +47,12 @@ def check_budget(config: RunConfig, world_size: int = 1) -> None:
     check_pack(config.model.d_pack, config.batch_size // world_size)
     if config.loss.r1_every < 1:
         raise UsageError("--loss.r1-every must be at least 1.")
-    for name in ("log_every", "sample_every", "checkpoint_every"):
+    for name in ("log_every", "sample_every", "checkpoint_every", "grid_size"):
         if getattr(config.train, name) < 1:
-            raise UsageError(f"--train.{name} must be at least 1.")
+            raise UsageError(f"--train.{name.replace('_', '-')} must be at least 1.")
+    for name in ("nz", "ngf", "ndf"):
+        if getattr(config.model, name) < 1:
+            raise UsageError(f"--model.{name} must be at least 1, not {getattr(config.model, name)}.")
     check_seed(config.seed)
     if config.train.split_seed is not None:
         check_seed(config.train.split_seed, "--train.split-seed")
@@ -60,9 +63,11 @@ def check_budget(config: RunConfig, world_size: int = 1) -> None:
     t = config.train
     if t.eval_every < 0 or t.early_stop_patience < 0:
         raise UsageError("--train.eval-every and --train.early-stop-patience must be 0 (off) or more.")
-    if t.eval_every and t.eval_n < max(2, world_size):
-        raise UsageError(f"--train.eval-n must be at least {max(2, world_size)} (one image per process, two in all) "
-                         f"for a validation score, not {t.eval_n}.")
+    from productgan.evaluate import MIN_GENERATED
+
+    if t.eval_every and t.eval_n < max(MIN_GENERATED, world_size):
+        raise UsageError(f"--train.eval-n must be at least {max(MIN_GENERATED, world_size)} (and one image per "
+                         f"process) for a validation score, not {t.eval_n}.")
 
 
 def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
@@ -84,9 +89,14 @@ def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     dataset = _open(config)
     if config.out:
         run_dir = Path(config.out)
-        if context.is_main and not restarted and ((run_dir / LAST_CHECKPOINT).exists() or (run_dir / CONFIG_FILE).exists()):
+        if context.is_main and not restarted and (run_dir / LAST_CHECKPOINT).exists():
             raise ProductganError(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another --out."
+            )
+        if context.is_main and not restarted and (run_dir / CONFIG_FILE).exists():
+            raise ProductganError(
+                f"{run_dir} holds a run that stopped before its first checkpoint (nothing to resume); pick another "
+                f"--out, or delete {run_dir} to start there."
             )
     else:
         run_dir = new_run_dir(config.runs_root, config.data, dataset.image_size)
@@ -103,7 +113,8 @@ def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress:
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     if not (run_dir / LAST_CHECKPOINT).is_file():
-        raise ProductganError(f"{run_dir} has no {LAST_CHECKPOINT} to resume from; start a new run instead.")
+        raise ProductganError(f"{run_dir} has no {LAST_CHECKPOINT} to resume from (the run stopped before its first "
+                              f"checkpoint); start a new run instead.")
     if steps is not None or images is not None or minutes is not None:
         config.steps, config.images, config.minutes = steps, images, minutes
     check_budget(config, context.world_size)

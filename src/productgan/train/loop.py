@@ -596,7 +596,7 @@ class Trainer:
             self._tensorboard.close()
         distributed.barrier(ctx)
         return {"step": self.step, "images_seen": self.images_seen, "elapsed_s": self.elapsed_s,
-                "stopped_by": reason, "samples": samples, "export": export, "run_dir": self.run_dir,
+                "stopped_by": reason, "signal": stop.received or None, "samples": samples, "export": export, "run_dir": self.run_dir,
                 "is_main": main}
 
     def _decay_lr(self, spent: float) -> None:
@@ -668,14 +668,14 @@ class _StopSignal:
     and the checkpoint is written before the process exits."""
 
     def __init__(self):
-        self.received = False
+        self.received = 0  # the signal's number once one arrives
         self.early = False  # set by the loop: validation stopped improving
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame):
         if self.received:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
-        self.received = True
+        self.received = signum
 
     def __enter__(self):
         try:
@@ -708,4 +708,11 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ProductganError(f"{run_dir} is not a productgan run directory (no {CONFIG_FILE}); pass the folder a training run wrote.")
-    return from_dict(RunConfig, yaml.safe_load(path.read_text()))
+    try:
+        values = yaml.safe_load(path.read_text())
+        if not isinstance(values, dict):
+            raise ValueError(f"it holds {type(values).__name__}, not the run's settings")
+        return from_dict(RunConfig, values)
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0].strip("'\"")
+        raise ProductganError(f"{path} is damaged ({reason}); restore it from a copy of the run, or start a new run.")
