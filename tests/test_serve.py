@@ -69,6 +69,14 @@ def test_info_describes_the_generator_and_the_limits(client):
     assert client.get("/health").json() == {"status": "ok"}
 
 
+def test_api_description_and_head_requests(client):
+    schema = client.get("/openapi.json")  # what /docs renders
+    assert schema.status_code == 200
+    assert {"/", "/health", "/info", "/images.png", "/images.npy", "/image.png"} <= set(schema.json()["paths"])
+    for path in ("/health", "/", "/images.png?n=2"):
+        assert client.head(path).status_code == 200, path
+
+
 def test_npy_and_png_are_the_samplers_images(client, conditional_export):
     sampler = load_generator(conditional_export)
     expected = sampler(n=12, seed=5, label="Bag").numpy()
@@ -161,9 +169,9 @@ def test_serve_command_loads_then_runs_uvicorn(conditional_export, monkeypatch, 
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
     assert main(["serve", str(conditional_export), "--port", "0", "--max-images", "8"]) == 0
     (app, kwargs), = calls
-    assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 0
+    assert kwargs["host"] == "127.0.0.1" and 0 < kwargs["port"] < 65536  # port 0: a free one, chosen and named
     assert TestClient(app).get("/info").json()["max_images"] == 8
-    assert "Serving" in capsys.readouterr().out
+    assert f"at http://127.0.0.1:{kwargs['port']}/" in capsys.readouterr().out
 
 
 def test_serve_command_errors_are_one_sentence(tmp_path, conditional_export, monkeypatch, capsys):
@@ -184,7 +192,7 @@ def test_serve_command_errors_are_one_sentence(tmp_path, conditional_export, mon
 
 
 def test_check_port_accepts_a_free_port():
-    check_port("127.0.0.1", 0)
+    assert 0 < check_port("127.0.0.1", 0) < 65536  # 0: a free port, named
     with pytest.raises(ProductganError, match="Cannot listen"):
         check_port("203.0.113.1", 80)  # an address this machine does not have
     with pytest.raises(UsageError, match="--port must be between 0"):

@@ -76,6 +76,7 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
     fastapi = _require_fastapi()
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from fastapi.routing import APIRoute
 
     if max_images < 1:
         raise UsageError(f"--max-images must be at least 1, not {max_images}.")
@@ -120,17 +121,17 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
 
     @app.get("/images.png", response_class=Response)
     def images_png(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native",
-                   temperature: float = 1.0) -> Response:
+                   temperature: float = 1.0):
         return Response(_png(make_grid(*images(n, seed, label, size, temperature))), media_type="image/png")
 
     @app.get("/images.npy", response_class=Response)
     def images_npy(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native",
-                   temperature: float = 1.0) -> Response:
+                   temperature: float = 1.0):
         return Response(_npy(images(n, seed, label, size, temperature)[0]), media_type="application/octet-stream")
 
     @app.get("/image.png", response_class=Response)
     def image_png(seed: int = 0, index: int = 0, label: str | None = None, size: str = "native",
-                  temperature: float = 1.0) -> Response:
+                  temperature: float = 1.0):
         if not 0 <= index < max_images:
             raise UsageError(f"index must be between 0 and {max_images - 1}, not {index}.")
         label = check(1, seed, label, temperature)
@@ -145,6 +146,11 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
         label = check(n, seed, label, temperature)  # the grid's checks, so a bad form gets its sentence at once
         return _page(sampler, n, seed, label, temperature, max_images)
 
+    # HEAD as well as GET on every page, for uptime checks and `curl -I` (left out of /docs).
+    for route in list(app.routes):
+        if isinstance(route, APIRoute) and "GET" in route.methods:
+            app.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False,
+                              response_class=route.response_class)
     return app
 
 
@@ -187,8 +193,9 @@ small {{ color: #555; }}
 """
 
 
-def check_port(host: str, port: int) -> None:
-    """Fail with one sentence, before start-up, when the address cannot be listened on."""
+def check_port(host: str, port: int) -> int:
+    """The port to listen on (a free one for 0), or one sentence, before start-up, when the
+    address cannot be listened on."""
     if not 0 <= port < 65536:
         raise UsageError(f"--port must be between 0 (any free port) and 65535, not {port}.")
     try:
@@ -196,6 +203,7 @@ def check_port(host: str, port: int) -> None:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
+            return probe.getsockname()[1]
     except OSError as error:
         raise ProductganError(f"Cannot listen on {host}:{port} ({error.strerror or error}); "
                               f"choose another --port or stop what uses it.")
@@ -210,6 +218,6 @@ def serve(source: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, 
     except ImportError:
         raise ProductganError(MISSING_EXTRA)
     app = create_app(source, device=device, max_images=max_images)
-    check_port(host, port)
+    port = check_port(host, port)
     print(f"Serving {source} at http://{host}:{port}/ (API docs at /docs); Ctrl-C stops.", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
