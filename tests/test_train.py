@@ -12,7 +12,7 @@ import torch
 
 from productgan.config import RunConfig
 from productgan.errors import ProductganError, UsageError
-from productgan.train import Trainer, export_run, resume, train
+from productgan.train import Trainer, export_run, load_run_config, resume, train
 from productgan.train.checkpoint import load_checkpoint, save_checkpoint
 from productgan.train.ema import EMA
 from productgan.train.loop import BatchSource, TrainingStopped, target_steps
@@ -92,6 +92,28 @@ def test_a_damaged_config_yaml_is_one_sentence(fake_packed, tmp_path, text):
         resume(tmp_path / "run", progress=False)
     with pytest.raises(ProductganError, match="config.yaml is damaged"):
         export_run(tmp_path / "run")
+
+
+def test_a_relative_data_path_is_recorded_absolute(fake_packed, tmp_path, monkeypatch):
+    monkeypatch.chdir(fake_packed.parent)
+    train(tiny_config(fake_packed.name, tmp_path / "run", steps=2), progress=False)
+    assert load_run_config(tmp_path / "run").data == str(fake_packed.resolve())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert resume(tmp_path / "run", steps=3, progress=False)["step"] == 3
+    fake_packed.rename(tmp_path / "moved")
+    with pytest.raises(ProductganError, match="The dataset this run trained on, .* is not there; put it back"):
+        resume(tmp_path / "run", steps=4, progress=False)
+
+
+def test_resume_within_the_budget_already_spent_is_refused(fake_packed, tmp_path):
+    train(tiny_config(fake_packed, tmp_path / "run", steps=4), progress=False)
+    recorded = (tmp_path / "run" / "config.yaml").read_text()
+    for budget in ({}, {"steps": 3}, {"images": 64}):
+        with pytest.raises(UsageError, match="is at step 4 .* already, past the budget given"):
+            resume(tmp_path / "run", progress=False, **budget)
+    assert (tmp_path / "run" / "config.yaml").read_text() == recorded
+    assert resume(tmp_path / "run", steps=5, progress=False)["step"] == 5
 
 
 def test_resume_matches_an_uninterrupted_run_bit_for_bit(fake_packed, tmp_path):
@@ -323,6 +345,17 @@ def test_export_run_rebuilds_the_generator_from_the_checkpoint(fake_packed, tmp_
     export_run(tmp_path / "run")
     assert not parked.exists() and (tmp_path / "run" / "generator" / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == []
+
+
+def test_exported_weights_are_readable_like_any_new_file(fake_packed, tmp_path):
+    umask = os.umask(0o022)
+    try:
+        train(tiny_config(fake_packed, tmp_path / "run", steps=2), progress=False)
+    finally:
+        os.umask(umask)
+    export = tmp_path / "run" / "generator"
+    assert {p.name: p.stat().st_mode & 0o777 for p in export.iterdir()} == {"model.safetensors": 0o644,
+                                                                           "config.json": 0o644}
 
 
 @pytest.mark.parametrize("loss, d_norm, r1", [("hinge", "spectral", 0.0), ("wgan-gp", "none", 0.0), ("bce", "batch", 1.0)])

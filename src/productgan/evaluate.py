@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from productgan.data import PackedDataset, is_packed_dataset, open_dataset
+from productgan.data import PackedDataset, is_packed_dataset
 from productgan.errors import UsageError
 from productgan.files import write_text_atomic
 from productgan.metrics.registry import METRICS
@@ -195,13 +195,12 @@ def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}.")
     if n < MIN_GENERATED:
         raise UsageError(f"--n must be at least {MIN_GENERATED}, not {n}.")
-    from productgan.train import load_run_config
+    from productgan.train import load_run_config, open_recorded_dataset
 
     run_dir = Path(source)
     config = load_run_config(run_dir)
     sampler = load_generator(run_dir, device=device, temperature=temperature)
-    dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
-                           seed=config.train.split_seed)
+    dataset = open_recorded_dataset(config, run_dir)
     check_reference(dataset, split, "--split")
     if cas:
         check_cas(sampler)  # refuses before the slow part

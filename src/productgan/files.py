@@ -25,3 +25,17 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def usual_permissions(path: str | os.PathLike) -> Path:
+    """Give ``path`` the permissions of any new file or folder here: some writers (safetensors,
+    mkdtemp) make theirs private, which would keep a shared run or dataset from its other users."""
+    path = Path(path)
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~current_umask())
+    return path

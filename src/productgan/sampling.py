@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from productgan.config import ModelConfig, from_dict, to_dict
 from productgan.errors import ProductganError, UsageError
+from productgan.files import usual_permissions
 from productgan.models import Generator
 
 EXPORT_FORMAT = "productgan-generator"
@@ -54,6 +55,7 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dic
     tmp.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
     save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": EXPORT_FORMAT})
+    usual_permissions(tmp / WEIGHTS_FILE)  # safetensors writes 0600
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     old = out_dir.with_name(f".{out_dir.name}.old")
     shutil.rmtree(old, ignore_errors=True)  # left by an export a crash cut short

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from productgan.errors import ProductganError, UsageError
+from productgan.files import usual_permissions
 
 SPLITS = ("train", "val", "test")
 FORMAT = "productgan.packed-dataset"
@@ -280,10 +281,7 @@ def _is_empty_dir(path: Path) -> bool:
 
 def _replace_dir(staging: Path, out: Path) -> None:
     """Rename ``staging`` to ``out``, replacing an existing ``out`` only after it is moved aside."""
-    # mkdtemp makes the folder private (0700); a dataset gets the permissions of any new folder.
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)
+    usual_permissions(staging)  # mkdtemp made it private
     if not (out.exists() or out.is_symlink()):
         os.replace(staging, out)
         return

@@ -8,6 +8,7 @@ from typing import Any
 
 from productgan.config import RunConfig, check_pack, check_seed
 from productgan.data import open_dataset
+from productgan.data.prepare import FASHION_MNIST
 from productgan.errors import ProductganError, UsageError
 from productgan.train import distributed
 from productgan.train.loop import CONFIG_FILE, LAST_CHECKPOINT, Trainer, load_run_config
@@ -16,10 +17,25 @@ from productgan.train.rundir import new_run_dir
 __all__ = ["train", "resume", "Trainer", "load_run_config"]
 
 
-def _open(config: RunConfig):
-    dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
-                           seed=config.train.split_seed)
-    # Record what the data really is, so config.yaml alone rebuilds the run.
+def open_recorded_dataset(config: RunConfig, run_dir: str | Path):
+    """The dataset a run's config.yaml names, or one sentence when it is no longer there."""
+    if config.data != FASHION_MNIST and not Path(config.data).expanduser().exists():
+        raise ProductganError(f"The dataset this run trained on, {config.data} (the data: line of {Path(run_dir) / CONFIG_FILE}), "
+                              f"is not there; put it back, or edit that line to where it is now.")
+    return open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
+                        seed=config.train.split_seed)
+
+
+def _open(config: RunConfig, run_dir: str | Path | None = None):
+    if run_dir is None:
+        dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
+                               seed=config.train.split_seed)
+    else:
+        dataset = open_recorded_dataset(config, run_dir)
+    # Record what the data really is, so config.yaml alone rebuilds the run, from any folder.
+    path = Path(config.data).expanduser()
+    if path.exists():
+        config.data = str(path.resolve())
     config.image_size = dataset.image_size
     split = dataset.meta.get("split", {})
     config.train.val_size = split.get("val_size", config.train.val_size)
@@ -118,7 +134,7 @@ def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress:
     if steps is not None or images is not None or minutes is not None:
         config.steps, config.images, config.minutes = steps, images, minutes
     check_budget(config, context.world_size)
-    dataset = _open(config)
+    dataset = _open(config, run_dir)
     try:
         return Trainer(config, run_dir, dataset, resume=True, context=context).fit(progress=progress)
     finally:

@@ -526,6 +526,13 @@ class Trainer:
         """
         cfg, t, ctx = self.config, self.config.train, self.context
         main = ctx.is_main
+        end_step = target_steps(cfg)
+        budget_s = cfg.minutes * 60.0 if cfg.minutes is not None else None
+        if self.step and ((end_step is not None and self.step >= end_step) or (budget_s and self.elapsed_s >= budget_s)):
+            # Checked before config.yaml is rewritten, so the run keeps the budget it was trained with.
+            raise UsageError(f"The run in {self.run_dir} is at step {self.step} ({self.images_seen:,} images, "
+                             f"{self.elapsed_s / 60:.1f} min) already, past the budget given; give a larger total "
+                             f"(--steps, --images or --minutes).")
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -534,13 +541,11 @@ class Trainer:
             self._trim_metrics()
             self._tensorboard = open_tensorboard(self.run_dir, self.step) if t.tensorboard else None
 
-        end_step = target_steps(cfg)
         stop = _StopSignal()
         stats = StepStats.zeros(self.device)
         last_log_time, last_log_images = time.perf_counter(), self.images_seen
         session_start = time.perf_counter()
         elapsed_at_start = self.elapsed_s
-        budget_s = cfg.minutes * 60.0 if cfg.minutes is not None else None
         # Share of the minutes budget used (the same on every rank after a resume), refreshed
         # where the ranks agree.
         time_spent = elapsed_at_start / budget_s if budget_s else 0.0
