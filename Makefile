@@ -1,7 +1,9 @@
 # Set-up and the two everyday jobs. `make demo` and `make test` work on a fresh Debian/Ubuntu machine.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build by default; GPU users pass e.g. TORCH="torch" (PyPI's CUDA build) or a CUDA wheel spec.
+# The build pip resolves for torch 2.13.0 (the CPU wheel where pip is set up with it; PyPI's Linux
+# default is the CUDA build). Pass e.g. TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+# for the CPU-only build, or TORCH="torch" / a CUDA wheel spec for a GPU.
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.productgan-installed

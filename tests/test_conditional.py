@@ -119,6 +119,8 @@ def test_generate_label_from_the_command_line(conditional_run, tmp_path, capsys)
     assert files == ["0-000000-Sneaker.png", "0-000001-Sneaker.png", "0-000002-Sneaker.png"]
     expected = load_generator(conditional_run)(3, seed=0, label="Sneaker").numpy()
     assert np.array_equal(np.asarray(Image.open(out / files[1]))[None], expected[1])
+    assert main(["generate", str(conditional_run), "--n", "2", "--label", "7", "--out", str(tmp_path / "7.png")]) == 0
+    assert "Wrote 2 images of class 'Sneaker'" in capsys.readouterr().out  # class 7, named
     assert main(["generate", str(conditional_run), "--n", "3", "--label", "Hat", "--out", str(tmp_path / "x")]) == 2
     assert "Unknown class 'Hat'" in capsys.readouterr().err
 

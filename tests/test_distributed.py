@@ -20,13 +20,14 @@ TINY = ["--model.nz", "8", "--model.ngf", "4", "--model.ndf", "4", "--train.grid
         "--train.precision", "fp32", "--train.log-every", "2", "--train.threads", "1", "--no-progress"]
 
 WORKER = textwrap.dedent('''
-    import os, sys, torch
+    import os, signal, sys, torch
     from pathlib import Path
     from productgan.config import ModelConfig, RunConfig, TrainConfig
     from productgan.data import open_dataset
     from productgan.train import Trainer, distributed
 
     data, out, steps, poison_rank = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    how = sys.argv[5] if len(sys.argv) > 5 else "nan"  # what happens to poison_rank at step 3
     context = distributed.from_environment()
     config = RunConfig(data=data, out=str(out / "run"), batch_size=16, steps=steps,
                        model=ModelConfig(nz=8, ngf=4, ndf=4),
@@ -40,16 +41,20 @@ WORKER = textwrap.dedent('''
         original = trainer.train_step
         def poisoned(stats):
             original(stats)
-            if trainer.step == 3:
+            if trainer.step == 3 and how == "signal":
+                os.kill(os.getpid(), signal.SIGTERM)
+            elif trainer.step == 3:
                 with torch.no_grad():
                     for p in trainer.D.parameters():
                         p.fill_(float("nan"))
         trainer.train_step = poisoned
+    summary = {}
     try:
-        trainer.fit(progress=False)
+        summary = trainer.fit(progress=False)
     finally:
         torch.save({"G": trainer.G.state_dict(), "D": trainer.D.state_dict(),
-                    "G_ema": trainer.ema.model.state_dict(), "step": trainer.step},
+                    "G_ema": trainer.ema.model.state_dict(), "step": trainer.step,
+                    "stopped_by": summary.get("stopped_by"), "signal": summary.get("signal")},
                    out / f"state-rank{context.rank}.pt")
         distributed.shutdown()
 ''')
@@ -94,6 +99,15 @@ def test_non_finite_loss_on_one_rank_stops_both(worker, fake_packed, tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
 
 
+def test_a_signal_to_one_rank_stops_both_with_its_number(worker, fake_packed, tmp_path):
+    result = torchrun(str(worker), str(fake_packed), str(tmp_path), "10", "1", "signal")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in (0, 1):  # the ranks agree at the next log interval (every 2 steps)
+        state = torch.load(tmp_path / f"state-rank{rank}.pt", weights_only=True)
+        assert (state["step"], state["stopped_by"], state["signal"]) == (4, "signal", 15)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
+
+
 def test_cli_under_torchrun_then_resume_with_one_process(fake_packed, tmp_path):
     run = tmp_path / "run"
     result = torchrun("-m", "productgan", "train", "--data", str(fake_packed), "--out", str(run),
@@ -131,6 +145,20 @@ def test_global_batch_must_divide(fake_packed, tmp_path):
                       "--batch-size", "15", "--steps", "2", *TINY)
     assert result.returncode != 0
     assert "must divide evenly among 2 processes" in result.stderr
+
+
+def test_sync_batchnorm_on_cpu_processes_is_one_sentence(fake_packed, tmp_path, monkeypatch):
+    from productgan.data import open_dataset
+    from productgan.errors import UsageError
+    from productgan.train import Trainer, distributed
+
+    from helpers import tiny_config
+
+    monkeypatch.setattr(distributed, "init", lambda context, device: torch.device("cpu"))  # no process group needed
+    config = tiny_config(fake_packed, tmp_path / "run")
+    config.train.sync_batchnorm = True
+    with pytest.raises(UsageError, match="SyncBatchNorm runs on CUDA only"):
+        Trainer(config, tmp_path / "run", open_dataset(str(fake_packed)), context=distributed.Context(0, 2, 0))
 
 
 def test_validation_is_sharded_and_gathered(fake_packed, tmp_path):

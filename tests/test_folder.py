@@ -209,6 +209,11 @@ def test_too_few_images_for_the_split_is_a_clear_error(tmp_path):
     (empty / "a").mkdir(parents=True)
     with pytest.raises(UsageError, match="holds no image files"):
         prepare_folder(empty, tmp_path / "out", workers=1, progress=False)
+    flat = tmp_path / "flat"
+    for i in range(3):
+        save(Image.new("RGB", (8, 8), (i, i, i)), flat / f"{i}.png")
+    with pytest.raises(UsageError, match="holds 3 file\\(s\\) but no class sub-folders; .* or pass --no-labels"):
+        prepare_folder(flat, tmp_path / "out", workers=1, progress=False)
 
 
 def test_split_is_stratified_seeded_and_exact():

@@ -338,6 +338,8 @@ def test_export_run_rebuilds_the_generator_from_the_checkpoint(fake_packed, tmp_
     (tmp_path / "run" / "generator" / "model.safetensors").unlink()
     export_run(tmp_path / "run")
     assert (tmp_path / "run" / "generator" / "model.safetensors").read_bytes() == before
+    with pytest.raises(ProductganError, match="it is kept only when training scores the validation split"):
+        export_run(tmp_path / "run", "best")
     # An export cut short by a crash leaves the previous one parked; the next export clears it.
     parked = tmp_path / "run" / ".generator.old"
     parked.mkdir()

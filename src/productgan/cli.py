@@ -117,8 +117,11 @@ def cmd_train(args: list[str]) -> int:
         for key in ("config", "resume", "no_progress", "debug", "__path__"):
             values.pop(key, None)
         summary = train(from_dict(RunConfig, values), progress=not ns.no_progress)
+    # Stopped by a signal: saved and resumable, but unfinished, so a shell's `train && evaluate`
+    # must not go on (under torchrun every rank says so, whichever got the signal).
+    code = 128 + (summary.get("signal") or 2) if summary["stopped_by"] == "signal" else 0
     if not summary["is_main"]:
-        return 0  # under torchrun, rank 0 reports for all
+        return code  # under torchrun, rank 0 reports for all
     how = {"budget": "finished", "signal": "stopped by a signal",
            "early stop": "stopped early (validation no longer improving)"}[summary["stopped_by"]]
     print(f"Training {how} at step {summary['step']} ({summary['images_seen']:,} images, "
@@ -128,9 +131,7 @@ def cmd_train(args: list[str]) -> int:
     print(f"Generator:       {summary['export']}")
     if summary["stopped_by"] == "signal":
         print(f"Continue with:   productgan train --resume {summary['run_dir']} [--steps N]")
-        # Saved and resumable, but unfinished: a shell's `train && evaluate` must not go on.
-        return 128 + (summary.get("signal") or 2)
-    return 0
+    return code
 
 
 def cmd_prepare(args: list[str]) -> int:
@@ -207,7 +208,12 @@ def cmd_generate(args: list[str]) -> int:
     ns = parser.parse_args(args)
     path = generate_to_path(ns.source, ns.out, n=ns.n, seed=ns.seed, size=ns.size, device=ns.device,
                             overwrite=ns.overwrite, label=ns.label, temperature=ns.temperature)
-    what = f" of class {ns.label!r}" if ns.label is not None else ""
+    what = ""
+    if ns.label is not None:  # the class's own name, whether it was given by index or in another case
+        from productgan.sampling import load_generator
+
+        sampler = load_generator(ns.source)
+        what = f" of class {sampler.class_names[sampler.class_index(ns.label)]!r}"
     print(f"Wrote {ns.n} images{what} to {path}")
     return 0
 

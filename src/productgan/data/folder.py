@@ -276,6 +276,10 @@ def prepare_folder(
 
     candidates, skipped, class_folders = _walk(src, labels)
     files_found = len(candidates) + len(skipped)
+    outside = sum(1 for s in skipped if s["reason"].startswith("not inside a class folder"))
+    if not candidates and outside:
+        raise UsageError(f"{src} holds {outside} file(s) but no class sub-folders; put each category's images in a "
+                         f"sub-folder named after it, or pass --no-labels to pack them as one class.")
     if not candidates:
         raise UsageError(f"{src} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
                          + ("; with class labels they must sit in one sub-folder per class" if labels else "") + ".")

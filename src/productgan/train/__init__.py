@@ -149,4 +149,7 @@ def export_run(run_dir: str | Path, checkpoint: str = "last") -> Path:
     run_dir = Path(run_dir)
     load_run_config(run_dir)  # a clear error when this is not a run directory
     path = run_dir / (LAST_CHECKPOINT if checkpoint == "last" else BEST_CHECKPOINT)
+    if checkpoint == "best" and not path.is_file():
+        raise ProductganError(f"{run_dir} has no {BEST_CHECKPOINT}: it is kept only when training scores the validation "
+                              f"split (--train.eval-every K); export the last checkpoint instead.")
     return export_checkpoint(load_checkpoint(path), run_dir / "generator")

@@ -95,13 +95,13 @@ def all_reduce_mean(tensor: torch.Tensor, context: Context) -> torch.Tensor:
     return tensor
 
 
-def any_rank(flag: bool, device: torch.device, context: Context) -> bool:
-    """True on every rank if ``flag`` is true on any: stop decisions must be unanimous."""
+def max_over_ranks(values: list[float], device: torch.device, context: Context) -> list[float]:
+    """Each value's largest over the ranks, on every rank: stop decisions must be unanimous."""
     if not context.enabled:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.tolist()
 
 
 def broadcast_float(value: float, device: torch.device, context: Context) -> float:

@@ -206,6 +206,9 @@ class Trainer:
         self.conditional = self.G.num_classes > 0
         init_weights(self.G)
         init_weights(self.D)
+        if context.enabled and config.train.sync_batchnorm and self.device.type != "cuda":
+            raise UsageError("--train.sync-batchnorm shares BatchNorm statistics between GPUs (PyTorch's SyncBatchNorm "
+                             "runs on CUDA only); drop it for processes on CPUs.")
         if context.enabled and config.train.sync_batchnorm:
             self.G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
             self.D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
@@ -560,8 +563,12 @@ class Trainer:
                 # A collective per step would stall GPUs, so ranks agree on stops once per log interval.
                 if not ctx.enabled or self.step % t.log_every == 0:
                     time_up = budget_s is not None and self.elapsed_s >= budget_s
-                    if distributed.any_rank(time_up or stop.received or stop.early, self.device, ctx):
-                        reason = "budget" if time_up else "early stop" if stop.early else "signal"
+                    # One collective for all three; the signal's number travels to the ranks that got none.
+                    time_up, early, signum = distributed.max_over_ranks(
+                        [float(time_up), float(stop.early), float(stop.received)], self.device, ctx)
+                    if time_up or early or signum:
+                        reason = "budget" if time_up else "early stop" if early else "signal"
+                        stop.received = int(signum)
                         break
                     if cfg.optim.lr_decay != "none" and budget_s is not None:
                         # Rank 0's clock, so that every rank steps with the same learning rate.
