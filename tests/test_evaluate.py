@@ -107,7 +107,8 @@ def test_validation_vectors_are_not_the_ones_evaluate_scores(fake_packed, tmp_pa
 
     seen = []
     real_from_noise = Sampler.from_noise
-    monkeypatch.setattr(Sampler, "from_noise", lambda self, z, **k: seen.append(z.clone()) or real_from_noise(self, z, **k))
+    monkeypatch.setattr(Sampler, "from_noise",
+                        lambda self, z, **k: seen.append(z.clone()) or real_from_noise(self, z, **k))
     config = tiny_config(fake_packed, tmp_path / "run", steps=2)
     config.train.eval_every, config.train.eval_n = 2, 20
     train(config, progress=False)

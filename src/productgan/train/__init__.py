@@ -20,8 +20,9 @@ __all__ = ["train", "resume", "Trainer", "load_run_config"]
 def open_recorded_dataset(config: RunConfig, run_dir: str | Path):
     """The dataset a run's config.yaml names, or one sentence when it is no longer there."""
     if config.data != FASHION_MNIST and not Path(config.data).expanduser().exists():
-        raise ProductganError(f"The dataset this run trained on, {config.data} (the data: line of {Path(run_dir) / CONFIG_FILE}), "
-                              f"is not there; put it back, or edit that line to where it is now.")
+        raise ProductganError(f"The dataset this run trained on, {config.data} (the data: line of "
+                              f"{Path(run_dir) / CONFIG_FILE}), is not there; put it back, or edit that line to where "
+                              f"it is now.")
     return open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
                         seed=config.train.split_seed)
 

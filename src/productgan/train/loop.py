@@ -608,8 +608,8 @@ class Trainer:
             self._tensorboard.close()
         distributed.barrier(ctx)
         return {"step": self.step, "images_seen": self.images_seen, "elapsed_s": self.elapsed_s,
-                "stopped_by": reason, "signal": stop.received or None, "samples": samples, "export": export, "run_dir": self.run_dir,
-                "is_main": main}
+                "stopped_by": reason, "signal": stop.received or None, "samples": samples, "export": export,
+                "run_dir": self.run_dir, "is_main": main}
 
     def _decay_lr(self, spent: float) -> None:
         """Both learning rates at (1 - spent) of their configured values, ``spent`` being the
