@@ -161,7 +161,7 @@ def cmd_prepare(args: list[str]) -> int:
                              "grey, #RRGGBB or R,G,B.")
     parser.add_argument("--no_labels", action="store_true",
                         help="Image folders: ignore sub-folders and put every image in one class.")
-    parser.add_argument("--workers", type=int, default=None, help="Image folders: decoding processes (default: CPUs).")
+    parser.add_argument("--workers", type=int, default=None, help="Image folders: decoding processes (default: the CPUs, at most 8).")
     parser.add_argument("--no_progress", action="store_true", help="No progress bar.")
     ns = parser.parse_args(args)
     out = prepare(ns.source, ns.out, image_size=ns.image_size, val_size=ns.val_size, seed=ns.split_seed,

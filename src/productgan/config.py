@@ -29,7 +29,7 @@ class ModelConfig:
     Args:
         nz: Length of the random vector z fed to the generator.
         ngf: Generator width: channels of its last hidden stage (earlier stages double it). 32
-            rather than the paper's 64: at 32x32 it trains about 2.4x faster on a CPU and scores
+            rather than the paper's 64: at 32x32 it trains about 2.3x faster on a CPU and scores
             as well after the same minutes.
         ndf: Discriminator width: channels of its first stage (later stages double it).
         g_norm: Normalisation in the generator's hidden stages.
