@@ -25,3 +25,13 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1.3
     """torch.testing.assert_close's float32 check without its ~1 s of imports on first use."""
     assert actual.shape == expected.shape and actual.dtype == expected.dtype
     assert torch.allclose(actual, expected, rtol=rtol, atol=atol), (actual, expected)
+
+
+def dead_pid() -> int:
+    """The process id of a process that has ended (a crashed writer, for temporary-file tests)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid

@@ -131,7 +131,7 @@ def test_unwritable_paths_and_bad_sources_are_one_sentence(fake_packed, tmp_path
     blocker.write_text("x")
     assert main(["train", "--data", str(fake_packed), "--out", str(blocker / "run"), "--steps", "2", *TINY]) == 1
     err = capsys.readouterr().err
-    assert "cannot use" in err and str(blocker) in err and "Traceback" not in err
+    assert "Not a directory" in err and str(blocker) in err and "check the path" in err and "Traceback" not in err
     assert main(["prepare", str(tmp_path / "nosuch"), "--out", str(tmp_path / "d"), "--workers", "1"]) == 2
     assert "nosuch does not exist; prepare takes a folder of product photos" in capsys.readouterr().err
 

@@ -270,3 +270,27 @@ def test_training_from_a_memory_mapped_dataset_matches_in_memory(packed, tmp_pat
     a = load_checkpoint(tmp_path / "ram" / "checkpoints" / "last.pt")["G"]
     b = load_checkpoint(tmp_path / "mapped" / "checkpoints" / "last.pt")["G"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_decoding_workers_end_with_a_killed_main_process(tmp_path):
+    """A SIGKILL gives the pool no chance to stop its workers; they must not live on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, signal, sys\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from productgan.data.folder import end_with_parent\n"
+        "pool = ProcessPoolExecutor(1, initializer=end_with_parent, initargs=(os.getpid(),))\n"
+        "print(pool.submit(os.getpid).result(), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    main = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert main.returncode == -signal.SIGKILL
+    worker = int(main.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{worker}").exists()

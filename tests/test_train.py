@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,9 +17,10 @@ from productgan.train import Trainer, export_run, load_run_config, resume, train
 from productgan.train.checkpoint import load_checkpoint, save_checkpoint
 from productgan.train.ema import EMA
 from productgan.train.loop import BatchSource, TrainingStopped, target_steps
+from productgan.files import temp_prefix
 from productgan.train.rundir import new_run_dir
 
-from helpers import tiny_config
+from helpers import dead_pid, tiny_config
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -340,8 +342,8 @@ def test_export_run_rebuilds_the_generator_from_the_checkpoint(fake_packed, tmp_
     assert (tmp_path / "run" / "generator" / "model.safetensors").read_bytes() == before
     with pytest.raises(ProductganError, match="it is kept only when training scores the validation split"):
         export_run(tmp_path / "run", "best")
-    # An export cut short by a crash leaves the previous one parked; the next export clears it.
-    parked = tmp_path / "run" / ".generator.old"
+    # An export cut short by a crash can leave the previous one parked; the next export clears it.
+    parked = tmp_path / "run" / f"{temp_prefix(Path('generator'), 'old')}x".replace(str(os.getpid()), str(dead_pid()))
     parked.mkdir()
     (parked / "model.safetensors").write_bytes(b"old")
     export_run(tmp_path / "run")

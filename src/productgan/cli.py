@@ -8,6 +8,7 @@ run configuration is a flag (``--model.ngf 32``), and ``--config run.yaml`` /
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -339,9 +340,19 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # a path that cannot be written or read: a full disk, no permission, no folder
         if debug:
             raise
-        where = f" {error.filename}" if error.filename else ""
-        print(f"productgan {command}: error: cannot use{where}: {error.strerror or error}.", file=sys.stderr)
+        print(f"productgan {command}: error: {describe_os_error(error)}", file=sys.stderr)
         return 1
+
+
+def describe_os_error(error: OSError) -> str:
+    """An operating-system error as one sentence with the path and what to do about it."""
+    where = f" ({error.filename})" if error.filename else ""
+    reason = (error.strerror or str(error)).rstrip(".")
+    full = error.errno == errno.ENOSPC or "No space left" in str(error)
+    fix = ("free some space on that disk and run the command again; earlier results are kept" if full else
+           "check the permissions" if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else
+           "check the path")
+    return f"{reason}{where}; {fix}."
 
 
 if __name__ == "__main__":

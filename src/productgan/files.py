@@ -3,7 +3,13 @@ then a rename over it (atomic on one file system)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -13,10 +19,14 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     created when missing, and the temporary file never outlives a failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f"{temp_prefix(path)}{path.suffix.lower()}")  # writers that add a missing suffix find it
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from None  # say where
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -39,3 +49,96 @@ def usual_permissions(path: str | os.PathLike) -> Path:
     path = Path(path)
     path.chmod((0o777 if path.is_dir() else 0o666) & ~current_umask())
     return path
+
+
+RENAME_EXCHANGE = 2  # renameat2 flag: swap two paths in one step (Linux 3.15+)
+AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` atomically; False where the system cannot (then nothing moved)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
+
+
+def replace_dir(staging: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Put the finished folder ``staging`` at ``out``. An existing ``out`` is swapped out in one
+    atomic step where the system allows it (so a crash leaves the old folder or the new one, never
+    neither), else moved aside first and put back if the final rename fails; then it is removed."""
+    staging, out = Path(staging), Path(out)
+    usual_permissions(staging)  # mkdtemp makes folders private
+    if not (out.exists() or out.is_symlink()):
+        os.replace(staging, out)
+        return out
+    if _exchange(staging, out):
+        shutil.rmtree(staging, ignore_errors=True)  # it now holds the old folder
+        return out
+    parked = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "old"), dir=out.parent))
+    parked.rmdir()
+    os.replace(out, parked)
+    try:
+        os.replace(staging, out)
+    except BaseException:
+        os.replace(parked, out)
+        raise
+    shutil.rmtree(parked, ignore_errors=True)
+    return out
+
+
+def temp_prefix(target: Path, kind: str = "tmp") -> str:
+    """The hidden name prefix of this process's temporaries for ``target``:
+    ``.NAME.tmp-HOST-PID-``. Host and process id let a later run tell a dead process's leftovers
+    from those of one still running (on this machine or, on a shared disk, another)."""
+    return f".{target.name}.{kind}-{_HOST}-{os.getpid()}-"
+
+
+def staging_dir(target: str | os.PathLike) -> Path:
+    """A new hidden folder beside ``target`` to build it in (after clearing dead runs' leftovers)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target.parent)
+    return Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
+
+
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+# .NAME.tmp-HOST-PID-REST: REST (mkdtemp's letters and digits, or a suffix) holds no "-DIGITS-".
+_STALE = re.compile(r"^\..+\.(?:tmp|old)-(?P<host>.+)-(?P<pid>\d+)-[^-]*$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files and folders (``.NAME.tmp-PID...``) that processes which no
+    longer run left in ``folder``: a crash mid-write leaves them, nothing else does."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    entries = folder.rglob(".*") if recursive else folder.glob(".*")
+    for path in list(entries):
+        match = _STALE.match(path.name)
+        if not match or match["host"] != _HOST or _alive(int(match["pid"])):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

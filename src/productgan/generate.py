@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from productgan.errors import ProductganError, UsageError
+from productgan.files import replace_dir, staging_dir, write_atomic
 from productgan.images import make_grid, save_png
 from productgan.sampling import load_generator
 
@@ -44,24 +45,20 @@ def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, 
     images = sampler(n=n, seed=seed, size=size, label=label).numpy()
 
     if kind == "npy":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp.npy")
-        np.save(tmp, images)
-        os.replace(tmp, out)
+        write_atomic(out, lambda tmp: np.save(tmp, images))
     elif kind == "png":
         save_png(make_grid(images, sampler.grid_columns(n, label)), out)
     else:
-        tmp = out.with_name(f".{out.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        width = max(6, len(str(n - 1)))
-        names = sampler.class_names
-        for index, image in enumerate(images):
-            suffix = "" if labels is None else "-" + _file_safe(names[int(labels[index])])
-            save_png(image, tmp / f"{seed}-{index:0{width}d}{suffix}.png")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        tmp = staging_dir(out)
+        try:
+            width = max(6, len(str(n - 1)))
+            names = sampler.class_names
+            for index, image in enumerate(images):
+                suffix = "" if labels is None else "-" + _file_safe(names[int(labels[index])])
+                save_png(image, tmp / f"{seed}-{index:0{width}d}{suffix}.png")
+            replace_dir(tmp, out)  # the old images or the new ones, never a mix
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from productgan.errors import ProductganError, UsageError
-from productgan.files import write_text_atomic
+from productgan.files import write_atomic, write_text_atomic
 
 REPORT_DIR = "report"
 MAX_GRIDS = 8
@@ -59,7 +59,7 @@ def _plot(plt, path: Path, title: str, series: list[tuple[str, list, list]], yla
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return path
 
@@ -148,7 +148,7 @@ def labelled_samples(run_dir: Path, out_dir: Path) -> tuple[Path, str] | None:
         ax.set_title(title, fontsize=6, pad=2)
     fig.tight_layout(pad=0.3)
     path = out_dir / "labelled_samples.png"
-    fig.savefig(path)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return path, caption
 

@@ -7,6 +7,7 @@ so generate, evaluate and serve never touch the training code or a pickle.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from productgan.config import ModelConfig, from_dict, to_dict
 from productgan.errors import ProductganError, UsageError
-from productgan.files import usual_permissions
+from productgan.files import replace_dir, staging_dir, usual_permissions
 from productgan.models import Generator
 
 EXPORT_FORMAT = "productgan-generator"
@@ -51,19 +52,19 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dic
         "pixel_range": pixel_range(generator.config),
         **info,
     }
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": EXPORT_FORMAT})
-    usual_permissions(tmp / WEIGHTS_FILE)  # safetensors writes 0600
-    (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(old, ignore_errors=True)  # left by an export a crash cut short
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-    return out_dir
+    tmp = staging_dir(out_dir)
+    try:
+        try:
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": EXPORT_FORMAT})
+        except Exception as error:  # safetensors raises its own type for a full disk
+            raise OSError(errno.EIO, f"cannot write the generator's weights ({_first_line(error)})",
+                          str(tmp / WEIGHTS_FILE)) from None
+        usual_permissions(tmp / WEIGHTS_FILE)  # safetensors writes 0600
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        return replace_dir(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def find_export(source: str | os.PathLike) -> Path:

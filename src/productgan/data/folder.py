@@ -13,13 +13,15 @@ whatever the folder's size, and the folder is renamed into place only when compl
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import json
 import os
 import shutil
+import signal
 import struct
-import tempfile
+import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -41,11 +43,12 @@ from productgan.data.packed import (
     SPLIT_FILE,
     SPLITS,
     _json_default,
-    _replace_dir,
     check_output_folder,
 )
 from productgan.errors import ProductganError, UsageError
+from productgan.files import replace_dir, staging_dir
 
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent ends
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128), "gray": (128, 128, 128)}
 UNLABELLED_CLASS = "all"
@@ -199,11 +202,24 @@ def _walk(src: Path, labels: bool) -> tuple[list[tuple[str, str]], list[dict], l
     return candidates, skipped, class_folders
 
 
+def end_with_parent(parent: int) -> None:
+    """Worker start-up: on Linux, ask to be killed when the main process ends, even by SIGKILL
+    (which gives the pool no chance to stop its workers)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the main process was gone before the request took hold
+        os._exit(1)
+
+
 def _results(tasks: list[tuple[str, Options]], workers: int) -> Iterator[tuple[str | None, np.ndarray | None, str | None]]:
     if workers <= 1 or len(tasks) < 64:
         yield from map(_process, tasks)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=end_with_parent, initargs=(os.getpid(),)) as pool:
         # Windows of tasks keep the finished-but-unwritten images few.
         window = 256 * workers
         for start in range(0, len(tasks), window):
@@ -286,7 +302,7 @@ def prepare_folder(
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        staging = staging_dir(out)
     except OSError as error:
         raise ProductganError(f"Could not create {out} ({error.strerror or error}); check the path and its permissions.")
     try:
@@ -357,7 +373,7 @@ def prepare_folder(
         }
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=_json_default) + "\n", encoding="utf-8")
         out = check_output_folder(out, overwrite)  # again: it may have appeared meanwhile
-        _replace_dir(staging, out)
+        replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from productgan.errors import ProductganError, UsageError
-from productgan.files import usual_permissions
+from productgan.files import replace_dir, staging_dir
 
 SPLITS = ("train", "val", "test")
 FORMAT = "productgan.packed-dataset"
@@ -189,7 +188,7 @@ class PackedDataset:
 
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            staging = staging_dir(out)
         except OSError as exc:
             raise ProductganError(
                 f"Could not create {out} ({exc.strerror or exc}); check the path and its "
@@ -202,7 +201,7 @@ class PackedDataset:
             np.save(staging / SPLIT_FILE, self.split)
             # dataset.json goes last: is_packed_dataset() keys on it.
             (staging / INFO_FILE).write_text(text, encoding="utf-8")
-            _replace_dir(staging, out)
+            replace_dir(staging, out)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, OSError):
@@ -279,20 +278,3 @@ def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
-def _replace_dir(staging: Path, out: Path) -> None:
-    """Rename ``staging`` to ``out``, replacing an existing ``out`` only after it is moved aside."""
-    usual_permissions(staging)  # mkdtemp made it private
-    if not (out.exists() or out.is_symlink()):
-        os.replace(staging, out)
-        return
-    # A directory cannot be swapped for another in one atomic step, so the old one is parked
-    # under a hidden name and restored if the final rename fails.
-    parked = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    parked.rmdir()
-    os.replace(out, parked)
-    try:
-        os.replace(staging, out)
-    except BaseException:
-        os.replace(parked, out)
-        raise
-    shutil.rmtree(parked, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import torch
 
 from productgan.errors import ProductganError
+from productgan.files import write_atomic
 
 CHECKPOINT_VERSION = 1
 
@@ -16,12 +18,14 @@ CHECKPOINT_VERSION = 1
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write to a temporary file in the same folder, then rename: a crash mid-write never
     damages the previous checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
-    os.replace(tmp, path)
-    return path
+    def write(tmp: Path) -> None:
+        try:
+            torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
+        except RuntimeError as error:  # torch's writer reports a full disk as a RuntimeError
+            raise OSError(errno.EIO, f"cannot write the checkpoint ({str(error).strip().splitlines()[0]})",
+                          str(path)) from None
+
+    return write_atomic(path, write)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

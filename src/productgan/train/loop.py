@@ -26,7 +26,7 @@ from productgan.config import AUGMENT_BELOW, RunConfig, resolve_optim, to_dict
 from productgan.data import PackedDataset
 from productgan.data.augment import diff_augment, parse_policy
 from productgan.errors import ProductganError, UsageError
-from productgan.files import write_text_atomic
+from productgan.files import remove_stale_temporaries, write_text_atomic
 from productgan.images import save_grid
 from productgan.losses import build_loss, gradient_penalty, r1_penalty
 from productgan.models import Discriminator, Generator, init_weights
@@ -535,9 +535,11 @@ class Trainer:
             # Checked before config.yaml is rewritten, so the run keeps the budget it was trained with.
             raise UsageError(f"The run in {self.run_dir} is at step {self.step} ({self.images_seen:,} images, "
                              f"{self.elapsed_s / 60:.1f} min) already, past the budget given; give a larger total "
-                             f"(--steps, --images or --minutes).")
+                             f"(--steps, --images or --minutes), or `productgan export {self.run_dir}` to export "
+                             f"its generator again.")
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.run_dir, recursive=True)  # left by a crash mid-write
             write_text_atomic(self.run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
             if not (self.run_dir / REALS_FILE).exists():
                 self.save_reals()
