@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from productgan.files import remove_stale_temporaries, replace_dir, staging_dir, temp_prefix, write_atomic
+from productgan.files import (current_umask, remove_stale_temporaries, replace_dir, save_tensors, staging_dir,
+                              temp_prefix, write_atomic)
 
 from helpers import dead_pid
 
@@ -52,7 +53,7 @@ def test_only_dead_writers_leftovers_are_removed(tmp_path):
              leftover(tmp_path, "step-000500.png", dead, rest=".png")]
     live = [leftover(tmp_path, "ds", os.getpid()), leftover(tmp_path, "ds", 1)]  # this process; init
     other_host = tmp_path / f".ds.tmp-elsewhere-{dead}-abc"
-    mine = [tmp_path / ".notes.tmp", tmp_path / "ds"]
+    mine = [tmp_path / ".notes.tmp", tmp_path / "ds", tmp_path / "generator"]
     for path in stale[:2] + live[:1]:
         path.mkdir()
     for path in [stale[2], *live[1:], other_host, *mine]:
@@ -60,3 +61,37 @@ def test_only_dead_writers_leftovers_are_removed(tmp_path):
     removed = remove_stale_temporaries(tmp_path)
     assert sorted(removed) == sorted(stale)
     assert sorted(tmp_path.iterdir()) == sorted([*live, other_host, *mine])
+
+
+def test_a_parked_folder_whose_original_is_gone_is_put_back(tmp_path):
+    """A crash between the two renames of a folder swap leaves the old folder parked and none in
+    its place; the next clean-up restores it rather than deleting the only copy."""
+    parked = leftover(tmp_path, "shop-64", dead_pid(), "old", "q7")
+    parked.mkdir()
+    (parked / "dataset.json").write_text("{}")
+    assert remove_stale_temporaries(tmp_path) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["shop-64"] and (tmp_path / "shop-64" / "dataset.json").is_file()
+
+
+def test_a_number_that_is_no_process_id_is_left_alone(tmp_path):
+    odd = leftover(tmp_path, "a", 10**20)
+    odd.write_text("x")
+    assert remove_stale_temporaries(tmp_path) == [] and odd.exists()
+
+
+def test_a_failed_tensor_write_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
+    import safetensors.torch
+    import torch
+
+    class SafetensorError(Exception):  # the library's own type, not an OSError
+        pass
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: No space left on device (os error 28)")
+
+    save_tensors({"w": torch.ones(2)}, tmp_path / "ok.safetensors")
+    assert (tmp_path / "ok.safetensors").stat().st_mode & 0o777 == 0o666 & ~current_umask()
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        save_tensors({"w": torch.ones(2)}, tmp_path / "model.safetensors")
+    assert raised.value.filename == str(tmp_path / "model.safetensors")

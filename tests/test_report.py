@@ -36,6 +36,10 @@ def test_report_embeds_curves_grids_and_evaluation(fake_packed, tmp_path, monkey
     assert f"test-n20-seed0-t1.3-step{step}.json" in text and text.count("latent temperature 1.3") == 1
     assert "<script" not in text and "http" not in text  # nothing to fetch: readable offline
     assert {p.name for p in page.parent.glob("*.png")} == set(FIGURE_FILES)
+    # A report file a crash left under its temporary name is not shown as another evaluation.
+    finished = next((run / "evaluation").glob("test-*.json"))
+    (run / "evaluation" / f".{finished.name}.tmp-h-1-.json").write_text(finished.read_text())
+    assert ".tmp-h-1-" not in build_report(run).read_text()
     assert build_report(run) == page  # the run's own report is rebuilt in place
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -108,14 +109,31 @@ def test_a_relative_data_path_is_recorded_absolute(fake_packed, tmp_path, monkey
         resume(tmp_path / "run", steps=4, progress=False)
 
 
-def test_resume_within_the_budget_already_spent_is_refused(fake_packed, tmp_path):
+def test_resume_within_the_budget_already_spent_is_refused(fake_packed, tmp_path, monkeypatch):
     train(tiny_config(fake_packed, tmp_path / "run", steps=4), progress=False)
     recorded = (tmp_path / "run" / "config.yaml").read_text()
     for budget in ({}, {"steps": 3}, {"images": 64}):
         with pytest.raises(UsageError, match="is at step 4 .* already, past the budget given"):
             resume(tmp_path / "run", progress=False, **budget)
     assert (tmp_path / "run" / "config.yaml").read_text() == recorded
+    # A torchrun restart after the last checkpoint (a rank lost in the final export) finishes the
+    # run instead: the export is written again.
+    shutil.rmtree(tmp_path / "run" / "generator")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    assert resume(tmp_path / "run", progress=False)["step"] == 4
+    assert (tmp_path / "run" / "generator" / "model.safetensors").is_file()
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT")
     assert resume(tmp_path / "run", steps=5, progress=False)["step"] == 5
+
+
+def test_a_folder_named_like_the_built_in_dataset_is_not_recorded_unless_read(fake_fmnist, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fashion-mnist" / "data").mkdir(parents=True)  # a clone of the dataset's repository
+    monkeypatch.setenv("PRODUCTGAN_DATA", str(fake_fmnist))
+    config = tiny_config("fashion-mnist", tmp_path / "run", steps=1)
+    config.train.val_size = 20
+    train(config, progress=False)
+    assert load_run_config(tmp_path / "run").data == "fashion-mnist"
 
 
 def test_resume_matches_an_uninterrupted_run_bit_for_bit(fake_packed, tmp_path):

@@ -4,6 +4,7 @@ then a rename over it (atomic on one file system)."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import shutil
@@ -107,14 +108,26 @@ def staging_dir(target: str | os.PathLike) -> Path:
     return Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
 
 
-_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+def _host_id() -> str:
+    """This machine's name plus, on Linux, its process-id namespace: containers that share a
+    host name (host networking) number their processes apart, so a pid alone would mislead."""
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+    try:
+        return f"{host}.{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return host
+
+
+_HOST = _host_id()
 # .NAME.tmp-HOST-PID-REST: REST (mkdtemp's letters and digits, or a suffix) holds no "-DIGITS-".
-_STALE = re.compile(r"^\..+\.(?:tmp|old)-(?P<host>.+)-(?P<pid>\d+)-[^-]*$")
+_STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<host>.+)-(?P<pid>\d+)-[^-]*$")
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Delete the temporary files and folders (``.NAME.tmp-PID...``) that processes which no
-    longer run left in ``folder``: a crash mid-write leaves them, nothing else does."""
+    """Delete the temporary files and folders (``.NAME.tmp-HOST-PID-...``) that processes which
+    no longer run left in ``folder``: a crash mid-write leaves them, nothing else does. A parked
+    old folder (``.NAME.old-...``) whose NAME is missing is put back instead: a crash between
+    the two renames of a folder swap left it there."""
     folder = Path(folder)
     removed = []
     if not folder.is_dir():
@@ -123,6 +136,10 @@ def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False)
     for path in list(entries):
         match = _STALE.match(path.name)
         if not match or match["host"] != _HOST or _alive(int(match["pid"])):
+            continue
+        original = path.with_name(match["name"])
+        if match["kind"] == "old" and not (original.exists() or original.is_symlink()):
+            os.replace(path, original)
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -139,6 +156,22 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
+    except (PermissionError, OverflowError):  # another user's process; no process id at all
         return True
     return True
+
+
+def save_tensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Write a safetensors file with the usual permissions (safetensors makes it 0600); a failed
+    write (a full disk) is an OSError naming the file, like any other."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except OSError:
+        raise
+    except Exception as error:  # safetensors raises its own type for I/O failures
+        lines = str(error).strip().splitlines()
+        raise OSError(errno.EIO, lines[0] if lines else type(error).__name__, str(path)) from None
+    return usual_permissions(path)

@@ -160,7 +160,7 @@ def _img(path: Path, alt: str) -> str:
 
 def _evaluation_tables(run_dir: Path) -> str:
     parts = []
-    for path in sorted((run_dir / "evaluation").glob("*.json")):
+    for path in sorted(p for p in (run_dir / "evaluation").glob("*.json") if not p.name.startswith(".")):
         try:
             report: dict[str, Any] = json.loads(path.read_text())
             metrics, floor, protocol = report["metrics"], report.get("real_data_floor", {}), report["protocol"]

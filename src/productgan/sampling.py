@@ -7,7 +7,6 @@ so generate, evaluate and serve never touch the training code or a pickle.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -18,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from productgan.config import ModelConfig, from_dict, to_dict
 from productgan.errors import ProductganError, UsageError
-from productgan.files import replace_dir, staging_dir, usual_permissions
+from productgan.files import replace_dir, save_tensors, staging_dir
 from productgan.models import Generator
 
 EXPORT_FORMAT = "productgan-generator"
@@ -55,12 +54,7 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dic
     state = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
     tmp = staging_dir(out_dir)
     try:
-        try:
-            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": EXPORT_FORMAT})
-        except Exception as error:  # safetensors raises its own type for a full disk
-            raise OSError(errno.EIO, f"cannot write the generator's weights ({_first_line(error)})",
-                          str(tmp / WEIGHTS_FILE)) from None
-        usual_permissions(tmp / WEIGHTS_FILE)  # safetensors writes 0600
+        save_tensors(state, tmp / WEIGHTS_FILE, metadata={"format": EXPORT_FORMAT})
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return replace_dir(tmp, out_dir)
     finally:

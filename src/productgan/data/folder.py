@@ -17,6 +17,7 @@ import ctypes
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -202,16 +203,17 @@ def _walk(src: Path, labels: bool) -> tuple[list[tuple[str, str]], list[dict], l
     return candidates, skipped, class_folders
 
 
-def end_with_parent(parent: int) -> None:
-    """Worker start-up: on Linux, ask to be killed when the main process ends, even by SIGKILL
-    (which gives the pool no chance to stop its workers)."""
+def end_with_parent(parent: int, start_method: str = "fork") -> None:
+    """Worker start-up: on Linux, ask to be killed when the process that started it ends, even
+    by SIGKILL (which gives the pool no chance to stop its workers). With the "forkserver" start
+    method that is the fork server, which itself ends with the main process."""
     if not sys.platform.startswith("linux"):
         return
     try:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent:  # the main process was gone before the request took hold
+    if start_method != "forkserver" and os.getppid() != parent:  # gone before the request took hold
         os._exit(1)
 
 
@@ -219,7 +221,9 @@ def _results(tasks: list[tuple[str, Options]], workers: int) -> Iterator[tuple[s
     if workers <= 1 or len(tasks) < 64:
         yield from map(_process, tasks)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=end_with_parent, initargs=(os.getpid(),)) as pool:
+    context = multiprocessing.get_context()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=end_with_parent,
+                             initargs=(os.getpid(), context.get_start_method())) as pool:
         # Windows of tasks keep the finished-but-unwritten images few.
         window = 256 * workers
         for start in range(0, len(tasks), window):

@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
 from productgan.errors import ProductganError
-from productgan.files import usual_permissions, write_atomic, write_text_atomic
+from productgan.files import save_tensors, write_atomic, write_text_atomic
 
 EVALUATOR_FORMAT = "productgan-evaluator"
 EVALUATOR_VERSION = 1
@@ -573,7 +573,7 @@ def load_or_train_evaluator(
         cache_dir.mkdir(parents=True, exist_ok=True)
         weights_path = cache_dir / WEIGHTS_FILE
         metadata = {"format": EVALUATOR_FORMAT}
-        write_atomic(weights_path, lambda tmp: (save_file(state, str(tmp), metadata=metadata), usual_permissions(tmp)))
+        write_atomic(weights_path, lambda tmp: save_tensors(state, tmp, metadata=metadata))
         info["weights_sha256"] = _file_sha256(weights_path)
         text = json.dumps(info, indent=2) + "\n"
         # The JSON goes last: a cache is trusted only when it names the weights' hash.

@@ -8,6 +8,8 @@ from typing import Any
 
 from productgan.config import RunConfig, check_pack, check_seed
 from productgan.data import open_dataset
+from productgan.data import FILES, is_packed_dataset
+from productgan.data.fashion_mnist import missing_files
 from productgan.data.prepare import FASHION_MNIST
 from productgan.errors import ProductganError, UsageError
 from productgan.train import distributed
@@ -33,9 +35,12 @@ def _open(config: RunConfig, run_dir: str | Path | None = None):
                                seed=config.train.split_seed)
     else:
         dataset = open_recorded_dataset(config, run_dir)
-    # Record what the data really is, so config.yaml alone rebuilds the run, from any folder.
+    # Record what the data really is, so config.yaml alone rebuilds the run, from any folder: the
+    # absolute path of a folder it was read from (a folder named fashion-mnist that holds neither
+    # a packed dataset nor the idx files leaves the name, which means the built-in source).
     path = Path(config.data).expanduser()
-    if path.exists():
+    read_from_path = path.is_dir() and (is_packed_dataset(path) or len(missing_files(path)) < len(FILES))
+    if path.exists() and (config.data != FASHION_MNIST or read_from_path):
         config.data = str(path.resolve())
     config.image_size = dataset.image_size
     split = dataset.meta.get("split", {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -531,7 +532,11 @@ class Trainer:
         main = ctx.is_main
         end_step = target_steps(cfg)
         budget_s = cfg.minutes * 60.0 if cfg.minutes is not None else None
-        if self.step and ((end_step is not None and self.step >= end_step) or (budget_s and self.elapsed_s >= budget_s)):
+        spent = (end_step is not None and self.step >= end_step) or (budget_s and self.elapsed_s >= budget_s)
+        # A torchrun restart after the last checkpoint (a rank lost in the final export) finishes
+        # the run: the loop is skipped, the checkpoint and export are written again.
+        restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+        if self.step and spent and not restarted:
             # Checked before config.yaml is rewritten, so the run keeps the budget it was trained with.
             raise UsageError(f"The run in {self.run_dir} is at step {self.step} ({self.images_seen:,} images, "
                              f"{self.elapsed_s / 60:.1f} min) already, past the budget given; give a larger total "
