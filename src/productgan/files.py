@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from productgan.errors import first_line
+
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` to fill a temporary file, then move it to ``path``; the folder is
@@ -172,6 +174,5 @@ def save_tensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str
     except OSError:
         raise
     except Exception as error:  # safetensors raises its own type for I/O failures
-        lines = str(error).strip().splitlines()
-        raise OSError(errno.EIO, lines[0] if lines else type(error).__name__, str(path)) from None
+        raise OSError(errno.EIO, first_line(error), str(path)) from None
     return usual_permissions(path)

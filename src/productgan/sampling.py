@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from productgan.config import ModelConfig, from_dict, to_dict
-from productgan.errors import ProductganError, UsageError
+from productgan.errors import ProductganError, UsageError, first_line
 from productgan.files import replace_dir, save_tensors, staging_dir
 from productgan.models import Generator
 
@@ -96,25 +96,17 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
     try:
         state = load_file(str(folder / WEIGHTS_FILE))
     except Exception as error:  # safetensors raises its own types for damaged files
-        raise ProductganError(f"{folder / WEIGHTS_FILE} cannot be read ({_first_line(error)}); it is damaged or "
+        raise ProductganError(f"{folder / WEIGHTS_FILE} cannot be read ({first_line(error)}); it is damaged or "
                               f"not a safetensors file: export the generator again from its run.")
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise ProductganError(
             f"The weights in {folder / WEIGHTS_FILE} do not match the architecture in {CONFIG_FILE} "
-            f"({_first_line(error, skip_headers=True)}); export the generator again from its run."
+            f"({first_line(error, skip_headers=True)}); export the generator again from its run."
         )
     generator.eval().requires_grad_(False)
     return Sampler(generator.to(device), config, temperature)
-
-
-def _first_line(error: Exception, skip_headers: bool = False) -> str:
-    """The informative line of a library error (torch puts a header line before the details)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if skip_headers and len(lines) > 1 and lines[0].endswith(":"):
-        lines = lines[1:]
-    return lines[0].rstrip(".") if lines else type(error).__name__
 
 
 def resolve_device(name: str | torch.device, flag: str = "--device") -> torch.device:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from productgan.errors import ProductganError
+from productgan.errors import ProductganError, first_line
 
 STANDARD_SHA256_PREFIX = "6726825d"
 FEATURE_DIM = 2048
@@ -204,8 +204,7 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> tupl
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch errors alike mean "not a weights file"
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ProductganError(f"{path} is not a PyTorch weights file ({first}); {redo}.")
+        raise ProductganError(f"{path} is not a PyTorch weights file ({first_line(error)}); {redo}.")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

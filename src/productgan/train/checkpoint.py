@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from productgan.errors import ProductganError
+from productgan.errors import ProductganError, first_line
 from productgan.files import write_atomic
 
 CHECKPOINT_VERSION = 1
@@ -22,8 +22,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
         try:
             torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
         except RuntimeError as error:  # torch's writer reports a full disk as a RuntimeError
-            raise OSError(errno.EIO, f"cannot write the checkpoint ({str(error).strip().splitlines()[0]})",
-                          str(path)) from None
+            raise OSError(errno.EIO, f"cannot write the checkpoint ({first_line(error)})", str(path)) from None
 
     return write_atomic(path, write)
 
@@ -35,8 +34,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ProductganError(f"The checkpoint {path} cannot be read ({first_line}); it may be damaged or not a productgan checkpoint.")
+        raise ProductganError(f"The checkpoint {path} cannot be read ({first_line(error)}); it may be damaged or not a productgan checkpoint.")
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise ProductganError(f"{path} is not a productgan checkpoint of version {CHECKPOINT_VERSION}.")
     return state

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from productgan.config import AUGMENT_BELOW, RunConfig, resolve_optim, to_dict
 from productgan.data import PackedDataset
 from productgan.data.augment import diff_augment, parse_policy
-from productgan.errors import ProductganError, UsageError
+from productgan.errors import ProductganError, UsageError, first_line
 from productgan.files import remove_stale_temporaries, write_text_atomic
 from productgan.images import save_grid
 from productgan.losses import build_loss, gradient_penalty, r1_penalty
@@ -306,9 +306,8 @@ class Trainer:
             self.scaler_g.load_state_dict(state["scaler_g"])
             self.scaler_d.load_state_dict(state["scaler_d"])
         except (KeyError, RuntimeError, ValueError) as error:
-            first_line = str(error).strip().splitlines()[0]
             raise ProductganError(
-                f"The checkpoint in {self.run_dir} does not match this run's model ({first_line}); "
+                f"The checkpoint in {self.run_dir} does not match this run's model ({first_line(error)}); "
                 f"resume with the config.yaml it was written with."
             )
         self.step = int(state["step"])
@@ -733,5 +732,5 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
             raise ValueError(f"it holds {type(values).__name__}, not the run's settings")
         return from_dict(RunConfig, values)
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0].strip("'\"")
+        reason = first_line(error).strip("'\"")  # a KeyError's message comes quoted
         raise ProductganError(f"{path} is damaged ({reason}); restore it from a copy of the run, or start a new run.")
