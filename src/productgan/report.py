@@ -96,15 +96,13 @@ LABELLED_COLUMNS = 8
 def _class_predictions(run_dir: Path, images) -> list[str] | None:
     """The evaluator's predicted class name of each image, when the dataset's evaluator is cached
     (a report never trains one); None otherwise."""
-    from productgan.data import open_dataset
     from productgan.evaluate import Evaluator, evaluator_cache_dir
     from productgan.metrics.features import INFO_FILE, class_probabilities
-    from productgan.train import load_run_config
+    from productgan.train import load_run_config, open_recorded_dataset
 
     try:
         config = load_run_config(run_dir)
-        dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
-                               seed=config.train.split_seed)
+        dataset = open_recorded_dataset(config, run_dir)
         if dataset.num_classes < 2 or not (evaluator_cache_dir(config.data, dataset) / INFO_FILE).is_file():
             return None
         evaluator = Evaluator(config.data, dataset, progress=False)

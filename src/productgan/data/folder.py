@@ -305,8 +305,7 @@ def prepare_folder(
                          + ("; with class labels they must sit in one sub-folder per class" if labels else "") + ".")
 
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = staging_dir(out)
+        staging = staging_dir(out)  # creates the parent folder too
     except OSError as error:
         raise ProductganError(f"Could not create {out} ({error.strerror or error}); check the path and its permissions.")
     try:

@@ -187,8 +187,7 @@ class PackedDataset:
         text = json.dumps(self.info(), indent=2, default=_json_default) + "\n"
 
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            staging = staging_dir(out)
+            staging = staging_dir(out)  # creates the parent folder too
         except OSError as exc:
             raise ProductganError(
                 f"Could not create {out} ({exc.strerror or exc}); check the path and its "

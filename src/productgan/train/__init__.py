@@ -19,9 +19,10 @@ from productgan.train.rundir import new_run_dir
 __all__ = ["train", "resume", "Trainer", "load_run_config"]
 
 
-def open_recorded_dataset(config: RunConfig, run_dir: str | Path):
-    """The dataset a run's config.yaml names, or one sentence when it is no longer there."""
-    if config.data != FASHION_MNIST and not Path(config.data).expanduser().exists():
+def open_recorded_dataset(config: RunConfig, run_dir: str | Path | None = None):
+    """The dataset ``config`` names; for a run's recorded config (``run_dir`` given), one
+    sentence when that dataset is no longer there."""
+    if run_dir is not None and config.data != FASHION_MNIST and not Path(config.data).expanduser().exists():
         raise ProductganError(f"The dataset this run trained on, {config.data} (the data: line of "
                               f"{Path(run_dir) / CONFIG_FILE}), is not there; put it back, or edit that line to where "
                               f"it is now.")
@@ -30,11 +31,7 @@ def open_recorded_dataset(config: RunConfig, run_dir: str | Path):
 
 
 def _open(config: RunConfig, run_dir: str | Path | None = None):
-    if run_dir is None:
-        dataset = open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
-                               seed=config.train.split_seed)
-    else:
-        dataset = open_recorded_dataset(config, run_dir)
+    dataset = open_recorded_dataset(config, run_dir)
     # Record what the data really is, so config.yaml alone rebuilds the run, from any folder: the
     # absolute path of a folder it was read from (a folder named fashion-mnist that holds neither
     # a packed dataset nor the idx files leaves the name, which means the built-in source).
