@@ -191,6 +191,7 @@ def _print_dataset_summary(out: Path) -> None:
 
 def cmd_generate(args: list[str]) -> int:
     from productgan.generate import generate_to_path
+    from productgan.sampling import load_generator
 
     parser = _parser("generate")
     parser.add_argument("source", type=str, help="A run directory or an exported generator folder.")
@@ -207,14 +208,11 @@ def cmd_generate(args: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
     parser.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     ns = parser.parse_args(args)
-    path = generate_to_path(ns.source, ns.out, n=ns.n, seed=ns.seed, size=ns.size, device=ns.device,
-                            overwrite=ns.overwrite, label=ns.label, temperature=ns.temperature)
-    what = ""
-    if ns.label is not None:  # the class's own name, whether it was given by index or in another case
-        from productgan.sampling import load_generator
-
-        sampler = load_generator(ns.source)
-        what = f" of class {sampler.class_names[sampler.class_index(ns.label)]!r}"
+    sampler = load_generator(ns.source, device=ns.device, temperature=ns.temperature)
+    path = generate_to_path(sampler, ns.out, n=ns.n, seed=ns.seed, size=ns.size, overwrite=ns.overwrite,
+                            label=ns.label)
+    # The class's own name, whether it was given by index or in another case.
+    what = "" if ns.label is None else f" of class {sampler.class_names[sampler.class_index(ns.label)]!r}"
     print(f"Wrote {ns.n} images{what} to {path}")
     return 0
 

@@ -11,18 +11,19 @@ import numpy as np
 from productgan.errors import ProductganError, UsageError
 from productgan.files import replace_dir, staging_dir, write_atomic
 from productgan.images import make_grid, save_png
-from productgan.sampling import load_generator
+from productgan.sampling import Sampler, load_generator
 
 # Extensions that name a file generate cannot write (it writes .npy, .png or a folder).
 OTHER_FILE_TYPES = {".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".npz", ".pt", ".json",
                     ".txt", ".csv", ".html", ".zip", ".tar", ".gz"}
 
 
-def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, seed: int = 0,
+def generate_to_path(source: str | os.PathLike | Sampler, out: str | os.PathLike, n: int, seed: int = 0,
                      size: str = "native", device: str = "cpu", overwrite: bool = False,
                      label: int | str | None = None, temperature: float = 1.0) -> Path:
     """Write n images for ``seed`` (of class ``label`` for a conditional generator; every
-    class in turn when it is not given) at latent ``temperature``."""
+    class in turn when it is not given) at latent ``temperature``. ``source`` is a run or export
+    folder, or a loaded Sampler (which brings its own device and temperature)."""
     out = Path(out)
     kind = "npy" if out.suffix.lower() == ".npy" else "png" if out.suffix.lower() == ".png" else "dir"
     if kind == "dir" and out.suffix.lower() in OTHER_FILE_TYPES and not out.is_dir():
@@ -40,7 +41,7 @@ def generate_to_path(source: str | os.PathLike, out: str | os.PathLike, n: int, 
                                   f"PNG images, so choose another --out.")
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}.")
-    sampler = load_generator(source, device=device, temperature=temperature)
+    sampler = source if isinstance(source, Sampler) else load_generator(source, device=device, temperature=temperature)
     labels = sampler.labels(n, label)
     images = sampler(n=n, seed=seed, size=size, label=label).numpy()
 
