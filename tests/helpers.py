@@ -35,3 +35,22 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", ""])
     child.wait()
     return child.pid
+
+
+def sigterm_after_step(monkeypatch, step: int):
+    """Make training send itself SIGTERM once step ``step`` is done; returns the real step
+    function, to put back with monkeypatch.setattr(Trainer, "train_step", it)."""
+    import os
+    import signal
+
+    from productgan.train import Trainer
+
+    original = Trainer.train_step
+
+    def step_then_interrupt(self, stats):
+        original(self, stats)
+        if self.step == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
+    return original

@@ -108,19 +108,11 @@ def test_bad_flag_and_bad_value(capsys):
 
 
 def test_an_interrupted_run_exits_non_zero(fake_packed, tmp_path, monkeypatch, capsys):
-    import os
     import signal
 
-    from productgan.train import Trainer
+    from helpers import sigterm_after_step
 
-    original = Trainer.train_step
-
-    def step_then_interrupt(self, stats):
-        original(self, stats)
-        if self.step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
+    sigterm_after_step(monkeypatch, 2)
     run = tmp_path / "run"
     assert main(["train", "--data", str(fake_packed), "--out", str(run), "--steps", "6", *TINY]) == 128 + signal.SIGTERM
     assert f"Continue with:   productgan train --resume {run}" in capsys.readouterr().out

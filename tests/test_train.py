@@ -6,7 +6,6 @@ import json
 import math
 import os
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from productgan.train.loop import BatchSource, TrainingStopped, target_steps
 from productgan.files import temp_prefix
 from productgan.train.rundir import new_run_dir
 
-from helpers import dead_pid, tiny_config
+from helpers import dead_pid, sigterm_after_step, tiny_config
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -149,15 +148,7 @@ def test_resume_matches_an_uninterrupted_run_bit_for_bit(fake_packed, tmp_path):
 
 def test_signal_finishes_the_step_saves_and_resumes_exactly(fake_packed, tmp_path, monkeypatch):
     train(tiny_config(fake_packed, tmp_path / "full", steps=8), progress=False)
-
-    original = Trainer.train_step
-
-    def step_then_interrupt(self, stats):
-        original(self, stats)
-        if self.step == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
+    original = sigterm_after_step(monkeypatch, 3)
     summary = train(tiny_config(fake_packed, tmp_path / "cut", steps=8), progress=False)
     assert summary["stopped_by"] == "signal" and summary["step"] == 3
     assert checkpoint_of(tmp_path / "cut")["step"] == 3
