@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.productgan-installed
 
-.PHONY: setup data demo test bench clean-venv
+.PHONY: setup data demo test lint format bench clean-venv
 
 setup: $(STAMP)
 
@@ -28,6 +28,15 @@ demo: setup data
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The whole tree passes ruff's checks and is formatted as ruff formats it (settings in pyproject.toml).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 clean-venv:
 	rm -rf $(VENV)

@@ -53,11 +53,27 @@ def main() -> None:
         for name in pair:
             if (folders[name] / "generator").is_dir():
                 continue  # trained by an earlier call
-            cmd = [sys.executable, "-m", "productgan", "train", "--out", str(folders[name]), "--steps", str(args.steps),
-                   "--seed", str(args.seed), "--train.threads", "1", "--train.log-every", "100", "--no-progress",
-                   *VARIANTS[name]]
-            procs.append((name, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                                 text=True)))
+            cmd = [
+                sys.executable,
+                "-m",
+                "productgan",
+                "train",
+                "--out",
+                str(folders[name]),
+                "--steps",
+                str(args.steps),
+                "--seed",
+                str(args.seed),
+                "--train.threads",
+                "1",
+                "--train.log-every",
+                "100",
+                "--no-progress",
+                *VARIANTS[name],
+            ]
+            procs.append(
+                (name, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+            )
         for name, proc in procs:
             _, err = proc.communicate()
             if proc.returncode != 0:
@@ -68,27 +84,47 @@ def main() -> None:
     for name in names:
         log = [json.loads(line) for line in (folders[name] / "metrics.jsonl").read_text().splitlines()]
         speeds = [r["images_per_s"] for r in log if "images_per_s" in r][1:] or [0.0]
-        metrics = evaluate_run(folders[name], split="val", n=args.n, seed=args.seed, floor=False,
-                               progress=False)["metrics"]
-        rows.append({"variant": name, "flags": VARIANTS[name], "images_per_s_1_thread": sum(speeds) / len(speeds),
-                     **{k: metrics[k] for k in ("fid_productgan", "precision", "recall", "rarest_class_share")}})
+        metrics = evaluate_run(folders[name], split="val", n=args.n, seed=args.seed, floor=False, progress=False)[
+            "metrics"
+        ]
+        rows.append(
+            {
+                "variant": name,
+                "flags": VARIANTS[name],
+                "images_per_s_1_thread": sum(speeds) / len(speeds),
+                **{k: metrics[k] for k in ("fid_productgan", "precision", "recall", "rarest_class_share")},
+            }
+        )
         print(f"scored: {name}", flush=True)
 
     base = rows[0]["fid_productgan"] if names[0] == "baseline (defaults)" else None
     print(f"\n{'variant':<26}{'img/s (1 thr)':>14}{'val fid':>9}{'vs base':>8}{'prec':>7}{'recall':>7}{'rarest':>7}")
     for r in rows:
         ratio = f"{r['fid_productgan'] / base:.2f}" if base else "-"
-        print(f"{r['variant']:<26}{r['images_per_s_1_thread']:>14.0f}{r['fid_productgan']:>9.3f}{ratio:>8}"
-              f"{r['precision']:>7.3f}{r['recall']:>7.3f}{r['rarest_class_share']:>7.3f}")
+        print(
+            f"{r['variant']:<26}{r['images_per_s_1_thread']:>14.0f}{r['fid_productgan']:>9.3f}{ratio:>8}"
+            f"{r['precision']:>7.3f}{r['recall']:>7.3f}{r['rarest_class_share']:>7.3f}"
+        )
     import torch
 
     from productgan.train.loop import cpu_has_native_bf16
 
     RESULTS.mkdir(exist_ok=True)
     machine = {"torch": torch.__version__, "native_bf16": cpu_has_native_bf16()}  # bfloat16 under auto when True
-    (RESULTS / "ablation.json").write_text(json.dumps({"benchmark": "ablation", "steps": args.steps, "n": args.n,
-                                                       "seed": args.seed, "machine": machine, "rows": rows},
-                                                      indent=2) + "\n")
+    (RESULTS / "ablation.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "ablation",
+                "steps": args.steps,
+                "n": args.n,
+                "seed": args.seed,
+                "machine": machine,
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

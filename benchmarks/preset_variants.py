@@ -36,18 +36,40 @@ VARIANTS = {
     "D width 16, G width 48": ["--model.ndf", "16", "--model.ngf", "48"],
     "G width 16": ["--model.ngf", "16"],
     "D width 16, R1 0.1": ["--model.ndf", "16", "--loss.r1-gamma", "0.1"],
-    "D width 16, batch 256, lr 6e-4": ["--model.ndf", "16", "--batch-size", "256", "--optim.lr-g", "6e-4",
-                                       "--optim.lr-d", "6e-4"],
-    "D width 16, batch 64, lr 2e-4": ["--model.ndf", "16", "--batch-size", "64", "--optim.lr-g", "2e-4",
-                                      "--optim.lr-d", "2e-4"],
+    "D width 16, batch 256, lr 6e-4": [
+        "--model.ndf",
+        "16",
+        "--batch-size",
+        "256",
+        "--optim.lr-g",
+        "6e-4",
+        "--optim.lr-d",
+        "6e-4",
+    ],
+    "D width 16, batch 64, lr 2e-4": [
+        "--model.ndf",
+        "16",
+        "--batch-size",
+        "64",
+        "--optim.lr-g",
+        "2e-4",
+        "--optim.lr-d",
+        "2e-4",
+    ],
     "Adam betas (0.5, 0.999) (the preset before)": ["--optim.beta2", "0.999"],
     "Adam betas (0.5, 0.99)": ["--optim.beta2", "0.99"],
     "Adam betas (0, 0.99)": ["--optim.beta1", "0.0", "--optim.beta2", "0.99"],
     "Adam betas (0.5, 0.9)": ["--optim.beta2", "0.9"],
     "Adam betas (0, 0.9)": ["--optim.beta1", "0.0", "--optim.beta2", "0.9"],
     "Adam betas (0.5, 0.99), lr 3e-4": ["--optim.beta2", "0.99", "--optim.lr-g", "3e-4", "--optim.lr-d", "3e-4"],
-    "Adam betas (0.5, 0.99), lr 4e-4 (the preset before)": ["--optim.beta2", "0.99", "--optim.lr-g", "4e-4",
-                                                            "--optim.lr-d", "4e-4"],
+    "Adam betas (0.5, 0.99), lr 4e-4 (the preset before)": [
+        "--optim.beta2",
+        "0.99",
+        "--optim.lr-g",
+        "4e-4",
+        "--optim.lr-d",
+        "4e-4",
+    ],
     "Adam betas (0.5, 0.99), lr 6e-4": ["--optim.beta2", "0.99", "--optim.lr-g", "6e-4", "--optim.lr-d", "6e-4"],
     "Adam betas (0.5, 0.99), lr 8e-4": ["--optim.beta2", "0.99", "--optim.lr-g", "8e-4", "--optim.lr-d", "8e-4"],
     "Adam betas (0.5, 0.99), lr 1.2e-3": ["--optim.beta2", "0.99", "--optim.lr-g", "1.2e-3", "--optim.lr-d", "1.2e-3"],
@@ -88,8 +110,9 @@ def main() -> None:
     if args.parallel < 1:
         parser.error("--parallel must be at least 1.")
     if args.parallel > 1 and args.images is None:
-        parser.error("--parallel needs an image budget (--images): under a minutes budget runs must not share "
-                     "the machine.")
+        parser.error(
+            "--parallel needs an image budget (--images): under a minutes budget runs must not share the machine."
+        )
     if args.images is not None:
         args.minutes = None
 
@@ -115,8 +138,9 @@ def main() -> None:
     pending = [job for job in jobs if not (job[2] / "generator" / "config.json").is_file()]
     unfinished = [str(folder) for _, _, folder in pending if folder.exists()]
     if unfinished:
-        raise SystemExit(f"These folders hold unfinished runs; remove them to train those variants again: "
-                         f"{', '.join(unfinished)}")
+        raise SystemExit(
+            f"These folders hold unfinished runs; remove them to train those variants again: {', '.join(unfinished)}"
+        )
     for name, seed, folder in jobs:
         if (name, seed, folder) not in pending:
             print(f"{name} (seed {seed}): {folder} holds an export already; scoring it again", flush=True)
@@ -136,9 +160,25 @@ def main() -> None:
     for name, seed, folder in pending:
         if len(running) == args.parallel:
             finish(running.pop(0))
-        cmd = [sys.executable, "-m", "productgan", "train", "--preset", "fmnist-32", *VARIANTS[name],
-               "--out", str(folder), *budget_flags, "--seed", str(seed), "--train.device", args.device,
-               "--train.log-every", "100", "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "productgan",
+            "train",
+            "--preset",
+            "fmnist-32",
+            *VARIANTS[name],
+            "--out",
+            str(folder),
+            *budget_flags,
+            "--seed",
+            str(seed),
+            "--train.device",
+            args.device,
+            "--train.log-every",
+            "100",
+            "--no-progress",
+        ]
         if args.parallel > 1:
             cmd += ["--train.threads", "2"]
         log = folder.with_name(folder.name + ".log")
@@ -158,31 +198,58 @@ def main() -> None:
     rows = {key(r): r for r in previous.get("rows", [])}
     threads = 2 if args.parallel > 1 else torch.get_num_threads()
     for name, seed, folder in jobs:
-        report = evaluate_run(folder, split="val", n=args.n, seed=0, floor=False, progress=False,
-                              device=args.device)
+        report = evaluate_run(folder, split="val", n=args.n, seed=0, floor=False, progress=False, device=args.device)
         exported = json.loads((folder / "generator" / "config.json").read_text())
-        row = {"variant": name, "preset": preset, "flags": VARIANTS[name], "seed": seed, "n": args.n,
-               "threads": threads, "images_seen": exported["images_seen"], **{k: report["metrics"][k] for k in KEYS}}
+        row = {
+            "variant": name,
+            "preset": preset,
+            "flags": VARIANTS[name],
+            "seed": seed,
+            "n": args.n,
+            "threads": threads,
+            "images_seen": exported["images_seen"],
+            **{k: report["metrics"][k] for k in KEYS},
+        }
         rows[key(row)] = row
-        print(f"{name} (seed {seed}): {exported['images_seen']:,} images, "
-              + ", ".join(f"{k} {report['metrics'][k]:.4f}" for k in KEYS), flush=True)
+        print(
+            f"{name} (seed {seed}): {exported['images_seen']:,} images, "
+            + ", ".join(f"{k} {report['metrics'][k]:.4f}" for k in KEYS),
+            flush=True,
+        )
 
-    print(f"\n{'variant (' + budget_name + ', ' + device_name + ')':<44}{'runs':>5}{'images':>10}{'val fid':>9}"
-          f"{'prec':>7}{'recall':>7}{'rarest':>7}")
+    print(
+        f"\n{'variant (' + budget_name + ', ' + device_name + ')':<44}{'runs':>5}{'images':>10}{'val fid':>9}"
+        f"{'prec':>7}{'recall':>7}{'rarest':>7}"
+    )
     groups: dict[tuple, list[dict]] = {}
     for r in rows.values():  # seeds of one variant, preset and n together
         groups.setdefault((r["variant"], fingerprint(r["preset"]), r["n"]), []).append(r)
     for (name, group_preset, n), group in groups.items():
-        label = (name + ("" if group_preset == fingerprint(preset) else " (older preset)")
-                 + ("" if n == args.n else f" (n {n})"))
+        label = (
+            name
+            + ("" if group_preset == fingerprint(preset) else " (older preset)")
+            + ("" if n == args.n else f" (n {n})")
+        )
         means = {k: mean(r[k] for r in group) for k in ("images_seen", *KEYS)}
-        print(f"{label:<44}{len(group):>5}{means['images_seen']:>10,.0f}{means['fid_productgan']:>9.3f}"
-              f"{means['precision']:>7.3f}{means['recall']:>7.3f}{means['rarest_class_share']:>7.3f}")
+        print(
+            f"{label:<44}{len(group):>5}{means['images_seen']:>10,.0f}{means['fid_productgan']:>9.3f}"
+            f"{means['precision']:>7.3f}{means['recall']:>7.3f}{means['rarest_class_share']:>7.3f}"
+        )
     RESULTS.mkdir(exist_ok=True)
-    path.write_text(json.dumps({"benchmark": "preset_variants", "minutes": args.minutes, "images": args.images,
-                                "device": args.device,
-                                "gpu": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
-                                else None, "rows": list(rows.values())}, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "benchmark": "preset_variants",
+                "minutes": args.minutes,
+                "images": args.images,
+                "device": args.device,
+                "gpu": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else None,
+                "rows": list(rows.values()),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written to {path}")
 
 

@@ -39,14 +39,20 @@ def run_productgan(preset: str, minutes: float, seed: int, out: Path, n: int) ->
     started = time.perf_counter()
     summary = train(config, progress=False)
     wall = time.perf_counter() - started
-    scores = {split: evaluate_run(out, split=split, n=n, seed=seed, progress=False, floor=split == "test")
-              for split in ("val", "test")}
-    return {"preset": preset, "steps": summary["step"], "images_seen": summary["images_seen"],
-            "train_minutes": round(wall / 60, 2),
-            "val": {k: scores["val"]["metrics"][k] for k in KEYS},
-            "test": {k: scores["test"]["metrics"][k] for k in KEYS},
-            "floor": {k: scores["test"]["real_data_floor"][k] for k in KEYS},
-            "class_shares": scores["test"]["metrics"]["class_shares"]}
+    scores = {
+        split: evaluate_run(out, split=split, n=n, seed=seed, progress=False, floor=split == "test")
+        for split in ("val", "test")
+    }
+    return {
+        "preset": preset,
+        "steps": summary["step"],
+        "images_seen": summary["images_seen"],
+        "train_minutes": round(wall / 60, 2),
+        "val": {k: scores["val"]["metrics"][k] for k in KEYS},
+        "test": {k: scores["test"]["metrics"][k] for k in KEYS},
+        "floor": {k: scores["test"]["real_data_floor"][k] for k in KEYS},
+        "class_shares": scores["test"]["metrics"]["class_shares"],
+    }
 
 
 @torch.no_grad()
@@ -80,10 +86,17 @@ def run_reference(minutes: float, seed: int, n: int) -> dict:
     evaluator = Evaluator("fashion-mnist", dataset, progress=False)
     images = reference_images(trainer.netG, n, seed)
     feats, probs = features_and_probabilities(evaluator.net, images)
-    scores = {split: evaluator.score_features(feats, probs, split, seed, memorisation=False) for split in ("val", "test")}
-    return {"steps": steps, "images_seen": steps * 64, "train_minutes": round(wall / 60, 2),
-            "val": {k: scores["val"][k] for k in KEYS}, "test": {k: scores["test"][k] for k in KEYS},
-            "class_shares": scores["test"]["class_shares"]}
+    scores = {
+        split: evaluator.score_features(feats, probs, split, seed, memorisation=False) for split in ("val", "test")
+    }
+    return {
+        "steps": steps,
+        "images_seen": steps * 64,
+        "train_minutes": round(wall / 60, 2),
+        "val": {k: scores["val"][k] for k in KEYS},
+        "test": {k: scores["test"][k] for k in KEYS},
+        "class_shares": scores["test"]["class_shares"],
+    }
 
 
 def main() -> None:
@@ -96,16 +109,22 @@ def main() -> None:
     parser.add_argument("--skip-reference", action="store_true")
     args = parser.parse_args()
 
-    ours = run_productgan(args.preset, args.minutes, args.seed, Path(args.work) / f"{args.preset}-{args.minutes:g}min",
-                          args.n)
-    print(f"productgan {args.preset}: {ours['steps']} steps, {ours['images_seen']:,} images in "
-          f"{ours['train_minutes']} min", flush=True)
+    ours = run_productgan(
+        args.preset, args.minutes, args.seed, Path(args.work) / f"{args.preset}-{args.minutes:g}min", args.n
+    )
+    print(
+        f"productgan {args.preset}: {ours['steps']} steps, {ours['images_seen']:,} images in "
+        f"{ours['train_minutes']} min",
+        flush=True,
+    )
     ref = None if args.skip_reference else run_reference(args.minutes, args.seed, args.n)
     if ref:
         print(f"reference: {ref['steps']} steps, {ref['images_seen']:,} images in {ref['train_minutes']} min")
 
-    print(f"\n{'metric (n=' + str(args.n) + ')':<24}{'ours val':>10}{'ours test':>10}{'ref val':>10}{'ref test':>10}"
-          f"{'floor':>10}")
+    print(
+        f"\n{'metric (n=' + str(args.n) + ')':<24}{'ours val':>10}{'ours test':>10}{'ref val':>10}{'ref test':>10}"
+        f"{'floor':>10}"
+    )
     for key in KEYS:
         theirs = (ref["val"][key], ref["test"][key]) if ref else ("-", "-")
         cells = [ours["val"][key], ours["test"][key], *theirs, ours["floor"][key]]
@@ -115,18 +134,31 @@ def main() -> None:
         "no class under 8%": ours["test"]["rarest_class_share"] >= 0.08,
     }
     if ref:
-        checks["test fid <= 1/10 of the reference"] = ours["test"]["fid_productgan"] <= ref["test"]["fid_productgan"] / 10
+        checks["test fid <= 1/10 of the reference"] = (
+            ours["test"]["fid_productgan"] <= ref["test"]["fid_productgan"] / 10
+        )
     print("\ntargets: " + "; ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in checks.items()))
     if ref:
         print(f"fid ratio ours / reference: {ours['test']['fid_productgan'] / ref['test']['fid_productgan']:.3f}")
 
     RESULTS.mkdir(exist_ok=True)
-    result = {"benchmark": "quality", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "minutes": args.minutes, "n": args.n, "seed": args.seed,
-              "machine": {"processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                          "torch": torch.__version__, "native_bf16": cpu_has_native_bf16(),
-                          "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-              "productgan": ours, "reference": ref, "targets": checks}
+    result = {
+        "benchmark": "quality",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "minutes": args.minutes,
+        "n": args.n,
+        "seed": args.seed,
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "native_bf16": cpu_has_native_bf16(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
+        "productgan": ours,
+        "reference": ref,
+        "targets": checks,
+    }
     (RESULTS / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {RESULTS / 'quality.json'}")
 

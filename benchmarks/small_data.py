@@ -39,7 +39,11 @@ def small_dataset(out: Path, fraction: float, seed: int) -> Path:
         members = train_rows[full.labels[train_rows] == label]
         keep.append(rng.choice(members, size=max(1, round(len(members) * fraction)), replace=False))
     rows = np.sort(np.concatenate([np.concatenate(keep), full.indices("val"), full.indices("test")]))
-    meta = {**full.meta, "source": f"fashion-mnist-{fraction:g}", "subset": f"{fraction:g} of the train split, seed {seed}"}
+    meta = {
+        **full.meta,
+        "source": f"fashion-mnist-{fraction:g}",
+        "subset": f"{fraction:g} of the train split, seed {seed}",
+    }
     dataset = PackedDataset(full.images[rows], full.labels[rows], full.class_names, full.split[rows], meta)
     return dataset.save(out, overwrite=True)
 
@@ -57,10 +61,13 @@ def full_scores(run_dir: Path, small: PackedDataset, n: int, seed: int) -> dict:
     metrics = evaluator.score_features(feats, probs, "test", seed, memorisation=False)
     train_feats, _ = features_and_probabilities(evaluator.net, native_images(small, "train"))
     test_feats, _ = evaluator.real("test")
-    return {**{k: metrics[k] for k in ("fid_productgan", "precision", "recall", "rarest_class_share")},
-            "memorisation_share": memorisation(train_feats, feats),
-            "memorisation_floor": memorisation(train_feats, test_feats[torch.randperm(len(test_feats),
-                                               generator=torch.Generator().manual_seed(seed))[:n]])}
+    return {
+        **{k: metrics[k] for k in ("fid_productgan", "precision", "recall", "rarest_class_share")},
+        "memorisation_share": memorisation(train_feats, feats),
+        "memorisation_floor": memorisation(
+            train_feats, test_feats[torch.randperm(len(test_feats), generator=torch.Generator().manual_seed(seed))[:n]]
+        ),
+    }
 
 
 def main() -> None:
@@ -81,13 +88,14 @@ def main() -> None:
     rows = []
     for augment in (False, True):
         name = "diffaugment" if augment else "plain"
-        if (work / name / "generator").is_dir():
-            train_done = True  # trained by an earlier call: score it again
-        else:
-            train_done = False
-        config = RunConfig(data=str(data), out=str(work / name), steps=args.steps, seed=args.seed,
-                           train=TrainConfig(augment=augment, eval_every=args.eval_every, eval_n=2000,
-                                             sample_every=args.eval_every))
+        train_done = (work / name / "generator").is_dir()  # trained by an earlier call: score it again
+        config = RunConfig(
+            data=str(data),
+            out=str(work / name),
+            steps=args.steps,
+            seed=args.seed,
+            train=TrainConfig(augment=augment, eval_every=args.eval_every, eval_n=2000, sample_every=args.eval_every),
+        )
         started = time.perf_counter()
         if not train_done:
             train(config, progress=False)
@@ -96,19 +104,36 @@ def main() -> None:
         val = [r for r in log if "val_fid_productgan" in r]
         best = min(val, key=lambda r: r["val_fid_productgan"])
         test = full_scores(work / name, small, args.n, args.seed)
-        rows.append({"run": name, "augment": augment, "minutes": round(minutes, 1),
-                     "val_curve": [[r["step"], round(r["val_fid_productgan"], 3)] for r in val],
-                     "best_val_step": best["step"], "best_val_fid_productgan": best["val_fid_productgan"],
-                     "best_val_recall": best["val_recall"], "best_val_precision": best["val_precision"],
-                     "test_full_evaluator": test})
-        print(f"{name:<12} best val fid_productgan {best['val_fid_productgan']:.3f} at step {best['step']} (small-data "
-              f"evaluator); test with the full evaluator: fid_productgan {test['fid_productgan']:.3f}, precision "
-              f"{test['precision']:.3f}, recall {test['recall']:.3f}, rarest class {test['rarest_class_share']:.3f}, "
-              f"memorisation {test['memorisation_share']:.3f} (held-out real: {test['memorisation_floor']:.3f})")
+        rows.append(
+            {
+                "run": name,
+                "augment": augment,
+                "minutes": round(minutes, 1),
+                "val_curve": [[r["step"], round(r["val_fid_productgan"], 3)] for r in val],
+                "best_val_step": best["step"],
+                "best_val_fid_productgan": best["val_fid_productgan"],
+                "best_val_recall": best["val_recall"],
+                "best_val_precision": best["val_precision"],
+                "test_full_evaluator": test,
+            }
+        )
+        print(
+            f"{name:<12} best val fid_productgan {best['val_fid_productgan']:.3f} at step {best['step']} (small-data "
+            f"evaluator); test with the full evaluator: fid_productgan {test['fid_productgan']:.3f}, precision "
+            f"{test['precision']:.3f}, recall {test['recall']:.3f}, rarest class {test['rarest_class_share']:.3f}, "
+            f"memorisation {test['memorisation_share']:.3f} (held-out real: {test['memorisation_floor']:.3f})"
+        )
         print("             val curve: " + ", ".join(f"{s}:{v}" for s, v in rows[-1]["val_curve"]))
     RESULTS.mkdir(exist_ok=True)
-    result = {"benchmark": "small_data", "fraction": args.fraction, "steps": args.steps, "seed": args.seed,
-              "split_sizes": sizes, "machine": platform.processor() or platform.machine(), "runs": rows}
+    result = {
+        "benchmark": "small_data",
+        "fraction": args.fraction,
+        "steps": args.steps,
+        "seed": args.seed,
+        "split_sizes": sizes,
+        "machine": platform.processor() or platform.machine(),
+        "runs": rows,
+    }
     (RESULTS / "small_data.json").write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -32,8 +32,10 @@ def make_photo(item: np.ndarray, rng: np.random.Generator) -> Image.Image:
     canvas_w = int(product.width * rng.uniform(1.0, 1.8))
     canvas_h = int(product.height * rng.uniform(1.0, 1.5))
     canvas = Image.new("RGB", (canvas_w, canvas_h), (255, 255, 255))
-    canvas.paste(product, (int(rng.integers(0, canvas_w - product.width + 1)),
-                           int(rng.integers(0, canvas_h - product.height + 1))))
+    canvas.paste(
+        product,
+        (int(rng.integers(0, canvas_w - product.width + 1)), int(rng.integers(0, canvas_h - product.height + 1))),
+    )
     return canvas
 
 

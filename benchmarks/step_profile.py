@@ -30,8 +30,12 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("This profile is for a CUDA GPU; none is visible.")
 
-    config = RunConfig(out="unused", batch_size=args.batch_size, model=ModelConfig(nz=100, ngf=64, ndf=64),
-                       train=TrainConfig(precision=args.precision, device="cuda"))
+    config = RunConfig(
+        out="unused",
+        batch_size=args.batch_size,
+        model=ModelConfig(nz=100, ngf=64, ndf=64),
+        train=TrainConfig(precision=args.precision, device="cuda"),
+    )
     trainer = Trainer(config, Path("/nonexistent"), open_dataset("fashion-mnist", image_size=64))
     stats = StepStats.zeros(trainer.device)
     for _ in range(20):

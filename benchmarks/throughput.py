@@ -46,8 +46,11 @@ GPU_CASES = {
     "canonical-fp32-nobench": ("productgan", 64, {"precision": "fp32", "cudnn_benchmark": False}),
     "canonical-bf16-b256": ("productgan", 64, {"precision": "bf16", "batch_size": 256}),
     "default-bf16-b512": ("productgan", 32, {"precision": "bf16", "default": True, "batch_size": 512}),
-    "default-compile-nchw": ("productgan", 32, {"precision": "fp32", "default": True, "compile": True,
-                                                "channels_last": False}),
+    "default-compile-nchw": (
+        "productgan",
+        32,
+        {"precision": "fp32", "default": True, "compile": True, "channels_last": False},
+    ),
 }
 
 
@@ -63,10 +66,16 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
     from productgan.train import Trainer
     from productgan.train.loop import StepStats
 
-    config = RunConfig(out="unused", train=TrainConfig(precision=settings["precision"], device=device,
-                                                       compile=settings.get("compile", False),
-                                                       channels_last=settings.get("channels_last", True),
-                                                       cudnn_benchmark=settings.get("cudnn_benchmark", True)))
+    config = RunConfig(
+        out="unused",
+        train=TrainConfig(
+            precision=settings["precision"],
+            device=device,
+            compile=settings.get("compile", False),
+            channels_last=settings.get("channels_last", True),
+            cudnn_benchmark=settings.get("cudnn_benchmark", True),
+        ),
+    )
     if settings.get("preset"):
         apply_preset(config, settings["preset"])
     if not settings.get("default"):
@@ -88,15 +97,22 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
         trainer.train_step(stats)
     images_per_s = steps * config.batch_size / seconds
     gflop_per_image = counter.get_total_flops() / config.batch_size / 1e9
-    return {"images_per_s": images_per_s, "batch_size": config.batch_size, "model": vars(config.model),
-            "autocast": str(trainer.autocast_dtype), "loss_d": values["loss_d"],
-            "gflop_per_image": gflop_per_image, "gflop_per_s": gflop_per_image * images_per_s}
+    return {
+        "images_per_s": images_per_s,
+        "batch_size": config.batch_size,
+        "model": vars(config.model),
+        "autocast": str(trainer.autocast_dtype),
+        "loss_d": values["loss_d"],
+        "gflop_per_image": gflop_per_image,
+        "gflop_per_s": gflop_per_image * images_per_s,
+    }
 
 
 def run_reference(steps: int, warmup: int, device: str) -> dict:
     """The canonical eager recipe of reference.py (20,000 PNG-encoded training images)."""
-    from productgan.data import load_fashion_mnist
     from reference import NDF, NGF, NZ, ReferenceTrainer
+
+    from productgan.data import load_fashion_mnist
 
     trainer = ReferenceTrainer(load_fashion_mnist().train_images[:20000], device=device)
     for _ in range(warmup):
@@ -105,8 +121,12 @@ def run_reference(steps: int, warmup: int, device: str) -> dict:
     for _ in range(steps):
         trainer.step()
     seconds = time.perf_counter() - start
-    return {"images_per_s": steps * 64 / seconds, "batch_size": 64, "model": {"nz": NZ, "ngf": NGF, "ndf": NDF},
-            "autocast": "None"}
+    return {
+        "images_per_s": steps * 64 / seconds,
+        "batch_size": 64,
+        "model": {"nz": NZ, "ngf": NGF, "ndf": NDF},
+        "autocast": "None",
+    }
 
 
 def matmul_gflop_per_s(device: str, size: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
@@ -146,8 +166,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="Timed steps per case.")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--cases", nargs="+", choices=[*CASES, *GPU_CASES],
-                        help="Default: every case (on a GPU also the GPU-only ones).")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=[*CASES, *GPU_CASES],
+        help="Default: every case (on a GPU also the GPU-only ones).",
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when one is visible).")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # run one case in this process
     args = parser.parse_args()
@@ -166,14 +190,30 @@ def main() -> None:
 
     rows = []
     for name in args.cases:
-        out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
-                              "--warmup", str(args.warmup), "--device", args.device], capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--device",
+                args.device,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if out.returncode != 0:
             print(f"{name}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"{name:<16} {rows[-1]['images_per_s']:8.0f} img/s   peak RSS {rows[-1]['peak_rss_mib']:6.0f} MiB",
-              flush=True)
+        print(
+            f"{name:<16} {rows[-1]['images_per_s']:8.0f} img/s   peak RSS {rows[-1]['peak_rss_mib']:6.0f} MiB",
+            flush=True,
+        )
 
     peak = matmul_gflop_per_s(args.device)
     native_bf16 = cpu_has_native_bf16()
@@ -183,22 +223,41 @@ def main() -> None:
     for r in rows:
         ratio = f"{r['images_per_s'] / reference:.2f}" if reference else "-"
         flops = f"{r['gflop_per_s']:.0f}" if "gflop_per_s" in r else "-"
-        print(f"{r['case']:<16} {r['image_size']:>4} {r['images_per_s']:>8.0f} {ratio:>12} {flops:>8} "
-              f"{r['peak_rss_mib']:>9.0f}")
+        print(
+            f"{r['case']:<16} {r['image_size']:>4} {r['images_per_s']:>8.0f} {ratio:>12} {flops:>8} "
+            f"{r['peak_rss_mib']:>9.0f}"
+        )
     print(f"float32 matrix product (2048 x 2048) on this device: {peak:.0f} GFLOP/s")
     if peak_bf16:
         print(f"bfloat16 matrix product (2048 x 2048) on this device: {peak_bf16:.0f} GFLOP/s")
 
-    machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-               "cpu_model": _cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "native_bf16": native_bf16, "device": args.device,
-               "matmul_fp32_gflop_per_s": peak, "matmul_bf16_gflop_per_s": peak_bf16}
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "native_bf16": native_bf16,
+        "device": args.device,
+        "matmul_fp32_gflop_per_s": peak,
+        "matmul_bf16_gflop_per_s": peak_bf16,
+    }
     if args.device.startswith("cuda"):
         machine["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("throughput.json" if args.device == "cpu" else "throughput-cuda.json")
-    path.write_text(json.dumps({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
-                                "steps": args.steps, "results": rows}, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "machine": machine,
+                "steps": args.steps,
+                "results": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nwritten to {path}")
 
 

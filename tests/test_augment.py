@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import tiny_config
 
+from productgan.data import PackedDataset
 from productgan.data.augment import POLICIES, color, cutout, diff_augment, parse_policy, translation
 from productgan.errors import UsageError
 from productgan.train import Trainer, train
-from productgan.data import PackedDataset
-
-from helpers import tiny_config
 
 
 def seeded(seed: int = 0) -> torch.Generator:

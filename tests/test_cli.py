@@ -11,8 +11,23 @@ from PIL import Image
 from productgan.cli import main
 from productgan.sampling import load_generator, noise
 
-TINY = ["--batch-size", "16", "--model.nz", "8", "--model.ngf", "4", "--model.ndf", "4", "--train.grid-size", "4",
-        "--train.precision", "fp32", "--train.log-every", "2", "--no-progress"]
+TINY = [
+    "--batch-size",
+    "16",
+    "--model.nz",
+    "8",
+    "--model.ngf",
+    "4",
+    "--model.ndf",
+    "4",
+    "--train.grid-size",
+    "4",
+    "--train.precision",
+    "fp32",
+    "--train.log-every",
+    "2",
+    "--no-progress",
+]
 
 
 @pytest.fixture
@@ -31,14 +46,31 @@ def test_prepare_train_generate_export(trained_run, tmp_path):
     assert meta["split_sizes"] == {"train": 180, "val": 20, "test": 50}
 
     assert main(["generate", str(trained_run), "--n", "5", "--seed", "3", "--out", str(tmp_path / "a.npy")]) == 0
-    assert main(["generate", str(trained_run / "generator"), "--n", "5", "--seed", "3",
-                 "--out", str(tmp_path / "b.npy")]) == 0
+    assert (
+        main(["generate", str(trained_run / "generator"), "--n", "5", "--seed", "3", "--out", str(tmp_path / "b.npy")])
+        == 0
+    )
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert a.dtype == np.uint8 and a.shape == (5, 1, 28, 28)
     assert np.array_equal(a, b)
 
-    assert main(["generate", str(trained_run), "--n", "5", "--seed", "3", "--temperature", "1.5",
-                 "--out", str(tmp_path / "hot.npy")]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(trained_run),
+                "--n",
+                "5",
+                "--seed",
+                "3",
+                "--temperature",
+                "1.5",
+                "--out",
+                str(tmp_path / "hot.npy"),
+            ]
+        )
+        == 0
+    )
     sampler = load_generator(trained_run)
     assert np.array_equal(np.load(tmp_path / "hot.npy"), sampler.from_noise(noise(5, 8, 3) * 1.5).numpy())
     assert not np.array_equal(np.load(tmp_path / "hot.npy"), a)
@@ -58,11 +90,28 @@ def test_prepare_train_generate_export(trained_run, tmp_path):
 
 def test_train_with_config_file_and_resume(tmp_path, fake_fmnist, capsys):
     config = tmp_path / "run.yaml"
-    config.write_text("batch_size: 16\nsteps: 2\nmodel:\n  nz: 8\n  ngf: 4\n  ndf: 4\ntrain:\n  grid_size: 4\n"
-                      "  precision: fp32\n  log_every: 1\n")
+    config.write_text(
+        "batch_size: 16\nsteps: 2\nmodel:\n  nz: 8\n  ngf: 4\n  ndf: 4\ntrain:\n  grid_size: 4\n"
+        "  precision: fp32\n  log_every: 1\n"
+    )
     run = tmp_path / "run"
-    assert main(["train", "--config", str(config), "--data", str(fake_fmnist), "--train.val-size", "20", "--out", str(run),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                "--data",
+                str(fake_fmnist),
+                "--train.val-size",
+                "20",
+                "--out",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "steps: 2" in (run / "config.yaml").read_text()
     assert main(["train", "--resume", str(run), "--steps", "3", "--no-progress"]) == 0
     lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -130,8 +179,24 @@ def test_unwritable_paths_and_bad_sources_are_one_sentence(fake_packed, tmp_path
 
 def test_no_conditional_switch(fake_packed, tmp_path):
     run = tmp_path / "run"
-    assert main(["train", "--preset", "fmnist-32", "--no-conditional", "--data", str(fake_packed), "--out", str(run),
-                 "--steps", "1", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "fmnist-32",
+                "--no-conditional",
+                "--data",
+                str(fake_packed),
+                "--out",
+                str(run),
+                "--steps",
+                "1",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert "conditional: false" in (run / "config.yaml").read_text()
 
 
@@ -159,8 +224,20 @@ def test_preset_sets_its_values_and_later_flags_win(fake_packed, tmp_path, capsy
     import yaml
 
     run = tmp_path / "run"
-    args = ["train", "--preset", "fmnist-32", "--data", str(fake_packed), "--out", str(run), "--steps", "2",
-            *TINY, "--train.grid-size", "10"]
+    args = [
+        "train",
+        "--preset",
+        "fmnist-32",
+        "--data",
+        str(fake_packed),
+        "--out",
+        str(run),
+        "--steps",
+        "2",
+        *TINY,
+        "--train.grid-size",
+        "10",
+    ]
     assert main(args) == 0
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["preset"] == "fmnist-32" and config["model"]["conditional"] is True
@@ -177,13 +254,32 @@ def test_optimiser_defaults_follow_the_loss(fake_packed, tmp_path):
 
     for loss, expected in (("bce", [2e-4, 2e-4, 0.5, 0.999]), ("hinge", [1e-4, 4e-4, 0.0, 0.9])):
         run = tmp_path / loss
-        assert main(["train", "--data", str(fake_packed), "--out", str(run), "--steps", "1", "--loss.name", loss,
-                     *TINY]) == 0
+        assert (
+            main(["train", "--data", str(fake_packed), "--out", str(run), "--steps", "1", "--loss.name", loss, *TINY])
+            == 0
+        )
         optim = yaml.safe_load((run / "config.yaml").read_text())["optim"]
         assert [optim["lr_g"], optim["lr_d"], optim["beta1"], optim["beta2"]] == expected
     run = tmp_path / "given"
-    assert main(["train", "--data", str(fake_packed), "--out", str(run), "--steps", "1", "--loss.name", "hinge",
-                 "--optim.lr-d", "3e-4", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(fake_packed),
+                "--out",
+                str(run),
+                "--steps",
+                "1",
+                "--loss.name",
+                "hinge",
+                "--optim.lr-d",
+                "3e-4",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     optim = yaml.safe_load((run / "config.yaml").read_text())["optim"]
     assert optim["lr_d"] == 3e-4 and optim["lr_g"] == 1e-4  # what is given wins; the rest follows the loss
 
@@ -197,7 +293,22 @@ def test_products_preset_keeps_augmentation_on_unless_turned_off(fake_packed, tm
     config = apply_preset(RunConfig(), preset)
     assert (config.image_size, config.model.conditional, config.train.augment) == (size, True, True)
     run = tmp_path / "run"
-    args = ["train", "--preset", preset, "--data", str(fake_packed), "--out", str(run), "--steps", "1",
-            *TINY, "--image-size", "32", "--no-augment", "--train.grid-size", "10"]
+    args = [
+        "train",
+        "--preset",
+        preset,
+        "--data",
+        str(fake_packed),
+        "--out",
+        str(run),
+        "--steps",
+        "1",
+        *TINY,
+        "--image-size",
+        "32",
+        "--no-augment",
+        "--train.grid-size",
+        "10",
+    ]
     assert main(args) == 0
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["augment"] is False

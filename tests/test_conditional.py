@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 from PIL import Image
 
 from productgan.cli import main
@@ -15,8 +16,6 @@ from productgan.errors import UsageError
 from productgan.models import Discriminator, Generator, init_weights
 from productgan.sampling import load_generator, noise
 from productgan.train import train
-
-from helpers import tiny_config
 
 CONDITIONAL = ModelConfig(nz=8, ngf=4, ndf=4, conditional=True)
 
@@ -148,8 +147,28 @@ def test_conditional_resume_is_exact(fake_packed, tmp_path):
 
 
 def test_conditional_flag_alias(fake_packed, tmp_path, capsys):
-    args = ["train", "--data", str(fake_packed), "--out", str(tmp_path / "run"), "--steps", "2", "--conditional",
-            "--batch-size", "16", "--model.nz", "8", "--model.ngf", "4", "--model.ndf", "4",
-            "--train.grid-size", "10", "--train.precision", "fp32", "--no-progress"]
+    args = [
+        "train",
+        "--data",
+        str(fake_packed),
+        "--out",
+        str(tmp_path / "run"),
+        "--steps",
+        "2",
+        "--conditional",
+        "--batch-size",
+        "16",
+        "--model.nz",
+        "8",
+        "--model.ngf",
+        "4",
+        "--model.ndf",
+        "4",
+        "--train.grid-size",
+        "10",
+        "--train.precision",
+        "fp32",
+        "--no-progress",
+    ]
     assert main(args) == 0
     assert load_generator(tmp_path / "run").conditional

@@ -11,12 +11,11 @@ import math
 
 import pytest
 import torch
+from helpers import tiny_config
 
 from productgan.sampling import load_generator
 from productgan.train import resume, train
 from productgan.train.checkpoint import load_checkpoint
-
-from helpers import tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

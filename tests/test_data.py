@@ -15,17 +15,18 @@ from productgan.data import (
     SPLITS,
     PackedDataset,
     build_fashion_mnist,
+    fashion_mnist,
     find_fashion_mnist,
     fit_fashion_mnist,
     is_packed_dataset,
     load_fashion_mnist,
     open_dataset,
+    packed,
     prepare,
     read_idx,
     search_folders,
     stratified_split,
 )
-from productgan.data import fashion_mnist, packed
 from productgan.errors import ProductganError, UsageError
 
 REAL_FOLDER = Path("/usr/share/datasets/fashion-mnist")
@@ -416,9 +417,7 @@ def test_open_dataset_packed(fake_packed):
         open_dataset(fake_packed, val_size=30)
 
 
-def test_open_dataset_prefers_an_existing_folder_over_the_name(
-    isolated_search, monkeypatch, tmp_path, fake_fmnist
-):
+def test_open_dataset_prefers_an_existing_folder_over_the_name(isolated_search, monkeypatch, tmp_path, fake_fmnist):
     prepare(fake_fmnist, tmp_path / "fashion-mnist", val_size=30)
     monkeypatch.chdir(tmp_path)
     assert open_dataset("fashion-mnist").split_sizes()["val"] == 30

@@ -16,10 +16,25 @@ from productgan.cli import main
 from productgan.train.checkpoint import load_checkpoint
 
 TIMEOUT_S = 180
-TINY = ["--model.nz", "8", "--model.ngf", "4", "--model.ndf", "4", "--train.grid-size", "4",
-        "--train.precision", "fp32", "--train.log-every", "2", "--train.threads", "1", "--no-progress"]
+TINY = [
+    "--model.nz",
+    "8",
+    "--model.ngf",
+    "4",
+    "--model.ndf",
+    "4",
+    "--train.grid-size",
+    "4",
+    "--train.precision",
+    "fp32",
+    "--train.log-every",
+    "2",
+    "--train.threads",
+    "1",
+    "--no-progress",
+]
 
-WORKER = textwrap.dedent('''
+WORKER = textwrap.dedent("""
     import os, signal, sys, torch
     from pathlib import Path
     from productgan.config import ModelConfig, RunConfig, TrainConfig
@@ -57,13 +72,18 @@ WORKER = textwrap.dedent('''
                     "stopped_by": summary.get("stopped_by"), "signal": summary.get("signal")},
                    out / f"state-rank{context.rank}.pt")
         distributed.shutdown()
-''')
+""")
 
 
 def torchrun(*args, nproc: int = 2, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
 
 
 @pytest.fixture
@@ -110,8 +130,20 @@ def test_a_signal_to_one_rank_stops_both_with_its_number(worker, fake_packed, tm
 
 def test_cli_under_torchrun_then_resume_with_one_process(fake_packed, tmp_path):
     run = tmp_path / "run"
-    result = torchrun("-m", "productgan", "train", "--data", str(fake_packed), "--out", str(run),
-                      "--batch-size", "16", "--steps", "4", *TINY)
+    result = torchrun(
+        "-m",
+        "productgan",
+        "train",
+        "--data",
+        str(fake_packed),
+        "--out",
+        str(run),
+        "--batch-size",
+        "16",
+        "--steps",
+        "4",
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Training finished") == 1  # rank 0 alone reports
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
@@ -141,18 +173,30 @@ def test_two_processes_train_like_one(fake_packed, tmp_path):
 
 
 def test_global_batch_must_divide(fake_packed, tmp_path):
-    result = torchrun("-m", "productgan", "train", "--data", str(fake_packed), "--out", str(tmp_path / "run"),
-                      "--batch-size", "15", "--steps", "2", *TINY)
+    result = torchrun(
+        "-m",
+        "productgan",
+        "train",
+        "--data",
+        str(fake_packed),
+        "--out",
+        str(tmp_path / "run"),
+        "--batch-size",
+        "15",
+        "--steps",
+        "2",
+        *TINY,
+    )
     assert result.returncode != 0
     assert "must divide evenly among 2 processes" in result.stderr
 
 
 def test_sync_batchnorm_on_cpu_processes_is_one_sentence(fake_packed, tmp_path, monkeypatch):
+    from helpers import tiny_config
+
     from productgan.data import open_dataset
     from productgan.errors import UsageError
     from productgan.train import Trainer, distributed
-
-    from helpers import tiny_config
 
     monkeypatch.setattr(distributed, "init", lambda context, device: torch.device("cpu"))  # no process group needed
     config = tiny_config(fake_packed, tmp_path / "run")
@@ -163,16 +207,32 @@ def test_sync_batchnorm_on_cpu_processes_is_one_sentence(fake_packed, tmp_path, 
 
 def test_validation_is_sharded_and_gathered(fake_packed, tmp_path):
     run = tmp_path / "run"
-    result = torchrun("-m", "productgan", "train", "--data", str(fake_packed), "--out", str(run),
-                      "--batch-size", "16", "--steps", "4", "--train.eval-every", "2", "--train.eval-n", "21", *TINY,
-                      env={"PRODUCTGAN_CACHE": str(tmp_path / "cache")})
+    result = torchrun(
+        "-m",
+        "productgan",
+        "train",
+        "--data",
+        str(fake_packed),
+        "--out",
+        str(run),
+        "--batch-size",
+        "16",
+        "--steps",
+        "4",
+        "--train.eval-every",
+        "2",
+        "--train.eval-n",
+        "21",
+        *TINY,
+        env={"PRODUCTGAN_CACHE": str(tmp_path / "cache")},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     val = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "val_n" in line]
     assert [(v["step"], v["val_n"]) for v in val] == [(2, 21), (4, 21)]  # 11 + 10 images, all gathered
     assert (run / "checkpoints" / "best.pt").is_file()
 
 
-RESTARTING_WORKER = textwrap.dedent('''
+RESTARTING_WORKER = textwrap.dedent("""
     import os, sys
     from productgan.config import ModelConfig, RunConfig, TrainConfig
     from productgan.train import Trainer, train
@@ -188,7 +248,7 @@ RESTARTING_WORKER = textwrap.dedent('''
                        model=ModelConfig(nz=8, ngf=4, ndf=4),
                        train=TrainConfig(precision="fp32", log_every=1, checkpoint_every=2, grid_size=4, threads=1))
     train(config, progress=False)
-''')
+""")
 
 
 def test_torchrun_restart_resumes_from_the_last_checkpoint(fake_packed, tmp_path):
@@ -203,7 +263,7 @@ def test_torchrun_restart_resumes_from_the_last_checkpoint(fake_packed, tmp_path
     assert steps == list(range(1, 9))  # lines after the step-4 checkpoint were trimmed and rewritten
 
 
-LR_WORKER = textwrap.dedent('''
+LR_WORKER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     from productgan.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
@@ -228,7 +288,7 @@ LR_WORKER = textwrap.dedent('''
     trainer.fit(progress=False)
     (out / f"lr-rank{context.rank}.json").write_text(json.dumps(used))
     distributed.shutdown()
-''')
+""")
 
 
 def test_lr_decay_after_a_resume_follows_the_saved_clock_on_every_rank(fake_packed, tmp_path):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import tiny_config
 
 from productgan.cli import main
 from productgan.evaluate import Evaluator, evaluate_run
 from productgan.train import train
 from productgan.train.checkpoint import load_checkpoint
-
-from helpers import tiny_config
 
 
 @pytest.fixture(autouse=True)
@@ -28,8 +27,19 @@ def tiny_run(fake_packed, tmp_path):
 def test_evaluate_reports_every_metric_with_protocol_and_floor(tiny_run, fake_packed):
     report = evaluate_run(tiny_run, split="test", n=40, seed=1, progress=False)
     metrics = report["metrics"]
-    for key in ("fid_productgan", "fid_productgan_ci95", "kid_productgan_mean", "precision", "recall", "density",
-                "coverage", "classifier_score", "class_shares", "rarest_class_share", "memorisation_share"):
+    for key in (
+        "fid_productgan",
+        "fid_productgan_ci95",
+        "kid_productgan_mean",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "classifier_score",
+        "class_shares",
+        "rarest_class_share",
+        "memorisation_share",
+    ):
         assert key in metrics, key
     assert not any(key == "fid" or key.startswith("fid_") and "productgan" not in key for key in metrics)
     protocol = report["protocol"]
@@ -52,8 +62,23 @@ def test_evaluate_cli_prints_a_table_and_writes_json(tiny_run, capsys):
     assert report["protocol"]["reference_split"] == "val"
     assert report["protocol"]["latent_temperature"] == 1.0
     # Another temperature is another protocol: its own file, its own scores
-    assert main(["evaluate", str(tiny_run), "--split", "val", "--n", "20", "--no-progress", "--no-floor",
-                 "--temperature", "1.5"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tiny_run),
+                "--split",
+                "val",
+                "--n",
+                "20",
+                "--no-progress",
+                "--no-floor",
+                "--temperature",
+                "1.5",
+            ]
+        )
+        == 0
+    )
     assert "latent temperature: 1.5" in capsys.readouterr().out
     hot = json.loads((tiny_run / "evaluation" / "val-n20-seed0-t1.5-step2.json").read_text())
     assert hot["protocol"]["latent_temperature"] == 1.5
@@ -66,8 +91,24 @@ def test_evaluate_never_replaces_a_file_without_asking(tiny_run, tmp_path, capsy
     assert main(["evaluate", str(tiny_run), "--split", "val", "--n", "20", "--no-progress", "--out", str(mine)]) == 1
     assert "already exists; choose another --out or pass --overwrite" in capsys.readouterr().err
     assert mine.read_text() == "mine" and not (tiny_run / "evaluation").exists()
-    assert main(["evaluate", str(tiny_run), "--split", "val", "--n", "20", "--no-progress", "--no-floor",
-                 "--out", str(mine), "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tiny_run),
+                "--split",
+                "val",
+                "--n",
+                "20",
+                "--no-progress",
+                "--no-floor",
+                "--out",
+                str(mine),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert json.loads(mine.read_text())["protocol"]["generator_step"] == 2
 
 
@@ -93,8 +134,11 @@ def test_validation_keeps_best_checkpoint_and_exports_it(fake_packed, tmp_path, 
     run = tmp_path / "run"
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     val = [line for line in lines if "val_fid_productgan" in line]
-    assert [(v["step"], v["val_fid_productgan"], v["best_val"]) for v in val] == [(2, 5.0, 5.0), (4, 3.0, 3.0),
-                                                                                 (6, 4.0, 3.0)]
+    assert [(v["step"], v["val_fid_productgan"], v["best_val"]) for v in val] == [
+        (2, 5.0, 5.0),
+        (4, 3.0, 3.0),
+        (6, 4.0, 3.0),
+    ]
     assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == 4
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 6
     assert json.loads((run / "generator" / "config.json").read_text())["step"] == 4
@@ -107,8 +151,9 @@ def test_validation_vectors_are_not_the_ones_evaluate_scores(fake_packed, tmp_pa
 
     seen = []
     real_from_noise = Sampler.from_noise
-    monkeypatch.setattr(Sampler, "from_noise",
-                        lambda self, z, **k: seen.append(z.clone()) or real_from_noise(self, z, **k))
+    monkeypatch.setattr(
+        Sampler, "from_noise", lambda self, z, **k: seen.append(z.clone()) or real_from_noise(self, z, **k)
+    )
     config = tiny_config(fake_packed, tmp_path / "run", steps=2)
     config.train.eval_every, config.train.eval_n = 2, 20
     train(config, progress=False)
@@ -120,8 +165,9 @@ def test_validation_vectors_are_not_the_ones_evaluate_scores(fake_packed, tmp_pa
 def test_early_stop_after_patience(fake_packed, tmp_path, monkeypatch):
     scores = iter([1.0, 2.0, 3.0, 4.0])
     real_score = Evaluator.score_features
-    monkeypatch.setattr(Evaluator, "score_features", lambda self, *a, **k: {**real_score(self, *a, **k),
-                                                                            "fid_productgan": next(scores)})
+    monkeypatch.setattr(
+        Evaluator, "score_features", lambda self, *a, **k: {**real_score(self, *a, **k), "fid_productgan": next(scores)}
+    )
     config = tiny_config(fake_packed, tmp_path / "run", steps=20)
     config.train.eval_every, config.train.eval_n, config.train.early_stop_patience = 2, 20, 2
     summary = train(config, progress=False)
@@ -131,11 +177,28 @@ def test_early_stop_after_patience(fake_packed, tmp_path, monkeypatch):
 def test_cas_for_a_conditional_run(fake_packed, tmp_path, capsys):
     from productgan.config import ModelConfig
 
-    config = tiny_config(fake_packed, tmp_path / "cond", steps=2, model=ModelConfig(nz=8, ngf=4, ndf=4, conditional=True))
+    config = tiny_config(
+        fake_packed, tmp_path / "cond", steps=2, model=ModelConfig(nz=8, ngf=4, ndf=4, conditional=True)
+    )
     config.train.grid_size = 10
     train(config, progress=False)
-    assert main(["evaluate", str(tmp_path / "cond"), "--split", "test", "--n", "40", "--cas", "--no-progress",
-                 "--out", str(tmp_path / "cas.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "cond"),
+                "--split",
+                "test",
+                "--n",
+                "40",
+                "--cas",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "cas.json"),
+            ]
+        )
+        == 0
+    )
     assert "classification accuracy (CAS)" in capsys.readouterr().out
     report = json.loads((tmp_path / "cas.json").read_text())
     assert 0.0 <= report["metrics"]["cas"] <= 1.0 and 0.0 <= report["real_data_floor"]["cas"] <= 1.0

@@ -6,11 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
-
-from productgan.files import (current_umask, remove_stale_temporaries, replace_dir, save_tensors, staging_dir,
-                              temp_prefix, write_atomic)
-
 from helpers import dead_pid
+
+from productgan.files import (
+    current_umask,
+    remove_stale_temporaries,
+    replace_dir,
+    save_tensors,
+    staging_dir,
+    temp_prefix,
+    write_atomic,
+)
 
 
 def leftover(folder: Path, target: str, pid: int, kind: str = "tmp", rest: str = "abc") -> Path:
@@ -49,8 +55,11 @@ def test_replace_dir_swaps_whole_folders(tmp_path, monkeypatch, exchange):
 
 def test_only_dead_writers_leftovers_are_removed(tmp_path):
     dead = dead_pid()
-    stale = [leftover(tmp_path, "ds", dead), leftover(tmp_path, "generator", dead, "old", "x1"),
-             leftover(tmp_path, "step-000500.png", dead, rest=".png")]
+    stale = [
+        leftover(tmp_path, "ds", dead),
+        leftover(tmp_path, "generator", dead, "old", "x1"),
+        leftover(tmp_path, "step-000500.png", dead, rest=".png"),
+    ]
     live = [leftover(tmp_path, "ds", os.getpid()), leftover(tmp_path, "ds", 1)]  # this process; init
     other_host = tmp_path / f".ds.tmp-elsewhere-{dead}-abc"
     mine = [tmp_path / ".notes.tmp", tmp_path / "ds", tmp_path / "generator"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 from PIL import Image
 
 from productgan.cli import main
@@ -19,8 +20,6 @@ from productgan.data import folder as folder_module
 from productgan.data.folder import Options, load_image, parse_background, parse_split, prepare_folder, split_by_class
 from productgan.errors import ProductganError, UsageError
 from productgan.train import train
-
-from helpers import tiny_config
 
 WHITE, RED, BLUE = (255, 255, 255), (255, 0, 0), (0, 0, 255)
 
@@ -142,8 +141,9 @@ def test_cmyk_sixteen_bit_and_palette_images_convert(packed, tmp_path):
 
 
 def test_crop_fit_and_grey_output(photos, tmp_path):
-    out = prepare_folder(photos, tmp_path / "grey", size=32, channels=1, fit="crop", split="0.5,0.25,0.25",
-                         workers=1, progress=False)
+    out = prepare_folder(
+        photos, tmp_path / "grey", size=32, channels=1, fit="crop", split="0.5,0.25,0.25", workers=1, progress=False
+    )
     dataset = PackedDataset.load(out)
     assert dataset.images.shape[1:] == (1, 32, 32)
     assert json.loads((out / "dataset.json").read_text())["meta"]["fit"] == "crop"
@@ -238,8 +238,21 @@ def test_option_parsing():
 
 def test_prepare_command_and_training_on_the_result(photos, tmp_path, capsys):
     out = tmp_path / "cli-packed"
-    code = main(["prepare", str(photos), "--out", str(out), "--size", "32", "--split", "0.5,0.25,0.25",
-                 "--workers", "1", "--no-progress"])
+    code = main(
+        [
+            "prepare",
+            str(photos),
+            "--out",
+            str(out),
+            "--size",
+            "32",
+            "--split",
+            "0.5,0.25,0.25",
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "15 images of 32x32x3, 2 class(es)" in printed and "Skipped 7 file(s) and 1 exact duplicate(s)" in printed

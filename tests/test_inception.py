@@ -8,14 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 
 from productgan.cli import main
 from productgan.errors import ProductganError
 from productgan.evaluate import evaluate_run
 from productgan.metrics.inception import FEATURE_DIM, FIDInception, inception_features, load_inception
 from productgan.train import train
-
-from helpers import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_close
 
 from productgan.config import LossConfig
 from productgan.losses import CrossEntropyLoss, LeastSquaresLoss, build_loss
-
-from helpers import assert_close
 
 REAL = [2.0, -1.0, 0.5, 30.0]
 FAKE = [-3.0, 0.0, 1.5, -30.0]
@@ -42,8 +41,9 @@ def test_cross_entropy_discriminator_matches_bce_against_one_and_zero():
     expected = bce_by_hand(REAL, 1.0) + bce_by_hand(FAKE, 0.0)
     assert got.item() == pytest.approx(expected, rel=1e-6)
     # The same thing through torch's own BCE with explicit 1 / 0 targets.
-    torch_bce = F.binary_cross_entropy_with_logits(logits(REAL), torch.ones(4)) + \
-        F.binary_cross_entropy_with_logits(logits(FAKE), torch.zeros(4))
+    torch_bce = F.binary_cross_entropy_with_logits(logits(REAL), torch.ones(4)) + F.binary_cross_entropy_with_logits(
+        logits(FAKE), torch.zeros(4)
+    )
     assert_close(got, torch_bce)
     assert got.shape == ()
 

@@ -27,12 +27,11 @@ from productgan.metrics import (
     load_or_train_evaluator,
     memorisation,
     native_images,
+    neighbours,
     precision_recall,
     rarest_class_share,
     train_evaluator,
 )
-from productgan.metrics import neighbours
-
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -131,8 +130,9 @@ def test_kid_is_near_zero_for_identical_sets_and_positive_for_shifted_ones():
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(600, 16, generator=generator, dtype=torch.float64)
     same_mean, same_std = kid(features, features, subsets=10, subset_size=200, seed=0)
-    fresh_mean, _ = kid(features, torch.randn(600, 16, generator=generator, dtype=torch.float64),
-                        subsets=10, subset_size=200, seed=0)
+    fresh_mean, _ = kid(
+        features, torch.randn(600, 16, generator=generator, dtype=torch.float64), subsets=10, subset_size=200, seed=0
+    )
     shifted_mean, _ = kid(features, features + 0.5, subsets=10, subset_size=200, seed=0)
     # Shared images make the cross term include k(x, x), which is large; the estimator then
     # dips slightly below zero, by about 2 (mean k(x, x) - mean k(x, y)) / (m - 1) at most.
@@ -172,12 +172,18 @@ def test_density_coverage_on_crafted_sets(real_clusters):
 
 def test_chunked_distances_give_the_same_answers(real_clusters, monkeypatch):
     fake = clusters(CENTRES[:3], 50, seed=2)
-    whole = (precision_recall(real_clusters, fake), density_coverage(real_clusters, fake),
-             memorisation(real_clusters, fake))
+    whole = (
+        precision_recall(real_clusters, fake),
+        density_coverage(real_clusters, fake),
+        memorisation(real_clusters, fake),
+    )
     # 7 distances per block forces hundreds of ragged blocks.
     monkeypatch.setattr(neighbours, "MAX_BLOCK_ELEMENTS", 7 * len(real_clusters))
-    chunked = (precision_recall(real_clusters, fake), density_coverage(real_clusters, fake),
-               memorisation(real_clusters, fake))
+    chunked = (
+        precision_recall(real_clusters, fake),
+        density_coverage(real_clusters, fake),
+        memorisation(real_clusters, fake),
+    )
     assert chunked == whole
 
 
@@ -237,9 +243,21 @@ def test_compute_all_reports_every_metric_under_productgan_names(real_clusters):
     probs = torch.softmax(fake[:, :4], dim=1)
     results = compute_all(real_clusters, fake, probs, ["a", "b", "c", "d"], train_feats=real_clusters, seed=1)
     expected = {
-        "fid_productgan", "fid_productgan_ci95", "kid_productgan_mean", "kid_productgan_std",
-        "precision", "recall", "density", "coverage", "classifier_score", "classifier_score_std",
-        "class_counts", "class_shares", "rarest_class_share", "memorisation_share", "protocol",
+        "fid_productgan",
+        "fid_productgan_ci95",
+        "kid_productgan_mean",
+        "kid_productgan_std",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "classifier_score",
+        "classifier_score_std",
+        "class_counts",
+        "class_shares",
+        "rarest_class_share",
+        "memorisation_share",
+        "protocol",
     }
     assert set(results) == expected
     assert not any(key in {"fid", "kid", "is", "inception_score"} for key in results)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import assert_close
 from torch import nn
 from torch.nn.utils import parametrize
 
 from productgan.config import ModelConfig
 from productgan.models import Discriminator, Generator, check_image_size, init_weights
 from productgan.models.dcgan import LatentProjection
-
-from helpers import assert_close
 
 SIZES = [32, 64, 128, 256]
 NZ = 16  # a short z keeps the 256-pixel models quick; the width pattern does not depend on it

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 
+from helpers import tiny_config
+
 from productgan.cli import main
 from productgan.report import FIGURE_FILES, build_report, read_metrics
 from productgan.train import train
-
-from helpers import tiny_config
 
 
 def test_report_embeds_curves_grids_and_evaluation(fake_packed, tmp_path, monkeypatch):
@@ -58,7 +58,8 @@ def test_report_out_never_replaces_files_without_asking(fake_packed, tmp_path, c
 
 def test_read_metrics_splits_training_and_validation_lines(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(
-        json.dumps({"step": 1, "loss_d": 1.0}) + "\n" + json.dumps({"step": 2, "val_fid_productgan": 3.0}) + "\n{cut")
+        json.dumps({"step": 1, "loss_d": 1.0}) + "\n" + json.dumps({"step": 2, "val_fid_productgan": 3.0}) + "\n{cut"
+    )
     train_lines, val_lines = read_metrics(tmp_path)
     assert [r["step"] for r in train_lines] == [1] and [r["step"] for r in val_lines] == [2]
 
@@ -75,7 +76,9 @@ def test_report_labels_a_conditional_generator_by_row(fake_packed, tmp_path, mon
     from productgan.report import LABELLED_COLUMNS, labelled_samples
 
     monkeypatch.setenv("PRODUCTGAN_CACHE", str(tmp_path / "cache"))
-    config = tiny_config(fake_packed, tmp_path / "run", steps=2, model=ModelConfig(nz=8, ngf=4, ndf=4, conditional=True))
+    config = tiny_config(
+        fake_packed, tmp_path / "run", steps=2, model=ModelConfig(nz=8, ngf=4, ndf=4, conditional=True)
+    )
     config.train.grid_size = 10
     train(config, progress=False)
     path, caption = labelled_samples(tmp_path / "run", tmp_path)

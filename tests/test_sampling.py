@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close
 from PIL import Image
 
 from productgan.config import ModelConfig
@@ -28,10 +29,7 @@ from productgan.sampling import (
     to_uint8,
 )
 
-from helpers import assert_close
-
-CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 FMNIST_INFO = {
     "class_names": CLASS_NAMES,
     "native_size": [28, 28],
@@ -87,9 +85,17 @@ def test_export_writes_weights_and_a_complete_config(export_dir):
     assert config["format"] == "productgan-generator"
     assert config["version"] == 1
     assert config["model"] == {
-        "nz": 100, "ngf": 8, "ndf": 32, "g_norm": "batch", "d_norm": "batch",
-        "g_activation": "relu", "d_activation": "leaky_relu", "leaky_slope": 0.2, "g_output": "tanh",
-        "conditional": False, "d_pack": 1,
+        "nz": 100,
+        "ngf": 8,
+        "ndf": 32,
+        "g_norm": "batch",
+        "d_norm": "batch",
+        "g_activation": "relu",
+        "d_activation": "leaky_relu",
+        "leaky_slope": 0.2,
+        "g_output": "tanh",
+        "conditional": False,
+        "d_pack": 1,
     }
     assert config["image_size"] == 32 and config["channels"] == 1
     assert config["pixel_range"] == [-1.0, 1.0]
@@ -214,8 +220,7 @@ def test_weights_that_do_not_match_the_config_are_rejected(export_dir):
 def test_corrupt_weights_are_rejected(export_dir, damage):
     weights = export_dir / WEIGHTS_FILE
     good = weights.read_bytes()
-    weights.write_bytes({"truncated": good[: len(good) // 2], "garbage": b"\x00garbage" * 64,
-                         "empty": b""}[damage])
+    weights.write_bytes({"truncated": good[: len(good) // 2], "garbage": b"\x00garbage" * 64, "empty": b""}[damage])
     with pytest.raises(ProductganError, match="Error while deserializing") as error:
         load_generator(export_dir)
     assert WEIGHTS_FILE in str(error.value)
@@ -374,15 +379,18 @@ def test_to_uint8_maps_the_range_ends_and_clamps():
 def test_make_grid_layout_is_exact():
     images = (np.arange(12, dtype=np.uint8) + 1).reshape(3, 1, 2, 2)  # 1..12
     grid = make_grid(images, padding=1, fill=99)  # 3 images -> 2 per row, 2 rows
-    expected = np.array([
-        [99, 99, 99, 99, 99, 99, 99],
-        [99, 1, 2, 99, 5, 6, 99],
-        [99, 3, 4, 99, 7, 8, 99],
-        [99, 99, 99, 99, 99, 99, 99],
-        [99, 9, 10, 99, 99, 99, 99],
-        [99, 11, 12, 99, 99, 99, 99],
-        [99, 99, 99, 99, 99, 99, 99],
-    ], dtype=np.uint8)[..., None]
+    expected = np.array(
+        [
+            [99, 99, 99, 99, 99, 99, 99],
+            [99, 1, 2, 99, 5, 6, 99],
+            [99, 3, 4, 99, 7, 8, 99],
+            [99, 99, 99, 99, 99, 99, 99],
+            [99, 9, 10, 99, 99, 99, 99],
+            [99, 11, 12, 99, 99, 99, 99],
+            [99, 99, 99, 99, 99, 99, 99],
+        ],
+        dtype=np.uint8,
+    )[..., None]
     assert grid.dtype == np.uint8
     np.testing.assert_array_equal(grid, expected)
 

@@ -25,9 +25,18 @@ from productgan.serve import create_app  # noqa: E402
 from productgan.serve.app import check_port  # noqa: E402
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-INFO = {"class_names": CLASS_NAMES, "native_size": [28, 28], "fit": "pad", "padded_size": [32, 32],
-        "pad": [2, 2, 2, 2], "background": 0, "dataset": "fashion-mnist", "step": 40, "images_seen": 2560,
-        "ema": True}
+INFO = {
+    "class_names": CLASS_NAMES,
+    "native_size": [28, 28],
+    "fit": "pad",
+    "padded_size": [32, 32],
+    "pad": [2, 2, 2, 2],
+    "background": 0,
+    "dataset": "fashion-mnist",
+    "step": 40,
+    "images_seen": 2560,
+    "ema": True,
+}
 
 
 def export(folder, conditional: bool):
@@ -88,8 +97,12 @@ def test_npy_and_png_are_the_samplers_images(client, conditional_export):
     grid = png(client.get("/images.png", params={"n": 12, "seed": 5, "label": "Bag"}))
     assert np.array_equal(grid, make_grid(expected)[..., 0])
     # another seed or class gives other images
-    assert not np.array_equal(np.load(io.BytesIO(client.get("/images.npy", params={"n": 12, "seed": 6, "label": "Bag"}).content)), expected)
-    assert not np.array_equal(np.load(io.BytesIO(client.get("/images.npy", params={"n": 12, "seed": 5, "label": "Coat"}).content)), expected)
+    assert not np.array_equal(
+        np.load(io.BytesIO(client.get("/images.npy", params={"n": 12, "seed": 6, "label": "Bag"}).content)), expected
+    )
+    assert not np.array_equal(
+        np.load(io.BytesIO(client.get("/images.npy", params={"n": 12, "seed": 5, "label": "Coat"}).content)), expected
+    )
 
 
 def test_every_class_in_turn_is_one_column_per_class(client, conditional_export):
@@ -108,7 +121,10 @@ def test_temperature_is_the_samplers(client, conditional_export):
     assert np.array_equal(np.load(io.BytesIO(response.content)), expected)
     single = png(client.get("/image.png", params={"seed": 2, "index": 4, "temperature": 1.7}))
     assert np.array_equal(single, expected[4, 0])
-    assert 'src="/images.png?n=5&amp;seed=2&amp;temperature=1.7"' in client.get("/", params={"n": 5, "seed": 2, "temperature": 1.7}).text
+    assert (
+        'src="/images.png?n=5&amp;seed=2&amp;temperature=1.7"'
+        in client.get("/", params={"n": 5, "seed": 2, "temperature": 1.7}).text
+    )
 
 
 def test_one_image_is_that_row_of_its_seed(client, conditional_export):
@@ -119,20 +135,23 @@ def test_one_image_is_that_row_of_its_seed(client, conditional_export):
     assert np.array_equal(png(client.get("/image.png", params={"seed": 3, "index": 4})), mixed[4, 0])
 
 
-@pytest.mark.parametrize("path, params, sentence", [
-    ("/images.png", {"n": 0}, "n must be between 1 and 64, not 0."),
-    ("/images.npy", {"n": 65}, "n must be between 1 and 64, not 65."),
-    ("/images.png", {"label": "Hat"}, "Unknown class 'Hat'"),
-    ("/images.png", {"label": "10"}, "out of range"),
-    ("/images.npy", {"size": "huge"}, "size must be 'native' or 'training'"),
-    ("/image.png", {"index": 64}, "index must be between 0 and 63, not 64."),
-    ("/", {"n": 1000}, "n must be between 1 and 64"),
-    ("/images.png", {"temperature": 0}, "temperature must be a positive number"),
-    ("/image.png", {"temperature": "nan"}, "temperature must be a positive number"),
-    ("/images.npy", {"seed": -1}, "seed must be 0 or more, not -1."),
-    ("/image.png", {"seed": -3}, "seed must be 0 or more, not -3."),
-    ("/images.png", {"n": "many"}, "n: Input should be a valid integer"),
-])
+@pytest.mark.parametrize(
+    "path, params, sentence",
+    [
+        ("/images.png", {"n": 0}, "n must be between 1 and 64, not 0."),
+        ("/images.npy", {"n": 65}, "n must be between 1 and 64, not 65."),
+        ("/images.png", {"label": "Hat"}, "Unknown class 'Hat'"),
+        ("/images.png", {"label": "10"}, "out of range"),
+        ("/images.npy", {"size": "huge"}, "size must be 'native' or 'training'"),
+        ("/image.png", {"index": 64}, "index must be between 0 and 63, not 64."),
+        ("/", {"n": 1000}, "n must be between 1 and 64"),
+        ("/images.png", {"temperature": 0}, "temperature must be a positive number"),
+        ("/image.png", {"temperature": "nan"}, "temperature must be a positive number"),
+        ("/images.npy", {"seed": -1}, "seed must be 0 or more, not -1."),
+        ("/image.png", {"seed": -3}, "seed must be 0 or more, not -3."),
+        ("/images.png", {"n": "many"}, "n: Input should be a valid integer"),
+    ],
+)
 def test_bad_requests_get_422_and_one_sentence(client, path, params, sentence):
     response = client.get(path, params=params)
     assert response.status_code == 422
@@ -149,8 +168,14 @@ def test_the_page_offers_every_category_and_shows_the_grid(client):
     assert 'src="/images.png?n=8&amp;seed=2&amp;label=Ankle+boot"' in text
     # the form's "every category in turn" sends an empty label, which every request reads so
     assert 'src="/images.png?n=16&amp;seed=0"' in client.get("/", params={"label": ""}).text
-    assert client.get("/images.png", params={"n": 3, "label": ""}).content == client.get("/images.png", params={"n": 3}).content
-    assert client.get("/image.png", params={"index": 2, "label": ""}).content == client.get("/image.png", params={"index": 2}).content
+    assert (
+        client.get("/images.png", params={"n": 3, "label": ""}).content
+        == client.get("/images.png", params={"n": 3}).content
+    )
+    assert (
+        client.get("/image.png", params={"index": 2, "label": ""}).content
+        == client.get("/image.png", params={"index": 2}).content
+    )
 
 
 def test_an_unconditional_generator_refuses_a_category(tmp_path):
@@ -168,7 +193,7 @@ def test_serve_command_loads_then_runs_uvicorn(conditional_export, monkeypatch, 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
     assert main(["serve", str(conditional_export), "--port", "0", "--max-images", "8"]) == 0
-    (app, kwargs), = calls
+    ((app, kwargs),) = calls
     assert kwargs["host"] == "127.0.0.1" and 0 < kwargs["port"] < 65536  # port 0: a free one, chosen and named
     assert TestClient(app).get("/info").json()["max_images"] == 8
     assert f"at http://127.0.0.1:{kwargs['port']}/" in capsys.readouterr().out

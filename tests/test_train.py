@@ -10,17 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import dead_pid, sigterm_after_step, tiny_config
 
 from productgan.config import RunConfig
 from productgan.errors import ProductganError, UsageError
+from productgan.files import temp_prefix
 from productgan.train import Trainer, export_run, load_run_config, resume, train
 from productgan.train.checkpoint import load_checkpoint, save_checkpoint
 from productgan.train.ema import EMA
 from productgan.train.loop import BatchSource, TrainingStopped, target_steps
-from productgan.files import temp_prefix
 from productgan.train.rundir import new_run_dir
-
-from helpers import dead_pid, sigterm_after_step, tiny_config
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -48,8 +47,16 @@ def test_run_writes_the_run_directory(fake_packed, tmp_path):
     summary = train(tiny_config(fake_packed, tmp_path / "run"), progress=False)
     run = tmp_path / "run"
     assert summary["step"] == 6 and summary["images_seen"] == 6 * 16
-    for name in ("config.yaml", "reals.png", "metrics.jsonl", "checkpoints/last.pt", "generator/model.safetensors",
-                 "generator/config.json", "samples/step-000003.png", "samples/step-000006.png"):
+    for name in (
+        "config.yaml",
+        "reals.png",
+        "metrics.jsonl",
+        "checkpoints/last.pt",
+        "generator/model.safetensors",
+        "generator/config.json",
+        "samples/step-000003.png",
+        "samples/step-000006.png",
+    ):
         assert (run / name).is_file(), name
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4, 6]
@@ -187,7 +194,7 @@ def test_budgets():
 
 def test_minutes_budget_stops(fake_packed, tmp_path):
     summary = train(tiny_config(fake_packed, tmp_path / "run", steps=None, minutes=0.002), progress=False)
-    assert 1 <= summary["step"] and summary["elapsed_s"] >= 0.12
+    assert summary["step"] >= 1 and summary["elapsed_s"] >= 0.12
 
 
 def test_bad_budget_is_a_usage_error(fake_packed, tmp_path):
@@ -196,15 +203,21 @@ def test_bad_budget_is_a_usage_error(fake_packed, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: setattr(c, "seed", -1), "--seed must be 0 or more"),
-    (lambda c: setattr(c.optim, "lr_d", -1e-4), "--optim.lr-d must be a positive learning rate"),
-    (lambda c: setattr(c.train, "early_stop_patience", -1), "must be 0 \\(off\\) or more"),
-    (lambda c: (setattr(c.train, "eval_every", 2), setattr(c.train, "eval_n", 0)), "--train.eval-n must be at least 4"),
-    (lambda c: setattr(c.train, "device", "gpu"), "'gpu' is not a device"),
-    (lambda c: setattr(c.model, "nz", 0), "--model.nz must be at least 1"),
-    (lambda c: setattr(c.train, "grid_size", 0), "--train.grid-size must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: setattr(c, "seed", -1), "--seed must be 0 or more"),
+        (lambda c: setattr(c.optim, "lr_d", -1e-4), "--optim.lr-d must be a positive learning rate"),
+        (lambda c: setattr(c.train, "early_stop_patience", -1), "must be 0 \\(off\\) or more"),
+        (
+            lambda c: (setattr(c.train, "eval_every", 2), setattr(c.train, "eval_n", 0)),
+            "--train.eval-n must be at least 4",
+        ),
+        (lambda c: setattr(c.train, "device", "gpu"), "'gpu' is not a device"),
+        (lambda c: setattr(c.model, "nz", 0), "--model.nz must be at least 1"),
+        (lambda c: setattr(c.train, "grid_size", 0), "--train.grid-size must be at least 1"),
+    ],
+)
 def test_bad_settings_are_refused_before_training(fake_packed, tmp_path, change, message):
     config = tiny_config(fake_packed, tmp_path / "run")
     change(config)
@@ -308,7 +321,7 @@ def test_constant_lr_by_default(fake_packed, tmp_path, monkeypatch):
 def test_ema_ramps_up_and_tracks():
     source = torch.nn.Linear(2, 2)
     ema = EMA(source, half_life_images=1000, warmup=0.5)
-    assert ema.decay(batch_size=10, images_seen=10) == pytest.approx(0.5 ** 2)
+    assert ema.decay(batch_size=10, images_seen=10) == pytest.approx(0.5**2)
     assert ema.decay(batch_size=10, images_seen=10**6) == pytest.approx(0.5 ** (10 / 1000))
     with torch.no_grad():
         source.weight.add_(1.0)
@@ -367,11 +380,15 @@ def test_exported_weights_are_readable_like_any_new_file(fake_packed, tmp_path):
     finally:
         os.umask(umask)
     export = tmp_path / "run" / "generator"
-    assert {p.name: p.stat().st_mode & 0o777 for p in export.iterdir()} == {"model.safetensors": 0o644,
-                                                                           "config.json": 0o644}
+    assert {p.name: p.stat().st_mode & 0o777 for p in export.iterdir()} == {
+        "model.safetensors": 0o644,
+        "config.json": 0o644,
+    }
 
 
-@pytest.mark.parametrize("loss, d_norm, r1", [("hinge", "spectral", 0.0), ("wgan-gp", "none", 0.0), ("bce", "batch", 1.0)])
+@pytest.mark.parametrize(
+    "loss, d_norm, r1", [("hinge", "spectral", 0.0), ("wgan-gp", "none", 0.0), ("bce", "batch", 1.0)]
+)
 def test_losses_and_penalties_train(fake_packed, tmp_path, loss, d_norm, r1):
     config = tiny_config(fake_packed, tmp_path / "run", steps=3)
     config.loss.name, config.model.d_norm, config.loss.r1_gamma, config.loss.r1_every = loss, d_norm, r1, 2

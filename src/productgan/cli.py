@@ -29,8 +29,10 @@ COMMANDS = {
 }
 
 
-TEMPERATURE_HELP = ("Standard deviation of the latent vectors (1: as trained); above 1 gives more varied images, "
-                    "below 1 more typical ones.")
+TEMPERATURE_HELP = (
+    "Standard deviation of the latent vectors (1: as trained); above 1 gives more varied images, "
+    "below 1 more typical ones."
+)
 
 # Short spellings of the switches people reach for most.
 ALIASES = {
@@ -55,8 +57,9 @@ def _normalise(argv: list[str]) -> list[str]:
 
 
 def _parser(command: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=f"productgan {command}", description=COMMANDS[command], exit_on_error=False,
-                            default_env=False)
+    parser = ArgumentParser(
+        prog=f"productgan {command}", description=COMMANDS[command], exit_on_error=False, default_env=False
+    )
     parser.add_argument("--debug", action="store_true", help="Show tracebacks for errors.")
     return parser
 
@@ -66,8 +69,12 @@ def _train_parser() -> ArgumentParser:
 
     parser = _parser("train")
     parser.add_argument("--config", action="config", help="A YAML file of options (flags given after it win).")
-    parser.add_argument("--resume", type=str, default=None,
-                        help="Continue the run in this directory; --steps/--images/--minutes give the new total.")
+    parser.add_argument(
+        "--resume",
+        type=str,
+        default=None,
+        help="Continue the run in this directory; --steps/--images/--minutes give the new total.",
+    )
     parser.add_argument("--no_progress", action="store_true", help="No progress bar.")
     parser.add_class_arguments(RunConfig, nested_key=None)
     return parser
@@ -123,10 +130,15 @@ def cmd_train(args: list[str]) -> int:
     code = 128 + (summary.get("signal") or 2) if summary["stopped_by"] == "signal" else 0
     if not summary["is_main"]:
         return code  # under torchrun, rank 0 reports for all
-    how = {"budget": "finished", "signal": "stopped by a signal",
-           "early stop": "stopped early (validation no longer improving)"}[summary["stopped_by"]]
-    print(f"Training {how} at step {summary['step']} ({summary['images_seen']:,} images, "
-          f"{summary['elapsed_s'] / 60:.1f} min).")
+    how = {
+        "budget": "finished",
+        "signal": "stopped by a signal",
+        "early stop": "stopped early (validation no longer improving)",
+    }[summary["stopped_by"]]
+    print(
+        f"Training {how} at step {summary['step']} ({summary['images_seen']:,} images, "
+        f"{summary['elapsed_s'] / 60:.1f} min)."
+    )
     print(f"Run directory:   {summary['run_dir']}")
     print(f"Sample grid:     {summary['samples']}")
     print(f"Generator:       {summary['export']}")
@@ -139,36 +151,81 @@ def cmd_prepare(args: list[str]) -> int:
     from productgan.data import prepare
 
     parser = _parser("prepare")
-    parser.add_argument("source", type=str,
-                        help="A folder of product images (one sub-folder per class), 'fashion-mnist', or a folder "
-                             "holding the Fashion-MNIST idx files.")
+    parser.add_argument(
+        "source",
+        type=str,
+        help="A folder of product images (one sub-folder per class), 'fashion-mnist', or a folder "
+        "holding the Fashion-MNIST idx files.",
+    )
     parser.add_argument("--out", type=str, required=True, help="Folder to write the packed dataset to.")
-    parser.add_argument("--size", "--image_size", dest="image_size", type=int, default=None,
-                        help="Training resolution: 32, 64, 128 or 256 (default 64 for image folders, 32 for Fashion-MNIST).")
-    parser.add_argument("--split_seed", "--seed", dest="split_seed", type=int, default=None,
-                        help="Seed of the stratified split (default 0).")
+    parser.add_argument(
+        "--size",
+        "--image_size",
+        dest="image_size",
+        type=int,
+        default=None,
+        help="Training resolution: 32, 64, 128 or 256 (default 64 for image folders, 32 for Fashion-MNIST).",
+    )
+    parser.add_argument(
+        "--split_seed",
+        "--seed",
+        dest="split_seed",
+        type=int,
+        default=None,
+        help="Seed of the stratified split (default 0).",
+    )
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing packed dataset at --out.")
-    parser.add_argument("--val_size", type=int, default=None,
-                        help="Fashion-MNIST: validation images taken from its train set (default 5000).")
-    parser.add_argument("--split", type=str, default=None,
-                        help="Image folders: train,val,test fractions, stratified by class (default 0.8,0.1,0.1).")
-    parser.add_argument("--channels", type=Optional[Literal[1, 3]], default=None,
-                        help="Image folders: 3 for RGB (default), 1 for grey.")
-    parser.add_argument("--fit", type=Optional[Literal["pad", "crop"]], default=None,
-                        help="Image folders: pad to a square with the background (default; keeps the whole product) "
-                             "or centre crop.")
-    parser.add_argument("--background", type=str, default=None,
-                        help="Image folders: colour for padding and transparent pixels: white (default), black, "
-                             "grey, #RRGGBB or R,G,B.")
-    parser.add_argument("--no_labels", action="store_true",
-                        help="Image folders: ignore sub-folders and put every image in one class.")
-    parser.add_argument("--workers", type=int, default=None, help="Image folders: decoding processes (default: the CPUs, at most 8).")
+    parser.add_argument(
+        "--val_size",
+        type=int,
+        default=None,
+        help="Fashion-MNIST: validation images taken from its train set (default 5000).",
+    )
+    parser.add_argument(
+        "--split",
+        type=str,
+        default=None,
+        help="Image folders: train,val,test fractions, stratified by class (default 0.8,0.1,0.1).",
+    )
+    parser.add_argument(
+        "--channels", type=Optional[Literal[1, 3]], default=None, help="Image folders: 3 for RGB (default), 1 for grey."
+    )
+    parser.add_argument(
+        "--fit",
+        type=Optional[Literal["pad", "crop"]],
+        default=None,
+        help="Image folders: pad to a square with the background (default; keeps the whole product) or centre crop.",
+    )
+    parser.add_argument(
+        "--background",
+        type=str,
+        default=None,
+        help="Image folders: colour for padding and transparent pixels: white (default), black, "
+        "grey, #RRGGBB or R,G,B.",
+    )
+    parser.add_argument(
+        "--no_labels", action="store_true", help="Image folders: ignore sub-folders and put every image in one class."
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="Image folders: decoding processes (default: the CPUs, at most 8)."
+    )
     parser.add_argument("--no_progress", action="store_true", help="No progress bar.")
     ns = parser.parse_args(args)
-    out = prepare(ns.source, ns.out, image_size=ns.image_size, val_size=ns.val_size, seed=ns.split_seed,
-                  overwrite=ns.overwrite, split=ns.split, channels=ns.channels, fit=ns.fit,
-                  background=ns.background, labels=False if ns.no_labels else None, workers=ns.workers,
-                  progress=not ns.no_progress)
+    out = prepare(
+        ns.source,
+        ns.out,
+        image_size=ns.image_size,
+        val_size=ns.val_size,
+        seed=ns.split_seed,
+        overwrite=ns.overwrite,
+        split=ns.split,
+        channels=ns.channels,
+        fit=ns.fit,
+        background=ns.background,
+        labels=False if ns.no_labels else None,
+        workers=ns.workers,
+        progress=not ns.no_progress,
+    )
     _print_dataset_summary(out)
     return 0
 
@@ -179,12 +236,17 @@ def _print_dataset_summary(out: Path) -> None:
     info = json.loads((Path(out) / "dataset.json").read_text())
     meta, sizes = info["meta"], info["split_sizes"]
     shape = info["shape"]
-    print(f"Packed dataset written to {out}: {shape[0]:,} images of {shape[3]}x{shape[2]}x{shape[1]}, "
-          f"{len(info['class_names'])} class(es); train {sizes['train']:,} / val {sizes['val']:,} / test {sizes['test']:,}.")
+    print(
+        f"Packed dataset written to {out}: {shape[0]:,} images of {shape[3]}x{shape[2]}x{shape[1]}, "
+        f"{len(info['class_names'])} class(es); train {sizes['train']:,} / val {sizes['val']:,} / "
+        f"test {sizes['test']:,}."
+    )
     skipped, dropped = meta.get("skipped") or [], meta.get("duplicates_dropped", 0)
     if skipped or dropped:
-        print(f"Skipped {len(skipped)} file(s) and {dropped} exact duplicate(s); the reasons are listed in "
-              f"{Path(out) / 'dataset.json'}.")
+        print(
+            f"Skipped {len(skipped)} file(s) and {dropped} exact duplicate(s); the reasons are listed in "
+            f"{Path(out) / 'dataset.json'}."
+        )
     if meta.get("empty_class_folders"):
         print(f"Class folders with no usable image (left out): {', '.join(meta['empty_class_folders'])}.")
 
@@ -197,20 +259,30 @@ def cmd_generate(args: list[str]) -> int:
     parser.add_argument("source", type=str, help="A run directory or an exported generator folder.")
     parser.add_argument("--n", type=int, default=64, help="Number of images.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random vectors: same seed, same images.")
-    parser.add_argument("--out", type=str, required=True,
-                        help="NAME.npy (uint8 N x C x H x W), NAME.png (one grid) or a folder (one PNG per image).")
-    parser.add_argument("--size", type=Literal["native", "training"], default="native",
-                        help="'native' (the dataset's own size, 28x28 for Fashion-MNIST) or 'training'.")
+    parser.add_argument(
+        "--out",
+        type=str,
+        required=True,
+        help="NAME.npy (uint8 N x C x H x W), NAME.png (one grid) or a folder (one PNG per image).",
+    )
+    parser.add_argument(
+        "--size",
+        type=Literal["native", "training"],
+        default="native",
+        help="'native' (the dataset's own size, 28x28 for Fashion-MNIST) or 'training'.",
+    )
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
-    parser.add_argument("--label", type=str, default=None,
-                        help="Product category (name or index) for a class-conditional generator; by default "
-                             "every class in turn.")
+    parser.add_argument(
+        "--label",
+        type=str,
+        default=None,
+        help="Product category (name or index) for a class-conditional generator; by default every class in turn.",
+    )
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
     parser.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     ns = parser.parse_args(args)
     sampler = load_generator(ns.source, device=ns.device, temperature=ns.temperature)
-    path = generate_to_path(sampler, ns.out, n=ns.n, seed=ns.seed, size=ns.size, overwrite=ns.overwrite,
-                            label=ns.label)
+    path = generate_to_path(sampler, ns.out, n=ns.n, seed=ns.seed, size=ns.size, overwrite=ns.overwrite, label=ns.label)
     # The class's own name, whether it was given by index or in another case.
     what = "" if ns.label is None else f" of class {sampler.class_names[sampler.class_index(ns.label)]!r}"
     print(f"Wrote {ns.n} images{what} to {path}")
@@ -222,30 +294,54 @@ def cmd_evaluate(args: list[str]) -> int:
 
     parser = _parser("evaluate")
     parser.add_argument("run_dir", type=str, help="A run directory with an exported generator.")
-    parser.add_argument("--split", type=Literal["train", "val", "test"], default="test",
-                        help="Reference images: test for the final score, val while choosing settings.")
+    parser.add_argument(
+        "--split",
+        type=Literal["train", "val", "test"],
+        default="test",
+        help="Reference images: test for the final score, val while choosing settings.",
+    )
     parser.add_argument("--n", type=int, default=10_000, help="Generated images (and real ones for the floor).")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=str, default=None,
-                        help="JSON report path (default RUN_DIR/evaluation/<split>-n<N>-seed<S>-step<K>.json, K the "
-                             "generator's training step).")
+    parser.add_argument(
+        "--out",
+        type=str,
+        default=None,
+        help="JSON report path (default RUN_DIR/evaluation/<split>-n<N>-seed<S>-step<K>.json, K the "
+        "generator's training step).",
+    )
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing report at --out.")
     parser.add_argument("--no_floor", action="store_true", help="Skip the real-data floor.")
-    parser.add_argument("--cas", action="store_true",
-                        help="Also the classification accuracy score (class-conditional generators): a classifier "
-                             "trained on N generated images, tested on the split, beside one trained on N real images.")
-    parser.add_argument("--inception_weights", type=str, default=None,
-                        help="The FID Inception-v3 weights file (pt_inception-2015-12-05-6726825d.pth): adds the "
-                             "standard FID and KID (slow on a CPU: about 0.1 s per image).")
+    parser.add_argument(
+        "--cas",
+        action="store_true",
+        help="Also the classification accuracy score (class-conditional generators): a classifier "
+        "trained on N generated images, tested on the split, beside one trained on N real images.",
+    )
+    parser.add_argument(
+        "--inception_weights",
+        type=str,
+        default=None,
+        help="The FID Inception-v3 weights file (pt_inception-2015-12-05-6726825d.pth): adds the "
+        "standard FID and KID (slow on a CPU: about 0.1 s per image).",
+    )
     parser.add_argument("--device", type=str, default="cpu")
     parser.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     parser.add_argument("--no_progress", action="store_true")
     ns = parser.parse_args(args)
     if ns.out and Path(ns.out).exists() and not ns.overwrite:  # before the slow part
         raise ProductganError(f"{ns.out} already exists; choose another --out or pass --overwrite.")
-    report = evaluate_run(ns.run_dir, split=ns.split, n=ns.n, seed=ns.seed, floor=not ns.no_floor,
-                          progress=not ns.no_progress, device=ns.device, cas=ns.cas,
-                          inception_weights=ns.inception_weights, temperature=ns.temperature)
+    report = evaluate_run(
+        ns.run_dir,
+        split=ns.split,
+        n=ns.n,
+        seed=ns.seed,
+        floor=not ns.no_floor,
+        progress=not ns.no_progress,
+        device=ns.device,
+        cas=ns.cas,
+        inception_weights=ns.inception_weights,
+        temperature=ns.temperature,
+    )
     # The default name tells the protocol and the generator apart, so no earlier report is replaced
     # by one of another kind (the same name means the same scores).
     at = "" if ns.temperature == 1.0 else f"-t{ns.temperature:g}"
@@ -262,9 +358,12 @@ def cmd_report(args: list[str]) -> int:
 
     parser = _parser("report")
     parser.add_argument("run_dir", type=str, help="A run directory.")
-    parser.add_argument("--out", type=str, default=None,
-                        help="HTML path (default RUN_DIR/report/index.html, rebuilt in place); the figures go "
-                             "beside it.")
+    parser.add_argument(
+        "--out",
+        type=str,
+        default=None,
+        help="HTML path (default RUN_DIR/report/index.html, rebuilt in place); the figures go beside it.",
+    )
     parser.add_argument("--overwrite", action="store_true", help="Replace existing files at --out.")
     ns = parser.parse_args(args)
     print(f"Report written to {build_report(ns.run_dir, ns.out, ns.overwrite)}")
@@ -276,8 +375,12 @@ def cmd_export(args: list[str]) -> int:
 
     parser = _parser("export")
     parser.add_argument("run_dir", type=str, help="A run directory with checkpoints/last.pt.")
-    parser.add_argument("--checkpoint", type=Literal["last", "best"], default="last",
-                        help="last.pt, or best.pt (the best validation score; needs --train.eval-every).")
+    parser.add_argument(
+        "--checkpoint",
+        type=Literal["last", "best"],
+        default="last",
+        help="last.pt, or best.pt (the best validation score; needs --train.eval-every).",
+    )
     ns = parser.parse_args(args)
     print(f"Exported generator to {export_run(ns.run_dir, ns.checkpoint)}")
     return 0
@@ -289,18 +392,28 @@ def cmd_serve(args: list[str]) -> int:
 
     parser = _parser("serve")
     parser.add_argument("source", type=str, help="A run directory or an exported generator folder.")
-    parser.add_argument("--host", type=str, default="127.0.0.1",
-                        help="Address to listen on (0.0.0.0 for every interface).")
+    parser.add_argument(
+        "--host", type=str, default="127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."
+    )
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
-    parser.add_argument("--max_images", type=int, default=DEFAULT_MAX_IMAGES, help="The most images one request may ask for.")
+    parser.add_argument(
+        "--max_images", type=int, default=DEFAULT_MAX_IMAGES, help="The most images one request may ask for."
+    )
     ns = parser.parse_args(args)
     serve(ns.source, host=ns.host, port=ns.port, device=ns.device, max_images=ns.max_images)
     return 0
 
 
-HANDLERS = {"prepare": cmd_prepare, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
-            "report": cmd_report, "export": cmd_export, "serve": cmd_serve}
+HANDLERS = {
+    "prepare": cmd_prepare,
+    "train": cmd_train,
+    "generate": cmd_generate,
+    "evaluate": cmd_evaluate,
+    "report": cmd_report,
+    "export": cmd_export,
+    "serve": cmd_serve,
+}
 
 
 def _usage() -> str:
@@ -347,9 +460,13 @@ def describe_os_error(error: OSError) -> str:
     where = f" ({error.filename})" if error.filename else ""
     reason = (error.strerror or str(error)).rstrip(".")
     full = error.errno == errno.ENOSPC or "No space left" in str(error)
-    fix = ("free some space on that disk and run the command again; earlier results are kept" if full else
-           "check the permissions" if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else
-           "check the path")
+    fix = (
+        "free some space on that disk and run the command again; earlier results are kept"
+        if full
+        else "check the permissions"
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        else "check the path"
+    )
     return f"{reason}{where}; {fix}."
 
 

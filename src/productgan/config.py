@@ -233,7 +233,7 @@ LOSS_OPTIM_DEFAULTS = {
 }
 
 
-def resolve_optim(config: "RunConfig") -> "RunConfig":
+def resolve_optim(config: RunConfig) -> RunConfig:
     """Fill the optimiser settings left unset with the chosen loss's defaults (in place)."""
     defaults = LOSS_OPTIM_DEFAULTS[config.loss.name]
     for name, value in zip(("lr_g", "lr_d", "beta1", "beta2"), defaults):
@@ -271,7 +271,7 @@ def preset_values(name: str) -> dict[str, Any]:
     return PRESETS[name]
 
 
-def apply_preset(config: "RunConfig", name: str) -> "RunConfig":
+def apply_preset(config: RunConfig, name: str) -> RunConfig:
     """``config`` with the values of preset ``name`` set (in place); the name is recorded."""
     values = preset_values(name)
 
@@ -308,10 +308,14 @@ def check_pack(pack: int, batch: int | None = None) -> int:
     """``pack`` if it is a discriminator pack size (1 or more) that divides ``batch`` images
     into whole packs (when given), else a UsageError."""
     if pack < 1:
-        raise UsageError(f"The discriminator's pack size (--model.d-pack) must be at least 1 (one image per logit), not {pack}.")
+        raise UsageError(
+            f"The discriminator's pack size (--model.d-pack) must be at least 1 (one image per logit), not {pack}."
+        )
     if batch is not None and batch % pack:
-        raise UsageError(f"The discriminator judges packs of {pack} images (--model.d-pack), so the batch per process "
-                         f"({batch}) must be a multiple of {pack}.")
+        raise UsageError(
+            f"The discriminator judges packs of {pack} images (--model.d-pack), so the batch per process "
+            f"({batch}) must be a multiple of {pack}."
+        )
     return pack
 
 

@@ -18,9 +18,15 @@ import torch
 from productgan.data import PackedDataset, is_packed_dataset
 from productgan.errors import UsageError
 from productgan.files import write_text_atomic
+from productgan.metrics import (
+    classification_accuracy_score,
+    compute_all,
+    features_and_probabilities,
+    load_or_train_evaluator,
+    memorisation,
+    native_images,
+)
 from productgan.metrics.registry import METRICS
-from productgan.metrics import (classification_accuracy_score, compute_all, features_and_probabilities,
-                                load_or_train_evaluator, memorisation, native_images)
 from productgan.sampling import Sampler, load_generator
 
 CACHE_ENV = "PRODUCTGAN_CACHE"
@@ -48,8 +54,9 @@ class Evaluator:
 
     def __init__(self, data: str, dataset: PackedDataset, progress: bool = True, device: str = "cpu"):
         self.dataset = dataset
-        self.net, self.info = load_or_train_evaluator(dataset, evaluator_cache_dir(data, dataset),
-                                                      progress=progress, device=device)
+        self.net, self.info = load_or_train_evaluator(
+            dataset, evaluator_cache_dir(data, dataset), progress=progress, device=device
+        )
         self._real: dict[tuple[str, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -67,14 +74,18 @@ class Evaluator:
         accuracy = self.info.get("test_accuracy")
         acc = f"{accuracy:.2%}" if accuracy is not None else "n/a"
         if not self.labelled:
-            return (f"productgan evaluator (unlabelled dataset): CNN trained on the train split of "
-                    f"{self.dataset.meta.get('source', 'the dataset')} to tell how each image was rotated "
-                    f"(0/90/180/270 degrees; test accuracy {acc}); features: its penultimate layer "
-                    f"({self.net.feature_dim} dims). They describe this dataset only, so its scores compare "
-                    f"runs on this dataset with each other and with nothing else; class-based metrics do not apply")
-        return (f"productgan evaluator: CNN classifier trained on the train split of "
-                f"{self.dataset.meta.get('source', 'the dataset')} (test accuracy {acc}); "
-                f"features: its penultimate layer ({self.net.feature_dim} dims)")
+            return (
+                f"productgan evaluator (unlabelled dataset): CNN trained on the train split of "
+                f"{self.dataset.meta.get('source', 'the dataset')} to tell how each image was rotated "
+                f"(0/90/180/270 degrees; test accuracy {acc}); features: its penultimate layer "
+                f"({self.net.feature_dim} dims). They describe this dataset only, so its scores compare "
+                f"runs on this dataset with each other and with nothing else; class-based metrics do not apply"
+            )
+        return (
+            f"productgan evaluator: CNN classifier trained on the train split of "
+            f"{self.dataset.meta.get('source', 'the dataset')} (test accuracy {acc}); "
+            f"features: its penultimate layer ({self.net.feature_dim} dims)"
+        )
 
     def real(self, split: str, n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Features and class probabilities of up to ``n`` images of ``split`` (a seeded choice)."""
@@ -89,28 +100,50 @@ class Evaluator:
             self._real[key] = features_and_probabilities(self.net, images)
         return self._real[key]
 
-    def score(self, sampler: Sampler, split: str, n: int, seed: int = 0, memorisation: bool = True,
-              metrics: list[str] | None = None) -> dict[str, Any]:
+    def score(
+        self,
+        sampler: Sampler,
+        split: str,
+        n: int,
+        seed: int = 0,
+        memorisation: bool = True,
+        metrics: list[str] | None = None,
+    ) -> dict[str, Any]:
         """Metrics of ``n`` generated images against the images of ``split``."""
         fake_feats, fake_probs = features_and_probabilities(self.net, sampler(n=n, seed=seed).numpy())
         return self.score_features(fake_feats, fake_probs, split, seed, memorisation, metrics)
 
-    def score_features(self, fake_feats: torch.Tensor, fake_probs: torch.Tensor, split: str, seed: int = 0,
-                       memorisation: bool = True, metrics: list[str] | None = None) -> dict[str, Any]:
+    def score_features(
+        self,
+        fake_feats: torch.Tensor,
+        fake_probs: torch.Tensor,
+        split: str,
+        seed: int = 0,
+        memorisation: bool = True,
+        metrics: list[str] | None = None,
+    ) -> dict[str, Any]:
         """Metrics of generated images' features (as from this evaluator) against ``split``."""
         real_feats, _ = self.real(split)
         train_feats = self.real("train", MEMORISATION_REFERENCE, seed)[0] if memorisation else None
         if metrics is not None and "memorisation" not in metrics:
             train_feats = None
-        return compute_all(real_feats, fake_feats, fake_probs, self.info["class_names"], train_feats=train_feats,
-                           seed=seed, metrics=self.metric_names(metrics))
+        return compute_all(
+            real_feats,
+            fake_feats,
+            fake_probs,
+            self.info["class_names"],
+            train_feats=train_feats,
+            seed=seed,
+            metrics=self.metric_names(metrics),
+        )
 
     def floor(self, split: str, n: int, seed: int = 0) -> dict[str, Any]:
         """The same metrics for ``n`` real train images against ``split``: how good 'perfect' looks."""
         real_feats, _ = self.real(split)
         train_feats, train_probs = self.real("train", n, seed)
-        floor = compute_all(real_feats, train_feats, train_probs, self.info["class_names"], seed=seed,
-                            metrics=self.metric_names(None))
+        floor = compute_all(
+            real_feats, train_feats, train_probs, self.info["class_names"], seed=seed, metrics=self.metric_names(None)
+        )
         # Train images against themselves would all be 'copies'; the held-out split's share is the
         # baseline a generator that copies nothing still reaches.
         reference = self.real("train", MEMORISATION_REFERENCE, seed)[0]
@@ -127,19 +160,23 @@ def check_reference(dataset: PackedDataset, split: str, flag: str) -> None:
     """A UsageError when ``split`` holds too few images to score generated ones against."""
     count = len(dataset.indices(split))
     if count < MIN_REFERENCE:
-        raise UsageError(f"{flag}: the {split} split holds {count} image(s), and scoring needs at least "
-                         f"{MIN_REFERENCE}; prepare the dataset with a larger {split} share.")
+        raise UsageError(
+            f"{flag}: the {split} split holds {count} image(s), and scoring needs at least "
+            f"{MIN_REFERENCE}; prepare the dataset with a larger {split} share."
+        )
 
 
 def check_cas(sampler: Sampler) -> None:
     """A UsageError unless ``sampler`` is class-conditional (CAS needs labelled generated images)."""
     if not sampler.conditional:
-        raise UsageError("--cas needs a class-conditional generator (train it with --conditional); this one "
-                         "draws no class labels.")
+        raise UsageError(
+            "--cas needs a class-conditional generator (train it with --conditional); this one draws no class labels."
+        )
 
 
-def evaluate_cas(sampler: Sampler, dataset: PackedDataset, split: str, n: int, seed: int = 0,
-                 device: str = "cpu") -> dict[str, Any]:
+def evaluate_cas(
+    sampler: Sampler, dataset: PackedDataset, split: str, n: int, seed: int = 0, device: str = "cpu"
+) -> dict[str, Any]:
     """Classification accuracy score of a class-conditional generator: a classifier of the
     evaluator's design trained on n generated images (every class in turn), tested on ``split``,
     beside the same classifier trained on n real train images."""
@@ -153,12 +190,21 @@ def evaluate_cas(sampler: Sampler, dataset: PackedDataset, split: str, n: int, s
     return classification_accuracy_score(generate, train, reference, dataset.num_classes, n, seed, device=device)
 
 
-def evaluate_inception(weights: str | os.PathLike, sampler: Sampler, dataset: PackedDataset, split: str, n: int,
-                       seed: int, floor: bool, device: str = "cpu", net_and_info=None) -> dict[str, Any]:
+def evaluate_inception(
+    weights: str | os.PathLike,
+    sampler: Sampler,
+    dataset: PackedDataset,
+    split: str,
+    n: int,
+    seed: int,
+    floor: bool,
+    device: str = "cpu",
+    net_and_info=None,
+) -> dict[str, Any]:
     """The standard FID and KID with the user's Inception-v3 weights file: n generated images
     against the whole ``split``, and (``floor``) n real train images against it too."""
     from productgan.metrics.frechet import fid_from_features
-    from productgan.metrics.inception import load_inception, inception_features
+    from productgan.metrics.inception import inception_features, load_inception
     from productgan.metrics.kid import kid
     from productgan.metrics.registry import KID_SUBSET_SIZE, KID_SUBSETS
 
@@ -167,8 +213,11 @@ def evaluate_inception(weights: str | os.PathLike, sampler: Sampler, dataset: Pa
 
     def scores(features: torch.Tensor) -> dict[str, float]:
         mean, std = kid(real, features, KID_SUBSETS, KID_SUBSET_SIZE, seed)
-        return {"fid_inception": fid_from_features(real, features), "kid_inception_mean": mean,
-                "kid_inception_std": std}
+        return {
+            "fid_inception": fid_from_features(real, features),
+            "kid_inception_mean": mean,
+            "kid_inception_std": std,
+        }
 
     result = {"metrics": scores(inception_features(net, sampler(n=n, seed=seed).numpy()))}
     if floor:
@@ -176,17 +225,33 @@ def evaluate_inception(weights: str | os.PathLike, sampler: Sampler, dataset: Pa
         count = min(n, len(train))
         pick = np.sort(np.random.default_rng(seed).choice(len(train), size=count, replace=False))
         result["real_data_floor"] = scores(inception_features(net, train[pick]))
-    note = ("the standard file: comparable with published FID/KID computed the same way (pytorch-fid resizing)"
-            if info["standard"] else
-            "NOT the standard file (its SHA-256 does not start with 6726825d): not comparable with published figures")
-    result["protocol"] = {**info, "note": note, "features": "Inception-v3 pool3, 2048 dims; bilinear resize to 299",
-                          "kid_subsets": KID_SUBSETS, "kid_subset_size": min(KID_SUBSET_SIZE, n, len(real))}
+    note = (
+        "the standard file: comparable with published FID/KID computed the same way (pytorch-fid resizing)"
+        if info["standard"]
+        else "NOT the standard file (its SHA-256 does not start with 6726825d): not comparable with published figures"
+    )
+    result["protocol"] = {
+        **info,
+        "note": note,
+        "features": "Inception-v3 pool3, 2048 dims; bilinear resize to 299",
+        "kid_subsets": KID_SUBSETS,
+        "kid_subset_size": min(KID_SUBSET_SIZE, n, len(real)),
+    }
     return result
 
 
-def evaluate_run(source: str | os.PathLike, split: str = "test", n: int = 10_000, seed: int = 0,
-                 floor: bool = True, progress: bool = True, device: str = "cpu", cas: bool = False,
-                 inception_weights: str | os.PathLike | None = None, temperature: float = 1.0) -> dict[str, Any]:
+def evaluate_run(
+    source: str | os.PathLike,
+    split: str = "test",
+    n: int = 10_000,
+    seed: int = 0,
+    floor: bool = True,
+    progress: bool = True,
+    device: str = "cpu",
+    cas: bool = False,
+    inception_weights: str | os.PathLike | None = None,
+    temperature: float = 1.0,
+) -> dict[str, Any]:
     """Evaluate the exported generator of a run directory (or an export folder with its dataset)
     with latent vectors at ``temperature``; ``cas`` adds the classification accuracy score
     (class-conditional generators) and ``inception_weights`` the standard FID / KID with that
@@ -260,10 +325,18 @@ TABLE_ROWS = [
     ("coverage", "coverage (k=5)", "{:.3f}", "diversity, higher is better"),
     ("classifier_score", "classifier score", "{:.3f}", "higher is better, at most the class count"),
     ("rarest_class_share", "rarest class share", "{:.3f}", "mode-collapse alarm: 1/classes when balanced"),
-    ("cas", "classification accuracy (CAS)", "{:.4f}", "classifier trained on generated images, tested on real; "
-     "floor: trained on as many real images"),
-    ("memorisation_share", "memorisation share", "{:.3f}", "closer to a train image than train images are to each other; "
-     "floor: held-out real images"),
+    (
+        "cas",
+        "classification accuracy (CAS)",
+        "{:.4f}",
+        "classifier trained on generated images, tested on real; floor: trained on as many real images",
+    ),
+    (
+        "memorisation_share",
+        "memorisation share",
+        "{:.3f}",
+        "closer to a train image than train images are to each other; floor: held-out real images",
+    ),
 ]
 
 
@@ -281,9 +354,12 @@ def format_report(report: dict[str, Any]) -> str:
         real = floor.get(key)
         lines.append(f"{label:<28}{shown:>12}{fmt.format(real) if real is not None else '-':>12}   {note}")
     p = report["protocol"]
-    lines += ["", f"extractor: {p['extractor']}",
-              f"generated: {p['num_generated']} at {p['image_size']}; reference: {p['num_reference']} images of the "
-              f"{p['reference_split']} split; seed {p['seed']}; {p['seconds']} s"]
+    lines += [
+        "",
+        f"extractor: {p['extractor']}",
+        f"generated: {p['num_generated']} at {p['image_size']}; reference: {p['num_reference']} images of the "
+        f"{p['reference_split']} split; seed {p['seed']}; {p['seconds']} s",
+    ]
     if p.get("latent_temperature", 1.0) != 1.0:
         lines.append(f"latent temperature: {p['latent_temperature']:g} (1 is what the generator was trained on)")
     if "real_data_floor" in p:

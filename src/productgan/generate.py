@@ -14,21 +14,46 @@ from productgan.images import make_grid, save_png
 from productgan.sampling import Sampler, load_generator
 
 # Extensions that name a file generate cannot write (it writes .npy, .png or a folder).
-OTHER_FILE_TYPES = {".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".npz", ".pt", ".json",
-                    ".txt", ".csv", ".html", ".zip", ".tar", ".gz"}
+OTHER_FILE_TYPES = {
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".npz",
+    ".pt",
+    ".json",
+    ".txt",
+    ".csv",
+    ".html",
+    ".zip",
+    ".tar",
+    ".gz",
+}
 
 
-def generate_to_path(source: str | os.PathLike | Sampler, out: str | os.PathLike, n: int, seed: int = 0,
-                     size: str = "native", device: str = "cpu", overwrite: bool = False,
-                     label: int | str | None = None, temperature: float = 1.0) -> Path:
+def generate_to_path(
+    source: str | os.PathLike | Sampler,
+    out: str | os.PathLike,
+    n: int,
+    seed: int = 0,
+    size: str = "native",
+    device: str = "cpu",
+    overwrite: bool = False,
+    label: int | str | None = None,
+    temperature: float = 1.0,
+) -> Path:
     """Write n images for ``seed`` (of class ``label`` for a conditional generator; every
     class in turn when it is not given) at latent ``temperature``. ``source`` is a run or export
     folder, or a loaded Sampler (which brings its own device and temperature)."""
     out = Path(out)
     kind = "npy" if out.suffix.lower() == ".npy" else "png" if out.suffix.lower() == ".png" else "dir"
     if kind == "dir" and out.suffix.lower() in OTHER_FILE_TYPES and not out.is_dir():
-        raise UsageError(f"--out {out}: generate writes NAME.npy, NAME.png or a folder of PNGs, not "
-                         f"{out.suffix} files.")
+        raise UsageError(
+            f"--out {out}: generate writes NAME.npy, NAME.png or a folder of PNGs, not {out.suffix} files."
+        )
     if out.exists() and kind == "dir" and not out.is_dir():
         raise UsageError(f"{out} is a file; give a folder, a .png or a .npy path.")
     if out.exists() and not overwrite and (kind != "dir" or any(out.iterdir())):
@@ -36,9 +61,11 @@ def generate_to_path(source: str | os.PathLike | Sampler, out: str | os.PathLike
     if out.is_dir() and overwrite:
         others = sorted(p.name for p in out.iterdir() if not (p.is_file() and p.suffix.lower() == ".png"))
         if others:
-            raise ProductganError(f"{out} holds more than images ({', '.join(others[:3])}"
-                                  f"{', ...' if len(others) > 3 else ''}); --overwrite replaces only a folder of "
-                                  f"PNG images, so choose another --out.")
+            raise ProductganError(
+                f"{out} holds more than images ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}); --overwrite replaces only a folder of "
+                f"PNG images, so choose another --out."
+            )
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}.")
     sampler = source if isinstance(source, Sampler) else load_generator(source, device=device, temperature=temperature)

@@ -76,8 +76,9 @@ class WassersteinLoss(GANLoss):
         return -fake_logits.float().mean()
 
 
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None,
-                     pack: int = 1) -> torch.Tensor:
+def gradient_penalty(
+    critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None, pack: int = 1
+) -> torch.Tensor:
     """WGAN-GP: (||grad_x D(x_hat)|| - 1)^2 at random points between real and fake images. For
     a packing critic (PacGAN) the points and norms are per pack, its input being the pack."""
     n = real.shape[0]

@@ -27,8 +27,10 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ProductganError("productgan report draws its figures with matplotlib; install it with "
-                              "`pip install 'productgan[report]'` (or `pip install matplotlib`).")
+        raise ProductganError(
+            "productgan report draws its figures with matplotlib; install it with "
+            "`pip install 'productgan[report]'` (or `pip install matplotlib`)."
+        )
     return plt
 
 
@@ -74,18 +76,41 @@ def make_figures(run_dir: Path, out_dir: Path) -> dict[str, Path]:
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     figures = {
-        "losses": _plot(plt, out_dir / "losses.png", "Losses", [
-            ("loss_d", *column(train, "loss_d")), ("loss_g", *column(train, "loss_g"))], "loss"),
-        "discriminator": _plot(plt, out_dir / "discriminator.png", "Discriminator outputs", [
-            ("D(x) on real", *column(train, "d_real")), ("D(G(z)) on generated", *column(train, "d_fake"))],
-            "probability"),
-        "speed": _plot(plt, out_dir / "speed.png", "Throughput", [("images/s", *column(train, "images_per_s"))],
-                       "images/s"),
-        "validation": _plot(plt, out_dir / "validation.png", "Validation fid_productgan",
-                            [("val fid_productgan", *column(val, "val_fid_productgan"))], "fid_productgan"),
-        "validation_pr": _plot(plt, out_dir / "validation_pr.png", "Validation precision / recall", [
-            ("precision", *column(val, "val_precision")), ("recall", *column(val, "val_recall")),
-            ("rarest class share", *column(val, "val_rarest_class_share"))], "value"),
+        "losses": _plot(
+            plt,
+            out_dir / "losses.png",
+            "Losses",
+            [("loss_d", *column(train, "loss_d")), ("loss_g", *column(train, "loss_g"))],
+            "loss",
+        ),
+        "discriminator": _plot(
+            plt,
+            out_dir / "discriminator.png",
+            "Discriminator outputs",
+            [("D(x) on real", *column(train, "d_real")), ("D(G(z)) on generated", *column(train, "d_fake"))],
+            "probability",
+        ),
+        "speed": _plot(
+            plt, out_dir / "speed.png", "Throughput", [("images/s", *column(train, "images_per_s"))], "images/s"
+        ),
+        "validation": _plot(
+            plt,
+            out_dir / "validation.png",
+            "Validation fid_productgan",
+            [("val fid_productgan", *column(val, "val_fid_productgan"))],
+            "fid_productgan",
+        ),
+        "validation_pr": _plot(
+            plt,
+            out_dir / "validation_pr.png",
+            "Validation precision / recall",
+            [
+                ("precision", *column(val, "val_precision")),
+                ("recall", *column(val, "val_recall")),
+                ("rarest class share", *column(val, "val_rarest_class_share")),
+            ],
+            "value",
+        ),
     }
     return {name: path for name, path in figures.items() if path is not None}
 
@@ -123,8 +148,10 @@ def labelled_samples(run_dir: Path, out_dir: Path) -> tuple[Path, str] | None:
         return None
     plt = _pyplot()
     if sampler.conditional:
-        rows = [(name, sampler(LABELLED_COLUMNS, seed=0, label=index).numpy())
-                for index, name in enumerate(sampler.class_names)]
+        rows = [
+            (name, sampler(LABELLED_COLUMNS, seed=0, label=index).numpy())
+            for index, name in enumerate(sampler.class_names)
+        ]
         images = [image for _, row in rows for image in row]
         titles = [name if column == 0 else "" for name, row in rows for column in range(len(row))]
         caption = "one row per class (the class asked for), seed 0"
@@ -136,8 +163,9 @@ def labelled_samples(run_dir: Path, out_dir: Path) -> tuple[Path, str] | None:
             titles = [""] * len(images)
             caption = "seed 0 (class labels appear once `productgan evaluate` has trained the evaluator)"
     count_rows = (len(images) + LABELLED_COLUMNS - 1) // LABELLED_COLUMNS
-    fig, axes = plt.subplots(count_rows, LABELLED_COLUMNS, figsize=(LABELLED_COLUMNS * 1.1, count_rows * 1.25),
-                             dpi=110, squeeze=False)
+    fig, axes = plt.subplots(
+        count_rows, LABELLED_COLUMNS, figsize=(LABELLED_COLUMNS * 1.1, count_rows * 1.25), dpi=110, squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, title in zip(axes.flat, images, titles):
@@ -168,8 +196,10 @@ def _evaluation_tables(run_dir: Path) -> str:
         for key, value in metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 real = floor.get(key)
-                rows.append(f"<tr><td>{html.escape(key)}</td><td>{value:.4g}</td>"
-                            f"<td>{'' if real is None else f'{real:.4g}'}</td></tr>")
+                rows.append(
+                    f"<tr><td>{html.escape(key)}</td><td>{value:.4g}</td>"
+                    f"<td>{'' if real is None else f'{real:.4g}'}</td></tr>"
+                )
         shares = metrics.get("class_shares") or {}
         share_text = ", ".join(f"{html.escape(k)} {v:.1%}" for k, v in shares.items())
         temperature = protocol.get("latent_temperature", 1.0)
@@ -179,13 +209,20 @@ def _evaluation_tables(run_dir: Path) -> str:
             f"{html.escape(str(protocol.get('reference_split')))} split, seed {protocol.get('seed')}"
             f"{'' if temperature == 1.0 else f', latent temperature {temperature:g}'}</p>"
             f"<table><tr><th>metric</th><th>generated</th><th>real floor</th></tr>{''.join(rows)}</table>"
-            + (f"<p>Predicted classes of the generated images: {share_text}</p>" if share_text else ""))
+            + (f"<p>Predicted classes of the generated images: {share_text}</p>" if share_text else "")
+        )
     return "".join(parts) or "<p>No evaluation yet: run <code>productgan evaluate RUN_DIR</code>.</p>"
 
 
 # The figures written beside the page.
-FIGURE_FILES = ("losses.png", "discriminator.png", "speed.png", "validation.png", "validation_pr.png",
-                "labelled_samples.png")
+FIGURE_FILES = (
+    "losses.png",
+    "discriminator.png",
+    "speed.png",
+    "validation.png",
+    "validation_pr.png",
+    "labelled_samples.png",
+)
 
 
 def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
@@ -194,51 +231,83 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     ``overwrite``."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
-        raise ProductganError(f"{run_dir} is not a productgan run directory (no config.yaml); pass the folder a "
-                              f"training run wrote.")
+        raise ProductganError(
+            f"{run_dir} is not a productgan run directory (no config.yaml); pass the folder a training run wrote."
+        )
     page = Path(out) if out else run_dir / REPORT_DIR / "index.html"
     if out:
         if page.suffix.lower() not in (".html", ".htm"):
             raise UsageError(f"--out {page}: the report is an HTML page; give a path ending in .html.")
         taken = [p.name for p in (page, *(page.parent / f for f in FIGURE_FILES)) if p.exists()]
         if taken and not overwrite:
-            raise ProductganError(f"{page.parent} already holds {', '.join(taken)}, which the report would replace; "
-                                  f"choose another --out or pass --overwrite.")
+            raise ProductganError(
+                f"{page.parent} already holds {', '.join(taken)}, which the report would replace; "
+                f"choose another --out or pass --overwrite."
+            )
     figures = make_figures(run_dir, page.parent)
     labelled = labelled_samples(run_dir, page.parent)
     grids = sorted((run_dir / "samples").glob("step-*.png"))
-    shown = grids if len(grids) <= MAX_GRIDS else [grids[round(i * (len(grids) - 1) / (MAX_GRIDS - 1))]
-                                                    for i in range(MAX_GRIDS)]
+    shown = (
+        grids
+        if len(grids) <= MAX_GRIDS
+        else [grids[round(i * (len(grids) - 1) / (MAX_GRIDS - 1))] for i in range(MAX_GRIDS)]
+    )
     train, val = read_metrics(run_dir)
     last = train[-1] if train else {}
-    summary = (f"step {last.get('step', 0)}, {last.get('images_seen', 0):,} images seen, "
-               f"{last.get('elapsed_s', 0) / 60:.1f} min of training" if last else "no training log yet")
+    summary = (
+        f"step {last.get('step', 0)}, {last.get('images_seen', 0):,} images seen, "
+        f"{last.get('elapsed_s', 0) / 60:.1f} min of training"
+        if last
+        else "no training log yet"
+    )
     best = min((v["val_fid_productgan"] for v in val), default=None)
     sections = [
         f"<h1>productgan run {html.escape(run_dir.name)}</h1><p>{summary}"
-        + (f"; best validation fid_productgan {best:.4g}" if best is not None else "") + "</p>",
+        + (f"; best validation fid_productgan {best:.4g}" if best is not None else "")
+        + "</p>",
         "<h2>Final samples and real images</h2><div class=row>"
-        + (f"<figure>{_img(grids[-1], 'final samples')}<figcaption>{grids[-1].stem} (EMA generator, fixed noise)"
-           f"</figcaption></figure>" if grids else "")
-        + (f"<figure>{_img(run_dir / 'reals.png', 'training images')}<figcaption>training images</figcaption>"
-           f"</figure>" if (run_dir / "reals.png").is_file() else "") + "</div>"
-        + (f"<h2>Final generator, with classes</h2><figure>{_img(labelled[0], 'labelled samples')}"
-           f"<figcaption>{html.escape(labelled[1])}</figcaption></figure>" if labelled else ""),
-        "<h2>Training curves</h2>" + "".join(_img(figures[k], k) for k in ("losses", "discriminator", "speed")
-                                            if k in figures),
+        + (
+            f"<figure>{_img(grids[-1], 'final samples')}<figcaption>{grids[-1].stem} (EMA generator, fixed noise)"
+            f"</figcaption></figure>"
+            if grids
+            else ""
+        )
+        + (
+            f"<figure>{_img(run_dir / 'reals.png', 'training images')}<figcaption>training images</figcaption></figure>"
+            if (run_dir / "reals.png").is_file()
+            else ""
+        )
+        + "</div>"
+        + (
+            f"<h2>Final generator, with classes</h2><figure>{_img(labelled[0], 'labelled samples')}"
+            f"<figcaption>{html.escape(labelled[1])}</figcaption></figure>"
+            if labelled
+            else ""
+        ),
+        "<h2>Training curves</h2>"
+        + "".join(_img(figures[k], k) for k in ("losses", "discriminator", "speed") if k in figures),
     ]
     if "validation" in figures:
-        sections.append("<h2>Validation</h2>" + "".join(_img(figures[k], k) for k in ("validation", "validation_pr")
-                                                        if k in figures))
+        sections.append(
+            "<h2>Validation</h2>"
+            + "".join(_img(figures[k], k) for k in ("validation", "validation_pr") if k in figures)
+        )
     sections.append("<h2>Evaluation</h2>" + _evaluation_tables(run_dir))
     if shown:
-        sections.append("<h2>Fixed-noise samples over time</h2><div class=row>" + "".join(
-            f"<figure>{_img(g, g.stem)}<figcaption>{g.stem}</figcaption></figure>" for g in shown) + "</div>")
+        sections.append(
+            "<h2>Fixed-noise samples over time</h2><div class=row>"
+            + "".join(f"<figure>{_img(g, g.stem)}<figcaption>{g.stem}</figcaption></figure>" for g in shown)
+            + "</div>"
+        )
     sections.append(f"<h2>Configuration</h2><pre>{html.escape((run_dir / 'config.yaml').read_text())}</pre>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{max-width:100%}"
-             ".row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}figcaption{font-size:.8em;color:#555}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
-             ".note{font-size:.85em;color:#555}")
-    document = (f"<!doctype html><html><head><meta charset=utf-8><title>productgan {html.escape(run_dir.name)}"
-                f"</title><style>{style}</style></head><body>{''.join(sections)}</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{max-width:100%}"
+        ".row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}figcaption{font-size:.8em;color:#555}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+        ".note{font-size:.85em;color:#555}"
+    )
+    document = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>productgan {html.escape(run_dir.name)}"
+        f"</title><style>{style}</style></head><body>{''.join(sections)}</body></html>\n"
+    )
     return write_text_atomic(page, document)

@@ -76,7 +76,7 @@ def find_export(source: str | os.PathLike) -> Path:
     )
 
 
-def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu", temperature: float = 1.0) -> "Sampler":
+def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu", temperature: float = 1.0) -> Sampler:
     """Rebuild an exported generator (no training code, no pickle) and wrap it in a Sampler."""
     device = resolve_device(device)
     folder = find_export(source)
@@ -86,8 +86,10 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
         raise ProductganError(f"{folder / CONFIG_FILE} is not readable JSON ({error}); export the generator again.")
     found = config.get("format") if isinstance(config, dict) else type(config).__name__
     if found != EXPORT_FORMAT:
-        raise ProductganError(f"{folder} is not a productgan generator export ({CONFIG_FILE} says {found!r}, "
-                              f"not {EXPORT_FORMAT!r}); export the generator again.")
+        raise ProductganError(
+            f"{folder} is not a productgan generator export ({CONFIG_FILE} says {found!r}, "
+            f"not {EXPORT_FORMAT!r}); export the generator again."
+        )
     try:
         model_config = from_dict(ModelConfig, config["model"])
         generator = Generator(model_config, config["image_size"], config["channels"], config.get("num_classes", 0))
@@ -96,8 +98,10 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
     try:
         state = load_file(str(folder / WEIGHTS_FILE))
     except Exception as error:  # safetensors raises its own types for damaged files
-        raise ProductganError(f"{folder / WEIGHTS_FILE} cannot be read ({first_line(error)}); it is damaged or "
-                              f"not a safetensors file: export the generator again from its run.")
+        raise ProductganError(
+            f"{folder / WEIGHTS_FILE} cannot be read ({first_line(error)}); it is damaged or "
+            f"not a safetensors file: export the generator again from its run."
+        )
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -207,14 +211,18 @@ class Sampler:
         """A class given by index or by name (case does not matter) -> its index."""
         names = self.class_names
         if not self.conditional:
-            raise UsageError("This generator is not class-conditional, so it cannot generate by category; "
-                             "train one with --model.conditional true.")
+            raise UsageError(
+                "This generator is not class-conditional, so it cannot generate by category; "
+                "train one with --model.conditional true."
+            )
         text = str(label).strip()
         if text.lstrip("-").isdigit():
             index = int(text)
             if not 0 <= index < self.generator.num_classes:
-                raise UsageError(f"Class index {index} is out of range; this generator has classes 0 to "
-                                 f"{self.generator.num_classes - 1} ({', '.join(names)}).")
+                raise UsageError(
+                    f"Class index {index} is out of range; this generator has classes 0 to "
+                    f"{self.generator.num_classes - 1} ({', '.join(names)})."
+                )
             return index
         matches = [i for i, name in enumerate(names) if name.casefold() == text.casefold()]
         if not matches:
@@ -242,8 +250,15 @@ class Sampler:
         return z if scale == 1.0 else z.mul_(scale)
 
     @torch.no_grad()
-    def __call__(self, n: int, seed: int = 0, size: str = "native", batch_size: int = 256,
-                 label: int | str | None = None, temperature: float | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        n: int,
+        seed: int = 0,
+        size: str = "native",
+        batch_size: int = 256,
+        label: int | str | None = None,
+        temperature: float | None = None,
+    ) -> torch.Tensor:
         """n images for ``seed``; a conditional generator makes class ``label``, or every
         class in turn (image i is of class i mod the number of classes)."""
         if n < 1:
@@ -252,8 +267,9 @@ class Sampler:
         return self.from_noise(self.latents(n, seed, temperature), size, batch_size, labels)
 
     @torch.no_grad()
-    def from_noise(self, z: torch.Tensor, size: str = "native", batch_size: int = 256,
-                   labels: torch.Tensor | None = None) -> torch.Tensor:
+    def from_noise(
+        self, z: torch.Tensor, size: str = "native", batch_size: int = 256, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Images for given latent vectors (N x nz) and, for a conditional generator, class
         labels (N; every class in turn when not given): uint8 N x C x H x W."""
         if size not in ("native", "training"):

@@ -69,12 +69,19 @@ def cutout(x: torch.Tensor, generator: torch.Generator | None, fill: float = 0.0
     return torch.where(inside[:, None], torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
 
 
-def diff_augment(x: torch.Tensor, policy: tuple[str, ...], generator: torch.Generator | None = None,
-                 pixel_range: tuple[float, float] | list[float] = (-1.0, 1.0)) -> torch.Tensor:
+def diff_augment(
+    x: torch.Tensor,
+    policy: tuple[str, ...],
+    generator: torch.Generator | None = None,
+    pixel_range: tuple[float, float] | list[float] = (-1.0, 1.0),
+) -> torch.Tensor:
     """Apply the transforms of ``policy`` in order; differentiable with respect to ``x``."""
     low, high = pixel_range
-    memory_format = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 \
+    memory_format = (
+        torch.channels_last
+        if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1
         else torch.contiguous_format
+    )
     for name in policy:
         if name == "color":
             x = color(x, generator, span=high - low)

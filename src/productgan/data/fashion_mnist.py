@@ -116,10 +116,7 @@ def find_fashion_mnist(folder: str | os.PathLike | None = None) -> Path:
     if folder is not None:
         folder = Path(folder).expanduser()
         if not folder.is_dir():
-            raise ProductganError(
-                f"The Fashion-MNIST folder {folder} does not exist; "
-                f"{_how_to_get_it(str(folder))}."
-            )
+            raise ProductganError(f"The Fashion-MNIST folder {folder} does not exist; {_how_to_get_it(str(folder))}.")
         missing = missing_files(folder)
         if missing:
             raise ProductganError(
@@ -171,9 +168,7 @@ def read_idx(path: str | os.PathLike, ndim: int | None = None) -> np.ndarray:
     redownload = f"delete it and download it again from {RAW_FILES_URL}"
 
     if len(data) < 4:
-        raise ProductganError(
-            f"{path} is too short to be an idx file ({len(data)} bytes); {redownload}."
-        )
+        raise ProductganError(f"{path} is too short to be an idx file ({len(data)} bytes); {redownload}.")
     magic = int.from_bytes(data[:4], "big")
     if magic not in (IDX_MAGIC_LABELS, IDX_MAGIC_IMAGES):
         raise ProductganError(
@@ -191,9 +186,7 @@ def read_idx(path: str | os.PathLike, ndim: int | None = None) -> np.ndarray:
 
     header_size = 4 + 4 * file_ndim
     if len(data) < header_size:
-        raise ProductganError(
-            f"{path} ends inside its idx header ({len(data)} bytes); {redownload}."
-        )
+        raise ProductganError(f"{path} ends inside its idx header ({len(data)} bytes); {redownload}.")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=file_ndim, offset=4))
     expected = math.prod(dims)
     payload = len(data) - header_size
@@ -230,10 +223,7 @@ def load_fashion_mnist(folder: str | os.PathLike | None = None) -> FashionMNIST:
     """Find the idx files (see :func:`find_fashion_mnist`), read them and check they agree."""
     found = find_fashion_mnist(folder)
     paths = {key: idx_file(found, name) for key, name in FILES.items()}
-    arrays = {
-        key: read_idx(path, ndim=3 if key.endswith("images") else 1)
-        for key, path in paths.items()
-    }
+    arrays = {key: read_idx(path, ndim=3 if key.endswith("images") else 1) for key, path in paths.items()}
     for part in ("train", "test"):
         _check_pair(
             arrays[f"{part}_images"],

@@ -24,11 +24,11 @@ import signal
 import struct
 import sys
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -81,8 +81,10 @@ def parse_split(text: str | tuple | list) -> tuple[float, float, float]:
     except ValueError:
         parts = []
     if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6 or parts[0] <= 0:
-        raise UsageError(f"--split {text!r} must be three fractions train,val,test that sum to 1 with train "
-                         f"above 0, for example 0.8,0.1,0.1.")
+        raise UsageError(
+            f"--split {text!r} must be three fractions train,val,test that sum to 1 with train "
+            f"above 0, for example 0.8,0.1,0.1."
+        )
     return parts[0], parts[1], parts[2]
 
 
@@ -217,13 +219,19 @@ def end_with_parent(parent: int, start_method: str = "fork") -> None:
         os._exit(1)
 
 
-def _results(tasks: list[tuple[str, Options]], workers: int) -> Iterator[tuple[str | None, np.ndarray | None, str | None]]:
+def _results(
+    tasks: list[tuple[str, Options]], workers: int
+) -> Iterator[tuple[str | None, np.ndarray | None, str | None]]:
     if workers <= 1 or len(tasks) < 64:
         yield from map(_process, tasks)
         return
     context = multiprocessing.get_context()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=end_with_parent,
-                             initargs=(os.getpid(), context.get_start_method())) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=end_with_parent,
+        initargs=(os.getpid(), context.get_start_method()),
+    ) as pool:
         # Windows of tasks keep the finished-but-unwritten images few.
         window = 256 * workers
         for start in range(0, len(tasks), window):
@@ -239,8 +247,9 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
     return prefix + struct.pack("<H", length) + body
 
 
-def split_by_class(labels: np.ndarray, fractions: tuple[float, float, float], seed: int,
-                   class_names: list[str]) -> np.ndarray:
+def split_by_class(
+    labels: np.ndarray, fractions: tuple[float, float, float], seed: int, class_names: list[str]
+) -> np.ndarray:
     """Split codes (0 train, 1 val, 2 test) chosen per class in the given proportions, seeded."""
     split = np.zeros(len(labels), dtype=np.int8)
     rng = np.random.default_rng(seed)
@@ -298,16 +307,23 @@ def prepare_folder(
     files_found = len(candidates) + len(skipped)
     outside = sum(1 for s in skipped if s["reason"].startswith("not inside a class folder"))
     if not candidates and outside:
-        raise UsageError(f"{src} holds {outside} file(s) but no class sub-folders; put each category's images in a "
-                         f"sub-folder named after it, or pass --no-labels to pack them as one class.")
+        raise UsageError(
+            f"{src} holds {outside} file(s) but no class sub-folders; put each category's images in a "
+            f"sub-folder named after it, or pass --no-labels to pack them as one class."
+        )
     if not candidates:
-        raise UsageError(f"{src} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
-                         + ("; with class labels they must sit in one sub-folder per class" if labels else "") + ".")
+        raise UsageError(
+            f"{src} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            + ("; with class labels they must sit in one sub-folder per class" if labels else "")
+            + "."
+        )
 
     try:
         staging = staging_dir(out)  # creates the parent folder too
     except OSError as error:
-        raise ProductganError(f"Could not create {out} ({error.strerror or error}); check the path and its permissions.")
+        raise ProductganError(
+            f"Could not create {out} ({error.strerror or error}); check the path and its permissions."
+        )
     try:
         kept_labels, seen, duplicates, count = [], {}, [], 0
         bytes_per_image = channels * size * size
@@ -337,8 +353,9 @@ def prepare_folder(
             f.truncate(_HEADER_BYTES + count * bytes_per_image)
         if count == 0:
             reasons = sorted({s["reason"] for s in skipped})
-            raise UsageError(f"None of the {len(candidates)} image files under {src} could be used "
-                             f"({'; '.join(reasons[:3])}).")
+            raise UsageError(
+                f"None of the {len(candidates)} image files under {src} could be used ({'; '.join(reasons[:3])})."
+            )
 
         class_names = sorted(set(kept_labels))
         empty = [name for name in class_folders if name not in class_names]
@@ -363,8 +380,12 @@ def prepare_folder(
                 "background": list(options.background),
                 "resize_filter": "lanczos",
                 "labels": "first-level sub-folder" if labels else "none (one class)",
-                "split": {"method": "stratified by class", "fractions": list(fractions), "seed": int(seed),
-                          "sizes": sizes},
+                "split": {
+                    "method": "stratified by class",
+                    "fractions": list(fractions),
+                    "seed": int(seed),
+                    "sizes": sizes,
+                },
                 "files_found": files_found,
                 "images": count,
                 "duplicates_dropped": len(duplicates),
@@ -388,7 +409,10 @@ def looks_like_image_folder(path: Path) -> bool:
     for entry in path.iterdir():
         if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
             return True
-        if entry.is_dir() and not entry.name.startswith("."):
-            if any(e.suffix.lower() in IMAGE_SUFFIXES for e in entry.iterdir() if e.is_file()):
-                return True
+        if (
+            entry.is_dir()
+            and not entry.name.startswith(".")
+            and any(e.suffix.lower() in IMAGE_SUFFIXES for e in entry.iterdir() if e.is_file())
+        ):
+            return True
     return False

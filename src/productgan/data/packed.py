@@ -50,13 +50,11 @@ def check_output_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> 
         return out
     if not is_packed_dataset(out):
         raise ProductganError(
-            f"{out} exists and is not a packed dataset, so it will not be overwritten; choose "
-            f"another output folder."
+            f"{out} exists and is not a packed dataset, so it will not be overwritten; choose another output folder."
         )
     if not overwrite:
         raise ProductganError(
-            f"The packed dataset {out} already exists; pass --overwrite to replace it or choose "
-            f"another output folder."
+            f"The packed dataset {out} already exists; pass --overwrite to replace it or choose another output folder."
         )
     return out
 
@@ -116,9 +114,7 @@ class PackedDataset:
                 f"with `productgan prepare`."
             )
         if not self.class_names:
-            raise ProductganError(
-                f"{where} has no class names; prepare it again with `productgan prepare`."
-            )
+            raise ProductganError(f"{where} has no class names; prepare it again with `productgan prepare`.")
         if count:
             if labels.min() < 0 or labels.max() >= len(self.class_names):
                 raise ProductganError(
@@ -190,8 +186,7 @@ class PackedDataset:
             staging = staging_dir(out)  # creates the parent folder too
         except OSError as exc:
             raise ProductganError(
-                f"Could not create {out} ({exc.strerror or exc}); check the path and its "
-                f"permissions."
+                f"Could not create {out} ({exc.strerror or exc}); check the path and its permissions."
             ) from None
 
         try:
@@ -220,19 +215,13 @@ class PackedDataset:
             raise ProductganError(f"{path} is not a packed dataset folder; {redo}.")
         info_path = path / INFO_FILE
         if not info_path.is_file():
-            raise ProductganError(
-                f"{path} has no {INFO_FILE}, so it is not a packed dataset; {redo}."
-            )
+            raise ProductganError(f"{path} has no {INFO_FILE}, so it is not a packed dataset; {redo}.")
         try:
             info = json.loads(info_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise ProductganError(
-                f"{info_path} cannot be read as JSON ({exc}); {redo} again."
-            ) from None
+            raise ProductganError(f"{info_path} cannot be read as JSON ({exc}); {redo} again.") from None
         if not isinstance(info, dict) or info.get("format") != FORMAT:
-            raise ProductganError(
-                f"{info_path} does not describe a productgan packed dataset; {redo}."
-            )
+            raise ProductganError(f"{info_path} does not describe a productgan packed dataset; {redo}.")
         if info.get("format_version") != FORMAT_VERSION:
             raise ProductganError(
                 f"{path} uses packed format version {info.get('format_version')}, but this "
@@ -253,8 +242,7 @@ class PackedDataset:
         for name, dtype in expected.items():
             if arrays[name].dtype != dtype:
                 raise ProductganError(
-                    f"{path / name} has dtype {arrays[name].dtype} but {np.dtype(dtype)} is "
-                    f"needed; {redo} again."
+                    f"{path / name} has dtype {arrays[name].dtype} but {np.dtype(dtype)} is needed; {redo} again."
                 )
         shape = list(arrays[IMAGES_FILE].shape)
         if info.get("shape") is not None and shape != list(info["shape"]):
@@ -275,5 +263,3 @@ class PackedDataset:
 
 def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
-
-

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from productgan.config import check_image_size, check_seed
 from productgan.data.fashion_mnist import (
     FASHION_MNIST_CLASSES,
     FILES,
@@ -24,7 +25,6 @@ from productgan.data.packed import (
     check_output_folder,
     is_packed_dataset,
 )
-from productgan.config import check_image_size, check_seed
 from productgan.errors import ProductganError, UsageError
 
 FASHION_MNIST = "fashion-mnist"
@@ -111,9 +111,7 @@ def fit_fashion_mnist(images_28: np.ndarray, image_size: int) -> tuple[np.ndarra
     fitted = np.empty((count, 1, image_size, image_size), np.uint8)
     for index in range(count):
         small = Image.fromarray(padded[index, 0])
-        fitted[index, 0] = np.asarray(
-            small.resize((image_size, image_size), Image.Resampling.LANCZOS)
-        )
+        fitted[index, 0] = np.asarray(small.resize((image_size, image_size), Image.Resampling.LANCZOS))
     fit_meta["resize_filter"] = "lanczos"
     return fitted, fit_meta
 
@@ -144,9 +142,7 @@ def build_fashion_mnist(
     train_count = len(source.train_labels)
     val_mask = stratified_split(source.train_labels, val_size, seed)
 
-    images, fit_meta = fit_fashion_mnist(
-        np.concatenate([source.train_images, source.test_images]), image_size
-    )
+    images, fit_meta = fit_fashion_mnist(np.concatenate([source.train_images, source.test_images]), image_size)
     labels = np.concatenate([source.train_labels, source.test_labels]).astype(np.int64)
     split = np.full(len(labels), SPLITS.index("test"), dtype=np.int8)
     split[:train_count] = np.where(val_mask, SPLITS.index("val"), SPLITS.index("train"))
@@ -183,7 +179,10 @@ def build_fashion_mnist(
 
 
 def _check_packed_matches(
-    dataset: PackedDataset, path: Path, image_size: int | None, val_size: int | None,
+    dataset: PackedDataset,
+    path: Path,
+    image_size: int | None,
+    val_size: int | None,
     seed: int | None,
 ) -> None:
     if image_size is not None and int(image_size) != dataset.image_size:
@@ -247,8 +246,7 @@ def open_dataset(
         problem = f"{str(data)!r} is neither the name {FASHION_MNIST!r} nor an existing folder"
     elif path.is_dir():
         problem = (
-            f"The folder {path} holds neither a packed dataset (dataset.json) nor the four "
-            f"Fashion-MNIST idx files"
+            f"The folder {path} holds neither a packed dataset (dataset.json) nor the four Fashion-MNIST idx files"
         )
     else:
         problem = f"{path} is a file, not a dataset folder"
@@ -292,14 +290,23 @@ def prepare(
     path = Path(source).expanduser()
     if str(source) != FASHION_MNIST and not path.is_dir():
         problem = "is a file" if path.exists() else "does not exist"
-        raise UsageError(f"{path} {problem}; prepare takes a folder of product photos (one sub-folder per "
-                         f"category), a folder with the Fashion-MNIST idx files, or the name {FASHION_MNIST}.")
+        raise UsageError(
+            f"{path} {problem}; prepare takes a folder of product photos (one sub-folder per "
+            f"category), a folder with the Fashion-MNIST idx files, or the name {FASHION_MNIST}."
+        )
     if path.is_dir() and not is_packed_dataset(path) and len(missing_files(path)) == len(FILES):
         if val_size is not None:
-            raise UsageError("--val-size is for Fashion-MNIST; a folder of images is split with --split train,val,test.")
-        return prepare_folder(path, out, size=64 if image_size is None else image_size,
-                              seed=DEFAULT_SPLIT_SEED if seed is None else seed, overwrite=overwrite,
-                              **{k: v for k, v in folder_options.items() if v is not None})
+            raise UsageError(
+                "--val-size is for Fashion-MNIST; a folder of images is split with --split train,val,test."
+            )
+        return prepare_folder(
+            path,
+            out,
+            size=64 if image_size is None else image_size,
+            seed=DEFAULT_SPLIT_SEED if seed is None else seed,
+            overwrite=overwrite,
+            **{k: v for k, v in folder_options.items() if v is not None},
+        )
     given = sorted(k for k, v in folder_options.items() if v is not None and k != "progress")
     if given:
         raise UsageError(f"{', '.join('--' + k for k in given)} apply to folders of images, not to Fashion-MNIST.")

@@ -5,7 +5,8 @@ even when its images look real."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,14 +37,18 @@ def classification_accuracy_score(
     test_images, test_labels = real_test
     on_fake = train_evaluator(fake_images, fake_labels, num_classes, seed=seed, progress=False, **train_settings)
     train_images, train_labels = real_train
-    pick = np.sort(np.random.default_rng(seed).choice(len(train_images), size=min(n, len(train_images)),
-                                                      replace=False))
-    on_real = train_evaluator(train_images[pick], np.asarray(train_labels)[pick], num_classes, seed=seed,
-                              progress=False, **train_settings)
+    pick = np.sort(np.random.default_rng(seed).choice(len(train_images), size=min(n, len(train_images)), replace=False))
+    on_real = train_evaluator(
+        train_images[pick], np.asarray(train_labels)[pick], num_classes, seed=seed, progress=False, **train_settings
+    )
     return {
         "cas": _accuracy(on_fake, test_images, test_labels),
         "cas_real_baseline": _accuracy(on_real, test_images, test_labels),
-        "protocol": {"num_generated": len(fake_images), "num_real_train": len(pick),
-                     "num_test": len(test_images), "seed": seed,
-                     "classifier": "the evaluator's architecture and recipe, trained from scratch twice"},
+        "protocol": {
+            "num_generated": len(fake_images),
+            "num_real_train": len(pick),
+            "num_test": len(test_images),
+            "seed": seed,
+            "classifier": "the evaluator's architecture and recipe, trained from scratch twice",
+        },
     }

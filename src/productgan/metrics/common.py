@@ -26,9 +26,7 @@ def as_features(values, name: str = "features", min_rows: int = 2) -> torch.Tens
             f"The {name} hold {len(values)} rows, but at least {min_rows} are needed; evaluate more images."
         )
     if not torch.isfinite(values).all():
-        raise ProductganError(
-            f"The {name} contain NaN or infinite values; check the images fed to the evaluator."
-        )
+        raise ProductganError(f"The {name} contain NaN or infinite values; check the images fed to the evaluator.")
     return values.contiguous()
 
 
@@ -46,7 +44,5 @@ def as_probabilities(values, name: str = "class probabilities") -> torch.Tensor:
     probs = as_features(values, name, min_rows=1)
     row_sums = probs.sum(dim=1)
     if (probs < 0).any() or not torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-6):
-        raise ProductganError(
-            f"The {name} must be non-negative rows that sum to 1; pass softmax outputs, not logits."
-        )
+        raise ProductganError(f"The {name} must be non-negative rows that sum to 1; pass softmax outputs, not logits.")
     return probs

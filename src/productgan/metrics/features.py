@@ -152,9 +152,11 @@ class EvaluatorNet(nn.Module):
         return self.config["feature_dim"]
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != self.config["in_channels"] or tuple(
-            images.shape[-2:]
-        ) != self.native_size:
+        if (
+            images.ndim != 4
+            or images.shape[1] != self.config["in_channels"]
+            or tuple(images.shape[-2:]) != self.native_size
+        ):
             expected = "x".join(map(str, (self.config["in_channels"], *self.native_size)))
             raise ProductganError(
                 f"The evaluator takes N x {expected} images (the dataset's native size), not "
@@ -290,13 +292,9 @@ def train_evaluator(
     count, channels, height, width = images.shape
     labels = _as_labels(labels, count, num_classes)
     if count < 2:
-        raise ProductganError(
-            f"The evaluator needs at least 2 training images, not {count}; use a larger train split."
-        )
+        raise ProductganError(f"The evaluator needs at least 2 training images, not {count}; use a larger train split.")
     if epochs < 1 or batch_size < 2:
-        raise ProductganError(
-            f"The evaluator needs epochs >= 1 and batch size >= 2, not {epochs} and {batch_size}."
-        )
+        raise ProductganError(f"The evaluator needs epochs >= 1 and batch size >= 2, not {epochs} and {batch_size}.")
     batch_size = min(batch_size, count)
     # The last incomplete batch is dropped: a batch of one would break BatchNorm.
     steps_per_epoch = count // batch_size
@@ -315,11 +313,12 @@ def train_evaluator(
         no_decay = [p for n, p in net.named_parameters() if p.ndim <= 1]
         optimizer = torch.optim.SGD(
             [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=lr, momentum=0.9, nesterov=True,
+            lr=lr,
+            momentum=0.9,
+            nesterov=True,
         )
         order_rng = torch.Generator().manual_seed(seed)
-        bar = tqdm(total=total_steps, unit="step", disable=not progress, dynamic_ncols=True,
-                   desc="training evaluator")
+        bar = tqdm(total=total_steps, unit="step", disable=not progress, dynamic_ncols=True, desc="training evaluator")
         step = 0
         for _ in range(epochs):
             order = torch.randperm(count, generator=order_rng)
@@ -438,8 +437,10 @@ def _try_load(cache_dir: Path, fingerprint: str, requested: dict) -> tuple[Evalu
         return None
     if info.get("version") != EVALUATOR_VERSION or info.get("train_fingerprint") != fingerprint:
         return None
-    if any(info.get(key, "classes" if key == "task" else None) != requested[key]
-           for key in ("task", "training", "architecture")):
+    if any(
+        info.get(key, "classes" if key == "task" else None) != requested[key]
+        for key in ("task", "training", "architecture")
+    ):
         return None
     try:
         # The hash also catches a weights file left from another save that was cut short.
@@ -450,7 +451,6 @@ def _try_load(cache_dir: Path, fingerprint: str, requested: dict) -> tuple[Evalu
     except Exception:  # safetensors and torch raise their own types for damaged files
         return None
     return net.eval().requires_grad_(False), info
-
 
 
 ROTATION_CLASSES = ("0 deg", "90 deg", "180 deg", "270 deg")
@@ -534,9 +534,19 @@ def load_or_train_evaluator(
 
     started = time.perf_counter()
     net = train_evaluator(
-        train_images, train_labels, num_classes, epochs=epochs, seed=seed, batch_size=batch_size,
-        progress=progress, lr=lr, augment=augment, widths=widths, feature_dim=feature_dim,
-        max_side=max_side, device=device,
+        train_images,
+        train_labels,
+        num_classes,
+        epochs=epochs,
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+        lr=lr,
+        augment=augment,
+        widths=widths,
+        feature_dim=feature_dim,
+        max_side=max_side,
+        device=device,
     )
     train_seconds = time.perf_counter() - started
 

@@ -58,12 +58,15 @@ class BlockA(nn.Module):  # 35x35: 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | pool-1x1
         self.branch_pool = ConvBN(in_ch, pool_ch, 1)
 
     def forward(self, x):
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch5x5_2(self.branch5x5_1(x)),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(_pool_same(x)),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(_pool_same(x)),
+            ],
+            1,
+        )
 
 
 class BlockB(nn.Module):  # 35x35 -> 17x17
@@ -75,11 +78,14 @@ class BlockB(nn.Module):  # 35x35 -> 17x17
         self.branch3x3dbl_3 = ConvBN(96, 96, 3, stride=2)
 
     def forward(self, x):
-        return torch.cat([
-            self.branch3x3(x),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            F.max_pool2d(x, 3, stride=2),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                F.max_pool2d(x, 3, stride=2),
+            ],
+            1,
+        )
 
 
 class BlockC(nn.Module):  # 17x17 with factorised 7x7 convolutions
@@ -100,12 +106,15 @@ class BlockC(nn.Module):  # 17x17 with factorised 7x7 convolutions
         double = x
         for name in ("branch7x7dbl_1", "branch7x7dbl_2", "branch7x7dbl_3", "branch7x7dbl_4", "branch7x7dbl_5"):
             double = getattr(self, name)(double)
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
-            double,
-            self.branch_pool(_pool_same(x)),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
+                double,
+                self.branch_pool(_pool_same(x)),
+            ],
+            1,
+        )
 
 
 class BlockD(nn.Module):  # 17x17 -> 8x8
@@ -141,12 +150,17 @@ class BlockE(nn.Module):  # 8x8 with split 1x3 / 3x1 branches; ``max_pool`` in t
         single = self.branch3x3_1(x)
         double = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         pooled = F.max_pool2d(x, 3, stride=1, padding=1) if self.max_pool else _pool_same(x)
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch3x3_2a(single), self.branch3x3_2b(single),
-            self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double),
-            self.branch_pool(pooled),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(single),
+                self.branch3x3_2b(single),
+                self.branch3x3dbl_3a(double),
+                self.branch3x3dbl_3b(double),
+                self.branch_pool(pooled),
+            ],
+            1,
+        )
 
 
 class FIDInception(nn.Module):
@@ -176,8 +190,19 @@ class FIDInception(nn.Module):
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, stride=2)
         x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), 3, stride=2)
-        for name in ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-                     "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"):
+        for name in (
+            "Mixed_5b",
+            "Mixed_5c",
+            "Mixed_5d",
+            "Mixed_6a",
+            "Mixed_6b",
+            "Mixed_6c",
+            "Mixed_6d",
+            "Mixed_6e",
+            "Mixed_7a",
+            "Mixed_7b",
+            "Mixed_7c",
+        ):
             x = getattr(self, name)(x)
         return x.mean(dim=(2, 3))
 
@@ -197,8 +222,10 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> tupl
     says what was found.
     """
     path = Path(path).expanduser()
-    redo = ("pass the pt_inception-2015-12-05-6726825d.pth file (the FID Inception weights of pytorch-fid and "
-            "torchmetrics), as downloaded")
+    redo = (
+        "pass the pt_inception-2015-12-05-6726825d.pth file (the FID Inception weights of pytorch-fid and "
+        "torchmetrics), as downloaded"
+    )
     if not path.is_file():
         raise ProductganError(f"--inception-weights {path} does not exist; {redo}.")
     try:
@@ -217,12 +244,15 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> tupl
     unexpected = sorted(k for k in set(state) - set(expected))
     wrong = sorted(k for k in wanted & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
     if missing or unexpected or wrong:
-        found = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
-                 f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
-                 f"{len(wrong)} of another shape (e.g. {wrong[0]})" if wrong else ""]
-        raise ProductganError(f"{path} is not the FID Inception-v3 weights: {', '.join(f for f in found if f)} "
-                              f"tensors; {redo}.")
-    net.load_state_dict({k: v for k, v in state.items()}, strict=False)
+        found = [
+            f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+            f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+            f"{len(wrong)} of another shape (e.g. {wrong[0]})" if wrong else "",
+        ]
+        raise ProductganError(
+            f"{path} is not the FID Inception-v3 weights: {', '.join(f for f in found if f)} tensors; {redo}."
+        )
+    net.load_state_dict(dict(state), strict=False)
     sha = _sha256(path)
     info = {"file": str(path), "sha256": sha, "standard": sha.startswith(STANDARD_SHA256_PREFIX)}
     return net.eval().requires_grad_(False).to(device), info
@@ -233,8 +263,9 @@ def inception_features(net: FIDInception, images_uint8, batch_size: int = 50) ->
     """uint8 N x C x H x W (grey or RGB, any size) -> float64 N x 2048 pool features."""
     images = torch.as_tensor(np.asarray(images_uint8))
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ProductganError(f"Inception features need uint8 N x 1|3 x H x W images, not {images.dtype} "
-                              f"{tuple(images.shape)}.")
+        raise ProductganError(
+            f"Inception features need uint8 N x 1|3 x H x W images, not {images.dtype} {tuple(images.shape)}."
+        )
     device = next(net.parameters()).device
     parts = []
     for start in range(0, len(images), batch_size):

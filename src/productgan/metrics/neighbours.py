@@ -22,9 +22,7 @@ def rows_per_block(columns: int) -> int:
     return max(1, MAX_BLOCK_ELEMENTS // max(1, columns))
 
 
-def distance_blocks(
-    queries: torch.Tensor, reference: torch.Tensor
-) -> Iterator[tuple[int, torch.Tensor]]:
+def distance_blocks(queries: torch.Tensor, reference: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (start, Euclidean distances of queries[start:start+b] to every reference row).
 
     Both sets are shifted by the reference mean first: distances do not change, but the squared

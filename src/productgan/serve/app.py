@@ -107,8 +107,9 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
     @app.exception_handler(RequestValidationError)
     def bad_query(request, error: RequestValidationError) -> JSONResponse:
         """FastAPI's list of problems as one sentence: 'n: Input should be a valid integer, ...'."""
-        problems = [f"{'.'.join(str(part) for part in problem['loc'][1:])}: {problem['msg']}"
-                    for problem in error.errors()]
+        problems = [
+            f"{'.'.join(str(part) for part in problem['loc'][1:])}: {problem['msg']}" for problem in error.errors()
+        ]
         return JSONResponse(status_code=422, content={"detail": "; ".join(problems) + "."})
 
     @app.get("/health")
@@ -120,18 +121,21 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
         return describe(sampler, max_images)
 
     @app.get("/images.png", response_class=Response)
-    def images_png(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native",
-                   temperature: float = 1.0):
+    def images_png(
+        n: int = 16, seed: int = 0, label: str | None = None, size: str = "native", temperature: float = 1.0
+    ):
         return Response(_png(make_grid(*images(n, seed, label, size, temperature))), media_type="image/png")
 
     @app.get("/images.npy", response_class=Response)
-    def images_npy(n: int = 16, seed: int = 0, label: str | None = None, size: str = "native",
-                   temperature: float = 1.0):
+    def images_npy(
+        n: int = 16, seed: int = 0, label: str | None = None, size: str = "native", temperature: float = 1.0
+    ):
         return Response(_npy(images(n, seed, label, size, temperature)[0]), media_type="application/octet-stream")
 
     @app.get("/image.png", response_class=Response)
-    def image_png(seed: int = 0, index: int = 0, label: str | None = None, size: str = "native",
-                  temperature: float = 1.0):
+    def image_png(
+        seed: int = 0, index: int = 0, label: str | None = None, size: str = "native", temperature: float = 1.0
+    ):
         if not 0 <= index < max_images:
             raise UsageError(f"index must be between 0 and {max_images - 1}, not {index}.")
         label = check(1, seed, label, temperature)
@@ -149,22 +153,32 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
     # HEAD as well as GET on every page, for uptime checks and `curl -I` (left out of /docs).
     for route in list(app.routes):
         if isinstance(route, APIRoute) and "GET" in route.methods:
-            app.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False,
-                              response_class=route.response_class)
+            app.add_api_route(
+                route.path,
+                route.endpoint,
+                methods=["HEAD"],
+                include_in_schema=False,
+                response_class=route.response_class,
+            )
     return app
 
 
 def _page(sampler: Sampler, n: int, seed: int, label: str | None, temperature: float, max_images: int) -> str:
     from urllib.parse import urlencode
 
-    query = {"n": n, "seed": seed, **({"label": label} if label is not None else {}),
-             **({"temperature": f"{temperature:g}"} if temperature != 1.0 else {})}
+    query = {
+        "n": n,
+        "seed": seed,
+        **({"label": label} if label is not None else {}),
+        **({"temperature": f"{temperature:g}"} if temperature != 1.0 else {}),
+    }
     options = ['<option value="">every category in turn</option>'] if sampler.conditional else []
     for index, name in enumerate(sampler.class_names if sampler.conditional else []):
         chosen = " selected" if label is not None and sampler.class_index(label) == index else ""
         options.append(f'<option value="{html.escape(name)}"{chosen}>{html.escape(name)}</option>')
-    category = (f'<label>category <select name="label">{"".join(options)}</select></label>'
-                if sampler.conditional else "")
+    category = (
+        f'<label>category <select name="label">{"".join(options)}</select></label>' if sampler.conditional else ""
+    )
     info = sampler.info
     source = html.escape(str(info.get("dataset") or "a trained generator"))
     trained = f"step {info['step']}, {info.get('images_seen') or 0:,} images seen" if info.get("step") else ""
@@ -183,7 +197,8 @@ small {{ color: #555; }}
 {category}
 <label>images <input name="n" type="number" min="1" max="{max_images}" value="{n}"></label>
 <label>seed <input name="seed" type="number" min="0" value="{seed}"></label>
-<label>temperature <input name="temperature" type="number" min="0.05" max="3" step="0.05" value="{temperature:g}"></label>
+<label>temperature <input name="temperature" type="number" min="0.05" max="3" step="0.05"
+  value="{temperature:g}"></label>
 <button type="submit">generate</button>
 </form>
 <img src="/images.png?{html.escape(urlencode(query))}" alt="generated product images">
@@ -205,12 +220,18 @@ def check_port(host: str, port: int) -> int:
             probe.bind((host, port))
             return probe.getsockname()[1]
     except OSError as error:
-        raise ProductganError(f"Cannot listen on {host}:{port} ({error.strerror or error}); "
-                              f"choose another --port or stop what uses it.")
+        raise ProductganError(
+            f"Cannot listen on {host}:{port} ({error.strerror or error}); choose another --port or stop what uses it."
+        )
 
 
-def serve(source: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
-          max_images: int = DEFAULT_MAX_IMAGES) -> None:
+def serve(
+    source: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str = "cpu",
+    max_images: int = DEFAULT_MAX_IMAGES,
+) -> None:
     """Load the generator, then serve it until interrupted."""
     _require_fastapi()
     try:

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from productgan.config import RunConfig, check_pack, check_seed
-from productgan.data import open_dataset
-from productgan.data import FILES, is_packed_dataset
+from productgan.data import FILES, is_packed_dataset, open_dataset
 from productgan.data.fashion_mnist import missing_files
 from productgan.data.prepare import FASHION_MNIST
 from productgan.errors import ProductganError, UsageError
@@ -23,11 +22,14 @@ def open_recorded_dataset(config: RunConfig, run_dir: str | Path | None = None):
     """The dataset ``config`` names; for a run's recorded config (``run_dir`` given), one
     sentence when that dataset is no longer there."""
     if run_dir is not None and config.data != FASHION_MNIST and not Path(config.data).expanduser().exists():
-        raise ProductganError(f"The dataset this run trained on, {config.data} (the data: line of "
-                              f"{Path(run_dir) / CONFIG_FILE}), is not there; put it back, or edit that line to where "
-                              f"it is now.")
-    return open_dataset(config.data, image_size=config.image_size, val_size=config.train.val_size,
-                        seed=config.train.split_seed)
+        raise ProductganError(
+            f"The dataset this run trained on, {config.data} (the data: line of "
+            f"{Path(run_dir) / CONFIG_FILE}), is not there; put it back, or edit that line to where "
+            f"it is now."
+        )
+    return open_dataset(
+        config.data, image_size=config.image_size, val_size=config.train.val_size, seed=config.train.split_seed
+    )
 
 
 def _open(config: RunConfig, run_dir: str | Path | None = None):
@@ -61,8 +63,10 @@ def check_budget(config: RunConfig, world_size: int = 1) -> None:
         if getattr(config.optim, name) < 1:
             raise UsageError(f"--optim.{name} must be at least 1.")
     if config.loss.name == "wgan-gp" and config.model.d_norm == "batch":
-        raise UsageError("--loss.name wgan-gp penalises per-image gradients, which BatchNorm in the "
-                         "discriminator mixes across the batch; add --model.d-norm none (or spectral).")
+        raise UsageError(
+            "--loss.name wgan-gp penalises per-image gradients, which BatchNorm in the "
+            "discriminator mixes across the batch; add --model.d-norm none (or spectral)."
+        )
     check_pack(config.model.d_pack, config.batch_size // world_size)
     if config.loss.r1_every < 1:
         raise UsageError("--loss.r1-every must be at least 1.")
@@ -85,8 +89,10 @@ def check_budget(config: RunConfig, world_size: int = 1) -> None:
     from productgan.evaluate import MIN_GENERATED
 
     if t.eval_every and t.eval_n < max(MIN_GENERATED, world_size):
-        raise UsageError(f"--train.eval-n must be at least {max(MIN_GENERATED, world_size)} (and one image per "
-                         f"process) for a validation score, not {t.eval_n}.")
+        raise UsageError(
+            f"--train.eval-n must be at least {max(MIN_GENERATED, world_size)} (and one image per "
+            f"process) for a validation score, not {t.eval_n}."
+        )
 
 
 def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
@@ -103,8 +109,10 @@ def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
         if restarted and config.out and (Path(config.out) / LAST_CHECKPOINT).is_file():
             return resume(config.out, config.steps, config.images, config.minutes, progress=progress)
         if not config.out:
-            raise UsageError("Under torchrun, give the run directory with --out, so every process and every "
-                             "restart uses the same one.")
+            raise UsageError(
+                "Under torchrun, give the run directory with --out, so every process and every "
+                "restart uses the same one."
+            )
     dataset = _open(config)
     if config.out:
         run_dir = Path(config.out)
@@ -132,8 +140,10 @@ def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress:
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     if not (run_dir / LAST_CHECKPOINT).is_file():
-        raise ProductganError(f"{run_dir} has no {LAST_CHECKPOINT} to resume from (the run stopped before its first "
-                              f"checkpoint); start a new run instead.")
+        raise ProductganError(
+            f"{run_dir} has no {LAST_CHECKPOINT} to resume from (the run stopped before its first "
+            f"checkpoint); start a new run instead."
+        )
     if steps is not None or images is not None or minutes is not None:
         config.steps, config.images, config.minutes = steps, images, minutes
     check_budget(config, context.world_size)
@@ -153,6 +163,8 @@ def export_run(run_dir: str | Path, checkpoint: str = "last") -> Path:
     load_run_config(run_dir)  # a clear error when this is not a run directory
     path = run_dir / (LAST_CHECKPOINT if checkpoint == "last" else BEST_CHECKPOINT)
     if checkpoint == "best" and not path.is_file():
-        raise ProductganError(f"{run_dir} has no {BEST_CHECKPOINT}: it is kept only when training scores the validation "
-                              f"split (--train.eval-every K); export the last checkpoint instead.")
+        raise ProductganError(
+            f"{run_dir} has no {BEST_CHECKPOINT}: it is kept only when training scores the validation "
+            f"split (--train.eval-every K); export the last checkpoint instead."
+        )
     return export_checkpoint(load_checkpoint(path), run_dir / "generator")

@@ -18,6 +18,7 @@ CHECKPOINT_VERSION = 1
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write to a temporary file in the same folder, then rename: a crash mid-write never
     damages the previous checkpoint."""
+
     def write(tmp: Path) -> None:
         try:
             torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
@@ -34,7 +35,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ProductganError(f"The checkpoint {path} cannot be read ({first_line(error)}); it may be damaged or not a productgan checkpoint.")
+        raise ProductganError(
+            f"The checkpoint {path} cannot be read ({first_line(error)}); it may be damaged or not a productgan "
+            "checkpoint."
+        )
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise ProductganError(f"{path} is not a productgan checkpoint of version {CHECKPOINT_VERSION}.")
     return state

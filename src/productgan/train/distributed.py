@@ -59,11 +59,17 @@ def init(context: Context, device_name: str) -> torch.device:
             # addresses under the same keys, and a fast rank would dial a dead peer: each attempt
             # gets keys of its own.
             agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
-            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), context.world_size,
-                                  is_master=context.rank == 0 and not agent_store, timeout=timeout)
+            store = dist.TCPStore(
+                os.environ["MASTER_ADDR"],
+                int(os.environ["MASTER_PORT"]),
+                context.world_size,
+                is_master=context.rank == 0 and not agent_store,
+                timeout=timeout,
+            )
             store = dist.PrefixStore(f"productgan/attempt-{restart}", store)
-            dist.init_process_group(backend, store=store, rank=context.rank, world_size=context.world_size,
-                                    timeout=timeout)
+            dist.init_process_group(
+                backend, store=store, rank=context.rank, world_size=context.world_size, timeout=timeout
+            )
         else:
             dist.init_process_group(backend, timeout=timeout)
     return device

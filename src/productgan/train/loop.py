@@ -31,8 +31,15 @@ from productgan.files import remove_stale_temporaries, write_text_atomic
 from productgan.images import save_grid
 from productgan.losses import build_loss, gradient_penalty, r1_penalty
 from productgan.models import Discriminator, Generator, init_weights
-from productgan.sampling import (balanced_labels, export_generator, noise, pixel_range, resolve_device, to_native,
-                                 to_uint8)
+from productgan.sampling import (
+    balanced_labels,
+    export_generator,
+    noise,
+    pixel_range,
+    resolve_device,
+    to_native,
+    to_uint8,
+)
 from productgan.train import distributed
 from productgan.train.checkpoint import load_checkpoint, save_checkpoint
 from productgan.train.distributed import SINGLE, Context
@@ -112,8 +119,9 @@ class BatchSource:
     batch. The last incomplete batch of an epoch is dropped.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
-                 context: Context = SINGLE):
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, context: Context = SINGLE
+    ):
         if len(images) < batch_size:
             raise ProductganError(
                 f"The training split has {len(images)} images, fewer than one batch of {batch_size}; "
@@ -168,7 +176,7 @@ class StepStats:
     names = ("loss_d", "loss_g", "d_real", "d_fake")
 
     @classmethod
-    def zeros(cls, device: torch.device) -> "StepStats":
+    def zeros(cls, device: torch.device) -> StepStats:
         return cls(torch.zeros(len(cls.names), device=device))
 
     def add(self, *values: torch.Tensor) -> None:
@@ -181,8 +189,14 @@ class StepStats:
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, run_dir: str | Path, dataset: PackedDataset, resume: bool = False,
-                 context: Context = SINGLE):
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: str | Path,
+        dataset: PackedDataset,
+        resume: bool = False,
+        context: Context = SINGLE,
+    ):
         self.config, self.run_dir, self.dataset, self.context = resolve_optim(config), Path(run_dir), dataset, context
         if context.enabled:
             self.device = distributed.init(context, config.train.device)
@@ -208,8 +222,10 @@ class Trainer:
         init_weights(self.G)
         init_weights(self.D)
         if context.enabled and config.train.sync_batchnorm and self.device.type != "cuda":
-            raise UsageError("--train.sync-batchnorm shares BatchNorm statistics between GPUs (PyTorch's SyncBatchNorm "
-                             "runs on CUDA only); drop it for processes on CPUs.")
+            raise UsageError(
+                "--train.sync-batchnorm shares BatchNorm statistics between GPUs (PyTorch's SyncBatchNorm "
+                "runs on CUDA only); drop it for processes on CPUs."
+            )
         if context.enabled and config.train.sync_batchnorm:
             self.G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
             self.D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
@@ -500,14 +516,17 @@ class Trainer:
             share = vectors.tensor_split(ctx.world_size)[ctx.rank]
             start = sum(len(s) for s in torch.arange(t.eval_n).tensor_split(ctx.world_size)[: ctx.rank])
             labels = balanced_labels(len(share), generator.num_classes, start) if self.conditional else None
-            feats, probs = features_and_probabilities(self._evaluator.net, sampler.from_noise(share, labels=labels).numpy())
+            feats, probs = features_and_probabilities(
+                self._evaluator.net, sampler.from_noise(share, labels=labels).numpy()
+            )
         finally:
             generator.train(was_training)
         gathered = distributed.gather_to_main([feats, probs], ctx)
         if gathered is None:
             return None
-        results = self._evaluator.score_features(*gathered, "val", seed=self.config.seed,
-                                                 metrics=["fid_productgan", "precision_recall", "class_histogram"])
+        results = self._evaluator.score_features(
+            *gathered, "val", seed=self.config.seed, metrics=["fid_productgan", "precision_recall", "class_histogram"]
+        )
         score = float(results[VALIDATION_METRIC])
         improved = self.best_val is None or score < self.best_val
         if improved:
@@ -515,8 +534,11 @@ class Trainer:
             save_checkpoint(self.state_dict(), self.run_dir / BEST_CHECKPOINT)
         else:
             self.evals_without_gain += 1
-        scores = {f"val_{k}": float(results[k]) for k in (VALIDATION_METRIC, "precision", "recall", "rarest_class_share")
-                  if results.get(k) is not None}
+        scores = {
+            f"val_{k}": float(results[k])
+            for k in (VALIDATION_METRIC, "precision", "recall", "rarest_class_share")
+            if results.get(k) is not None
+        }
         return {**scores, "val_n": results["protocol"]["num_fake"]}
 
     # --- the loop --------------------------------------------------------------------------
@@ -537,10 +559,12 @@ class Trainer:
         restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
         if self.step and spent and not restarted:
             # Checked before config.yaml is rewritten, so the run keeps the budget it was trained with.
-            raise UsageError(f"The run in {self.run_dir} is at step {self.step} ({self.images_seen:,} images, "
-                             f"{self.elapsed_s / 60:.1f} min) already, past the budget given; give a larger total "
-                             f"(--steps, --images or --minutes), or `productgan export {self.run_dir}` to export "
-                             f"its generator again.")
+            raise UsageError(
+                f"The run in {self.run_dir} is at step {self.step} ({self.images_seen:,} images, "
+                f"{self.elapsed_s / 60:.1f} min) already, past the budget given; give a larger total "
+                f"(--steps, --images or --minutes), or `productgan export {self.run_dir}` to export "
+                f"its generator again."
+            )
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.run_dir, recursive=True)  # left by a crash mid-write
@@ -558,8 +582,14 @@ class Trainer:
         # Share of the minutes budget used (the same on every rank after a resume), refreshed
         # where the ranks agree.
         time_spent = elapsed_at_start / budget_s if budget_s else 0.0
-        bar = tqdm(total=end_step, initial=self.step, unit="step", disable=not (progress and main),
-                   dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        bar = tqdm(
+            total=end_step,
+            initial=self.step,
+            unit="step",
+            disable=not (progress and main),
+            dynamic_ncols=True,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        )
         reason = "budget"
         self.G.train()
         self.D.train()
@@ -571,7 +601,8 @@ class Trainer:
                     time_up = budget_s is not None and self.elapsed_s >= budget_s
                     # One collective for all three; the signal's number travels to the ranks that got none.
                     time_up, early, signum = distributed.max_over_ranks(
-                        [float(time_up), float(stop.early), float(stop.received)], self.device, ctx)
+                        [float(time_up), float(stop.early), float(stop.received)], self.device, ctx
+                    )
                     if time_up or early or signum:
                         reason = "budget" if time_up else "early stop" if early else "signal"
                         stop.received = int(signum)
@@ -613,9 +644,17 @@ class Trainer:
         if self._tensorboard is not None:
             self._tensorboard.close()
         distributed.barrier(ctx)
-        return {"step": self.step, "images_seen": self.images_seen, "elapsed_s": self.elapsed_s,
-                "stopped_by": reason, "signal": stop.received or None, "samples": samples, "export": export,
-                "run_dir": self.run_dir, "is_main": main}
+        return {
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "elapsed_s": self.elapsed_s,
+            "stopped_by": reason,
+            "signal": stop.received or None,
+            "samples": samples,
+            "export": export,
+            "run_dir": self.run_dir,
+            "is_main": main,
+        }
 
     def _decay_lr(self, spent: float) -> None:
         """Both learning rates at (1 - spent) of their configured values, ``spent`` being the
@@ -633,9 +672,13 @@ class Trainer:
             self.save_checkpoint()
 
     def _log(self, values: dict[str, float]) -> None:
-        record = {"step": self.step, "images_seen": self.images_seen,
-                  "epoch": self.batches.batches_drawn / self.batches.batches_per_epoch,
-                  "elapsed_s": round(self.elapsed_s, 3), **{k: round(v, 6) for k, v in values.items()}}
+        record = {
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "epoch": self.batches.batches_drawn / self.batches.batches_per_epoch,
+            "elapsed_s": round(self.elapsed_s, 3),
+            **{k: round(v, 6) for k, v in values.items()},
+        }
         with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._tensorboard is not None:
@@ -665,10 +708,15 @@ def discriminator_won(values: dict[str, float], loss: str, augment: bool | None)
     None. Not judged for wgan-gp, whose critic values have no fixed scale."""
     if loss == "wgan-gp" or values["d_real"] <= 0.99 or values["d_fake"] >= 0.01:
         return None
-    advice = ("turn on DiffAugment (--augment) and start again" if not augment
-              else "lower the discriminator's learning rate (--optim.lr-d) or add an R1 penalty (--loss.r1-gamma)")
-    return (f"the discriminator separates real from generated images almost perfectly (D(x) {values['d_real']:.4f}, "
-            f"D(G(z)) {values['d_fake']:.4f}), so the generator learns little from it; if this persists, {advice}.")
+    advice = (
+        "turn on DiffAugment (--augment) and start again"
+        if not augment
+        else "lower the discriminator's learning rate (--optim.lr-d) or add an R1 penalty (--loss.r1-gamma)"
+    )
+    return (
+        f"the discriminator separates real from generated images almost perfectly (D(x) {values['d_real']:.4f}, "
+        f"D(G(z)) {values['d_fake']:.4f}), so the generator learns little from it; if this persists, {advice}."
+    )
 
 
 def open_tensorboard(run_dir: Path, step: int):
@@ -676,8 +724,10 @@ def open_tensorboard(run_dir: Path, step: int):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise UsageError("--tensorboard needs the tensorboard package; install it with "
-                         "`pip install 'productgan[tensorboard]'`, or train without the flag.")
+        raise UsageError(
+            "--tensorboard needs the tensorboard package; install it with "
+            "`pip install 'productgan[tensorboard]'`, or train without the flag."
+        )
     return SummaryWriter(str(run_dir / "tensorboard"), purge_step=step if step else None)
 
 
@@ -725,7 +775,9 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
 
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise ProductganError(f"{run_dir} is not a productgan run directory (no {CONFIG_FILE}); pass the folder a training run wrote.")
+        raise ProductganError(
+            f"{run_dir} is not a productgan run directory (no {CONFIG_FILE}); pass the folder a training run wrote."
+        )
     try:
         values = yaml.safe_load(path.read_text())
         if not isinstance(values, dict):
