@@ -26,7 +26,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -179,7 +179,7 @@ def _process(task: tuple[str, Options]) -> tuple[str | None, np.ndarray | None, 
         return digest, None, str(error)
 
 
-# --- the folder ------------------------------------------------------------------------------
+# --- listing the tree ------------------------------------------------------------------------------
 
 
 def _walk(src: Path, labels: bool) -> tuple[list[tuple[str, str]], list[dict], list[str]]:
@@ -203,6 +203,9 @@ def _walk(src: Path, labels: bool) -> tuple[list[tuple[str, str]], list[dict], l
             label = rel_root.parts[0] if labels else UNLABELLED_CLASS
             candidates.append((os.path.join(root, name), label))
     return candidates, skipped, class_folders
+
+
+# --- decoding --------------------------------------------------------------------------------
 
 
 def end_with_parent(parent: int, start_method: str = "fork") -> None:
@@ -238,6 +241,55 @@ def _results(
             yield from pool.map(_process, tasks[start : start + window], chunksize=16)
 
 
+def _decoded(
+    src: Path, candidates: list[tuple[str, str]], options: Options, workers: int, progress: bool
+) -> Iterator[tuple[str, str, str | None, np.ndarray | None, str | None]]:
+    """Every candidate decoded, in candidate order, as (path relative to ``src``, class, sha256,
+    image, reason it was skipped); one of image and reason is None. A progress bar counts them."""
+    tasks = [(path, options) for path, _ in candidates]
+    with tqdm(total=len(tasks), unit="img", desc="prepare", disable=not progress, dynamic_ncols=True) as bar:
+        for (path, label), (digest, image, reason) in zip(candidates, _results(tasks, workers)):
+            bar.update(1)
+            yield Path(path).relative_to(src).as_posix(), label, digest, image, reason
+
+
+# --- de-duplication --------------------------------------------------------------------------
+
+
+@dataclass
+class _Dropped:
+    """What decoding and de-duplication left out, for dataset.json."""
+
+    skipped: list[dict]  # {"file", "reason"}, in the order met
+    duplicates: list[dict] = field(default_factory=list)  # {"file", "duplicate_of"}, the first _LISTED_DUPLICATES
+    duplicates_dropped: int = 0  # all of them
+
+    def duplicate(self, rel: str, original: str) -> None:
+        if len(self.duplicates) < _LISTED_DUPLICATES:
+            self.duplicates.append({"file": rel, "duplicate_of": original})
+        self.duplicates_dropped += 1
+
+
+def _unique(
+    decoded: Iterator[tuple[str, str, str | None, np.ndarray | None, str | None]], dropped: _Dropped
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(class, image) of each decoded file whose bytes were not met before, in order. A file that
+    failed goes to ``dropped.skipped`` with its reason; a file with the same sha256 as an earlier
+    one is an exact duplicate, counted in ``dropped`` and left out: the first one met is kept."""
+    first_with: dict[str, str] = {}  # sha256 -> the file kept
+    for rel, label, digest, image, reason in decoded:
+        if reason is not None:
+            dropped.skipped.append({"file": rel, "reason": reason})
+        elif digest in first_with:
+            dropped.duplicate(rel, first_with[digest])
+        else:
+            first_with[digest] = rel
+            yield label, image
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
 def _npy_header(shape: tuple[int, ...]) -> bytes:
     """A uint8 .npy (version 1.0) header of exactly _HEADER_BYTES bytes, so it can be rewritten."""
     described = {"descr": "|u1", "fortran_order": False, "shape": tuple(int(d) for d in shape)}
@@ -245,6 +297,26 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
     length = _HEADER_BYTES - len(prefix) - 2
     body = repr(described).encode("latin1").ljust(length - 1) + b"\n"
     return prefix + struct.pack("<H", length) + body
+
+
+def _write_images(path: Path, images: Iterator[tuple[str, np.ndarray]], most: int, options: Options) -> list[str]:
+    """Stream ``images`` (at most ``most``) into a uint8 N x C x S x S .npy file at ``path`` as they
+    come, so memory holds one image at a time; returns the class of each image written. The header
+    first states ``most`` images and is rewritten with the true count at the end."""
+    image_shape = (options.channels, options.size, options.size)
+    written: list[str] = []
+    with open(path, "wb") as f:
+        f.write(_npy_header((most, *image_shape)))
+        for label, image in images:
+            f.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+            written.append(label)
+        f.seek(0)
+        f.write(_npy_header((len(written), *image_shape)))
+        f.truncate(_HEADER_BYTES + len(written) * int(np.prod(image_shape)))
+    return written
+
+
+# --- splitting -------------------------------------------------------------------------------
 
 
 def split_by_class(
@@ -275,6 +347,100 @@ def split_by_class(
     return split
 
 
+def _write_labels_and_split(
+    staging: Path, kept_labels: list[str], fractions: tuple[float, float, float], seed: int
+) -> tuple[list[str], np.ndarray]:
+    """Write labels.npy (an index into the sorted class names) and split.npy (the split code of
+    each image) into ``staging``; returns the class names and the split codes."""
+    class_names = sorted(set(kept_labels))
+    label_array = np.asarray([class_names.index(name) for name in kept_labels], dtype=np.int64)
+    split_codes = split_by_class(label_array, fractions, seed, class_names)
+    np.save(staging / LABELS_FILE, label_array)
+    np.save(staging / SPLIT_FILE, split_codes)
+    return class_names, split_codes
+
+
+# --- the folder ------------------------------------------------------------------------------
+
+
+def _checked_options(size: int, channels: int, fit: str, background: str) -> Options:
+    size = check_image_size(size)
+    if channels not in (1, 3):
+        raise UsageError(f"--channels must be 1 (grey) or 3 (RGB), not {channels}.")
+    if fit not in ("pad", "crop"):
+        raise UsageError(f"--fit must be 'pad' or 'crop', not {fit!r}.")
+    return Options(size, channels, fit, parse_background(background))
+
+
+def _new_staging(out: Path) -> Path:
+    try:
+        return staging_dir(out)  # creates the parent folder too
+    except OSError as error:
+        raise ProductganError(
+            f"Could not create {out} ({error.strerror or error}); check the path and its permissions."
+        )
+
+
+def _check_candidates(src: Path, candidates: list, skipped: list[dict], labels: bool) -> None:
+    """Refuse, in one sentence, a folder that holds nothing to pack."""
+    if candidates:
+        return
+    outside = sum(1 for s in skipped if s["reason"].startswith("not inside a class folder"))
+    if outside:
+        raise UsageError(
+            f"{src} holds {outside} file(s) but no class sub-folders; put each category's images in a "
+            f"sub-folder named after it, or pass --no-labels to pack them as one class."
+        )
+    raise UsageError(
+        f"{src} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        + ("; with class labels they must sit in one sub-folder per class" if labels else "")
+        + "."
+    )
+
+
+def _dataset_info(
+    src: Path,
+    options: Options,
+    labels: bool,
+    fractions: tuple[float, float, float],
+    seed: int,
+    class_names: list[str],
+    split_codes: np.ndarray,
+    files_found: int,
+    dropped: _Dropped,
+    empty_class_folders: list[str],
+) -> dict:
+    """The contents of dataset.json for a packed folder of photos."""
+    count, channels, size = len(split_codes), options.channels, options.size
+    sizes = {name: int((split_codes == code).sum()) for code, name in enumerate(SPLITS)}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "class_names": class_names,
+        "shape": [count, channels, size, size],
+        "split_sizes": sizes,
+        "meta": {
+            "source": "folder",
+            "source_folder": str(src.resolve()),
+            "channels": channels,
+            "image_size": size,
+            "native_size": [size, size],
+            "fit": options.fit,
+            "background": list(options.background),
+            "resize_filter": "lanczos",
+            "labels": "first-level sub-folder" if labels else "none (one class)",
+            "split": {"method": "stratified by class", "fractions": list(fractions), "seed": int(seed), "sizes": sizes},
+            "files_found": files_found,
+            "images": count,
+            "duplicates_dropped": dropped.duplicates_dropped,
+            "duplicates": dropped.duplicates,
+            "empty_class_folders": empty_class_folders,
+            "skipped": dropped.skipped,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+
+
 def prepare_folder(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -289,112 +455,40 @@ def prepare_folder(
     workers: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """Pack the images under ``src`` into a packed dataset at ``out``; returns ``out``."""
+    """Pack the images under ``src`` into a packed dataset at ``out``; returns ``out``.
+
+    Every setting is checked before any file is read. The phases: list the tree (:func:`_walk`),
+    decode (:func:`_decoded`), drop exact duplicates (:func:`_unique`), stream the images to disk
+    (:func:`_write_images`), split by class (:func:`_write_labels_and_split`), record (:func:`_dataset_info`).
+    All of it is written into a hidden staging folder beside ``out`` that replaces ``out`` only when
+    complete; any failure or interrupt removes the staging folder and leaves ``out`` as it was.
+    """
     src = Path(src).expanduser()
     if not src.is_dir():
         raise UsageError(f"{src} is not a folder of images.")
-    size = check_image_size(size)
-    if channels not in (1, 3):
-        raise UsageError(f"--channels must be 1 (grey) or 3 (RGB), not {channels}.")
-    if fit not in ("pad", "crop"):
-        raise UsageError(f"--fit must be 'pad' or 'crop', not {fit!r}.")
-    options = Options(size, channels, fit, parse_background(background))
+    options = _checked_options(size, channels, fit, background)
     fractions = parse_split(split)
     out = check_output_folder(out, overwrite)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
 
     candidates, skipped, class_folders = _walk(src, labels)
-    files_found = len(candidates) + len(skipped)
-    outside = sum(1 for s in skipped if s["reason"].startswith("not inside a class folder"))
-    if not candidates and outside:
-        raise UsageError(
-            f"{src} holds {outside} file(s) but no class sub-folders; put each category's images in a "
-            f"sub-folder named after it, or pass --no-labels to pack them as one class."
-        )
-    if not candidates:
-        raise UsageError(
-            f"{src} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
-            + ("; with class labels they must sit in one sub-folder per class" if labels else "")
-            + "."
-        )
-
+    _check_candidates(src, candidates, skipped, labels)
+    staging = _new_staging(out)
     try:
-        staging = staging_dir(out)  # creates the parent folder too
-    except OSError as error:
-        raise ProductganError(
-            f"Could not create {out} ({error.strerror or error}); check the path and its permissions."
-        )
-    try:
-        kept_labels, seen, duplicates, count = [], {}, [], 0
-        bytes_per_image = channels * size * size
-        with open(staging / IMAGES_FILE, "wb") as f:
-            f.write(_npy_header((len(candidates), channels, size, size)))
-            tasks = [(path, options) for path, _ in candidates]
-            bar = tqdm(total=len(tasks), unit="img", desc="prepare", disable=not progress, dynamic_ncols=True)
-            for (path, label), (digest, image, reason) in zip(candidates, _results(tasks, workers)):
-                bar.update(1)
-                rel = Path(path).relative_to(src).as_posix()
-                if reason is not None:
-                    skipped.append({"file": rel, "reason": reason})
-                    continue
-                if digest in seen:
-                    if len(duplicates) < _LISTED_DUPLICATES:
-                        duplicates.append({"file": rel, "duplicate_of": seen[digest]})
-                    else:
-                        duplicates.append(None)
-                    continue
-                seen[digest] = rel
-                f.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
-                kept_labels.append(label)
-                count += 1
-            bar.close()
-            f.seek(0)
-            f.write(_npy_header((count, channels, size, size)))
-            f.truncate(_HEADER_BYTES + count * bytes_per_image)
-        if count == 0:
-            reasons = sorted({s["reason"] for s in skipped})
+        dropped = _Dropped(skipped=list(skipped))
+        decoded = _decoded(src, candidates, options, workers, progress)
+        kept_labels = _write_images(staging / IMAGES_FILE, _unique(decoded, dropped), len(candidates), options)
+        if not kept_labels:
+            reasons = sorted({s["reason"] for s in dropped.skipped})
             raise UsageError(
                 f"None of the {len(candidates)} image files under {src} could be used ({'; '.join(reasons[:3])})."
             )
-
-        class_names = sorted(set(kept_labels))
+        class_names, split_codes = _write_labels_and_split(staging, kept_labels, fractions, seed)
         empty = [name for name in class_folders if name not in class_names]
-        label_array = np.asarray([class_names.index(name) for name in kept_labels], dtype=np.int64)
-        split_codes = split_by_class(label_array, fractions, seed, class_names)
-        np.save(staging / LABELS_FILE, label_array)
-        np.save(staging / SPLIT_FILE, split_codes)
-        sizes = {name: int((split_codes == code).sum()) for code, name in enumerate(SPLITS)}
-        info = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "class_names": class_names,
-            "shape": [count, channels, size, size],
-            "split_sizes": sizes,
-            "meta": {
-                "source": "folder",
-                "source_folder": str(src.resolve()),
-                "channels": channels,
-                "image_size": size,
-                "native_size": [size, size],
-                "fit": fit,
-                "background": list(options.background),
-                "resize_filter": "lanczos",
-                "labels": "first-level sub-folder" if labels else "none (one class)",
-                "split": {
-                    "method": "stratified by class",
-                    "fractions": list(fractions),
-                    "seed": int(seed),
-                    "sizes": sizes,
-                },
-                "files_found": files_found,
-                "images": count,
-                "duplicates_dropped": len(duplicates),
-                "duplicates": [d for d in duplicates if d is not None],
-                "empty_class_folders": empty,
-                "skipped": skipped,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
-        }
+        files_found = len(candidates) + len(skipped)
+        info = _dataset_info(
+            src, options, labels, fractions, seed, class_names, split_codes, files_found, dropped, empty
+        )
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=_json_default) + "\n", encoding="utf-8")
         out = check_output_folder(out, overwrite)  # again: it may have appeared meanwhile
         replace_dir(staging, out)
