@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from productgan.config import ModelConfig, from_dict, to_dict
 from productgan.errors import ProductganError, UsageError, first_line
 from productgan.files import replace_dir, save_tensors, staging_dir
 from productgan.models import Generator
+from productgan.pixels import to_native, to_uint8
 
 EXPORT_FORMAT = "productgan-generator"
 EXPORT_VERSION = 1
@@ -141,27 +141,6 @@ def noise(n: int, nz: int, seed: int | tuple[int, ...]) -> torch.Tensor:
 def balanced_labels(n: int, num_classes: int, start: int = 0) -> torch.Tensor:
     """Class labels cycling through every class: image i gets class (start + i) mod num_classes."""
     return (torch.arange(start, start + n) % num_classes).long()
-
-
-def to_uint8(images: torch.Tensor, pixel_range: tuple[float, float] | list[float]) -> torch.Tensor:
-    low, high = pixel_range
-    scaled = (images.float() - low) * (255.0 / (high - low))
-    return scaled.round_().clamp_(0, 255).to(torch.uint8)
-
-
-def to_native(images: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
-    """Undo the fit made by prepare: scale back to the padded native square, then crop the pad.
-
-    Float images in, float images out. Works on any batch; a no-op when the fit recorded no pad.
-    """
-    padded = info.get("padded_size")
-    pad = info.get("pad")
-    if not padded or not pad:
-        return images
-    if list(images.shape[-2:]) != list(padded):
-        images = F.interpolate(images, size=tuple(padded), mode="bilinear", antialias=True, align_corners=False)
-    top, bottom, left, right = pad
-    return images[..., top : padded[0] - bottom, left : padded[1] - right]
 
 
 def check_temperature(temperature: float) -> float:
