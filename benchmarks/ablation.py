@@ -107,7 +107,7 @@ def main() -> None:
         )
     import torch
 
-    from productgan.train.loop import cpu_has_native_bf16
+    from productgan.train.precision import cpu_has_native_bf16
 
     RESULTS.mkdir(exist_ok=True)
     machine = {"torch": torch.__version__, "native_bf16": cpu_has_native_bf16()}  # bfloat16 under auto when True

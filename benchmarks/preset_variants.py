@@ -123,7 +123,7 @@ def main() -> None:
     preset_id = hashlib.sha1(fingerprint(preset).encode()).hexdigest()[:6]
     budget_flags = ["--images", str(args.images)] if args.images is not None else ["--minutes", str(args.minutes)]
     budget_name = f"{args.images}img" if args.images is not None else f"{args.minutes:g}min"
-    from productgan.train.loop import cpu_has_native_bf16
+    from productgan.train.precision import cpu_has_native_bf16
 
     # On a CPU with native bfloat16 the runs train in it (--train.precision auto): a machine of its own.
     device_name = args.device.replace(":", "") + ("-bf16" if args.device == "cpu" and cpu_has_native_bf16() else "")

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 
 from productgan.config import PRESETS, RunConfig, apply_preset
 from productgan.data import open_dataset
-from productgan.evaluate import Evaluator, evaluate_run
-from productgan.metrics import features_and_probabilities, native_images
+from productgan.evaluate import evaluate_run
+from productgan.evaluator import Evaluator, features_and_probabilities, native_images
 from productgan.train import train
-from productgan.train.loop import cpu_has_native_bf16
+from productgan.train.precision import cpu_has_native_bf16
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS = ("fid_productgan", "precision", "recall", "rarest_class_share")

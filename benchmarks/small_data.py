@@ -52,8 +52,8 @@ def full_scores(run_dir: Path, small: PackedDataset, n: int, seed: int) -> dict:
     """Test-split metrics with the full-data evaluator; memorisation against the small train split."""
     import torch
 
-    from productgan.evaluate import Evaluator
-    from productgan.metrics import features_and_probabilities, memorisation, native_images
+    from productgan.evaluator import Evaluator, features_and_probabilities, native_images
+    from productgan.metrics import memorisation
     from productgan.sampling import load_generator
 
     evaluator = Evaluator("fashion-mnist", open_dataset("fashion-mnist"), progress=False)

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from productgan.config import ModelConfig, RunConfig, TrainConfig
+from productgan.config import ModelConfig, RunConfig, TrainConfig, resolve
 from productgan.data import open_dataset
 from productgan.train import Trainer
-from productgan.train.loop import StepStats
+from productgan.train.logs import StepStats
 
 
 def main() -> None:
@@ -36,7 +36,8 @@ def main() -> None:
         model=ModelConfig(nz=100, ngf=64, ndf=64),
         train=TrainConfig(precision=args.precision, device="cuda"),
     )
-    trainer = Trainer(config, Path("/nonexistent"), open_dataset("fashion-mnist", image_size=64))
+    dataset = open_dataset("fashion-mnist", image_size=64)
+    trainer = Trainer(resolve(config, dataset), Path("/nonexistent"), dataset)
     stats = StepStats.zeros(trainer.device)
     for _ in range(20):
         trainer.train_step(stats)

@@ -61,10 +61,10 @@ def peak_rss_mib() -> float:
 def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, device: str) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from productgan.config import ModelConfig, RunConfig, TrainConfig, apply_preset
+    from productgan.config import ModelConfig, RunConfig, TrainConfig, apply_preset, resolve
     from productgan.data import open_dataset
     from productgan.train import Trainer
-    from productgan.train.loop import StepStats
+    from productgan.train.logs import StepStats
 
     config = RunConfig(
         out="unused",
@@ -83,7 +83,7 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
         config.model = ModelConfig(**CANONICAL["model"])
     config.batch_size = settings.get("batch_size", config.batch_size)
     dataset = open_dataset("fashion-mnist", image_size=image_size)
-    trainer = Trainer(config, Path("/nonexistent"), dataset)
+    trainer = Trainer(resolve(config, dataset), Path("/nonexistent"), dataset)
     stats = StepStats.zeros(trainer.device)
     for _ in range(warmup):
         trainer.train_step(stats)
@@ -151,7 +151,7 @@ def matmul_gflop_per_s(device: str, size: int = 2048, repeats: int = 10, dtype: 
 
 def run_case(name: str, steps: int, warmup: int, device: str) -> dict:
     kind, image_size, settings = {**CASES, **GPU_CASES}[name]
-    from productgan.train.loop import cpu_has_native_bf16
+    from productgan.train.precision import cpu_has_native_bf16
 
     if device == "cpu" and settings.get("precision") == "bf16" and not cpu_has_native_bf16():
         steps, warmup = min(steps, 4), 1  # emulated bf16 is so slow that a few steps tell enough
@@ -186,7 +186,7 @@ def main() -> None:
         print(json.dumps(run_case(args.one, args.steps, args.warmup, args.device)))
         return
 
-    from productgan.train.loop import cpu_has_native_bf16
+    from productgan.train.precision import cpu_has_native_bf16
 
     rows = []
     for name in args.cases:

@@ -6,8 +6,10 @@ import pytest
 import torch
 from helpers import tiny_config
 
+from productgan.config import AUGMENT_POLICIES as POLICIES
+from productgan.config import parse_policy, resolve
 from productgan.data import PackedDataset
-from productgan.data.augment import POLICIES, color, cutout, diff_augment, parse_policy, translation
+from productgan.data.augment import color, cutout, diff_augment, translation
 from productgan.errors import UsageError
 from productgan.train import Trainer, train
 
@@ -75,19 +77,20 @@ def test_policy_names_are_checked():
 def test_augment_is_automatic_for_small_training_splits(fake_packed, tmp_path):
     dataset = PackedDataset.load(fake_packed)
     auto = tiny_config(fake_packed, tmp_path / "a")
-    assert Trainer(auto, tmp_path / "a", dataset).augment_policy == POLICIES  # 180 images: below 500
-    assert auto.train.augment is True  # the choice is recorded for config.yaml
+    resolve(auto, dataset)
+    assert auto.train.augment is True  # 180 images: below 500; the choice is recorded for config.yaml
+    assert Trainer(auto, tmp_path / "a", dataset).augment_policy == POLICIES
     off = tiny_config(fake_packed, tmp_path / "b")
     off.train.augment = False
-    assert Trainer(off, tmp_path / "b", dataset).augment_policy == ()
+    assert Trainer(resolve(off, dataset), tmp_path / "b", dataset).augment_policy == ()
     bad = tiny_config(fake_packed, tmp_path / "c")
     bad.train.augment_policy = "zoom"
     with pytest.raises(UsageError, match="augment-policy"):
-        Trainer(bad, tmp_path / "c", dataset)
+        resolve(bad, dataset)
 
 
 def test_augmentation_changes_what_training_learns(fake_packed, tmp_path):
-    from productgan.train.checkpoint import load_checkpoint
+    from productgan.checkpoint import load_checkpoint
 
     weights = {}
     for name, augment, hflip in (("on", True, False), ("off", False, False), ("flip", False, True)):

@@ -15,7 +15,7 @@ from helpers import tiny_config
 
 from productgan.sampling import load_generator
 from productgan.train import resume, train
-from productgan.train.checkpoint import load_checkpoint
+from productgan.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

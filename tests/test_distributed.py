@@ -12,8 +12,8 @@ import textwrap
 import pytest
 import torch
 
+from productgan.checkpoint import load_checkpoint
 from productgan.cli import main
-from productgan.train.checkpoint import load_checkpoint
 
 TIMEOUT_S = 180
 TINY = [
@@ -37,7 +37,7 @@ TINY = [
 WORKER = textwrap.dedent("""
     import os, signal, sys, torch
     from pathlib import Path
-    from productgan.config import ModelConfig, RunConfig, TrainConfig
+    from productgan.config import ModelConfig, RunConfig, TrainConfig, resolve
     from productgan.data import open_dataset
     from productgan.train import Trainer, distributed
 
@@ -49,6 +49,7 @@ WORKER = textwrap.dedent("""
                        train=TrainConfig(precision="fp32", log_every=2, sample_every=2, checkpoint_every=2,
                                          grid_size=4, threads=1))
     dataset = open_dataset(data)
+    resolve(config, dataset, context.world_size)
     # Rank 1 is handed a folder of its own: if it wrote anything, the folder would appear.
     run_dir = out / "run" if context.rank == 0 else out / f"rank{context.rank}-must-stay-empty"
     trainer = Trainer(config, run_dir, dataset, context=context)
@@ -194,6 +195,7 @@ def test_global_batch_must_divide(fake_packed, tmp_path):
 def test_sync_batchnorm_on_cpu_processes_is_one_sentence(fake_packed, tmp_path, monkeypatch):
     from helpers import tiny_config
 
+    from productgan.config import resolve
     from productgan.data import open_dataset
     from productgan.errors import UsageError
     from productgan.train import Trainer, distributed
@@ -202,7 +204,8 @@ def test_sync_batchnorm_on_cpu_processes_is_one_sentence(fake_packed, tmp_path, 
     config = tiny_config(fake_packed, tmp_path / "run")
     config.train.sync_batchnorm = True
     with pytest.raises(UsageError, match="SyncBatchNorm runs on CUDA only"):
-        Trainer(config, tmp_path / "run", open_dataset(str(fake_packed)), context=distributed.Context(0, 2, 0))
+        dataset = open_dataset(str(fake_packed))
+        Trainer(resolve(config, dataset, 2), tmp_path / "run", dataset, context=distributed.Context(0, 2, 0))
 
 
 def test_validation_is_sharded_and_gathered(fake_packed, tmp_path):
@@ -266,7 +269,7 @@ def test_torchrun_restart_resumes_from_the_last_checkpoint(fake_packed, tmp_path
 LR_WORKER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from productgan.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
+    from productgan.config import ModelConfig, OptimConfig, RunConfig, TrainConfig, resolve
     from productgan.data import open_dataset
     from productgan.train import Trainer, distributed
 
@@ -276,7 +279,8 @@ LR_WORKER = textwrap.dedent("""
                        model=ModelConfig(nz=8, ngf=4, ndf=4), optim=OptimConfig(lr_decay="linear"),
                        train=TrainConfig(precision="fp32", log_every=4, sample_every=100, checkpoint_every=100,
                                          grid_size=4, threads=1))
-    trainer = Trainer(config, out / "run", open_dataset(data), context=context)
+    dataset = open_dataset(data)
+    trainer = Trainer(resolve(config, dataset, context.world_size), out / "run", dataset, context=context)
     # As a resume restores them: step 3 (between two log intervals), 7.5 of the 10 minutes spent.
     trainer.step, trainer.elapsed_s = 3, 450.0
     used = []

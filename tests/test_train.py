@@ -12,14 +12,15 @@ import pytest
 import torch
 from helpers import dead_pid, sigterm_after_step, tiny_config
 
-from productgan.config import RunConfig
+from productgan.checkpoint import load_checkpoint, save_checkpoint
+from productgan.config import RunConfig, resolve, target_steps
 from productgan.errors import ProductganError, UsageError
 from productgan.files import temp_prefix
-from productgan.train import Trainer, export_run, load_run_config, resume, train
-from productgan.train.checkpoint import load_checkpoint, save_checkpoint
+from productgan.run import export_run, load_run_config, new_run_dir
+from productgan.train import Trainer, resume, train
+from productgan.train.batches import BatchSource
 from productgan.train.ema import EMA
-from productgan.train.loop import BatchSource, TrainingStopped, target_steps
-from productgan.train.rundir import new_run_dir
+from productgan.train.loop import TrainingStopped
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -306,7 +307,8 @@ def test_linear_lr_decay_resumes_from_the_clock_it_saved(fake_packed, tmp_path, 
     used = _learning_rates_used(monkeypatch)
     config = tiny_config(fake_packed, tmp_path / "run", steps=1, minutes=10.0)
     config.optim.lr_decay = "linear"
-    trainer = Trainer(config, tmp_path / "run", PackedDataset.load(fake_packed))
+    dataset = PackedDataset.load(fake_packed)
+    trainer = Trainer(resolve(config, dataset), tmp_path / "run", dataset)
     trainer.elapsed_s = 450.0  # as a checkpoint taken after 7.5 of the 10 minutes restores it
     trainer.fit(progress=False)
     assert used[0] == pytest.approx((0.25 * 2e-4, 0.25 * 2e-4), rel=1e-3)
@@ -406,7 +408,7 @@ def test_wgan_gp_with_batchnorm_is_refused(fake_packed, tmp_path):
 
 
 def test_precision_choice():
-    from productgan.train.loop import resolve_precision
+    from productgan.train.precision import resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is None
@@ -416,12 +418,12 @@ def test_precision_choice():
 
 
 def test_auto_precision_follows_the_cpu_flags(monkeypatch):
-    import productgan.train.loop as loop
+    import productgan.train.precision as precision
 
-    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
-    assert loop.resolve_precision("auto", torch.device("cpu")) is None
-    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
-    assert loop.resolve_precision("auto", torch.device("cpu")) is torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.resolve_precision("auto", torch.device("cpu")) is None
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.resolve_precision("auto", torch.device("cpu")) is torch.bfloat16
 
 
 def test_compiled_training_matches_eager_closely(fake_packed, tmp_path):
@@ -462,7 +464,7 @@ def test_tensorboard_missing_is_a_clear_error(fake_packed, tmp_path, monkeypatch
 
 
 def test_discriminator_win_is_judged_from_its_mean_outputs():
-    from productgan.train.loop import discriminator_won
+    from productgan.train.logs import discriminator_won
 
     won = {"d_real": 0.9995, "d_fake": 0.0004}
     assert "--augment" in discriminator_won(won, "bce", augment=False)
@@ -473,7 +475,7 @@ def test_discriminator_win_is_judged_from_its_mean_outputs():
 
 
 def test_a_won_discriminator_is_reported_once(fake_packed, tmp_path, monkeypatch, capsys):
-    from productgan.train.loop import StepStats
+    from productgan.train.logs import StepStats
 
     original = StepStats.means
 

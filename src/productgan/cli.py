@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,7 +17,17 @@ from typing import Literal, Optional
 
 from jsonargparse import ArgumentParser
 
+from productgan import run
+from productgan.config import RunConfig, from_dict, preset_values
+from productgan.data import prepare
 from productgan.errors import ProductganError, UsageError
+from productgan.evaluate import evaluate_run, format_report, write_report
+from productgan.generate import generate_to_path
+from productgan.report import build_report
+from productgan.sampling import load_generator
+from productgan.serve import serve
+from productgan.serve.app import DEFAULT_MAX_IMAGES
+from productgan.train import resume, train
 
 COMMANDS = {
     "prepare": "pack a dataset once: decode, fit to the training size, split train / val / test",
@@ -65,8 +76,6 @@ def _parser(command: str) -> ArgumentParser:
 
 
 def _train_parser() -> ArgumentParser:
-    from productgan.config import RunConfig
-
     parser = _parser("train")
     parser.add_argument("--config", action="config", help="A YAML file of options (flags given after it win).")
     parser.add_argument(
@@ -93,10 +102,6 @@ def _resume_parser() -> ArgumentParser:
 def _expand_preset(args: list[str]) -> list[str]:
     """``--preset NAME`` -> ``--config=<the preset as JSON>`` at the same place, so a --config
     file or flags given after it override the preset, and its name is recorded in config.yaml."""
-    import json
-
-    from productgan.config import preset_values
-
     out, tokens = [], iter(args)
     for token in tokens:
         if token == "--preset" or token.startswith("--preset="):
@@ -107,9 +112,6 @@ def _expand_preset(args: list[str]) -> list[str]:
 
 
 def cmd_train(args: list[str]) -> int:
-    from productgan.config import RunConfig, from_dict
-    from productgan.train import resume, train
-
     if any(a == "--resume" or a.startswith("--resume=") for a in args) and not any(a in ("-h", "--help") for a in args):
         try:
             ns = _resume_parser().parse_args(args)
@@ -148,8 +150,6 @@ def cmd_train(args: list[str]) -> int:
 
 
 def cmd_prepare(args: list[str]) -> int:
-    from productgan.data import prepare
-
     parser = _parser("prepare")
     parser.add_argument(
         "source",
@@ -231,8 +231,6 @@ def cmd_prepare(args: list[str]) -> int:
 
 
 def _print_dataset_summary(out: Path) -> None:
-    import json
-
     info = json.loads((Path(out) / "dataset.json").read_text())
     meta, sizes = info["meta"], info["split_sizes"]
     shape = info["shape"]
@@ -252,9 +250,6 @@ def _print_dataset_summary(out: Path) -> None:
 
 
 def cmd_generate(args: list[str]) -> int:
-    from productgan.generate import generate_to_path
-    from productgan.sampling import load_generator
-
     parser = _parser("generate")
     parser.add_argument("source", type=str, help="A run directory or an exported generator folder.")
     parser.add_argument("--n", type=int, default=64, help="Number of images.")
@@ -290,8 +285,6 @@ def cmd_generate(args: list[str]) -> int:
 
 
 def cmd_evaluate(args: list[str]) -> int:
-    from productgan.evaluate import evaluate_run, format_report, write_report
-
     parser = _parser("evaluate")
     parser.add_argument("run_dir", type=str, help="A run directory with an exported generator.")
     parser.add_argument(
@@ -347,15 +340,13 @@ def cmd_evaluate(args: list[str]) -> int:
     at = "" if ns.temperature == 1.0 else f"-t{ns.temperature:g}"
     step = report["protocol"].get("generator_step")
     at += "" if step is None else f"-step{step}"
-    out = ns.out or Path(ns.run_dir) / "evaluation" / f"{ns.split}-n{ns.n}-seed{ns.seed}{at}.json"
+    out = ns.out or Path(ns.run_dir) / run.EVALUATION_DIR / f"{ns.split}-n{ns.n}-seed{ns.seed}{at}.json"
     print(format_report(report))
     print(f"\nReport written to {write_report(report, out)}")
     return 0
 
 
 def cmd_report(args: list[str]) -> int:
-    from productgan.report import build_report
-
     parser = _parser("report")
     parser.add_argument("run_dir", type=str, help="A run directory.")
     parser.add_argument(
@@ -371,8 +362,6 @@ def cmd_report(args: list[str]) -> int:
 
 
 def cmd_export(args: list[str]) -> int:
-    from productgan.train import export_run
-
     parser = _parser("export")
     parser.add_argument("run_dir", type=str, help="A run directory with checkpoints/last.pt.")
     parser.add_argument(
@@ -382,14 +371,11 @@ def cmd_export(args: list[str]) -> int:
         help="last.pt, or best.pt (the best validation score; needs --train.eval-every).",
     )
     ns = parser.parse_args(args)
-    print(f"Exported generator to {export_run(ns.run_dir, ns.checkpoint)}")
+    print(f"Exported generator to {run.export_run(ns.run_dir, ns.checkpoint)}")
     return 0
 
 
 def cmd_serve(args: list[str]) -> int:
-    from productgan.serve import serve
-    from productgan.serve.app import DEFAULT_MAX_IMAGES
-
     parser = _parser("serve")
     parser.add_argument("source", type=str, help="A run directory or an exported generator folder.")
     parser.add_argument(

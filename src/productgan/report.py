@@ -13,8 +13,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from productgan import run
 from productgan.errors import ProductganError, UsageError
+from productgan.evaluate import Evaluator, evaluator_cache_dir
 from productgan.files import write_atomic, write_text_atomic
+from productgan.metrics.features import INFO_FILE, class_probabilities
+from productgan.sampling import load_generator
 
 REPORT_DIR = "report"
 MAX_GRIDS = 8
@@ -37,7 +41,7 @@ def _pyplot():
 def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """Training log lines and validation lines of metrics.jsonl, skipping any damaged line."""
     train, val = [], []
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / run.METRICS_FILE
     if path.is_file():
         for line in path.read_text().splitlines():
             try:
@@ -121,13 +125,9 @@ LABELLED_COLUMNS = 8
 def _class_predictions(run_dir: Path, images) -> list[str] | None:
     """The evaluator's predicted class name of each image, when the dataset's evaluator is cached
     (a report never trains one); None otherwise."""
-    from productgan.evaluate import Evaluator, evaluator_cache_dir
-    from productgan.metrics.features import INFO_FILE, class_probabilities
-    from productgan.train import load_run_config, open_recorded_dataset
-
     try:
-        config = load_run_config(run_dir)
-        dataset = open_recorded_dataset(config, run_dir)
+        config = run.load_run_config(run_dir)
+        dataset = run.open_recorded_dataset(config, run_dir)
         if dataset.num_classes < 2 or not (evaluator_cache_dir(config.data, dataset) / INFO_FILE).is_file():
             return None
         evaluator = Evaluator(config.data, dataset, progress=False)
@@ -140,8 +140,6 @@ def _class_predictions(run_dir: Path, images) -> list[str] | None:
 def labelled_samples(run_dir: Path, out_dir: Path) -> tuple[Path, str] | None:
     """A grid of the exported generator's images with their class: one row per class for a
     conditional generator, else each image with the class the evaluator sees in it."""
-    from productgan.sampling import load_generator
-
     try:
         sampler = load_generator(run_dir)
     except ProductganError:
@@ -186,7 +184,7 @@ def _img(path: Path, alt: str) -> str:
 
 def _evaluation_tables(run_dir: Path) -> str:
     parts = []
-    for path in sorted(p for p in (run_dir / "evaluation").glob("*.json") if not p.name.startswith(".")):
+    for path in sorted(p for p in (run_dir / run.EVALUATION_DIR).glob("*.json") if not p.name.startswith(".")):
         try:
             report: dict[str, Any] = json.loads(path.read_text())
             metrics, floor, protocol = report["metrics"], report.get("real_data_floor", {}), report["protocol"]
@@ -229,11 +227,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     """Write ``RUN_DIR/report/index.html`` (or ``out``) and the figures beside it; returns the page.
     The run's own report folder is rebuilt in place; files at ``out`` are replaced only with
     ``overwrite``."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ProductganError(
-            f"{run_dir} is not a productgan run directory (no config.yaml); pass the folder a training run wrote."
-        )
+    run_dir = run.require_run_dir(run_dir)
     page = Path(out) if out else run_dir / REPORT_DIR / "index.html"
     if out:
         if page.suffix.lower() not in (".html", ".htm"):
@@ -246,7 +240,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             )
     figures = make_figures(run_dir, page.parent)
     labelled = labelled_samples(run_dir, page.parent)
-    grids = sorted((run_dir / "samples").glob("step-*.png"))
+    grids = sorted((run_dir / run.SAMPLES_DIR).glob("step-*.png"))
     shown = (
         grids
         if len(grids) <= MAX_GRIDS
@@ -273,8 +267,9 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             else ""
         )
         + (
-            f"<figure>{_img(run_dir / 'reals.png', 'training images')}<figcaption>training images</figcaption></figure>"
-            if (run_dir / "reals.png").is_file()
+            f"<figure>{_img(run_dir / run.REALS_FILE, 'training images')}<figcaption>training images</figcaption>"
+            "</figure>"
+            if (run_dir / run.REALS_FILE).is_file()
             else ""
         )
         + "</div>"
@@ -299,7 +294,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             + "".join(f"<figure>{_img(g, g.stem)}<figcaption>{g.stem}</figcaption></figure>" for g in shown)
             + "</div>"
         )
-    sections.append(f"<h2>Configuration</h2><pre>{html.escape((run_dir / 'config.yaml').read_text())}</pre>")
+    sections.append(f"<h2>Configuration</h2><pre>{html.escape((run_dir / run.CONFIG_FILE).read_text())}</pre>")
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{max-width:100%}"
         ".row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}figcaption{font-size:.8em;color:#555}"

@@ -13,18 +13,8 @@ from __future__ import annotations
 
 import torch
 
-POLICIES = ("color", "translation", "cutout")
 TRANSLATION_RATIO = 1 / 8  # largest shift, as a fraction of the image side
 CUTOUT_RATIO = 1 / 2  # side of the erased square, as a fraction of the image side
-
-
-def parse_policy(policy: str) -> tuple[str, ...]:
-    """'color,translation' -> ('color', 'translation'); unknown names are a ValueError."""
-    names = tuple(part.strip() for part in policy.split(",") if part.strip())
-    unknown = [name for name in names if name not in POLICIES]
-    if unknown:
-        raise ValueError(f"unknown augmentation {', '.join(unknown)}; choose from {', '.join(POLICIES)}")
-    return names
 
 
 def _uniform(x: torch.Tensor, low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:

@@ -9,6 +9,7 @@ pixel models at a sensible size.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -216,3 +217,15 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+@contextmanager
+def eval_mode(module: nn.Module):
+    """``module`` in eval mode inside the block (BatchNorm uses its running statistics and does
+    not update them), back in the mode it had afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)

@@ -22,6 +22,12 @@ class Context:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    restart_count: int = 0  # torchrun's restarts of this job so far (TORCHELASTIC_RESTART_COUNT)
+
+    @property
+    def restarted(self) -> bool:
+        """True in a process that torchrun started again after a failure."""
+        return self.restart_count > 0
 
     @property
     def enabled(self) -> bool:
@@ -38,9 +44,10 @@ SINGLE = Context()
 
 def from_environment() -> Context:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     if world_size <= 1:
-        return SINGLE
-    return Context(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+        return Context(restart_count=restarts)
+    return Context(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")), restarts)
 
 
 def init(context: Context, device_name: str) -> torch.device:
@@ -53,8 +60,7 @@ def init(context: Context, device_name: str) -> torch.device:
         device = torch.device("cpu")
     if context.enabled and not dist.is_initialized():
         backend, timeout = ("nccl" if use_cuda else "gloo"), timedelta(minutes=10)
-        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-        if restart > 0 and "MASTER_ADDR" in os.environ:
+        if context.restarted and "MASTER_ADDR" in os.environ:
             # After a torchrun restart the rendezvous store still holds the first attempt's
             # addresses under the same keys, and a fast rank would dial a dead peer: each attempt
             # gets keys of its own.
@@ -66,7 +72,7 @@ def init(context: Context, device_name: str) -> torch.device:
                 is_master=context.rank == 0 and not agent_store,
                 timeout=timeout,
             )
-            store = dist.PrefixStore(f"productgan/attempt-{restart}", store)
+            store = dist.PrefixStore(f"productgan/attempt-{context.restart_count}", store)
             dist.init_process_group(
                 backend, store=store, rank=context.rank, world_size=context.world_size, timeout=timeout
             )

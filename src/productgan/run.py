@@ -1,0 +1,200 @@
+"""The run folder: every path in it, the config recorded there, the dataset it names, the export.
+
+```
+runs/00003-fashion-mnist-32/
+  config.yaml              the resolved configuration (config.resolve's result)
+  reals.png                training images, written once
+  samples/step-000400.png  fixed-noise grids over time
+  metrics.jsonl            one JSON object per log interval
+  checkpoints/last.pt      full training state; checkpoints/best.pt the best validated one
+  generator/               the exported generator (model.safetensors + config.json)
+  evaluation/              evaluate's reports
+```
+
+Everything that reads or writes a run folder goes through this module: no other module spells
+these names or decides whether a folder is a run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from productgan.checkpoint import load_checkpoint
+from productgan.config import ModelConfig, RunConfig, from_dict, to_dict
+from productgan.data import FILES, PackedDataset, is_packed_dataset, open_dataset
+from productgan.data.fashion_mnist import missing_files
+from productgan.data.prepare import FASHION_MNIST
+from productgan.errors import ProductganError, UsageError, first_line
+from productgan.files import remove_stale_temporaries, write_text_atomic
+from productgan.models import Generator
+from productgan.sampling import export_generator
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+REALS_FILE = "reals.png"
+SAMPLES_DIR = "samples"
+LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
+BEST_CHECKPOINT = Path("checkpoints") / "best.pt"
+GENERATOR_DIR = "generator"
+EVALUATION_DIR = "evaluation"
+TENSORBOARD_DIR = "tensorboard"
+
+_NUMBERED = re.compile(r"^(\d{5})-")
+
+
+def sample_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / SAMPLES_DIR / f"step-{step:06d}.png"
+
+
+def require_run_dir(run_dir: str | Path) -> Path:
+    """``run_dir`` as a Path, or one sentence when it is not a folder a training run wrote."""
+    path = Path(run_dir)
+    if not (path / CONFIG_FILE).is_file():
+        raise ProductganError(
+            f"{run_dir} is not a productgan run directory (no {CONFIG_FILE}); pass the folder a training run wrote."
+        )
+    return path
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The configuration recorded in ``run_dir``, or one sentence naming what is wrong with it."""
+    path = require_run_dir(run_dir) / CONFIG_FILE
+    try:
+        values = yaml.safe_load(path.read_text())
+        if not isinstance(values, dict):
+            raise ValueError(f"it holds {type(values).__name__}, not the run's settings")
+        return from_dict(RunConfig, values)
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        reason = first_line(error).strip("'\"")  # a KeyError's message comes quoted
+        raise ProductganError(f"{path} is damaged ({reason}); restore it from a copy of the run, or start a new run.")
+
+
+def record_config(run_dir: Path, config: RunConfig) -> Path:
+    return write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def open_recorded_dataset(config: RunConfig, run_dir: str | Path | None = None) -> PackedDataset:
+    """The dataset ``config`` names; for a run's recorded config (``run_dir`` given), one
+    sentence when that dataset is no longer there."""
+    if run_dir is not None and config.data != FASHION_MNIST and not Path(config.data).expanduser().exists():
+        raise ProductganError(
+            f"The dataset this run trained on, {config.data} (the data: line of "
+            f"{Path(run_dir) / CONFIG_FILE}), is not there; put it back, or edit that line to where "
+            f"it is now."
+        )
+    return open_dataset(
+        config.data, image_size=config.image_size, val_size=config.train.val_size, seed=config.train.split_seed
+    )
+
+
+def open_new_dataset(config: RunConfig) -> PackedDataset:
+    """Open the dataset of a new run and record in ``config.data`` what it really is, so that
+    config.yaml alone rebuilds the run from any folder: the absolute path of a folder it was read
+    from (a folder named fashion-mnist that holds neither a packed dataset nor the idx files
+    leaves the name, which means the built-in source)."""
+    dataset = open_recorded_dataset(config)
+    path = Path(config.data).expanduser()
+    read_from_path = path.is_dir() and (is_packed_dataset(path) or len(missing_files(path)) < len(FILES))
+    if path.exists() and (config.data != FASHION_MNIST or read_from_path):
+        config.data = str(path.resolve())
+    return dataset
+
+
+def dataset_slug(data: str) -> str:
+    name = Path(data.rstrip("/\\")).name or "data"
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+    return slug or "data"
+
+
+def new_run_dir(runs_root: str | Path, data: str, image_size: int) -> Path:
+    """Create and return the next numbered run directory under ``runs_root``."""
+    root = Path(runs_root)
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for p in root.iterdir() if (m := _NUMBERED.match(p.name))]
+    number = max(taken, default=-1) + 1
+    while True:
+        path = root / f"{number:05d}-{dataset_slug(data)}-{image_size}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:  # another run took the number first
+            number += 1
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """One sentence when ``--out`` already holds a run, finished or not."""
+    if (run_dir / LAST_CHECKPOINT).exists():
+        raise ProductganError(
+            f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another --out."
+        )
+    if (run_dir / CONFIG_FILE).exists():
+        raise ProductganError(
+            f"{run_dir} holds a run that stopped before its first checkpoint (nothing to resume); pick another "
+            f"--out, or delete {run_dir} to start there."
+        )
+
+
+def check_resumable(run_dir: Path) -> None:
+    if not (run_dir / LAST_CHECKPOINT).is_file():
+        raise ProductganError(
+            f"{run_dir} has no {LAST_CHECKPOINT} to resume from (the run stopped before its first "
+            f"checkpoint); start a new run instead."
+        )
+
+
+def open_run_dir(run_dir: Path, config: RunConfig, step: int) -> None:
+    """Ready ``run_dir`` for training from ``step``: the folder exists, leftovers of a crash
+    mid-write are gone, config.yaml holds ``config``, and metrics.jsonl ends at ``step``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(run_dir, recursive=True)
+    record_config(run_dir, config)
+    trim_metrics(run_dir, step)
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    with open(run_dir / METRICS_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def trim_metrics(run_dir: Path, step: int) -> None:
+    """On resume, drop log lines written after the checkpoint: they will be written again."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):  # a line cut short by a crash
+            continue
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def export_checkpoint(state: dict[str, Any], out_dir: Path) -> Path:
+    """Export the generator held in a checkpoint (the EMA one when kept)."""
+    model = from_dict(ModelConfig, state["config"]["model"])
+    classes = len(state["export_info"]["class_names"]) if model.conditional else 0
+    generator = Generator(model, state["image_size"], state["channels"], classes)
+    generator.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
+    return export_generator(generator, out_dir, state["export_info"])
+
+
+def export_run(run_dir: str | Path, checkpoint: str = "last") -> Path:
+    """Export the generator of ``run_dir``'s last (or best) checkpoint, the EMA one when kept."""
+    run_dir = Path(run_dir)
+    load_run_config(run_dir)  # one sentence when this is not a run, or its config.yaml is damaged
+    if checkpoint not in ("last", "best"):
+        raise UsageError(f"--checkpoint must be last or best, not {checkpoint!r}.")
+    path = run_dir / (LAST_CHECKPOINT if checkpoint == "last" else BEST_CHECKPOINT)
+    if checkpoint == "best" and not path.is_file():
+        raise ProductganError(
+            f"{run_dir} has no {BEST_CHECKPOINT}: it is kept only when training scores the validation "
+            f"split (--train.eval-every K); export the last checkpoint instead."
+        )
+    return export_checkpoint(load_checkpoint(path), run_dir / GENERATOR_DIR)

@@ -1,0 +1,84 @@
+"""What the loop reports: running step statistics, metrics.jsonl lines, TensorBoard, warnings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from productgan import run
+from productgan.errors import UsageError
+from productgan.train import distributed
+from productgan.train.distributed import SINGLE, Context
+
+
+@dataclass
+class StepStats:
+    """Running sums kept on the device; read (one host sync) once per log interval."""
+
+    sums: torch.Tensor
+    count: int = 0
+    names = ("loss_d", "loss_g", "d_real", "d_fake")
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> StepStats:
+        return cls(torch.zeros(len(cls.names), device=device))
+
+    def add(self, *values: torch.Tensor) -> None:
+        self.sums += torch.stack([v.detach().float() for v in values])
+        self.count += 1
+
+    def means(self, context: Context = SINGLE) -> dict[str, float]:
+        values = distributed.all_reduce_mean(self.sums / max(self.count, 1), context).tolist()
+        return dict(zip(self.names, values))
+
+
+class TrainingLog:
+    """metrics.jsonl (and TensorBoard when asked for) of one run, written by rank 0 only."""
+
+    def __init__(self, run_dir: Path, step: int, tensorboard: bool):
+        self.run_dir = run_dir
+        self.tensorboard = open_tensorboard(run_dir, step) if tensorboard else None
+
+    def write(self, where: dict[str, float], values: dict[str, float]) -> None:
+        """One line: where the run is (step, images_seen, ...) and the values measured there."""
+        run.append_metrics(self.run_dir, {**where, **{k: round(v, 6) for k, v in values.items()}})
+        if self.tensorboard is not None:
+            for key, value in values.items():
+                if value is not None:
+                    self.tensorboard.add_scalar(key, value, where["step"])
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def open_tensorboard(run_dir: Path, step: int):
+    """A TensorBoard writer for RUN_DIR/tensorboard that drops events after ``step`` (a resume)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UsageError(
+            "--tensorboard needs the tensorboard package; install it with "
+            "`pip install 'productgan[tensorboard]'`, or train without the flag."
+        )
+    return SummaryWriter(str(run_dir / run.TENSORBOARD_DIR), purge_step=step if step else None)
+
+
+def discriminator_won(values: dict[str, float], loss: str, augment: bool | None) -> str | None:
+    """A sentence when D's mean outputs over a log interval say it tells every real image from
+    every generated one (sigmoid of its logits above 0.99 on real, below 0.01 on generated), else
+    None. Not judged for wgan-gp, whose critic values have no fixed scale."""
+    if loss == "wgan-gp" or values["d_real"] <= 0.99 or values["d_fake"] >= 0.01:
+        return None
+    advice = (
+        "turn on DiffAugment (--augment) and start again"
+        if not augment
+        else "lower the discriminator's learning rate (--optim.lr-d) or add an R1 penalty (--loss.r1-gamma)"
+    )
+    return (
+        f"the discriminator separates real from generated images almost perfectly (D(x) {values['d_real']:.4f}, "
+        f"D(G(z)) {values['d_fake']:.4f}), so the generator learns little from it; if this persists, {advice}."
+    )

@@ -1,0 +1,79 @@
+"""The networks a run trains and their optimisers, built from a resolved config on one device."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+from productgan.config import OptimConfig, RunConfig
+from productgan.data import PackedDataset
+from productgan.errors import UsageError
+from productgan.models import Discriminator, Generator, init_weights
+from productgan.train.distributed import SINGLE, Context
+from productgan.train.ema import EMA
+
+
+@dataclass
+class Networks:
+    """G and D as modules (for state, penalties and the G phase), as called in the step (DDP
+    wrappers under torchrun), the EMA copy of G, and one optimiser each."""
+
+    G: Generator
+    D: Discriminator
+    G_step: torch.nn.Module
+    D_step: torch.nn.Module
+    ema: EMA | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+
+def build_networks(
+    config: RunConfig, dataset: PackedDataset, device: torch.device, context: Context = SINGLE
+) -> Networks:
+    """Seeded initial weights for ``dataset``'s images and classes, placed on ``device``."""
+    t = config.train
+    if context.enabled and t.sync_batchnorm and device.type != "cuda":
+        raise UsageError(
+            "--train.sync-batchnorm shares BatchNorm statistics between GPUs (PyTorch's SyncBatchNorm "
+            "runs on CUDA only); drop it for processes on CPUs."
+        )
+    torch.manual_seed(config.seed)
+    channels, size, classes = dataset.channels, dataset.image_size, dataset.num_classes
+    G = Generator(config.model, size, channels, classes)
+    D = Discriminator(config.model, size, channels, classes)
+    init_weights(G)
+    init_weights(D)
+    if context.enabled and t.sync_batchnorm:
+        G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
+        D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(D)
+    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+    G.to(device, memory_format=memory_format)
+    D.to(device, memory_format=memory_format)
+    # The EMA copy is taken before compiling, so it owns its own plain forward.
+    ema = EMA(G, t.ema_half_life_images, t.ema_warmup) if t.ema else None
+    if t.compile:
+        # In place, so the DDP wrappers, the penalties and the G phase all use compiled code.
+        G.compile()
+        D.compile()
+    G_step, D_step = (_ddp(G, device), _ddp(D, device)) if context.enabled else (G, D)
+    o = config.optim
+    return Networks(G, D, G_step, D_step, ema, optimizer(G, o, o.lr_g), optimizer(D, o, o.lr_d))
+
+
+def optimizer(module: torch.nn.Module, o: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    if o.name == "adam":
+        return torch.optim.Adam(module.parameters(), lr=lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    return torch.optim.SGD(module.parameters(), lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def _ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel without buffer syncing in forward: D runs on real and fake
+    batches before one backward, and re-broadcasting BatchNorm buffers between those calls
+    would break autograd. Each rank keeps its own BatchNorm running statistics."""
+    ddp = torch.nn.parallel.DistributedDataParallel
+    ids = [device.index] if device.type == "cuda" else None
+    if "forward_sync_buffers" in inspect.signature(ddp).parameters:  # torch >= 2.13 spelling
+        return ddp(module, device_ids=ids, forward_sync_buffers=False)
+    return ddp(module, device_ids=ids, broadcast_buffers=False)
