@@ -8,7 +8,8 @@ import pytest
 from helpers import tiny_config
 
 from productgan.cli import main
-from productgan.evaluate import Evaluator, evaluate_run
+from productgan.evaluate import evaluate_run
+from productgan.evaluator import Evaluator
 from productgan.train import train
 from productgan.train.checkpoint import load_checkpoint
 

@@ -12,182 +12,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from productgan.data import PackedDataset, is_packed_dataset
+from productgan.data import PackedDataset
 from productgan.errors import UsageError
+from productgan.evaluator import MEMORISATION_REFERENCE, Evaluator, check_cas, evaluate_cas, native_images
+
+# ``x as x`` marks a re-export: report.py and train/ still import evaluator_cache_dir from here.
+from productgan.evaluator import evaluator_cache_dir as evaluator_cache_dir
 from productgan.files import write_text_atomic
-from productgan.metrics import (
-    classification_accuracy_score,
-    compute_all,
-    features_and_probabilities,
-    load_or_train_evaluator,
-    memorisation,
-    native_images,
-)
-from productgan.metrics.registry import METRICS
+from productgan.metrics.frechet import fid_from_features
+from productgan.metrics.inception import inception_features, load_inception
+from productgan.metrics.kid import kid
+from productgan.metrics.registry import KID_SUBSET_SIZE, KID_SUBSETS, MIN_GENERATED, check_reference
 from productgan.sampling import Sampler, load_generator
+from productgan.subsets import seeded_subset
 
-CACHE_ENV = "PRODUCTGAN_CACHE"
-MEMORISATION_REFERENCE = 10_000  # training images the memorisation check compares against
 SPLITS = ("train", "val", "test")
-CLASS_METRICS = ("classifier_score", "class_histogram")  # need the dataset's own classes
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "productgan").expanduser()
-
-
-def evaluator_cache_dir(data: str, dataset: PackedDataset) -> Path:
-    """Beside a packed dataset; for a dataset built on the fly, in the user cache, per source and size."""
-    path = Path(data).expanduser()
-    if path.is_dir() and is_packed_dataset(path):
-        return path / "evaluator"
-    name = str(dataset.meta.get("source") or path.name).replace("/", "-")
-    return cache_root() / "evaluators" / f"{name}-{dataset.image_size}"
-
-
-class Evaluator:
-    """The evaluator network of one dataset plus cached real features, reused across calls
-    (the training loop scores the validation split many times)."""
-
-    def __init__(self, data: str, dataset: PackedDataset, progress: bool = True, device: str = "cpu"):
-        self.dataset = dataset
-        self.net, self.info = load_or_train_evaluator(
-            dataset, evaluator_cache_dir(data, dataset), progress=progress, device=device
-        )
-        self._real: dict[tuple[str, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-
-    @property
-    def labelled(self) -> bool:
-        """False for an unlabelled dataset, whose evaluator learned rotations, not classes."""
-        return self.info.get("task", "classes") == "classes"
-
-    def metric_names(self, names: list[str] | None = None) -> list[str] | None:
-        """``names`` (None: all) without the class-based metrics where there are no classes."""
-        if self.labelled:
-            return names
-        return [n for n in (names or list(METRICS)) if n not in CLASS_METRICS]
-
-    def describe(self) -> str:
-        accuracy = self.info.get("test_accuracy")
-        acc = f"{accuracy:.2%}" if accuracy is not None else "n/a"
-        if not self.labelled:
-            return (
-                f"productgan evaluator (unlabelled dataset): CNN trained on the train split of "
-                f"{self.dataset.meta.get('source', 'the dataset')} to tell how each image was rotated "
-                f"(0/90/180/270 degrees; test accuracy {acc}); features: its penultimate layer "
-                f"({self.net.feature_dim} dims). They describe this dataset only, so its scores compare "
-                f"runs on this dataset with each other and with nothing else; class-based metrics do not apply"
-            )
-        return (
-            f"productgan evaluator: CNN classifier trained on the train split of "
-            f"{self.dataset.meta.get('source', 'the dataset')} (test accuracy {acc}); "
-            f"features: its penultimate layer ({self.net.feature_dim} dims)"
-        )
-
-    def real(self, split: str, n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and class probabilities of up to ``n`` images of ``split`` (a seeded choice)."""
-        total = len(self.dataset.indices(split))
-        count = total if n is None else min(n, total)
-        key = (split, count, seed)
-        if key not in self._real:
-            images = native_images(self.dataset, split)
-            if count < len(images):
-                pick = np.sort(np.random.default_rng(seed).choice(len(images), size=count, replace=False))
-                images = images[pick]
-            self._real[key] = features_and_probabilities(self.net, images)
-        return self._real[key]
-
-    def score(
-        self,
-        sampler: Sampler,
-        split: str,
-        n: int,
-        seed: int = 0,
-        memorisation: bool = True,
-        metrics: list[str] | None = None,
-    ) -> dict[str, Any]:
-        """Metrics of ``n`` generated images against the images of ``split``."""
-        fake_feats, fake_probs = features_and_probabilities(self.net, sampler(n=n, seed=seed).numpy())
-        return self.score_features(fake_feats, fake_probs, split, seed, memorisation, metrics)
-
-    def score_features(
-        self,
-        fake_feats: torch.Tensor,
-        fake_probs: torch.Tensor,
-        split: str,
-        seed: int = 0,
-        memorisation: bool = True,
-        metrics: list[str] | None = None,
-    ) -> dict[str, Any]:
-        """Metrics of generated images' features (as from this evaluator) against ``split``."""
-        real_feats, _ = self.real(split)
-        train_feats = self.real("train", MEMORISATION_REFERENCE, seed)[0] if memorisation else None
-        if metrics is not None and "memorisation" not in metrics:
-            train_feats = None
-        return compute_all(
-            real_feats,
-            fake_feats,
-            fake_probs,
-            self.info["class_names"],
-            train_feats=train_feats,
-            seed=seed,
-            metrics=self.metric_names(metrics),
-        )
-
-    def floor(self, split: str, n: int, seed: int = 0) -> dict[str, Any]:
-        """The same metrics for ``n`` real train images against ``split``: how good 'perfect' looks."""
-        real_feats, _ = self.real(split)
-        train_feats, train_probs = self.real("train", n, seed)
-        floor = compute_all(
-            real_feats, train_feats, train_probs, self.info["class_names"], seed=seed, metrics=self.metric_names(None)
-        )
-        # Train images against themselves would all be 'copies'; the held-out split's share is the
-        # baseline a generator that copies nothing still reaches.
-        reference = self.real("train", MEMORISATION_REFERENCE, seed)[0]
-        floor["memorisation_share"] = memorisation(reference, real_feats)
-        return floor
-
-
-# The neighbour-based metrics need more images than their k: precision / recall (k = 3) on both
-# sides, density / coverage (k = 5) on the real side.
-MIN_GENERATED, MIN_REFERENCE = 4, 6
-
-
-def check_reference(dataset: PackedDataset, split: str, flag: str) -> None:
-    """A UsageError when ``split`` holds too few images to score generated ones against."""
-    count = len(dataset.indices(split))
-    if count < MIN_REFERENCE:
-        raise UsageError(
-            f"{flag}: the {split} split holds {count} image(s), and scoring needs at least "
-            f"{MIN_REFERENCE}; prepare the dataset with a larger {split} share."
-        )
-
-
-def check_cas(sampler: Sampler) -> None:
-    """A UsageError unless ``sampler`` is class-conditional (CAS needs labelled generated images)."""
-    if not sampler.conditional:
-        raise UsageError(
-            "--cas needs a class-conditional generator (train it with --conditional); this one draws no class labels."
-        )
-
-
-def evaluate_cas(
-    sampler: Sampler, dataset: PackedDataset, split: str, n: int, seed: int = 0, device: str = "cpu"
-) -> dict[str, Any]:
-    """Classification accuracy score of a class-conditional generator: a classifier of the
-    evaluator's design trained on n generated images (every class in turn), tested on ``split``,
-    beside the same classifier trained on n real train images."""
-    check_cas(sampler)
-
-    def generate(count: int, gen_seed: int) -> tuple[np.ndarray, np.ndarray]:
-        return sampler(n=count, seed=gen_seed).numpy(), sampler.labels(count).numpy()
-
-    train = (native_images(dataset, "train"), dataset.labels[dataset.indices("train")])
-    reference = (native_images(dataset, split), dataset.labels[dataset.indices(split)])
-    return classification_accuracy_score(generate, train, reference, dataset.num_classes, n, seed, device=device)
 
 
 def evaluate_inception(
@@ -203,11 +44,6 @@ def evaluate_inception(
 ) -> dict[str, Any]:
     """The standard FID and KID with the user's Inception-v3 weights file: n generated images
     against the whole ``split``, and (``floor``) n real train images against it too."""
-    from productgan.metrics.frechet import fid_from_features
-    from productgan.metrics.inception import inception_features, load_inception
-    from productgan.metrics.kid import kid
-    from productgan.metrics.registry import KID_SUBSET_SIZE, KID_SUBSETS
-
     net, info = net_and_info or load_inception(weights, device)
     real = inception_features(net, native_images(dataset, split))
 
@@ -222,9 +58,7 @@ def evaluate_inception(
     result = {"metrics": scores(inception_features(net, sampler(n=n, seed=seed).numpy()))}
     if floor:
         train = native_images(dataset, "train")
-        count = min(n, len(train))
-        pick = np.sort(np.random.default_rng(seed).choice(len(train), size=count, replace=False))
-        result["real_data_floor"] = scores(inception_features(net, train[pick]))
+        result["real_data_floor"] = scores(inception_features(net, train[seeded_subset(len(train), n, seed)]))
     note = (
         "the standard file: comparable with published FID/KID computed the same way (pytorch-fid resizing)"
         if info["standard"]
@@ -271,8 +105,6 @@ def evaluate_run(
         check_cas(sampler)  # refuses before the slow part
     inception = None
     if inception_weights is not None:
-        from productgan.metrics.inception import load_inception
-
         inception = load_inception(inception_weights, device)  # a wrong file fails before the slow part
     started = time.perf_counter()
     evaluator = Evaluator(config.data, dataset, progress=progress, device=device)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,6 +24,9 @@ from productgan.metrics.kid import kid
 from productgan.metrics.memorisation import memorisation
 from productgan.metrics.precision_recall import precision_recall
 
+if TYPE_CHECKING:
+    from productgan.data import PackedDataset
+
 # Protocol constants, reported with every result so numbers are never compared across protocols.
 FID_BOOTSTRAP_RESAMPLES = 200
 KID_SUBSETS = 100
@@ -31,6 +34,20 @@ KID_SUBSET_SIZE = 1000
 PRECISION_RECALL_K = 3
 DENSITY_COVERAGE_K = 5
 CLASSIFIER_SCORE_SPLITS = 10
+
+# The neighbour-based metrics need more images than their k: precision / recall (k = 3) on both
+# sides, density / coverage (k = 5) on the real side.
+MIN_GENERATED, MIN_REFERENCE = PRECISION_RECALL_K + 1, DENSITY_COVERAGE_K + 1
+
+
+def check_reference(dataset: PackedDataset, split: str, flag: str) -> None:
+    """A UsageError when ``split`` holds too few images to score generated ones against."""
+    count = len(dataset.indices(split))
+    if count < MIN_REFERENCE:
+        raise UsageError(
+            f"{flag}: the {split} split holds {count} image(s), and scoring needs at least "
+            f"{MIN_REFERENCE}; prepare the dataset with a larger {split} share."
+        )
 
 
 @dataclass
