@@ -271,7 +271,7 @@ def test_prepare_command_and_training_on_the_result(photos, tmp_path, capsys):
 def test_training_from_a_memory_mapped_dataset_matches_in_memory(packed, tmp_path, monkeypatch):
     import importlib
 
-    from productgan.train.checkpoint import load_checkpoint
+    from productgan.checkpoint import load_checkpoint
 
     train(tiny_config(packed, tmp_path / "ram", steps=3, batch_size=4), progress=False)
     prepare_module = importlib.import_module("productgan.data.prepare")
@@ -307,3 +307,191 @@ def test_decoding_workers_end_with_a_killed_main_process(tmp_path):
     while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{worker}").exists()
+
+
+# --- hostile inputs (issue 24) ---------------------------------------------------------------
+
+
+def three_images(folder: Path, shade: int = 0) -> Path:
+    for i in range(3):
+        save(Image.new("RGB", (8, 8), (shade, i, 0)), folder / f"{i}.png")
+    return folder
+
+
+def packed_info(out: Path) -> dict:
+    return json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+
+
+class StillRunning(BaseException):
+    """Not an OSError or an Exception, so no per-file handler can swallow it and carry on."""
+
+
+class gives_up_after:
+    """Raise StillRunning in the main thread after ``seconds``, so a test that would hang fails."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import signal
+
+        def alarm(signum, frame):
+            raise StillRunning(f"still running after {self.seconds} s")
+
+        self.previous = signal.signal(signal.SIGALRM, alarm)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous)
+
+
+def test_pipes_sockets_and_devices_are_skipped_unread(tmp_path):
+    import socket
+
+    src = tmp_path / "src"
+    three_images(src / "a")
+    os.mkfifo(src / "a" / "pipe.png")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(src / "a" / "sock.png"))
+    os.symlink("/dev/zero", src / "a" / "zero.png")  # read whole, it never ends
+    try:
+        with gives_up_after(20):
+            out = prepare_folder(src, tmp_path / "out", size=32, workers=1, progress=False)
+    finally:
+        listener.close()
+    found = reasons(out)
+    assert found["a/pipe.png"] == "not a regular file (named pipe)"
+    assert found["a/sock.png"] == "not a regular file (socket)"
+    assert found["a/zero.png"] == "not a regular file (character device)"
+    assert len(PackedDataset.load(out)) == 3
+
+
+def test_a_file_turned_pipe_after_listing_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    with gives_up_after(20):
+        digest, image, reason = folder_module._process((str(tmp_path / "pipe.png"), Options(32, 3, "pad", WHITE)))
+    assert image is None and reason == "not a regular file (named pipe)"
+
+
+def test_files_over_the_size_cap_are_skipped_unread(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    three_images(src / "a")
+    with open(src / "a" / "huge.jpg", "wb") as f:  # sparse: no disk used, 100 MiB on stat
+        f.truncate(100 * 2**20)
+    out = prepare_folder(src, tmp_path / "out", size=32, workers=1, progress=False)
+    assert reasons(out)["a/huge.jpg"] == "too big (100 MiB; files over 64 MiB are skipped unread)"
+    # The cap holds at read time too, for a file that grew after it was listed.
+    (tmp_path / "grown.png").write_bytes(b"\0" * 5000)
+    options = Options(32, 3, "pad", WHITE, max_file_bytes=4000)
+    assert folder_module._process((str(tmp_path / "grown.png"), options))[2].startswith("too big")
+
+
+def test_no_single_file_can_end_the_run(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    three_images(src / "a")
+    save(Image.new("RGB", (8, 8), (9, 9, 9)), src / "a" / "memory.png")
+    save(Image.new("RGB", (8, 8), (7, 7, 7)), src / "a" / "bug.png")
+    original = folder_module.load_image
+
+    def failing(data, options):
+        image = original(data, options)
+        if image[0, 0, 0] == 9:
+            raise MemoryError
+        if image[0, 0, 0] == 7:
+            raise RuntimeError("decoder bug\nmore detail")
+        return image
+
+    monkeypatch.setattr(folder_module, "load_image", failing)
+    out = prepare_folder(src, tmp_path / "out", size=32, workers=1, progress=False)
+    found = reasons(out)
+    assert found["a/memory.png"] == "out of memory while decoding"
+    assert found["a/bug.png"] == "could not be decoded (RuntimeError: decoder bug)"
+    assert len(PackedDataset.load(out)) == 3
+
+
+def test_linked_class_folders_are_followed_and_loops_skipped(tmp_path):
+    src, elsewhere = tmp_path / "src", tmp_path / "elsewhere"
+    three_images(src / "boots")
+    three_images(elsewhere / "bags", shade=50)
+    os.symlink(elsewhere / "bags", src / "bags")  # outside the tree: a class like any other
+    os.symlink(src / "boots", src / "alias")  # a second path to a class folder
+    os.symlink(src / "boots", src / "boots" / "again")  # back to a folder above it
+    os.symlink(src, src / "boots" / "top")  # back to the source folder itself
+    out = prepare_folder(src, tmp_path / "out", size=32, split="0.34,0.33,0.33", workers=1, progress=False)
+    info = packed_info(out)
+    assert info["class_names"] == ["bags", "boots"] and info["shape"][0] == 6
+    assert reasons(out) == {
+        "alias/": "same folder as boots/, already listed",
+        "boots/again/": "link loop: leads back to boots/",
+        "boots/top/": "link loop: leads back to the source folder",
+    }
+    assert info["meta"]["empty_class_folders"] == [] and info["meta"]["files_found"] == 6
+
+
+def test_folders_that_cannot_be_listed_say_so(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    three_images(src / "open")
+    three_images(src / "locked")
+    three_images(src / "open" / "deeper" / "locked")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(os.fsdecode(path)).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    out = prepare_folder(src, tmp_path / "out", size=32, workers=1, progress=False)
+    assert reasons(out) == {
+        "locked/": "cannot list: Permission denied",
+        "open/deeper/locked/": "cannot list: Permission denied",
+    }
+    info = packed_info(out)
+    assert info["class_names"] == ["open"] and info["meta"]["empty_class_folders"] == []
+    monkeypatch.setattr(os, "scandir", lambda path=".": scandir(src / "locked"))
+    with pytest.raises(ProductganError, match="Cannot list .*src \\(Permission denied\\); check its permissions"):
+        prepare_folder(src, tmp_path / "out2", size=32, workers=1, progress=False)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root lists any folder whatever its permissions")
+def test_an_unreadable_folder_is_reported(tmp_path):
+    src = tmp_path / "src"
+    three_images(src / "open")
+    three_images(src / "locked")
+    (src / "locked").chmod(0)
+    try:
+        out = prepare_folder(src, tmp_path / "out", size=32, workers=1, progress=False)
+    finally:
+        (src / "locked").chmod(0o755)
+    assert reasons(out) == {"locked/": "cannot list: Permission denied"}
+
+
+def test_class_folders_with_names_that_are_not_utf8(tmp_path, capsys):
+    src = tmp_path / "src"
+    three_images(src / "plain")
+    latin1 = os.fsencode(src) + b"/caf\xe9"  # "café" written by a Latin-1 system
+    os.mkdir(latin1)
+    three_images(Path(os.fsdecode(latin1)), shade=60)
+    (Path(os.fsdecode(latin1)) / os.fsdecode(b"notes-\xff.txt")).write_text("x")
+    os.mkdir(os.fsencode(src) + b"/vide-\xe9")  # an empty class folder: printed by name
+    out = tmp_path / "out"
+    assert main(["prepare", str(src), "--out", str(out), "--size", "32", "--workers", "1", "--no-progress"]) == 0
+    assert "Class folders with no usable image (left out): vide-\\xe9." in capsys.readouterr().out
+    raw = (out / "dataset.json").read_bytes()
+    raw.decode("utf-8")
+    assert b"\\ud" not in raw  # no lone surrogates escaped into the JSON
+    info = json.loads(raw)
+    assert info["class_names"] == ["caf\\xe9", "plain"]
+    assert info["meta"]["non_utf8_class_folders"] == [
+        {"class_name": "caf\\xe9", "folder_name_hex": b"caf\xe9".hex()},
+        {"class_name": "vide-\\xe9", "folder_name_hex": b"vide-\xe9".hex()},
+    ]
+    assert reasons(out) == {"caf\\xe9/notes-\\xff.txt": "not an image file type (.txt)"}
+    assert all(name.encode("utf-8") for name in PackedDataset.load(out).class_names)
+    # A folder really named with a backslash would read the same: refused, not merged.
+    three_images(src / "caf\\xe9", shade=90)
+    with pytest.raises(UsageError, match="both read as class 'caf\\\\xe9'.*rename one of them"):
+        prepare_folder(src, tmp_path / "out2", size=32, workers=1, progress=False)

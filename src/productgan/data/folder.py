@@ -1,11 +1,14 @@
 """Pack a folder of product photos: decode every file once, fit it to a square, split the set.
 
-``prepare_folder(src, out, size=64)`` walks ``src`` recursively. A first-level sub-folder is a
-class (``labels=False`` puts everything in one). Each file is read, hashed (exact duplicates are
-dropped), decoded with Pillow (its decompression-bomb guard kept), turned upright by its EXIF
+``prepare_folder(src, out, size=64)`` walks ``src`` recursively, following links to folders
+(each folder once, loops skipped). A first-level sub-folder is a class (``labels=False`` puts
+everything in one); its name is made valid UTF-8. Only regular files of at most
+``MAX_FILE_BYTES`` are read, as stat tells before the first byte. Each is read, hashed (exact
+duplicates are dropped), decoded with Pillow (its decompression-bomb guard kept), turned upright by its EXIF
 orientation, converted to RGB or grey with transparency composited on the background colour,
 padded (or centre-cropped) to a square and resized with Lanczos. A file that fails any step is
-skipped and listed in ``dataset.json`` with the reason; nothing stops the run.
+skipped and listed in ``dataset.json`` with the reason, and so is a folder that cannot be listed;
+nothing one file or folder does stops the run.
 
 Images are streamed into ``images.npy`` inside a hidden staging folder, so memory stays bounded
 whatever the folder's size, and the folder is renamed into place only when complete.
@@ -21,6 +24,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import stat
 import struct
 import sys
 import warnings
@@ -29,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -46,7 +51,7 @@ from productgan.data.packed import (
     _json_default,
     check_output_folder,
 )
-from productgan.errors import ProductganError, UsageError
+from productgan.errors import ProductganError, UsageError, first_line
 from productgan.files import replace_dir, staging_dir
 
 PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent ends
@@ -55,6 +60,14 @@ BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 
 UNLABELLED_CLASS = "all"
 _HEADER_BYTES = 128  # a fixed .npy header, rewritten in place with the final image count
 _LISTED_DUPLICATES = 1000  # duplicates named in dataset.json (all are counted)
+MAX_FILE_BYTES = 64 * 2**20  # per file: far above any product photo; a larger file is skipped unread
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "named pipe"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISDIR, "folder"),
+)
 
 
 def parse_background(text: str) -> tuple[int, int, int]:
@@ -97,6 +110,7 @@ class Options:
     channels: int
     fit: str
     background: tuple[int, int, int]
+    max_file_bytes: int = MAX_FILE_BYTES  # a larger file is skipped unread
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -164,45 +178,221 @@ def load_image(data: bytes, options: Options) -> np.ndarray:
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.1f}".removesuffix(".0")
+
+
+def file_problem(status: os.stat_result, max_bytes: int) -> str | None:
+    """Why a file with this stat is not read: it is no regular file (a named pipe would block the
+    read for ever, /dev/zero never ends), or it is over ``max_bytes``; None when it may be read."""
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for is_kind, name in _SPECIAL_FILES if is_kind(status.st_mode)), "special file")
+        return f"not a regular file ({kind})"
+    if status.st_size > max_bytes:
+        return f"too big ({_mib(status.st_size)} MiB; files over {_mib(max_bytes)} MiB are skipped unread)"
+    return None
+
+
+def _read_regular_file(path: str, max_bytes: int) -> bytes:
+    """The bytes of the regular file at ``path``, or a ValueError with the reason it is not read.
+
+    The tree may change after it was listed, so the checks of :func:`file_problem` are made again
+    on the open file. It is opened non-blocking: opening a named pipe would otherwise wait for a
+    writer for ever. At most ``max_bytes + 1`` bytes are read, so a file that grows cannot eat memory.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        problem = file_problem(os.fstat(fd), max_bytes)
+        if problem is not None:
+            raise ValueError(problem)
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"too big (grew past {_mib(max_bytes)} MiB after it was listed; larger files are skipped)")
+    return data
+
+
 def _process(task: tuple[str, Options]) -> tuple[str | None, np.ndarray | None, str | None]:
-    """(path, options) -> (sha256, image, reason it was skipped); runs in a worker process."""
+    """(path, options) -> (sha256, image, reason it was skipped); runs in a worker process. It
+    raises for no file: whatever goes wrong with one becomes the reason that file is skipped."""
     path, options = task
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read_regular_file(path, options.max_file_bytes)
     except OSError as error:
         return None, None, f"unreadable ({error.strerror or type(error).__name__})"
+    except ValueError as error:
+        return None, None, str(error)
+    except MemoryError:
+        return None, None, "out of memory while reading"
     digest = hashlib.sha256(data).hexdigest()
     try:
         return digest, load_image(data, options), None
     except ValueError as error:
         return digest, None, str(error)
+    except MemoryError:
+        return digest, None, "out of memory while decoding"
+    except Exception as error:  # a decoder's bug on one odd file must not end the run
+        return digest, None, f"could not be decoded ({type(error).__name__}: {first_line(error)})"
 
 
-# --- listing the tree ------------------------------------------------------------------------------
+# --- listing the tree -------------------------------------------------------------------------
 
 
-def _walk(src: Path, labels: bool) -> tuple[list[tuple[str, str]], list[dict], list[str]]:
-    """(path, class) of every candidate image in sorted order, files skipped up front, class folders."""
-    candidates, skipped = [], []
-    class_folders = sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")) if labels else []
-    for root, dirs, files in os.walk(src):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        rel_root = Path(root).relative_to(src)
-        for name in sorted(files):
-            rel = (rel_root / name).as_posix()
-            if name.startswith("."):
-                skipped.append({"file": rel, "reason": "hidden file"})
-                continue
-            if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-                skipped.append({"file": rel, "reason": f"not an image file type ({Path(name).suffix or 'no suffix'})"})
-                continue
-            if labels and rel_root == Path("."):
-                skipped.append({"file": rel, "reason": "not inside a class folder (use --no-labels for one class)"})
-                continue
-            label = rel_root.parts[0] if labels else UNLABELLED_CLASS
-            candidates.append((os.path.join(root, name), label))
-    return candidates, skipped, class_folders
+def readable_name(name: str) -> str:
+    """A name from the file system as valid UTF-8 text, bytes that are not UTF-8 written as \\xNN.
+
+    Python hands such bytes over as lone surrogates, which JSON readers, web pages and terminals
+    refuse. backslashreplace rather than replace: the bytes stay visible and distinct ('caf\\xe9'
+    and 'caf\\xe8' stay two names), where U+FFFD would merge them and hide what they were.
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+@dataclass
+class _Listing:
+    """What listing the tree found: the files to decode, and what was left out with the reason."""
+
+    candidates: list[tuple[str, str, str]] = field(default_factory=list)  # (path, shown path, class), walk order
+    skipped: list[dict] = field(default_factory=list)  # {"file", "reason"}; a folder's shown path ends in "/"
+    files_found: int = 0  # every file met, candidate or not
+    class_folders: list[str] = field(default_factory=list)  # class names of the first-level folders listed
+    non_utf8_class_folders: list[dict] = field(default_factory=list)  # {"class_name", "folder_name_hex"}
+
+    def skip(self, shown: str, reason: str) -> None:
+        self.skipped.append({"file": shown, "reason": reason})
+
+
+class _Folder(NamedTuple):
+    path: str  # as the file system names it
+    shown: str  # relative to the source and valid UTF-8; "" for the source itself
+    label: str  # the class of the images under it
+    chain: tuple[tuple[int, int], ...]  # (st_dev, st_ino) of the folders from the source down to it
+
+
+def _folder_key(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
+def _walk(src: Path, labels: bool, max_file_bytes: int) -> _Listing:
+    """List ``src`` depth first in name order, a folder's files before its sub-folders, sorting
+    each file into a candidate or a skipped entry (:func:`_add_file`) and each sub-folder into one
+    to walk or one skipped (:func:`_claim_folders`). Hidden folders are left out unrecorded. A folder
+    that cannot be listed is skipped with the reason; when that folder is ``src`` itself, it is a
+    ProductganError."""
+    listing = _Listing()
+    root_key = _folder_key(os.stat(src))
+    visited = {root_key: ""}
+    stack = [_Folder(str(src), "", UNLABELLED_CLASS, (root_key,))]
+    while stack:
+        folder = stack.pop()
+        entries = _list_folder(folder, listing)
+        if entries is None:
+            continue
+        if labels and len(folder.chain) == 2:
+            listing.class_folders.append(folder.label)
+        subfolders = []
+        for entry in entries:
+            if _is_folder(entry):
+                if not entry.name.startswith("."):
+                    subfolders.append(entry)
+            else:
+                _add_file(entry, folder, labels, max_file_bytes, listing)
+        claimed = _claim_folders(subfolders, folder, visited, labels, listing)
+        if labels and not folder.shown:
+            _check_class_names(claimed, listing)
+        stack.extend(reversed(claimed))
+    return listing
+
+
+def _list_folder(folder: _Folder, listing: _Listing) -> list[os.DirEntry] | None:
+    """The entries of ``folder`` in name order; None, with the reason recorded, when it cannot be listed."""
+    try:
+        with os.scandir(folder.path) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        if not folder.shown:
+            raise ProductganError(f"Cannot list {readable_name(folder.path)} ({reason}); check its permissions.")
+        listing.skip(folder.shown + "/", f"cannot list: {reason}")
+        return None
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows links: a link to a folder is a folder
+    except OSError:
+        return False
+
+
+def _shown(parent: _Folder, name: str) -> str:
+    return f"{parent.shown}/{readable_name(name)}" if parent.shown else readable_name(name)
+
+
+def _add_file(entry: os.DirEntry, folder: _Folder, labels: bool, max_file_bytes: int, listing: _Listing) -> None:
+    """Make ``entry`` a candidate, or skip it with the first reason that applies: hidden, not an
+    image type, outside a class folder (with ``labels``), unreadable, not a regular file, or over
+    ``max_file_bytes``. Links to files are followed. Type and size come from stat: nothing is read."""
+    listing.files_found += 1
+    shown, suffix = _shown(folder, entry.name), Path(entry.name).suffix
+    if entry.name.startswith("."):
+        reason = "hidden file"
+    elif suffix.lower() not in IMAGE_SUFFIXES:
+        reason = f"not an image file type ({readable_name(suffix) or 'no suffix'})"
+    elif labels and not folder.shown:
+        reason = "not inside a class folder (use --no-labels for one class)"
+    else:
+        try:
+            reason = file_problem(entry.stat(), max_file_bytes)
+        except OSError as error:
+            reason = f"unreadable ({error.strerror or type(error).__name__})"
+    if reason is None:
+        listing.candidates.append((entry.path, shown, folder.label))
+    else:
+        listing.skip(shown, reason)
+
+
+def _claim_folders(
+    subfolders: list[os.DirEntry], parent: _Folder, visited: dict, labels: bool, listing: _Listing
+) -> list[_Folder]:
+    """The sub-folders of ``parent`` to walk, in name order. Links to folders are followed wherever
+    they point, inside the tree or out of it, but each folder (known by st_dev and st_ino) is walked
+    once: one that leads back to a folder above it (a loop) or that was met before by another path
+    is skipped with the reason. Real folders are claimed before the links beside them, so a link to
+    a class folder does not take that class's images. With ``labels`` a first-level folder is a
+    class named after it (:func:`readable_name`); deeper ones inherit their parent's class."""
+    claimed = {}
+    for entry in sorted(subfolders, key=lambda entry: entry.is_symlink()):  # stable: name order within each
+        shown = _shown(parent, entry.name)
+        try:
+            key = _folder_key(entry.stat())
+        except OSError as error:
+            listing.skip(shown + "/", f"cannot list: {error.strerror or type(error).__name__}")
+            continue
+        if key in parent.chain:
+            above = f"{visited[key]}/" if visited[key] else "the source folder"
+            listing.skip(shown + "/", f"link loop: leads back to {above}")
+        elif key in visited:
+            listing.skip(shown + "/", f"same folder as {visited[key]}/, already listed")
+        else:
+            visited[key] = shown
+            label = readable_name(entry.name) if labels and not parent.shown else parent.label
+            claimed[entry.name] = _Folder(entry.path, shown, label, parent.chain + (key,))
+    return [claimed[name] for name in sorted(claimed)]
+
+
+def _check_class_names(class_folders: list[_Folder], listing: _Listing) -> None:
+    """Refuse two class folders whose names read as one class once made valid UTF-8, and record
+    the bytes of each name that had to change, so that nothing of it is lost."""
+    folder_by_class: dict[str, bytes] = {}
+    for folder in class_folders:
+        raw = os.fsencode(os.path.basename(folder.path))
+        if folder.label in folder_by_class:
+            raise UsageError(
+                f"The class folders {folder_by_class[folder.label]!r} and {raw!r} both read as class "
+                f"'{folder.label}' (bytes that are not UTF-8 are written as \\xNN); rename one of them."
+            )
+        folder_by_class[folder.label] = raw
+        if raw != folder.label.encode("utf-8"):
+            listing.non_utf8_class_folders.append({"class_name": folder.label, "folder_name_hex": raw.hex()})
 
 
 # --- decoding --------------------------------------------------------------------------------
@@ -242,15 +432,15 @@ def _results(
 
 
 def _decoded(
-    src: Path, candidates: list[tuple[str, str]], options: Options, workers: int, progress: bool
+    candidates: list[tuple[str, str, str]], options: Options, workers: int, progress: bool
 ) -> Iterator[tuple[str, str, str | None, np.ndarray | None, str | None]]:
-    """Every candidate decoded, in candidate order, as (path relative to ``src``, class, sha256,
-    image, reason it was skipped); one of image and reason is None. A progress bar counts them."""
-    tasks = [(path, options) for path, _ in candidates]
+    """Every candidate (path, shown path, class) decoded, in candidate order, as (shown path, class,
+    sha256, image, reason it was skipped); one of image and reason is None. A progress bar counts them."""
+    tasks = [(path, options) for path, _, _ in candidates]
     with tqdm(total=len(tasks), unit="img", desc="prepare", disable=not progress, dynamic_ncols=True) as bar:
-        for (path, label), (digest, image, reason) in zip(candidates, _results(tasks, workers)):
+        for (_, shown, label), (digest, image, reason) in zip(candidates, _results(tasks, workers)):
             bar.update(1)
-            yield Path(path).relative_to(src).as_posix(), label, digest, image, reason
+            yield shown, label, digest, image, reason
 
 
 # --- de-duplication --------------------------------------------------------------------------
@@ -369,7 +559,7 @@ def _checked_options(size: int, channels: int, fit: str, background: str) -> Opt
         raise UsageError(f"--channels must be 1 (grey) or 3 (RGB), not {channels}.")
     if fit not in ("pad", "crop"):
         raise UsageError(f"--fit must be 'pad' or 'crop', not {fit!r}.")
-    return Options(size, channels, fit, parse_background(background))
+    return Options(size, channels, fit, parse_background(background), max_file_bytes=MAX_FILE_BYTES)
 
 
 def _new_staging(out: Path) -> Path:
@@ -406,11 +596,10 @@ def _dataset_info(
     seed: int,
     class_names: list[str],
     split_codes: np.ndarray,
-    files_found: int,
+    listing: _Listing,
     dropped: _Dropped,
-    empty_class_folders: list[str],
 ) -> dict:
-    """The contents of dataset.json for a packed folder of photos."""
+    """The contents of dataset.json for a packed folder of photos: every name in it is valid UTF-8."""
     count, channels, size = len(split_codes), options.channels, options.size
     sizes = {name: int((split_codes == code).sum()) for code, name in enumerate(SPLITS)}
     return {
@@ -430,11 +619,12 @@ def _dataset_info(
             "resize_filter": "lanczos",
             "labels": "first-level sub-folder" if labels else "none (one class)",
             "split": {"method": "stratified by class", "fractions": list(fractions), "seed": int(seed), "sizes": sizes},
-            "files_found": files_found,
+            "files_found": listing.files_found,
             "images": count,
             "duplicates_dropped": dropped.duplicates_dropped,
             "duplicates": dropped.duplicates,
-            "empty_class_folders": empty_class_folders,
+            "empty_class_folders": [name for name in listing.class_folders if name not in class_names],
+            "non_utf8_class_folders": listing.non_utf8_class_folders,
             "skipped": dropped.skipped,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
@@ -471,12 +661,13 @@ def prepare_folder(
     out = check_output_folder(out, overwrite)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
 
-    candidates, skipped, class_folders = _walk(src, labels)
-    _check_candidates(src, candidates, skipped, labels)
+    listing = _walk(src, labels, options.max_file_bytes)
+    candidates = listing.candidates
+    _check_candidates(src, candidates, listing.skipped, labels)
     staging = _new_staging(out)
     try:
-        dropped = _Dropped(skipped=list(skipped))
-        decoded = _decoded(src, candidates, options, workers, progress)
+        dropped = _Dropped(skipped=list(listing.skipped))
+        decoded = _decoded(candidates, options, workers, progress)
         kept_labels = _write_images(staging / IMAGES_FILE, _unique(decoded, dropped), len(candidates), options)
         if not kept_labels:
             reasons = sorted({s["reason"] for s in dropped.skipped})
@@ -484,11 +675,7 @@ def prepare_folder(
                 f"None of the {len(candidates)} image files under {src} could be used ({'; '.join(reasons[:3])})."
             )
         class_names, split_codes = _write_labels_and_split(staging, kept_labels, fractions, seed)
-        empty = [name for name in class_folders if name not in class_names]
-        files_found = len(candidates) + len(skipped)
-        info = _dataset_info(
-            src, options, labels, fractions, seed, class_names, split_codes, files_found, dropped, empty
-        )
+        info = _dataset_info(src, options, labels, fractions, seed, class_names, split_codes, listing, dropped)
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=_json_default) + "\n", encoding="utf-8")
         out = check_output_folder(out, overwrite)  # again: it may have appeared meanwhile
         replace_dir(staging, out)
