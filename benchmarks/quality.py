@@ -27,7 +27,7 @@ from productgan.data import open_dataset
 from productgan.evaluate import evaluate_run
 from productgan.evaluator import Evaluator, features_and_probabilities, native_images
 from productgan.train import train
-from productgan.train.loop import cpu_has_native_bf16
+from productgan.train.precision import cpu_has_native_bf16
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS = ("fid_productgan", "precision", "recall", "rarest_class_share")

@@ -7,11 +7,11 @@ import json
 import pytest
 from helpers import tiny_config
 
+from productgan.checkpoint import load_checkpoint
 from productgan.cli import main
 from productgan.evaluate import evaluate_run
 from productgan.evaluator import Evaluator
 from productgan.train import train
-from productgan.train.checkpoint import load_checkpoint
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,7 @@ from productgan.metrics.frechet import fid_from_features
 from productgan.metrics.inception import inception_features, load_inception
 from productgan.metrics.kid import kid
 from productgan.metrics.registry import KID_SUBSET_SIZE, KID_SUBSETS, MIN_GENERATED, check_reference
+from productgan.run import load_run_config, open_recorded_dataset
 from productgan.sampling import Sampler, load_generator
 from productgan.subsets import seeded_subset
 
@@ -94,8 +95,6 @@ def evaluate_run(
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}.")
     if n < MIN_GENERATED:
         raise UsageError(f"--n must be at least {MIN_GENERATED}, not {n}.")
-    from productgan.train import load_run_config, open_recorded_dataset
-
     run_dir = Path(source)
     config = load_run_config(run_dir)
     sampler = load_generator(run_dir, device=device, temperature=temperature)
