@@ -495,3 +495,29 @@ def test_class_folders_with_names_that_are_not_utf8(tmp_path, capsys):
     three_images(src / "caf\\xe9", shade=90)
     with pytest.raises(UsageError, match="both read as class 'caf\\\\xe9'.*rename one of them"):
         prepare_folder(src, tmp_path / "out2", size=32, workers=1, progress=False)
+
+
+def test_workers_below_one_are_refused_and_many_are_capped(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "src"
+    rng = np.random.default_rng(0)
+    for i in range(70):
+        save(Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)), src / f"c{i % 2}" / f"{i}.png")
+    for bad in (0, -1):
+        with pytest.raises(UsageError, match=f"--workers must be 1 or more, not {bad}"):
+            prepare_folder(src, tmp_path / "out", size=32, workers=bad, progress=False)
+    assert main(["prepare", str(src), "--out", str(tmp_path / "out"), "--workers", "0", "--no-progress"]) == 2
+    assert "--workers" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    started = []
+    real_pool = folder_module.ProcessPoolExecutor
+
+    def pool(max_workers, **kwargs):
+        started.append(max_workers)
+        return real_pool(max_workers, **kwargs)
+
+    monkeypatch.setattr(folder_module, "ProcessPoolExecutor", pool)
+    prepare_folder(src, tmp_path / "out", size=32, workers=48, progress=False)
+    assert started == [2]

@@ -61,6 +61,7 @@ UNLABELLED_CLASS = "all"
 _HEADER_BYTES = 128  # a fixed .npy header, rewritten in place with the final image count
 _LISTED_DUPLICATES = 1000  # duplicates named in dataset.json (all are counted)
 MAX_FILE_BYTES = 64 * 2**20  # per file: far above any product photo; a larger file is skipped unread
+MAX_WORKERS = 8  # decoding processes
 _SPECIAL_FILES = (
     (stat.S_ISFIFO, "named pipe"),
     (stat.S_ISSOCK, "socket"),
@@ -398,6 +399,23 @@ def _check_class_names(class_folders: list[_Folder], listing: _Listing) -> None:
 # --- decoding --------------------------------------------------------------------------------
 
 
+def _decoding_workers(requested: int | None) -> int:
+    """Decoding processes: ``requested`` (None: one per CPU), capped at the CPUs this process may
+    run on and at MAX_WORKERS, as more only compete for the same cores; fewer than 1 is refused."""
+    if requested is not None and (
+        isinstance(requested, bool) or not isinstance(requested, (int, np.integer)) or requested < 1
+    ):
+        raise UsageError(
+            f"--workers must be 1 or more, not {requested!r}; give the number of decoding processes, "
+            f"or leave it out for one per CPU."
+        )
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return min(int(requested or cpus), cpus, MAX_WORKERS)
+
+
 def end_with_parent(parent: int, start_method: str = "fork") -> None:
     """Worker start-up: on Linux, ask to be killed when the process that started it ends, even
     by SIGKILL (which gives the pool no chance to stop its workers). With the "forkserver" start
@@ -659,7 +677,7 @@ def prepare_folder(
     options = _checked_options(size, channels, fit, background)
     fractions = parse_split(split)
     out = check_output_folder(out, overwrite)
-    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    workers = _decoding_workers(workers)
 
     listing = _walk(src, labels, options.max_file_bytes)
     candidates = listing.candidates
