@@ -101,7 +101,7 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
         "images_per_s": images_per_s,
         "batch_size": config.batch_size,
         "model": vars(config.model),
-        "autocast": str(trainer.autocast_dtype),
+        "autocast": str(trainer.precision.dtype),
         "loss_d": values["loss_d"],
         "gflop_per_image": gflop_per_image,
         "gflop_per_s": gflop_per_image * images_per_s,

@@ -20,7 +20,7 @@ from productgan.run import export_run, load_run_config, new_run_dir
 from productgan.train import Trainer, resume, train
 from productgan.train.batches import BatchSource
 from productgan.train.ema import EMA
-from productgan.train.loop import TrainingStopped
+from productgan.train.logs import TrainingStopped
 
 
 def assert_same_state(a: dict, b: dict) -> None:

@@ -114,3 +114,16 @@ LOSSES: dict[str, type[GANLoss]] = {
 
 def build_loss(config: LossConfig) -> GANLoss:
     return LOSSES[config.name](config)
+
+
+def penalties(
+    critic, real: torch.Tensor, fake: torch.Tensor, config: LossConfig, step: int, generator: torch.Generator, pack: int
+) -> torch.Tensor | float:
+    """The gradient penalties ``config`` asks for at ``step``, weighted: WGAN-GP's on every
+    step, R1 on every ``r1_every``-th step scaled up to match (lazy regularisation)."""
+    total: torch.Tensor | float = 0.0
+    if config.name == "wgan-gp":
+        total = total + config.gp_weight * gradient_penalty(critic, real, fake, generator, pack)
+    if config.r1_gamma > 0 and step % config.r1_every == 0:
+        total = total + 0.5 * config.r1_gamma * config.r1_every * r1_penalty(critic, real, pack)
+    return total

@@ -176,6 +176,21 @@ def trim_metrics(run_dir: Path, step: int) -> None:
     write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
+def export_info(dataset: PackedDataset, seed: int, step: int, images_seen: int, ema: bool) -> dict[str, Any]:
+    """What an export records beside the weights: the dataset facts a sampler needs to give
+    images back at native size (classes, size, fitting), and where in training it was taken."""
+    keys = ("native_size", "fit", "padded_size", "pad", "background")
+    return {
+        "class_names": list(dataset.class_names),
+        **{k: dataset.meta[k] for k in keys if k in dataset.meta},
+        "dataset": dataset.meta.get("source"),
+        "step": step,
+        "images_seen": images_seen,
+        "ema": ema,
+        "seed": seed,
+    }
+
+
 def export_checkpoint(state: dict[str, Any], out_dir: Path) -> Path:
     """Export the generator held in a checkpoint (the EMA one when kept)."""
     model = from_dict(ModelConfig, state["config"]["model"])

@@ -63,6 +63,19 @@ class MappedImages:
         return torch.from_numpy(batch).to(self.target)
 
 
+def to_training_range(
+    images: torch.Tensor, pixel_range: list[float], flip_rng: torch.Generator | None = None
+) -> torch.Tensor:
+    """uint8 images as floats in the generator's range; with ``flip_rng``, half of them (a seeded
+    draw) mirrored left to right."""
+    low, high = pixel_range
+    batch = images.float().mul_((high - low) / 255.0).add_(low)
+    if flip_rng is not None:
+        flip = torch.rand(len(batch), device=batch.device, generator=flip_rng) < 0.5
+        batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
+    return batch
+
+
 def training_batches(
     dataset: PackedDataset, batch_size: int, seed: int, device: torch.device, context: Context = SINGLE
 ) -> BatchSource:

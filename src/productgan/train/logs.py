@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from productgan import run
-from productgan.errors import UsageError
+from productgan.errors import ProductganError, UsageError
 from productgan.train import distributed
 from productgan.train.distributed import SINGLE, Context
+
+
+class TrainingStopped(ProductganError):
+    """Training ended early for a reason the user must see (a non-finite loss)."""
+
+
+def check_finite(values: dict[str, float], step: int, checkpoint: Path) -> None:
+    """TrainingStopped when a loss of the interval is NaN or infinite (``checkpoint`` is kept)."""
+    bad = [k for k in ("loss_d", "loss_g") if not math.isfinite(values[k])]
+    if bad:
+        raise TrainingStopped(
+            f"Training stopped at step {step}: {' and '.join(bad)} became non-finite; the last good "
+            f"checkpoint is kept in {checkpoint} (lower the learning rates or use "
+            f"--train.precision fp32, then --resume)."
+        )
+
+
+def progress_bar(total: int | None, initial: int, enabled: bool) -> tqdm:
+    """Steps done against the budget; refreshed every second on a terminal, every 30 s in a log."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        disable=not enabled,
+        dynamic_ncols=True,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+    )
 
 
 @dataclass

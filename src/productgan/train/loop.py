@@ -7,7 +7,6 @@ It receives a config that ``config.resolve`` has checked and completed, and only
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -23,23 +22,20 @@ from productgan.config import RunConfig, parse_policy, to_dict
 from productgan.data import PackedDataset
 from productgan.data.augment import diff_augment
 from productgan.errors import ProductganError, UsageError, first_line
-from productgan.losses import build_loss, gradient_penalty, r1_penalty
+from productgan.losses import build_loss, penalties
 from productgan.models import Generator
-from productgan.sampling import export_generator, pixel_range, resolve_device
+from productgan.sampling import export_generator, pixel_range
 from productgan.train import distributed
-from productgan.train.batches import training_batches
+from productgan.train.batches import to_training_range, training_batches
 from productgan.train.budget import Budget, decay_learning_rates
+from productgan.train.device import setup_device
 from productgan.train.distributed import SINGLE, Context
 from productgan.train.grids import SampleGrid, save_reals
-from productgan.train.logs import StepStats, TrainingLog, discriminator_won
+from productgan.train.logs import StepStats, TrainingLog, check_finite, discriminator_won, progress_bar
 from productgan.train.networks import build_networks
 from productgan.train.precision import Precision
 from productgan.train.signals import StopSignal
 from productgan.train.validation import Validator
-
-
-class TrainingStopped(ProductganError):
-    """Training ended early for a reason the user must see (a non-finite loss)."""
 
 
 class Trainer:
@@ -53,15 +49,8 @@ class Trainer:
     ):
         self.config, self.run_dir, self.dataset, self.context = config, Path(run_dir), dataset, context
         t = config.train
-        if context.enabled:
-            self.device = distributed.init(context, t.device)
-        else:
-            self.device = resolve_device(t.device, "--train.device")
+        self.device = setup_device(t, context)
         self.precision = Precision(t.precision, self.device)
-        if t.threads > 0:
-            torch.set_num_threads(t.threads)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = t.cudnn_benchmark
         self.nets = build_networks(config, dataset, self.device, context)
         self.G, self.D, self.ema = self.nets.G, self.nets.D, self.nets.ema
         self.opt_g, self.opt_d = self.nets.opt_g, self.nets.opt_d
@@ -78,12 +67,6 @@ class Trainer:
         self._warned_balance = False
         if resume:
             self.load_state_dict(load_checkpoint(self.run_dir / run.LAST_CHECKPOINT))
-
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        return self.precision.dtype
-
-    # --- state -----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -126,17 +109,12 @@ class Trainer:
         self.elapsed_s = float(state["elapsed_s"])
         self.validator.load_state_dict(state)
 
-    # --- one training step -----------------------------------------------------------------
-
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Real images scaled to the generator's range, and their labels (None unless conditional)."""
-        low, high = self.pixel_range
+        """Real images in the generator's range, and their labels (None unless conditional)."""
         images, labels = self.batches.next()
-        batch = images.float().mul_((high - low) / 255.0).add_(low)
-        if self.config.train.hflip:
-            flip = torch.rand(len(batch), device=batch.device, generator=self.noise_rng) < 0.5
-            batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
-        return batch.contiguous(memory_format=self.memory_format), labels if self.conditional else None
+        flip_rng = self.noise_rng if self.config.train.hflip else None
+        batch = to_training_range(images, self.pixel_range, flip_rng).contiguous(memory_format=self.memory_format)
+        return batch, labels if self.conditional else None
 
     def _z(self) -> torch.Tensor:
         return torch.randn(self.batches.local_batch, self.config.model.nz, device=self.device, generator=self.noise_rng)
@@ -156,14 +134,8 @@ class Trainer:
     def _penalties(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | float:
         """Gradient penalties, in float32 on the bare D (DDP does not support double backward;
         the gradients still reach DDP's all-reduce through the shared parameters)."""
-        cfg = self.config.loss
-        total: torch.Tensor | float = 0.0
         critic = self.D if labels is None else (lambda x: self.D(x, labels))
-        if cfg.name == "wgan-gp":
-            total = total + cfg.gp_weight * gradient_penalty(critic, real, fake, self.noise_rng, self.D.pack)
-        if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
-            total = total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1_penalty(critic, real, self.D.pack)
-        return total
+        return penalties(critic, real, fake, self.config.loss, self.step, self.noise_rng, self.D.pack)
 
     def train_step(self, stats: StepStats) -> None:
         """``d_steps_per_g_step`` discriminator updates, then ``g_steps_per_d_step`` generator
@@ -212,24 +184,12 @@ class Trainer:
         self.step += 1
         stats.add(loss_d, loss_g, torch.sigmoid(real_logits.float()).mean(), torch.sigmoid(fake_logits.float()).mean())
 
-    # --- outputs ---------------------------------------------------------------------------
-
     @property
     def sampling_generator(self) -> Generator:
         return self.ema.model if self.ema else self.G
 
     def export_info(self) -> dict[str, Any]:
-        meta = self.dataset.meta
-        keys = ("native_size", "fit", "padded_size", "pad", "background")
-        return {
-            "class_names": list(self.dataset.class_names),
-            **{k: meta[k] for k in keys if k in meta},
-            "dataset": meta.get("source"),
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "ema": self.ema is not None,
-            "seed": self.config.seed,
-        }
+        return run.export_info(self.dataset, self.config.seed, self.step, self.images_seen, self.ema is not None)
 
     def save_samples(self) -> Path:
         return self.grid.save(self.sampling_generator, self.run_dir, self.step)
@@ -242,13 +202,7 @@ class Trainer:
             tqdm.write(f"Warning at step {self.step}: {message}", file=sys.stderr)
 
     def check_finite(self, values: dict[str, float]) -> None:
-        bad = [k for k in ("loss_d", "loss_g") if not math.isfinite(values[k])]
-        if bad:
-            raise TrainingStopped(
-                f"Training stopped at step {self.step}: {' and '.join(bad)} became non-finite; the last good "
-                f"checkpoint is kept in {self.run_dir / run.LAST_CHECKPOINT} (lower the learning rates or use "
-                f"--train.precision fp32, then --resume)."
-            )
+        check_finite(values, self.step, self.run_dir / run.LAST_CHECKPOINT)
 
     def save_checkpoint(self, stats: StepStats | None = None) -> None:
         """Save last.pt (rank 0), but never weights that may already hold a NaN."""
@@ -275,8 +229,6 @@ class Trainer:
             save_checkpoint(self.state_dict(), self.run_dir / run.BEST_CHECKPOINT)
         return scores
 
-    # --- the loop --------------------------------------------------------------------------
-
     def fit(self, progress: bool = True) -> dict[str, Any]:
         """Train until the budget is spent or a stop signal arrives; returns a short summary.
 
@@ -294,14 +246,7 @@ class Trainer:
             )
         log = self._open_run_dir()
         stop = StopSignal()
-        bar = tqdm(
-            total=budget.end_step,
-            initial=self.step,
-            unit="step",
-            disable=not (progress and ctx.is_main),
-            dynamic_ncols=True,
-            mininterval=1.0 if sys.stderr.isatty() else 30.0,
-        )
+        bar = progress_bar(budget.end_step, self.step, progress and ctx.is_main)
         with stop:
             reason, stats = self._run_steps(budget, stop, log, bar)
         bar.close()
