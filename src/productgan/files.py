@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 from productgan.errors import first_line
 
 
@@ -166,8 +168,6 @@ def _alive(pid: int) -> bool:
 def save_tensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write a safetensors file with the usual permissions (safetensors makes it 0600); a failed
     write (a full disk) is an OSError naming the file, like any other."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     try:
         save_file(tensors, str(path), metadata=metadata)

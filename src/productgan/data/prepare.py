@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -117,10 +118,6 @@ def fit_fashion_mnist(images_28: np.ndarray, image_size: int) -> tuple[np.ndarra
 
 
 def _productgan_version() -> str | None:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:
-        return None
     try:
         return version("productgan")
     except PackageNotFoundError:

@@ -22,6 +22,7 @@ import io
 import os
 import socket
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 
@@ -164,8 +165,6 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
 
 
 def _page(sampler: Sampler, n: int, seed: int, label: str | None, temperature: float, max_images: int) -> str:
-    from urllib.parse import urlencode
-
     query = {
         "n": n,
         "seed": seed,
