@@ -22,6 +22,7 @@ from productgan.config import RunConfig, from_dict, preset_values
 from productgan.data import prepare
 from productgan.errors import ProductganError, UsageError
 from productgan.evaluate import evaluate_run, format_report, write_report
+from productgan.files import refuse_to_replace
 from productgan.generate import generate_to_path
 from productgan.report import build_report
 from productgan.sampling import load_generator
@@ -321,8 +322,8 @@ def cmd_evaluate(args: list[str]) -> int:
     parser.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     parser.add_argument("--no_progress", action="store_true")
     ns = parser.parse_args(args)
-    if ns.out and Path(ns.out).exists() and not ns.overwrite:  # before the slow part
-        raise ProductganError(f"{ns.out} already exists; choose another --out or pass --overwrite.")
+    if ns.out:
+        refuse_to_replace([Path(ns.out)], ns.overwrite)  # before the slow part
     report = evaluate_run(
         ns.run_dir,
         split=ns.split,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from productgan.errors import first_line
+from productgan.errors import ProductganError, first_line
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
@@ -163,6 +163,21 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OverflowError):  # another user's process; no process id at all
         return True
     return True
+
+
+def refuse_to_replace(paths: list[Path], overwrite: bool, where: Path | None = None) -> None:
+    """One sentence (a ProductganError) when any of ``paths`` exists and ``overwrite`` was not
+    given: outputs never replace what the user did not ask to replace. ``where`` names the folder
+    that holds several of them."""
+    taken = [Path(p) for p in paths if Path(p).exists()]
+    if not taken or overwrite:
+        return
+    if where is None:
+        raise ProductganError(f"{taken[0]} already exists; choose another --out or pass --overwrite.")
+    raise ProductganError(
+        f"{where} already holds {', '.join(p.name for p in taken)}, which this would replace; "
+        f"choose another --out or pass --overwrite."
+    )
 
 
 def save_tensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from productgan.errors import ProductganError, UsageError
-from productgan.files import replace_dir, staging_dir, write_atomic
+from productgan.files import refuse_to_replace, replace_dir, staging_dir, write_atomic
 from productgan.images import make_grid, save_png
 from productgan.sampling import Sampler, load_generator
 
@@ -56,8 +56,8 @@ def generate_to_path(
         )
     if out.exists() and kind == "dir" and not out.is_dir():
         raise UsageError(f"{out} is a file; give a folder, a .png or a .npy path.")
-    if out.exists() and not overwrite and (kind != "dir" or any(out.iterdir())):
-        raise ProductganError(f"{out} already exists; choose another --out or pass --overwrite.")
+    if kind != "dir" or (out.is_dir() and any(out.iterdir())):  # an empty folder is no output yet
+        refuse_to_replace([out], overwrite)
     if out.is_dir() and overwrite:
         others = sorted(p.name for p in out.iterdir() if not (p.is_file() and p.suffix.lower() == ".png"))
         if others:

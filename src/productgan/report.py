@@ -16,7 +16,7 @@ from typing import Any
 from productgan import run
 from productgan.errors import ProductganError, UsageError
 from productgan.evaluate import Evaluator, evaluator_cache_dir
-from productgan.files import write_atomic, write_text_atomic
+from productgan.files import refuse_to_replace, write_atomic, write_text_atomic
 from productgan.metrics.features import INFO_FILE, class_probabilities
 from productgan.sampling import load_generator
 
@@ -232,12 +232,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     if out:
         if page.suffix.lower() not in (".html", ".htm"):
             raise UsageError(f"--out {page}: the report is an HTML page; give a path ending in .html.")
-        taken = [p.name for p in (page, *(page.parent / f for f in FIGURE_FILES)) if p.exists()]
-        if taken and not overwrite:
-            raise ProductganError(
-                f"{page.parent} already holds {', '.join(taken)}, which the report would replace; "
-                f"choose another --out or pass --overwrite."
-            )
+        refuse_to_replace([page, *(page.parent / f for f in FIGURE_FILES)], overwrite, where=page.parent)
     figures = make_figures(run_dir, page.parent)
     labelled = labelled_samples(run_dir, page.parent)
     grids = sorted((run_dir / run.SAMPLES_DIR).glob("step-*.png"))
