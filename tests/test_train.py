@@ -6,17 +6,15 @@ import json
 import math
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import dead_pid, sigterm_after_step, tiny_config
+from helpers import sigterm_after_step, tiny_config
 
 from productgan.checkpoint import load_checkpoint, save_checkpoint
 from productgan.config import RunConfig, resolve, target_steps
 from productgan.errors import ProductganError, UsageError
-from productgan.files import temp_prefix
-from productgan.run import export_run, load_run_config, new_run_dir
+from productgan.run import load_run_config
 from productgan.train import Trainer, resume, train
 from productgan.train.batches import BatchSource
 from productgan.train.ema import EMA
@@ -69,13 +67,6 @@ def test_run_writes_the_run_directory(fake_packed, tmp_path):
     assert exported["native_size"] == [28, 28] and exported["step"] == 6 and exported["ema"] is True
 
 
-def test_numbered_run_directories(tmp_path):
-    first = new_run_dir(tmp_path, "fashion-mnist", 32)
-    second = new_run_dir(tmp_path, "/data/My Shoes/", 64)
-    assert first.name == "00000-fashion-mnist-32"
-    assert second.name == "00001-my-shoes-64"
-
-
 def test_out_holding_a_run_is_refused(fake_packed, tmp_path):
     train(tiny_config(fake_packed, tmp_path / "run", steps=2), progress=False)
     before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
@@ -92,28 +83,6 @@ def test_a_run_that_never_saved_a_checkpoint_says_so(fake_packed, tmp_path):
         train(tiny_config(fake_packed, stub, steps=2), progress=False)
     with pytest.raises(ProductganError, match="the run stopped before its first checkpoint"):
         resume(stub, progress=False)
-
-
-@pytest.mark.parametrize("text", ["", "hello", "[1, 2]", "steps: [unclosed"])
-def test_a_damaged_config_yaml_is_one_sentence(fake_packed, tmp_path, text):
-    train(tiny_config(fake_packed, tmp_path / "run", steps=2), progress=False)
-    (tmp_path / "run" / "config.yaml").write_text(text)
-    with pytest.raises(ProductganError, match="config.yaml is damaged"):
-        resume(tmp_path / "run", progress=False)
-    with pytest.raises(ProductganError, match="config.yaml is damaged"):
-        export_run(tmp_path / "run")
-
-
-def test_a_relative_data_path_is_recorded_absolute(fake_packed, tmp_path, monkeypatch):
-    monkeypatch.chdir(fake_packed.parent)
-    train(tiny_config(fake_packed.name, tmp_path / "run", steps=2), progress=False)
-    assert load_run_config(tmp_path / "run").data == str(fake_packed.resolve())
-    (tmp_path / "elsewhere").mkdir()
-    monkeypatch.chdir(tmp_path / "elsewhere")
-    assert resume(tmp_path / "run", steps=3, progress=False)["step"] == 3
-    fake_packed.rename(tmp_path / "moved")
-    with pytest.raises(ProductganError, match="The dataset this run trained on, .* is not there; put it back"):
-        resume(tmp_path / "run", steps=4, progress=False)
 
 
 def test_resume_within_the_budget_already_spent_is_refused(fake_packed, tmp_path, monkeypatch):
@@ -358,23 +327,6 @@ def test_checkpoint_is_weights_only_and_atomic(tmp_path):
         load_checkpoint(path)
 
 
-def test_export_run_rebuilds_the_generator_from_the_checkpoint(fake_packed, tmp_path):
-    train(tiny_config(fake_packed, tmp_path / "run", steps=2), progress=False)
-    before = (tmp_path / "run" / "generator" / "model.safetensors").read_bytes()
-    (tmp_path / "run" / "generator" / "model.safetensors").unlink()
-    export_run(tmp_path / "run")
-    assert (tmp_path / "run" / "generator" / "model.safetensors").read_bytes() == before
-    with pytest.raises(ProductganError, match="it is kept only when training scores the validation split"):
-        export_run(tmp_path / "run", "best")
-    # An export cut short by a crash can leave the previous one parked; the next export clears it.
-    parked = tmp_path / "run" / f"{temp_prefix(Path('generator'), 'old')}x".replace(str(os.getpid()), str(dead_pid()))
-    parked.mkdir()
-    (parked / "model.safetensors").write_bytes(b"old")
-    export_run(tmp_path / "run")
-    assert not parked.exists() and (tmp_path / "run" / "generator" / "model.safetensors").read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == []
-
-
 def test_exported_weights_are_readable_like_any_new_file(fake_packed, tmp_path):
     umask = os.umask(0o022)
     try:
@@ -509,3 +461,45 @@ def test_packed_discriminator_trains_and_odd_batches_are_refused(fake_packed, tm
         with pytest.raises(UsageError, match=message):
             train(bad, progress=False)
         assert not (tmp_path / f"bad-{pack}").exists()
+
+
+def test_the_final_checkpoint_is_written_once(fake_packed, tmp_path, monkeypatch):
+    import productgan.train.loop as loop
+
+    written = []
+    real_save = loop.save_checkpoint
+    monkeypatch.setattr(
+        loop, "save_checkpoint", lambda state, path: written.append(state["step"]) or real_save(state, path)
+    )
+    train(tiny_config(fake_packed, tmp_path / "run", steps=6), progress=False)  # checkpoints every 2 steps
+    assert written == [2, 4, 6]
+    train(tiny_config(fake_packed, tmp_path / "odd", steps=5), progress=False)
+    assert written[3:] == [2, 4, 5]  # a last step off the interval is still saved
+
+
+def test_a_run_whose_export_a_crash_cut_short_is_finished_by_resume(fake_packed, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(fake_packed, run, steps=2), progress=False)
+    step_2 = tmp_path / "generator-step-2"
+    shutil.copytree(run / "generator", step_2)
+    assert resume(run, steps=4, progress=False)["step"] == 4
+    # As a kill after the final checkpoint and before the export leaves it: last.pt at step 4,
+    # generator/ still at step 2.
+    shutil.rmtree(run / "generator")
+    shutil.copytree(step_2, run / "generator")
+    recorded = (run / "config.yaml").read_text()
+    summary = resume(run, steps=4, progress=False)
+    assert summary["step"] == 4 and summary["stopped_by"] == "budget"
+    assert json.loads((run / "generator" / "config.json").read_text())["step"] == 4
+    assert (run / "config.yaml").read_text() == recorded
+    with pytest.raises(UsageError, match="past the budget given"):  # now there is nothing left to do
+        resume(run, steps=4, progress=False)
+
+
+def test_a_time_budget_spent_before_the_first_step_exports_nothing(fake_packed, tmp_path, monkeypatch):
+    from productgan.train.budget import Budget
+
+    monkeypatch.setattr(Budget, "time_up", lambda self, elapsed_s: True)
+    with pytest.raises(UsageError, match="--minutes 1e-05 ran out before the first training step"):
+        train(tiny_config(fake_packed, tmp_path / "run", steps=None, minutes=0.00001), progress=False)
+    assert not (tmp_path / "run" / "generator").exists()

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Protocol
 
+from jsonargparse import ArgumentError, ArgumentParser
+
 from productgan.errors import UsageError
 
 IMAGE_SIZES = (32, 64, 128, 256)
@@ -313,6 +315,34 @@ def check_pack(pack: int, batch: int | None = None) -> int:
             f"({batch}) must be a multiple of {pack}."
         )
     return pack
+
+
+def parse_config(values: Any) -> RunConfig:
+    """A recorded configuration (a config.yaml's contents) read as strictly as ``--config`` on
+    the command line: every key known, every value of its field's type or one of its choices.
+    Anything else is a ValueError that names the key."""
+    if not isinstance(values, dict):
+        raise ValueError(f"it holds {type(values).__name__}, not the run's settings")
+    for section in ("model", "loss", "optim", "train"):
+        if section in values and not isinstance(values[section], dict):
+            raise ValueError(f"{section}: must hold its settings, not {values[section]!r}")
+    try:
+        parsed = _config_parser().parse_object(values)
+    except ArgumentError as error:
+        raise ValueError(" ".join(str(error).split()).replace("Parser key ", "").replace('":', '":', 1))
+    return from_dict(RunConfig, parsed.as_dict())
+
+
+_PARSER: list[ArgumentParser] = []
+
+
+def _config_parser() -> ArgumentParser:
+    """The parser of RunConfig's fields (built once: it reads every field's type)."""
+    if not _PARSER:
+        parser = ArgumentParser(exit_on_error=False, default_env=False)
+        parser.add_class_arguments(RunConfig, nested_key=None)
+        _PARSER.append(parser)
+    return _PARSER[0]
 
 
 def to_dict(config: Any) -> dict:

@@ -17,15 +17,20 @@ these names or decides whether a folder is a run.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from productgan import sampling
 from productgan.checkpoint import load_checkpoint
-from productgan.config import ModelConfig, RunConfig, from_dict, to_dict
+from productgan.config import ModelConfig, RunConfig, from_dict, parse_config, resolve, to_dict
 from productgan.data import FILES, PackedDataset, is_packed_dataset, open_dataset
 from productgan.data.fashion_mnist import missing_files
 from productgan.data.prepare import FASHION_MNIST
@@ -43,6 +48,7 @@ BEST_CHECKPOINT = Path("checkpoints") / "best.pt"
 GENERATOR_DIR = "generator"
 EVALUATION_DIR = "evaluation"
 TENSORBOARD_DIR = "tensorboard"
+LOCK_FILE = ".productgan.lock"  # held by the one process that writes to the run
 
 _NUMBERED = re.compile(r"^(\d{5})-")
 
@@ -65,13 +71,17 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     """The configuration recorded in ``run_dir``, or one sentence naming what is wrong with it."""
     path = require_run_dir(run_dir) / CONFIG_FILE
     try:
-        values = yaml.safe_load(path.read_text())
-        if not isinstance(values, dict):
-            raise ValueError(f"it holds {type(values).__name__}, not the run's settings")
-        return from_dict(RunConfig, values)
+        config = parse_config(yaml.safe_load(path.read_text()))
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
         reason = first_line(error).strip("'\"")  # a KeyError's message comes quoted
         raise ProductganError(f"{path} is damaged ({reason}); restore it from a copy of the run, or start a new run.")
+    try:
+        return resolve(config)  # the checks a new run's settings pass
+    except UsageError as error:
+        raise ProductganError(
+            f"{path} holds settings no run can have ({str(error).rstrip('.')}); restore it from a copy of the run, "
+            f"or start a new run."
+        )
 
 
 def record_config(run_dir: Path, config: RunConfig) -> Path:
@@ -127,7 +137,10 @@ def new_run_dir(runs_root: str | Path, data: str, image_size: int) -> Path:
 
 
 def check_new_run_dir(run_dir: Path) -> None:
-    """One sentence when ``--out`` already holds a run, finished or not."""
+    """One sentence when ``--out`` already holds a run, finished or not, or anything else: a
+    new run writes only into a new or empty folder, so it never replaces a user's files."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ProductganError(f"--out {run_dir} is a file; give a new or empty folder for the run.")
     if (run_dir / LAST_CHECKPOINT).exists():
         raise ProductganError(
             f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another --out."
@@ -136,6 +149,11 @@ def check_new_run_dir(run_dir: Path) -> None:
         raise ProductganError(
             f"{run_dir} holds a run that stopped before its first checkpoint (nothing to resume); pick another "
             f"--out, or delete {run_dir} to start there."
+        )
+    if run_dir.is_dir() and any(entry.name != LOCK_FILE for entry in run_dir.iterdir()):
+        raise ProductganError(
+            f"--out {run_dir} already holds files and is not a productgan run; give a new or empty folder, so that "
+            f"training replaces nothing of yours."
         )
 
 
@@ -147,11 +165,39 @@ def check_resumable(run_dir: Path) -> None:
         )
 
 
-def open_run_dir(run_dir: Path, config: RunConfig, step: int) -> None:
-    """Ready ``run_dir`` for training from ``step``: the folder exists, leftovers of a crash
-    mid-write are gone, config.yaml holds ``config``, and metrics.jsonl ends at ``step``."""
+@contextmanager
+def locked(run_dir: Path, doing: str) -> Iterator[None]:
+    """Hold the run's lock while the block writes to it: a second process that would write to
+    the same run (a second resume, an export during training) is refused in one sentence. The
+    operating system releases the lock when its process ends in any way, so the lock of a
+    process that was killed is simply taken over, and so are the temporaries its writes left."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(run_dir, recursive=True)
+    with open(run_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ProductganError(
+                f"{run_dir} is in use by {holder}; wait until it ends (or stop it), then run the command again."
+            )
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} ({doing})")
+        handle.flush()
+        remove_stale_temporaries(run_dir, recursive=True)
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_run_dir(run_dir: Path, config: RunConfig, step: int) -> None:
+    """Ready ``run_dir`` for training from ``step``: the folder exists, config.yaml holds
+    ``config``, and metrics.jsonl ends at ``step``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     record_config(run_dir, config)
     trim_metrics(run_dir, step)
 
@@ -212,4 +258,30 @@ def export_run(run_dir: str | Path, checkpoint: str = "last") -> Path:
             f"{run_dir} has no {BEST_CHECKPOINT}: it is kept only when training scores the validation "
             f"split (--train.eval-every K); export the last checkpoint instead."
         )
-    return export_checkpoint(load_checkpoint(path), run_dir / GENERATOR_DIR)
+    with locked(run_dir, "productgan export"):
+        return export_checkpoint(load_checkpoint(path), run_dir / GENERATOR_DIR)
+
+
+def export_final(run_dir: Path, generator: Generator, info: dict[str, Any], best_val: float | None) -> Path:
+    """Export a run's generator at the end of training: the best validated one when validation
+    kept one (``best_val`` set), else ``generator`` as it is now."""
+    best = run_dir / BEST_CHECKPOINT
+    if best_val is not None and best.is_file():
+        return export_checkpoint(load_checkpoint(best), run_dir / GENERATOR_DIR)
+    return export_generator(generator, run_dir / GENERATOR_DIR, info)
+
+
+def final_export_is_current(run_dir: Path, step: int, best_val: float | None) -> bool:
+    """True when generator/ holds what ``export_final`` would write for a run at ``step`` (a
+    crash between the final checkpoint and the export leaves an older export, or none)."""
+    best = run_dir / BEST_CHECKPOINT
+    source = load_checkpoint(best)["step"] if best_val is not None and best.is_file() else step
+    return export_step(run_dir) == source
+
+
+def export_step(run_dir: Path) -> int | None:
+    """The training step of the generator exported in ``run_dir`` (None when there is none)."""
+    try:
+        return int(json.loads((run_dir / GENERATOR_DIR / sampling.CONFIG_FILE).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -7,6 +7,7 @@ and ``distributed``.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
             run.check_new_run_dir(run_dir)
     else:
         run_dir = run.new_run_dir(config.runs_root, config.data, dataset.image_size)
-    return _fit(config, run_dir, dataset, context, progress, resume=False)
+    return _fit(config, run_dir, dataset, context, progress, resume=False, doing="productgan train")
 
 
 def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress: bool = True) -> dict[str, Any]:
@@ -58,11 +59,17 @@ def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress:
     resolve(config, world_size=context.world_size)
     dataset = run.open_recorded_dataset(config, run_dir)
     resolve(config, dataset, context.world_size)
-    return _fit(config, run_dir, dataset, context, progress, resume=True)
+    return _fit(config, run_dir, dataset, context, progress, resume=True, doing="productgan train --resume")
 
 
-def _fit(config: RunConfig, run_dir: Path, dataset, context, progress: bool, resume: bool) -> dict[str, Any]:
+def _fit(config: RunConfig, run_dir: Path, dataset, context, progress: bool, resume: bool, doing: str) -> dict:
     try:
-        return Trainer(config, run_dir, dataset, resume=resume, context=context).fit(progress=progress)
+        trainer = Trainer(config, run_dir, dataset, resume=resume, context=context)
+        # Rank 0 alone writes, so it alone holds the run's lock; a new run looks at its folder
+        # again under the lock, in case another process started there meanwhile.
+        with run.locked(run_dir, doing) if context.is_main else nullcontext():
+            if context.is_main and not resume and not context.restarted:
+                run.check_new_run_dir(run_dir)
+            return trainer.fit(progress=progress)
     finally:
         distributed.shutdown()

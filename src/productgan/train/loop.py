@@ -24,7 +24,7 @@ from productgan.data.augment import diff_augment
 from productgan.errors import ProductganError, UsageError, first_line
 from productgan.losses import build_loss, penalties
 from productgan.models import Generator
-from productgan.sampling import export_generator, pixel_range
+from productgan.sampling import pixel_range
 from productgan.train import distributed
 from productgan.train.batches import to_training_range, training_batches
 from productgan.train.budget import Budget, decay_learning_rates
@@ -64,6 +64,7 @@ class Trainer:
         self.grid = SampleGrid(config, dataset, self.device)
         self.validator = Validator(config, dataset, self.device, context)
         self.step, self.images_seen, self.elapsed_s = 0, 0, 0.0
+        self._saved_step: int | None = None  # the step last.pt holds
         self._warned_balance = False
         if resume:
             self.load_state_dict(load_checkpoint(self.run_dir / run.LAST_CHECKPOINT))
@@ -108,6 +109,7 @@ class Trainer:
         self.batches.batches_drawn = int(state["batches_drawn"])
         self.elapsed_s = float(state["elapsed_s"])
         self.validator.load_state_dict(state)
+        self._saved_step = self.step
 
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Real images in the generator's range, and their labels (None unless conditional)."""
@@ -205,18 +207,16 @@ class Trainer:
         check_finite(values, self.step, self.run_dir / run.LAST_CHECKPOINT)
 
     def save_checkpoint(self, stats: StepStats | None = None) -> None:
-        """Save last.pt (rank 0), but never weights that may already hold a NaN."""
+        """Save last.pt (rank 0) unless it already holds this step, but never weights that may
+        already hold a NaN."""
         if stats is not None and stats.count:
             self.check_finite(stats.means(self.context))
-        if self.context.is_main:
+        if self.context.is_main and self._saved_step != self.step:
             save_checkpoint(self.state_dict(), self.run_dir / run.LAST_CHECKPOINT)
+        self._saved_step = self.step
 
     def export(self) -> Path:
-        """Export the generator: the best validated one when validation ran, else the latest."""
-        best = self.run_dir / run.BEST_CHECKPOINT
-        if self.validator.best is not None and best.is_file():
-            return run.export_checkpoint(load_checkpoint(best), self.run_dir / run.GENERATOR_DIR)
-        return export_generator(self.sampling_generator, self.run_dir / run.GENERATOR_DIR, self.export_info())
+        return run.export_final(self.run_dir, self.sampling_generator, self.export_info(), self.validator.best)
 
     def validate(self) -> dict[str, float] | None:
         """Score the sampling generator on the validation split and keep best.pt (rank 0 gets
@@ -236,8 +236,10 @@ class Trainer:
         stop (budget, signal, non-finite loss) are taken together so that no rank waits forever.
         """
         budget, ctx = Budget(self.config), self.context
-        if self.step and budget.spent(self.step, self.elapsed_s) and not ctx.restarted:
+        spent = self.step and budget.spent(self.step, self.elapsed_s)
+        if spent and not ctx.restarted and run.final_export_is_current(self.run_dir, self.step, self.validator.best):
             # Checked before config.yaml is rewritten, so the run keeps the budget it was trained with.
+            # A run whose export a crash cut short is finished instead: no step, then the export.
             raise UsageError(
                 f"The run in {self.run_dir} is at step {self.step} ({self.images_seen:,} images, "
                 f"{self.elapsed_s / 60:.1f} min) already, past the budget given; give a larger total "
@@ -250,6 +252,11 @@ class Trainer:
         with stop:
             reason, stats = self._run_steps(budget, stop, log, bar)
         bar.close()
+        if self.step == 0 and reason == "budget":
+            raise UsageError(
+                f"--minutes {self.config.minutes:g} ran out before the first training step, so nothing was trained or "
+                f"exported; give the run at least a few seconds."
+            )
         self.save_checkpoint(stats)
         samples = self.save_samples() if ctx.is_main else None
         export = self.export() if ctx.is_main else None
