@@ -133,8 +133,8 @@ def test_label_on_an_unconditional_generator_is_refused(fake_packed, tmp_path, c
 
 
 def test_conditional_resume_is_exact(fake_packed, tmp_path):
-    from productgan.train import resume
     from productgan.checkpoint import load_checkpoint
+    from productgan.train import resume
 
     train(tiny_config(fake_packed, tmp_path / "full", steps=6, model=CONDITIONAL), progress=False)
     train(tiny_config(fake_packed, tmp_path / "cut", steps=3, model=CONDITIONAL), progress=False)

@@ -13,9 +13,9 @@ import pytest
 import torch
 from helpers import tiny_config
 
+from productgan.checkpoint import load_checkpoint
 from productgan.sampling import load_generator
 from productgan.train import resume, train
-from productgan.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
