@@ -218,8 +218,15 @@ def test_serve_command_errors_are_one_sentence(tmp_path, conditional_export, mon
 
 def test_check_port_accepts_a_free_port():
     assert 0 < check_port("127.0.0.1", 0) < 65536  # 0: a free port, named
-    with pytest.raises(ProductganError, match="Cannot listen"):
-        check_port("203.0.113.1", 80)  # an address this machine does not have
+    with pytest.raises(UsageError, match="--host 203.0.113.1 is not an address of this machine"):
+        check_port("203.0.113.1", 80)
+    with pytest.raises(UsageError, match="--host '999.1.1.1' is not an address or a name"):
+        check_port("999.1.1.1", 8000)  # not the port's fault, so the port goes unmentioned
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ProductganError, match="Cannot listen on 127.0.0.1:.*choose another --port"):
+            check_port("127.0.0.1", taken.getsockname()[1])
     with pytest.raises(UsageError, match="--port must be between 0"):
         check_port("127.0.0.1", 99999)
 

@@ -503,3 +503,12 @@ def test_a_time_budget_spent_before_the_first_step_exports_nothing(fake_packed, 
     with pytest.raises(UsageError, match="--minutes 1e-05 ran out before the first training step"):
         train(tiny_config(fake_packed, tmp_path / "run", steps=None, minutes=0.00001), progress=False)
     assert not (tmp_path / "run" / "generator").exists()
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(fake_packed, tmp_path, monkeypatch):
+    from productgan import machine
+
+    monkeypatch.setattr(machine, "available_memory", lambda: 2**20)  # 1 MiB free
+    with pytest.raises(UsageError, match="A training step at --batch-size 16 would need about .* lower --batch-size"):
+        train(tiny_config(fake_packed, tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()

@@ -17,6 +17,7 @@ Bad requests (a count out of range, an unknown category) get status 422 and one 
 
 from __future__ import annotations
 
+import errno
 import html
 import io
 import os
@@ -213,12 +214,21 @@ def check_port(host: str, port: int) -> int:
     if not 0 <= port < 65536:
         raise UsageError(f"--port must be between 0 (any free port) and 65535, not {port}.")
     try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        raise UsageError(
+            f"--host {host!r} is not an address or a name this machine can resolve; try 127.0.0.1 or 0.0.0.0."
+        )
+    try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
+            probe.bind(address)
             return probe.getsockname()[1]
     except OSError as error:
+        if error.errno == errno.EADDRNOTAVAIL:
+            raise UsageError(
+                f"--host {host} is not an address of this machine; try 127.0.0.1, or 0.0.0.0 for every interface."
+            )
         raise ProductganError(
             f"Cannot listen on {host}:{port} ({error.strerror or error}); choose another --port or stop what uses it."
         )

@@ -10,7 +10,8 @@ import torch
 from productgan.config import OptimConfig, RunConfig
 from productgan.data import PackedDataset
 from productgan.errors import UsageError
-from productgan.models import Discriminator, Generator, init_weights
+from productgan.machine import check_memory
+from productgan.models import Discriminator, Generator, eval_mode, init_weights
 from productgan.train.distributed import SINGLE, Context
 from productgan.train.ema import EMA
 
@@ -51,6 +52,7 @@ def build_networks(
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     G.to(device, memory_format=memory_format)
     D.to(device, memory_format=memory_format)
+    check_batch_memory(G, D, config, device, context)
     # The EMA copy is taken before compiling, so it owns its own plain forward.
     ema = EMA(G, t.ema_half_life_images, t.ema_warmup) if t.ema else None
     if t.compile:
@@ -60,6 +62,46 @@ def build_networks(
     G_step, D_step = (_ddp(G, device), _ddp(D, device)) if context.enabled else (G, D)
     o = config.optim
     return Networks(G, D, G_step, D_step, ema, optimizer(G, o, o.lr_g), optimizer(D, o, o.lr_d))
+
+
+# Bytes a training step keeps per float of the networks' outputs, for each image: float32 (4),
+# once for the forward pass saved for backward and once for its gradient.
+STEP_BYTES_PER_OUTPUT = 4 * 2
+
+
+@torch.no_grad()
+def activation_floats(G: Generator, D: Discriminator, nz: int, device: torch.device) -> int:
+    """Floats that every layer of G and D outputs for one image (one image through G, and
+    through D twice, as a step runs it on real and generated batches)."""
+    counted = [0]
+
+    def count(module, inputs, output):
+        if isinstance(output, torch.Tensor) and not list(module.children()):
+            counted[0] += output.numel()
+
+    handles = [m.register_forward_hook(count) for m in (*G.modules(), *D.modules())]
+    n = 2 * D.pack  # whole packs for a packing D
+    labels = torch.zeros(n, dtype=torch.long, device=device) if G.num_classes else None
+    try:
+        # Eval mode: BatchNorm's running statistics must not see these images.
+        with eval_mode(G), eval_mode(D):
+            images = G(torch.zeros(n, nz, device=device), labels)
+            floats_g = counted[0]
+            D(images, labels)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return int((floats_g + 2 * (counted[0] - floats_g)) / n)
+
+
+def check_batch_memory(
+    G: Generator, D: Discriminator, config: RunConfig, device: torch.device, context: Context = SINGLE
+) -> None:
+    """One sentence, before training, when a step at this batch size cannot fit in the device's memory."""
+    local_batch = config.batch_size // context.world_size
+    needed = local_batch * activation_floats(G, D, config.model.nz, device) * STEP_BYTES_PER_OUTPUT
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    check_memory(needed, f"A training step at --batch-size {config.batch_size}", "lower --batch-size", free)
 
 
 def optimizer(module: torch.nn.Module, o: OptimConfig, lr: float) -> torch.optim.Optimizer:

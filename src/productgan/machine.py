@@ -1,0 +1,61 @@
+"""What this machine has to give: free memory, usable CPUs, and how busy they are already."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from productgan.errors import UsageError
+
+# Share of the memory free now that one request may plan to take: the rest is left to the
+# interpreter, the models and whatever else runs.
+MEMORY_SHARE = 0.8
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give without swapping (Linux's MemAvailable), or None
+    where the figure cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def describe_bytes(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_memory(needed: float, what: str, advice: str, available: int | None = None) -> None:
+    """A UsageError, before any work, when ``what`` would need more memory than is free
+    (``available``: bytes free on the device in question; the system's memory by default)."""
+    free = available_memory() if available is None else available
+    if free is not None and needed > MEMORY_SHARE * free:
+        raise UsageError(
+            f"{what} would need about {describe_bytes(needed)} of memory, and {describe_bytes(free)} is free; {advice}."
+        )
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def busy_cpus() -> float | None:
+    """The system's one-minute load average (CPUs kept busy, or waiting to be), or None."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
