@@ -389,6 +389,30 @@ def test_load_errors(tmp_path, fake_packed):
         PackedDataset.load(fake_packed)
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("meta", [1]),
+        ("class_names", "abc"),
+        ("class_names", [1, 2]),
+        ("shape", "32"),
+        ("meta", {"split": [0]}),
+        ("meta", {"native_size": "28x28"}),
+        ("meta", {"pad": [2, 2]}),
+    ],
+)
+def test_load_names_a_field_of_dataset_json_that_is_missing_or_mistyped(fake_packed, field, value):
+    info = json.loads((fake_packed / "dataset.json").read_text())
+    info[field] = value if field != "meta" or not isinstance(value, dict) else {**info["meta"], **value}
+    (fake_packed / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(ProductganError) as raised:
+        PackedDataset.load(fake_packed)
+    message = str(raised.value)
+    named = next(iter(value)) if isinstance(value, dict) else field
+    assert str(fake_packed / "dataset.json") in message and f"'{named}'" in message, message
+    assert "productgan prepare" in message
+
+
 def test_load_rejects_images_that_disagree_with_json(fake_packed):
     np.save(fake_packed / "images.npy", np.zeros((250, 1, 64, 64), dtype=np.uint8))
     with pytest.raises(ProductganError, match="records \\(250, 1, 32, 32\\)"):

@@ -228,6 +228,10 @@ class PackedDataset:
                 f"productgan reads version {FORMAT_VERSION}; {redo} again."
             )
 
+        problem = _info_problem(info)
+        if problem:
+            raise ProductganError(f"{info_path} {problem}; {redo} again.")
+
         arrays = {}
         for name in (IMAGES_FILE, LABELS_FILE, SPLIT_FILE):
             file = path / name
@@ -255,10 +259,47 @@ class PackedDataset:
         dataset.images = arrays[IMAGES_FILE]
         dataset.labels = arrays[LABELS_FILE]
         dataset.split = arrays[SPLIT_FILE]
-        dataset.class_names = [str(n) for n in info.get("class_names") or []]
+        dataset.class_names = list(info.get("class_names") or [])
         dataset.meta = info.get("meta") or {}
         dataset._check(where=str(path))
         return dataset
+
+
+def _whole(value, least: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _whole_list(length: int, least: int):
+    return lambda v: isinstance(v, list) and len(v) == length and all(_whole(x, least) for x in v)
+
+
+# The fields of dataset.json (and of its meta) that loading and sampling read, each with a
+# check and what it should hold; a field not given is left to its default.
+_INFO_FIELDS = {
+    "class_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of names"),
+    "shape": (_whole_list(4, 0), "four sizes, N x C x H x W"),
+    "meta": (lambda v: isinstance(v, dict), "an object of what prepare recorded"),
+}
+_META_FIELDS = {
+    "source": (lambda v: isinstance(v, str), "a name"),
+    "fit": (lambda v: isinstance(v, str), "a name"),
+    "split": (lambda v: isinstance(v, dict), "an object (method, seed, sizes)"),
+    "native_size": (_whole_list(2, 1), "two sizes in pixels"),
+    "padded_size": (_whole_list(2, 1), "two sizes in pixels"),
+    "pad": (_whole_list(4, 0), "four margins in pixels"),
+    "background": (lambda v: _whole(v) or (isinstance(v, list) and all(_whole(x) for x in v)), "a pixel value"),
+}
+
+
+def _info_problem(info: dict) -> str | None:
+    """What is wrong with a field of dataset.json (a phrase naming it), or None."""
+    for fields, values, where in ((_INFO_FIELDS, info, ""), (_META_FIELDS, info.get("meta") or {}, " of 'meta'")):
+        for name, (check, belongs) in fields.items():
+            if name in values and not check(values[name]):
+                shown = json.dumps(values[name], default=str)
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                return f"holds {shown} in the field {name!r}{where}, where {belongs} belongs"
+    return None
 
 
 def _is_empty_dir(path: Path) -> bool:
