@@ -64,6 +64,65 @@ def test_read_metrics_splits_training_and_validation_lines(tmp_path):
     assert [r["step"] for r in train_lines] == [1] and [r["step"] for r in val_lines] == [2]
 
 
+def test_read_metrics_skips_lines_that_are_not_json_objects(tmp_path):
+    lines = ["3", "[1, 2]", "null", '"text"', json.dumps({"step": 1, "loss_d": 1.0})]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    train_lines, val_lines = read_metrics(tmp_path)
+    assert train_lines == [{"step": 1, "loss_d": 1.0}] and val_lines == []
+
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def a_hostile_run(folder):
+    """A run folder whose files carry markup where names and numbers belong."""
+    folder.mkdir()
+    (folder / "config.yaml").write_text("data: x\n")
+    (folder / "samples").mkdir()
+    (folder / "samples" / f"step-{SCRIPT.replace('/', '')}.png").write_bytes(b"png")
+    records = [
+        {"step": 1, "loss_d": 1.0, "loss_g": 2.0},
+        {"step": SCRIPT, "loss_d": SCRIPT, "images_seen": SCRIPT, "elapsed_s": SCRIPT},
+        {"step": 2, "val_fid_productgan": SCRIPT},
+    ]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "evaluation").mkdir()
+    report = {
+        "metrics": {SCRIPT: 1.5, "fid_productgan": 2.0, "class_shares": {SCRIPT: 0.5, "Bag": SCRIPT}},
+        "real_data_floor": {"fid_productgan": SCRIPT},
+        "protocol": {
+            "extractor": SCRIPT,
+            "num_generated": SCRIPT,
+            "num_reference": 10,
+            "reference_split": SCRIPT,
+            "seed": SCRIPT,
+            "latent_temperature": SCRIPT,
+        },
+    }
+    (folder / "evaluation" / "test-n10-seed0.json").write_text(json.dumps(report))
+    return folder
+
+
+def test_report_escapes_everything_it_reads_from_files(tmp_path):
+    text = build_report(a_hostile_run(tmp_path / "run")).read_text()
+    assert "<script" not in text.lower()
+    assert "&lt;script&gt;" in text  # shown as text, not dropped
+    assert "fid_productgan" in text and "2" in text
+
+
+def test_report_names_evaluation_reports_it_cannot_show(tmp_path):
+    run = a_hostile_run(tmp_path / "run")
+    (run / "evaluation" / "list-metrics.json").write_text(json.dumps({"metrics": [1], "protocol": {}}))
+    (run / "evaluation" / "list-protocol.json").write_text(
+        json.dumps({"metrics": {"fid_productgan": 1}, "protocol": [1]})
+    )
+    (run / "evaluation" / "a-list.json").write_text("[1, 2]")
+    text = build_report(run).read_text()
+    for name in ("list-metrics.json", "list-protocol.json", "a-list.json"):
+        assert f"{name} is not an evaluation report" in text
+    assert "test-n10-seed0.json" in text  # the readable report is still shown
+
+
 def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 1
     assert "not a productgan run directory" in capsys.readouterr().err
