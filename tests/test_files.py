@@ -103,3 +103,29 @@ def test_a_failed_tensor_write_is_an_os_error_naming_the_file(tmp_path, monkeypa
     with pytest.raises(OSError, match="No space left on device") as raised:
         save_tensors({"w": torch.ones(2)}, tmp_path / "model.safetensors")
     assert raised.value.filename == str(tmp_path / "model.safetensors")
+
+
+def test_a_symlink_planted_at_the_temporary_name_is_never_followed(tmp_path):
+    """In a folder others may write to, a link planted where the temporary file would go must
+    neither redirect the write nor end up as the result."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    target = folder / "metrics.json"
+    planted = folder / f"{temp_prefix(target)}{target.suffix}"  # the name a writer of this process once used
+    planted.symlink_to(outside)
+    used = []
+
+    def write(tmp):
+        used.append(tmp)
+        tmp.write_text("new")
+
+    write_atomic(target, write)
+    assert outside.read_text() == "precious"
+    assert target.read_text() == "new" and not target.is_symlink()
+    assert used[0] != planted and used[0].name.startswith(temp_prefix(target)) and used[0].suffix == ".json"
+    # A crashed writer's temporary under the new names is still recognised as a leftover.
+    crashed = folder / used[0].name.replace(f"-{os.getpid()}-", f"-{dead_pid()}-")
+    crashed.write_text("half")
+    assert remove_stale_temporaries(folder) == [crashed]

@@ -21,10 +21,18 @@ from productgan.errors import ProductganError, first_line
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` to fill a temporary file, then move it to ``path``; the folder is
-    created when missing, and the temporary file never outlives a failure."""
+    created when missing, and the temporary file never outlives a failure. The temporary file is
+    created here, under a name no one can guess, with exclusive create and no link followed, so
+    a link planted in a folder others may write to never redirects the write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{temp_prefix(path)}{path.suffix.lower()}")  # writers that add a missing suffix find it
+    # The suffix is kept for writers that add a missing one (numpy's .npy).
+    handle, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=path.suffix.lower(), dir=path.parent)
+    tmp = Path(name)
+    try:
+        os.fchmod(handle, 0o666 & ~current_umask())  # mkstemp's file is private; the result should not be
+    finally:
+        os.close(handle)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -33,8 +41,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
             raise
         raise OSError(error.errno, error.strerror or str(error), str(path)) from None  # say where
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -43,6 +50,15 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def current_umask() -> int:
+    """This process's umask, read without changing it where the system tells it (Linux 4.7+):
+    setting it to learn it would give a file another thread creates meanwhile no mask at all."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
