@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 from helpers import assert_close
 from PIL import Image
 
+from productgan.cli import main
 from productgan.config import ModelConfig
 from productgan.errors import ProductganError, UsageError
 from productgan.generate import generate_to_path
@@ -429,6 +432,20 @@ def test_generate_npy_matches_the_sampler(export_dir, tmp_path):
 def test_generate_npy_at_training_size(export_dir, tmp_path):
     out = generate_to_path(export_dir, tmp_path / "big.NPY", n=2, seed=0, size="training")
     assert np.load(out).shape == (2, 1, 32, 32)
+
+
+def test_generate_npy_on_a_full_disk_says_the_disk_is_full(export_dir, tmp_path, monkeypatch, capsys):
+    def short_write(file, array, *args, **kwargs):  # numpy's own words when a write comes up short
+        Path(file).write_bytes(b"\x93NUMPY")
+        raise OSError("4096 requested and 1024 written")
+
+    monkeypatch.setattr(np, "save", short_write)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: SimpleNamespace(total=10**9, used=10**9, free=0))
+    out = tmp_path / "x.npy"
+    assert main(["generate", str(export_dir), "--out", str(out), "--n", "2"]) == 1
+    message = capsys.readouterr().err
+    assert "No space left on device" in message and str(out) in message and "free some space" in message, message
+    assert list(tmp_path.iterdir()) == [export_dir.parent]  # no temporary left
 
 
 def test_generate_png_writes_one_grid(export_dir, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import torch
 
 from productgan.errors import ProductganError, first_line
-from productgan.files import write_atomic
+from productgan.files import write_atomic, write_error
 
 CHECKPOINT_VERSION = 1
 
@@ -22,8 +21,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     def write(tmp: Path) -> None:
         try:
             torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
-        except RuntimeError as error:  # torch's writer reports a full disk as a RuntimeError
-            raise OSError(errno.EIO, f"cannot write the checkpoint ({first_line(error)})", str(path)) from None
+        except RuntimeError as error:  # torch's writer reports a short write (a full disk) as "unexpected pos"
+            raise write_error(error, path, tmp) from None
 
     return write_atomic(path, write)
 

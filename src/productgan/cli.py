@@ -446,7 +446,7 @@ def describe_os_error(error: OSError) -> str:
     """An operating-system error as one sentence with the path and what to do about it."""
     where = f" ({error.filename})" if error.filename else ""
     reason = (error.strerror or str(error)).rstrip(".")
-    full = error.errno == errno.ENOSPC or "No space left" in str(error)
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(error)
     fix = (
         "free some space on that disk and run the command again; earlier results are kept"
         if full

@@ -23,7 +23,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     """Call ``write(tmp)`` to fill a temporary file, then move it to ``path``; the folder is
     created when missing, and the temporary file never outlives a failure. The temporary file is
     created here, under a name no one can guess, with exclusive create and no link followed, so
-    a link planted in a folder others may write to never redirects the write."""
+    a link planted in a folder others may write to never redirects the write. A failure is an
+    OSError naming ``path`` (ENOSPC when the disk is full, however the writer words it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The suffix is kept for writers that add a missing one (numpy's .npy).
@@ -37,12 +38,46 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         write(tmp)
         os.replace(tmp, path)
     except OSError as error:
-        if error.filename:
-            raise
-        raise OSError(error.errno, error.strerror or str(error), str(path)) from None  # say where
+        raise write_error(error, path, tmp) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+FULL_DISK_WORDS = ("no space left", "os error 28", "errno 28", "disk quota exceeded", "os error 122")
+# A failed write leaves its partial temporary file on the disk while the cause is looked for,
+# so a write the disk could not hold finds (next to) nothing free.
+NEARLY_FULL_BYTES = 64 << 20
+
+
+def disk_full(folder: str | os.PathLike, error: BaseException | None = None) -> bool:
+    """Whether a write in ``folder`` that raised ``error`` failed for want of space: the error
+    says so, or the disk has next to no room left. Libraries word a short write their own way
+    (torch: "unexpected pos", numpy: "N requested and M written"), so their words alone do not tell."""
+    if isinstance(error, OSError) and error.errno not in (None, errno.EIO):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)  # the system's own reason
+    if error is not None and any(words in str(error).lower() for words in FULL_DISK_WORDS):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def write_error(error: BaseException, path: str | os.PathLike, tmp: str | os.PathLike | None = None) -> OSError:
+    """``error``, raised while writing ``path`` (through its temporary file ``tmp``), as an OSError
+    that names ``path``: ENOSPC when the disk is full (EDQUOT when the user's quota is), the error
+    itself when it names another file (a folder that could not be made), else its words with its
+    own error number or EIO."""
+    path = Path(path)
+    if disk_full(path.parent, error):
+        number = errno.EDQUOT if getattr(error, "errno", None) == errno.EDQUOT else errno.ENOSPC
+        return OSError(number, os.strerror(number), str(path))
+    if isinstance(error, OSError):
+        if error.filename and (tmp is None or str(error.filename) != str(tmp)):
+            return error
+        return OSError(error.errno or errno.EIO, error.strerror or first_line(error), str(path))
+    return OSError(errno.EIO, first_line(error), str(path))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -202,8 +237,6 @@ def save_tensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str
     path = Path(path)
     try:
         save_file(tensors, str(path), metadata=metadata)
-    except OSError:
-        raise
     except Exception as error:  # safetensors raises its own type for I/O failures
-        raise OSError(errno.EIO, first_line(error), str(path)) from None
+        raise write_error(error, path) from None
     return usual_permissions(path)
