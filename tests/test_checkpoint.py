@@ -1,8 +1,10 @@
-"""Training checkpoints: a failed write says why."""
+"""Training checkpoints: only tensors and plain values load, every field a run needs is checked,
+and a failed write says why."""
 
 from __future__ import annotations
 
 import errno
+import pickle
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +14,16 @@ import torch
 
 from productgan.checkpoint import load_checkpoint, save_checkpoint
 from productgan.cli import describe_os_error
+from productgan.errors import ProductganError
+
+PAYLOAD_MARK = "the payload of a planted pickle ran"
+
+
+class Payload:
+    """An object whose unpickling calls a function: what a hostile file would hold."""
+
+    def __reduce__(self):
+        return (print, (PAYLOAD_MARK,))
 
 
 def tiny_state() -> dict:
@@ -32,6 +44,57 @@ def tiny_state() -> dict:
         "image_size": 32,
         "channels": 1,
     }
+
+
+def test_a_whole_checkpoint_loads_as_it_was_saved(tmp_path):
+    path = save_checkpoint(tiny_state(), tmp_path / "last.pt")
+    state = load_checkpoint(path)
+    assert state["step"] == 4 and state["config"] == {"model": {"nz": 8}}
+    assert torch.equal(state["G"]["w"], torch.ones(2))
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("config", None, "lacks"),
+        ("step", None, "lacks"),
+        ("G", None, "lacks"),
+        ("export_info", None, "lacks"),
+        ("step", "4", "holds str"),
+        ("config", [1], "holds list"),
+        ("images_seen", True, "holds bool"),
+        ("elapsed_s", "fast", "holds str"),
+        ("G", {"w": [1.0]}, "holds"),
+        ("channels", 1.0, "holds float"),
+    ],
+)
+def test_a_checkpoint_missing_or_mistyping_a_field_names_the_file_and_the_field(tmp_path, field, value, words):
+    state = tiny_state()
+    if value is None:
+        del state[field]
+    else:
+        state[field] = value
+    path = save_checkpoint(state, tmp_path / "last.pt")
+    with pytest.raises(ProductganError) as raised:
+        load_checkpoint(path)
+    message = str(raised.value)
+    assert str(path) in message and f"'{field}'" in message and words in message, message
+    assert message.count(". ") == 0 and message.endswith(".")  # one sentence
+
+
+@pytest.mark.parametrize("format", ["zip", "legacy pickle"])
+def test_a_checkpoint_holding_other_objects_is_refused_and_never_run(tmp_path, capsys, format):
+    path = tmp_path / "last.pt"
+    if format == "zip":
+        torch.save({"version": 1, **tiny_state(), "extra": Payload()}, path)
+    else:  # torch's pickles of tensors name a global of their own, so this one holds plain values only
+        path.write_bytes(pickle.dumps({"version": 1, "step": 4, "extra": Payload()}, protocol=2))
+    with pytest.raises(ProductganError) as raised:
+        load_checkpoint(path)
+    message = str(raised.value)
+    assert PAYLOAD_MARK not in capsys.readouterr().out  # refused, not executed
+    assert str(path) in message and "refused" in message and "print" in message, message  # names the global
+    assert "weights_only" not in message and "trust" not in message  # never advice to turn the guard off
 
 
 def test_a_full_disk_while_writing_a_checkpoint_is_said_so(tmp_path, monkeypatch):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,26 @@ from productgan.errors import ProductganError, first_line
 from productgan.files import write_atomic, write_error
 
 CHECKPOINT_VERSION = 1
+
+
+# What every checkpoint holds, and the plain type of each: a file missing one, or holding
+# another type, was not written by this version's training, however it loaded.
+REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
+    "G": (dict,),
+    "D": (dict,),
+    "opt_g": (dict,),
+    "opt_d": (dict,),
+    "step": (int,),
+    "images_seen": (int,),
+    "batches_drawn": (int,),
+    "elapsed_s": (int, float),
+    "config": (dict,),
+    "export_info": (dict,),
+    "image_size": (int,),
+    "channels": (int,),
+}
+WEIGHT_FIELDS = ("G", "D", "G_ema")  # state dicts: names to tensors
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -27,17 +49,62 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return write_atomic(path, write)
 
 
+def refused_for_safety(error: BaseException) -> str | None:
+    """When ``torch.load(..., weights_only=True)`` refused a file for holding objects other than
+    tensors and plain values: a clause saying so, naming the object when torch does, to put in a
+    sentence about that file; else None. Torch's own message advises loading with
+    weights_only=False, which would run whatever the file holds, so it is never quoted."""
+    if not isinstance(error, pickle.UnpicklingError) or "weights only load failed" not in str(error).lower():
+        return None
+    found = _GLOBAL.search(str(error))
+    named = f" ({found[1]})" if found else ""
+    return f"it holds objects other than tensors and plain values{named}, so it was refused for safety"
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The training state saved at ``path``, or one sentence naming the file and what is wrong:
+    unreadable, holding objects other than tensors and plain values (never run), or lacking a
+    field training needs."""
     path = Path(path)
     if not path.is_file():
         raise ProductganError(f"There is no checkpoint at {path}; check the run directory.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
+        refused = refused_for_safety(error)
+        if refused:
+            raise ProductganError(
+                f"The checkpoint {path} was not loaded: {refused}; use a checkpoint productgan wrote, or start a "
+                f"new run."
+            )
         raise ProductganError(
             f"The checkpoint {path} cannot be read ({first_line(error)}); it may be damaged or not a productgan "
             "checkpoint."
         )
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise ProductganError(f"{path} is not a productgan checkpoint of version {CHECKPOINT_VERSION}.")
+    problem = _field_problem(state)
+    if problem:
+        raise ProductganError(
+            f"The checkpoint {path} {problem}, so it is damaged or was not written by this productgan; "
+            f"resume from a copy of the run, or start a new run."
+        )
     return state
+
+
+def _field_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of a loaded checkpoint (a phrase), or None."""
+    for field, types in REQUIRED_FIELDS.items():
+        if field not in state:
+            return f"lacks the field {field!r}"
+        value = state[field]
+        if isinstance(value, bool) or not isinstance(value, types):  # True is an int to Python, not a count
+            wanted = " or ".join(t.__name__ for t in types)
+            return f"holds {type(value).__name__} in the field {field!r}, where {wanted} belongs"
+    for field in WEIGHT_FIELDS:
+        weights = state.get(field)
+        if field == "G_ema" and weights is None:  # kept only when training keeps an EMA generator
+            continue
+        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            return f"holds something other than named tensors in the field {field!r}"
+    return None
