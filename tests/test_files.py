@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -129,3 +130,38 @@ def test_a_symlink_planted_at_the_temporary_name_is_never_followed(tmp_path):
     crashed = folder / used[0].name.replace(f"-{os.getpid()}-", f"-{dead_pid()}-")
     crashed.write_text("half")
     assert remove_stale_temporaries(folder) == [crashed]
+
+
+def test_check_writable_finds_an_unwritable_output_before_the_work(tmp_path):
+    from productgan import files
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    with pytest.raises(OSError) as raised:
+        files.check_writable(a_file / "report.json")  # its folder is a file
+    assert raised.value.filename == str(a_file)
+    with pytest.raises(OSError) as raised:
+        files.check_writable(tmp_path)  # a folder where a file should go
+    assert raised.value.errno == errno.EISDIR
+    assert (
+        files.check_writable(tmp_path / "new" / "deeper" / "report.json") == tmp_path / "new" / "deeper" / "report.json"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing created, nothing left
+
+
+def test_evaluate_finds_an_unwritable_out_before_evaluating(tmp_path, monkeypatch, capsys):
+    from productgan import cli
+
+    def evaluate_run(*args, **kwargs):
+        raise AssertionError("the evaluation ran before the output was checked")
+
+    monkeypatch.setattr(cli, "evaluate_run", evaluate_run)
+    (tmp_path / "notes.txt").write_text("x")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("data: x\n")
+    assert cli.main(["evaluate", str(run), "--out", str(tmp_path / "notes.txt" / "report.json")]) == 1
+    assert "notes.txt" in capsys.readouterr().err
+    (run / "evaluation").write_text("a file where the reports' folder goes")
+    assert cli.main(["evaluate", str(run)]) == 1
+    assert str(run / "evaluation") in capsys.readouterr().err

@@ -22,7 +22,7 @@ from productgan.config import RunConfig, from_dict, preset_values
 from productgan.data import prepare
 from productgan.errors import ProductganError, UsageError
 from productgan.evaluate import evaluate_run, format_report, write_report
-from productgan.files import refuse_to_replace
+from productgan.files import check_writable, refuse_to_replace
 from productgan.generate import generate_to_path
 from productgan.report import build_report
 from productgan.sampling import load_generator
@@ -322,8 +322,13 @@ def cmd_evaluate(args: list[str]) -> int:
     parser.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     parser.add_argument("--no_progress", action="store_true")
     ns = parser.parse_args(args)
+    # An output that cannot be written is found before the slow part, not after it.
     if ns.out:
-        refuse_to_replace([Path(ns.out)], ns.overwrite)  # before the slow part
+        refuse_to_replace([Path(ns.out)], ns.overwrite)
+        check_writable(ns.out)
+    else:
+        run_dir = run.require_run_dir(ns.run_dir)  # never a reports folder in a folder that is no run
+        check_writable(run_dir / run.EVALUATION_DIR / f"{ns.split}-n{ns.n}-seed{ns.seed}.json")
     report = evaluate_run(
         ns.run_dir,
         split=ns.split,

@@ -240,3 +240,24 @@ def save_tensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str
     except Exception as error:  # safetensors raises its own type for I/O failures
         raise write_error(error, path) from None
     return usual_permissions(path)
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path`` if a file can be written there, else the OSError writing it would end in, found
+    before any slow work: its folder exists or can be made (nothing is made), and a file can be
+    created in the nearest folder that exists (one is made and removed)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    folder = path.parent
+    while not (folder.exists() or folder.is_symlink()) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+    try:
+        handle, name = tempfile.mkstemp(prefix=temp_prefix(path), dir=folder)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(folder)) from None
+    os.close(handle)
+    os.unlink(name)
+    return path
