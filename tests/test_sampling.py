@@ -212,6 +212,38 @@ def test_config_describing_an_unbuildable_generator_is_rejected(export_dir):
         load_generator(export_dir)
 
 
+@pytest.mark.parametrize(
+    "field, changes",
+    [
+        ("pixel_range", {"pixel_range": None}),
+        ("pixel_range", {"pixel_range": [1, -1]}),
+        ("nz", {"model": {"nz": -1}}),
+        ("ngf", {"model": {"ngf": "8"}}),
+        ("channels", {"channels": "x"}),
+        ("num_classes", {"num_classes": -1}),
+        ("class_names", {"class_names": "abc"}),
+        ("native_size", {"native_size": [28]}),
+        ("pad", {"pad": "2"}),
+        ("model", {"model": None}),
+    ],
+)
+def test_a_config_missing_or_mistyping_a_field_names_the_file_and_the_field(export_dir, field, changes):
+    config = json.loads((export_dir / CONFIG_FILE).read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key)
+        elif key == "model":
+            config["model"].update(value)
+        else:
+            config[key] = value
+    (export_dir / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(ProductganError) as error:
+        load_generator(export_dir)(2, seed=0)
+    message = str(error.value)
+    assert str(export_dir / CONFIG_FILE) in message and f"'{field}'" in message, message
+    assert "export the generator again" in message
+
+
 def test_weights_that_do_not_match_the_config_are_rejected(export_dir):
     _edit_config(export_dir, model={"ngf": 16})
     with pytest.raises(ProductganError, match="do not match the architecture") as error:

@@ -90,6 +90,9 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
             f"{folder} is not a productgan generator export ({CONFIG_FILE} says {found!r}, "
             f"not {EXPORT_FORMAT!r}); export the generator again."
         )
+    problem = _config_problem(config)
+    if problem:
+        raise ProductganError(f"{folder / CONFIG_FILE} {problem}; export the generator again from its run.")
     try:
         model_config = from_dict(ModelConfig, config["model"])
         generator = Generator(model_config, config["image_size"], config["channels"], config.get("num_classes", 0))
@@ -111,6 +114,69 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
         )
     generator.eval().requires_grad_(False)
     return Sampler(generator.to(device), config, temperature)
+
+
+def _is_int(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _int_list(value: Any, length: int, least: int) -> bool:
+    return isinstance(value, list) and len(value) == length and all(_is_int(v, least) for v in value)
+
+
+# The fields of an export's config.json other than the model, each with a check and what it should hold.
+_EXPORT_FIELDS: dict[str, tuple[bool, Any, str]] = {  # name: (required, check, what belongs)
+    "model": (True, lambda v: isinstance(v, dict), "an object of the model's settings"),
+    "image_size": (True, lambda v: _is_int(v, 1), "a whole number of pixels"),
+    "channels": (True, lambda v: v in (1, 3) and not isinstance(v, bool), "1 or 3"),
+    "num_classes": (False, lambda v: _is_int(v, 0), "a whole number of 0 or more"),
+    "pixel_range": (
+        True,
+        lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)) and v[0] < v[1],
+        "a list of two numbers, low then high",
+    ),
+    "class_names": (False, lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of names"),
+    "native_size": (False, lambda v: _int_list(v, 2, 1), "a list of two sizes in pixels"),
+    "padded_size": (False, lambda v: _int_list(v, 2, 1), "a list of two sizes in pixels"),
+    "pad": (False, lambda v: _int_list(v, 4, 0), "a list of four margins in pixels"),
+}
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value from a file as JSON, cut short enough to quote in a sentence."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _config_problem(config: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of an export's description (a phrase naming the field), or
+    None: checked before anything is built from it, so that a bad field is named, not met later."""
+    for name, (required, check, belongs) in _EXPORT_FIELDS.items():
+        if name not in config:
+            if required:
+                return f"lacks the field {name!r}"
+        elif not check(config[name]):
+            return f"holds {_shown(config[name])} in the field {name!r}, where {belongs} belongs"
+    defaults = to_dict(ModelConfig())
+    for name, value in config["model"].items():
+        default = defaults.get(name)
+        if isinstance(default, bool):
+            good, belongs = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):  # every whole-number setting of the model counts something
+            good, belongs = _is_int(value, 1), "a whole number of 1 or more"
+        elif isinstance(default, float):
+            good, belongs = _is_number(value), "a number"
+        elif isinstance(default, str):
+            good, belongs = isinstance(value, str), "a name"
+        else:  # an unknown setting: from_dict names it
+            continue
+        if not good:
+            return f"holds {_shown(value)} in the field {name!r} of 'model', where {belongs} belongs"
+    return None
 
 
 def resolve_device(name: str | torch.device, flag: str = "--device") -> torch.device:
