@@ -54,11 +54,12 @@ def refused_for_safety(error: BaseException) -> str | None:
     tensors and plain values: a clause saying so, naming the object when torch does, to put in a
     sentence about that file; else None. Torch's own message advises loading with
     weights_only=False, which would run whatever the file holds, so it is never quoted."""
-    if not isinstance(error, pickle.UnpicklingError) or "weights only load failed" not in str(error).lower():
+    # Damaged bytes fail in the same unpickler ("Unsupported operand ..."): only a named object
+    # that the guard would not build is a refusal.
+    found = _GLOBAL.search(str(error)) if isinstance(error, pickle.UnpicklingError) else None
+    if not found or "weights only load failed" not in str(error).lower():
         return None
-    found = _GLOBAL.search(str(error))
-    named = f" ({found[1]})" if found else ""
-    return f"it holds objects other than tensors and plain values{named}, so it was refused for safety"
+    return f"it holds objects other than tensors and plain values ({found[1]}), so it was refused for safety"
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
