@@ -343,9 +343,9 @@ def test_temperature_scales_the_latent_vectors(tmp_path):
     assert torch.equal(warm(n=6, seed=4, temperature=1.0), plain(n=6, seed=4))
     assert torch.equal(warm.latents(6, 4)[:3], warm.latents(3, 4))  # still prefix-stable
     for bad in (0, -1.0, float("nan"), float("inf"), "warm"):
-        with pytest.raises(UsageError, match="temperature must be a positive number"):
+        with pytest.raises(UsageError, match="temperature must be above 0 and at most 4"):
             plain(n=2, seed=0, temperature=bad)
-    with pytest.raises(UsageError, match="temperature must be a positive number"):
+    with pytest.raises(UsageError, match="temperature must be above 0 and at most 4"):
         load_generator(export, temperature=0)
     with pytest.raises(UsageError, match="The seed must be 0 or more, not -1"):
         plain(n=2, seed=-1)
@@ -582,3 +582,42 @@ def test_generate_rejects_zero_images_as_a_usage_error(export_dir, tmp_path):
         generate_to_path(export_dir, tmp_path / "none.npy", n=0)
     assert error.value.exit_code == 2
     assert not (tmp_path / "none.npy").exists()
+
+
+@pytest.fixture
+def conditional_export(tmp_path) -> Path:
+    torch.manual_seed(0)
+    generator = Generator(ModelConfig(ngf=8, conditional=True), 32, 1, len(CLASS_NAMES))
+    init_weights(generator)
+    return export_generator(generator.eval(), tmp_path / "generator", FMNIST_INFO)
+
+
+def test_images_that_cannot_fit_in_memory_are_refused_before_any_is_made(
+    conditional_export, tmp_path, monkeypatch, capsys
+):
+    from productgan import machine
+
+    monkeypatch.setattr(machine, "available_memory", lambda: 2**30)  # 1 GiB free
+    sampler = load_generator(conditional_export)
+    with pytest.raises(
+        UsageError, match="1,000,000,000 images of 28x28 would need about 1.4 TiB of memory, and 1.0 GiB is free"
+    ):
+        sampler(n=1_000_000_000)
+    assert sampler(n=4).shape[0] == 4
+    out = tmp_path / "x.npy"
+    assert main(["generate", str(conditional_export), "--n", "1000000000", "--out", str(out)]) == 2
+    assert not out.exists()
+    assert "ask for fewer images at a time" in capsys.readouterr().err
+
+
+def test_an_empty_label_is_every_class_in_turn_everywhere(conditional_export, tmp_path, capsys):
+    sampler = load_generator(conditional_export)
+    assert torch.equal(sampler(n=6, label=""), sampler(n=6)) and torch.equal(sampler(n=6, label=" "), sampler(n=6))
+    assert main(["generate", str(conditional_export), "--n", "4", "--label", "", "--out", str(tmp_path / "a.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "a.npy"), sampler(n=4).numpy())
+
+
+@pytest.mark.parametrize("temperature", [0, -1, 4.01, 1e38, float("inf"), float("nan")])
+def test_temperatures_outside_the_useful_range_are_refused(conditional_export, temperature):
+    with pytest.raises(UsageError, match="above 0 and at most 4"):
+        load_generator(conditional_export, temperature=temperature)

@@ -25,7 +25,7 @@ from productgan.evaluate import evaluate_run, format_report, write_report
 from productgan.files import check_writable, refuse_to_replace
 from productgan.generate import generate_to_path
 from productgan.report import build_report
-from productgan.sampling import load_generator
+from productgan.sampling import chosen_label, load_generator
 from productgan.serve import serve
 from productgan.serve.app import DEFAULT_MAX_IMAGES
 from productgan.train import resume, train
@@ -280,7 +280,8 @@ def cmd_generate(args: list[str]) -> int:
     sampler = load_generator(ns.source, device=ns.device, temperature=ns.temperature)
     path = generate_to_path(sampler, ns.out, n=ns.n, seed=ns.seed, size=ns.size, overwrite=ns.overwrite, label=ns.label)
     # The class's own name, whether it was given by index or in another case.
-    what = "" if ns.label is None else f" of class {sampler.class_names[sampler.class_index(ns.label)]!r}"
+    label = chosen_label(ns.label)
+    what = "" if label is None else f" of class {sampler.class_names[sampler.class_index(label)]!r}"
     print(f"Wrote {ns.n} images{what} to {path}")
     return 0
 

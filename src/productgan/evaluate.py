@@ -98,6 +98,7 @@ def evaluate_run(
     run_dir = Path(source)
     config = load_run_config(run_dir)
     sampler = load_generator(run_dir, device=device, temperature=temperature)
+    sampler.check_memory(n)  # before the evaluator, which may train for minutes
     dataset = open_recorded_dataset(config, run_dir)
     check_reference(dataset, split, "--split")
     if cas:

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from productgan.config import ModelConfig, from_dict, to_dict
 from productgan.errors import ProductganError, UsageError, first_line
 from productgan.files import replace_dir, save_tensors, staging_dir
+from productgan.machine import check_memory
 from productgan.models import Generator
 from productgan.pixels import to_native, to_uint8
 
@@ -209,14 +210,28 @@ def balanced_labels(n: int, num_classes: int, start: int = 0) -> torch.Tensor:
     return (torch.arange(start, start + n) % num_classes).long()
 
 
+def chosen_label(label: int | str | None) -> int | str | None:
+    """``label`` as asked for, or None (every class in turn) when it is missing or empty: the
+    library, the CLI and the API read an empty category the same way."""
+    return None if label is None or not str(label).strip() else label
+
+
+# Latent vectors this many times as spread as in training are far outside what the generator
+# learned, and its images saturate; the useful range is near 1 (docs/training.md, Temperature).
+MAX_TEMPERATURE = 4.0
+
+
 def check_temperature(temperature: float) -> float:
-    """The latent temperature as a float, or a UsageError for one that is not positive and finite."""
+    """The latent temperature as a float, or a UsageError for one that is not above 0 and at most
+    MAX_TEMPERATURE."""
     try:
         value = float(temperature)
     except (TypeError, ValueError):
         value = float("nan")
-    if not (value > 0 and np.isfinite(value)):
-        raise UsageError(f"The temperature must be a positive number, not {temperature!r}.")
+    if not 0 < value <= MAX_TEMPERATURE:
+        raise UsageError(
+            f"The temperature must be above 0 and at most {MAX_TEMPERATURE:g} (1: as trained), not {temperature!r}."
+        )
     return value
 
 
@@ -275,8 +290,9 @@ class Sampler:
         return matches[0]
 
     def labels(self, n: int, label: int | str | None = None) -> torch.Tensor | None:
-        """The class of each of n images: all ``label``, or every class in turn; None when
-        the generator is unconditional."""
+        """The class of each of n images: all ``label``, or every class in turn (``label`` None
+        or empty); None when the generator is unconditional."""
+        label = chosen_label(label)
         if label is not None:
             return torch.full((n,), self.class_index(label), dtype=torch.long)
         return balanced_labels(n, self.generator.num_classes) if self.conditional else None
@@ -284,7 +300,7 @@ class Sampler:
     def grid_columns(self, n: int, label: int | str | None = None) -> int | None:
         """Images per grid row: one column per class when every class is made in turn, else square."""
         classes = self.generator.num_classes
-        return classes if self.conditional and label is None and n > classes else None
+        return classes if self.conditional and chosen_label(label) is None and n > classes else None
 
     def latents(self, n: int, seed: int, temperature: float | None = None) -> torch.Tensor:
         """The n latent vectors of ``seed`` at ``temperature`` (the sampler's own when None)."""
@@ -308,8 +324,16 @@ class Sampler:
         class in turn (image i is of class i mod the number of classes)."""
         if n < 1:
             raise ProductganError(f"the number of images must be at least 1, not {n}.")
+        self.check_memory(n, size)
         labels = self.labels(n, label)
         return self.from_noise(self.latents(n, seed, temperature), size, batch_size, labels)
+
+    def check_memory(self, n: int, size: str = "native") -> None:
+        """One sentence, before any image is made, when ``n`` images at ``size`` (and the copy
+        each output format makes of them) cannot fit in the memory that is free."""
+        height, width = self.native_size if size == "native" else (self.generator.image_size,) * 2
+        needed = 2 * n * self.generator.channels * height * width
+        check_memory(needed, f"{n:,} images of {width}x{height}", "ask for fewer images at a time")
 
     @torch.no_grad()
     def from_noise(

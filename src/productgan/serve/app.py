@@ -29,7 +29,7 @@ import numpy as np
 
 from productgan.errors import ProductganError, UsageError
 from productgan.images import make_grid, to_pil
-from productgan.sampling import Sampler, load_generator
+from productgan.sampling import Sampler, chosen_label, load_generator
 
 DEFAULT_MAX_IMAGES = 1024
 MISSING_EXTRA = "productgan serve needs FastAPI and uvicorn: pip install 'productgan[serve]'."
@@ -91,7 +91,7 @@ def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_ima
         or a UsageError before any image is made; the sampler checks the size itself."""
         if not 1 <= n <= max_images:
             raise UsageError(f"n must be between 1 and {max_images}, not {n}.")
-        label = label or None
+        label = chosen_label(label)
         sampler.labels(1, label)  # an unknown class, or a class for an unconditional generator
         sampler.latents(1, seed, temperature)  # a negative seed, a temperature that is no positive number
         return label
