@@ -30,14 +30,14 @@ import yaml
 
 from productgan import sampling
 from productgan.checkpoint import load_checkpoint
-from productgan.config import ModelConfig, RunConfig, from_dict, parse_config, resolve, to_dict
+from productgan.config import RunConfig, parse_config, resolve, to_dict
 from productgan.data import FILES, PackedDataset, is_packed_dataset, open_dataset
 from productgan.data.fashion_mnist import missing_files
 from productgan.data.prepare import FASHION_MNIST
 from productgan.errors import ProductganError, UsageError, first_line
 from productgan.files import remove_stale_temporaries, write_text_atomic
 from productgan.models import Generator
-from productgan.sampling import export_generator
+from productgan.sampling import build_generator, export_generator
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -239,9 +239,10 @@ def export_info(dataset: PackedDataset, seed: int, step: int, images_seen: int, 
 
 def export_checkpoint(state: dict[str, Any], out_dir: Path) -> Path:
     """Export the generator held in a checkpoint (the EMA one when kept)."""
-    model = from_dict(ModelConfig, state["config"]["model"])
-    classes = len(state["export_info"]["class_names"]) if model.conditional else 0
-    generator = Generator(model, state["image_size"], state["channels"], classes)
+    model = state["config"]["model"]
+    classes = len(state["export_info"]["class_names"]) if model["conditional"] else 0
+    description = {"model": model, "image_size": state["image_size"], "channels": state["channels"]}
+    generator = build_generator({**description, "num_classes": classes})
     generator.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
     return export_generator(generator, out_dir, state["export_info"])
 

@@ -62,6 +62,13 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dic
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def build_generator(description: dict[str, Any]) -> Generator:
+    """An untrained generator of the architecture ``description`` names: an export's config.json,
+    or the same fields taken from a checkpoint (model settings, image_size, channels, num_classes)."""
+    model = from_dict(ModelConfig, description["model"])
+    return Generator(model, description["image_size"], description["channels"], description.get("num_classes", 0))
+
+
 def find_export(source: str | os.PathLike) -> Path:
     """A run directory, an export folder, or its model.safetensors -> the export folder."""
     path = Path(source).expanduser()
@@ -95,8 +102,7 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
     if problem:
         raise ProductganError(f"{folder / CONFIG_FILE} {problem}; export the generator again from its run.")
     try:
-        model_config = from_dict(ModelConfig, config["model"])
-        generator = Generator(model_config, config["image_size"], config["channels"], config.get("num_classes", 0))
+        generator = build_generator(config)
     except (KeyError, TypeError, ValueError) as error:
         raise ProductganError(f"{folder / CONFIG_FILE} does not describe a generator this version can build ({error}).")
     try:

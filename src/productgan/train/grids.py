@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from productgan import run
@@ -12,7 +11,9 @@ from productgan.config import RunConfig
 from productgan.data import PackedDataset
 from productgan.images import save_grid
 from productgan.models import Generator, eval_mode
-from productgan.sampling import noise, pixel_range, to_native, to_uint8
+from productgan.pixels import to_native, to_uint8
+from productgan.sampling import noise, pixel_range
+from productgan.subsets import seeded_subset
 
 
 class SampleGrid:
@@ -41,6 +42,6 @@ class SampleGrid:
 def save_reals(run_dir: Path, dataset: PackedDataset, count: int, seed: int) -> Path:
     """A seeded choice of ``count`` training images at native size, as RUN_DIR/reals.png."""
     rows = dataset.indices("train")
-    picks = np.random.default_rng(seed).choice(len(rows), size=min(count, len(rows)), replace=False)
-    images = to_native(torch.from_numpy(dataset.images[rows[np.sort(picks)]]).float(), dataset.meta)
+    picks = seeded_subset(len(rows), count, seed)
+    images = to_native(torch.from_numpy(dataset.images[rows[picks]]).float(), dataset.meta)
     return save_grid(images.round().to(torch.uint8).numpy(), run_dir / run.REALS_FILE)
