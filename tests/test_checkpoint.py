@@ -118,3 +118,12 @@ def test_a_full_disk_while_writing_a_checkpoint_is_said_so(tmp_path, monkeypatch
     with pytest.raises(OSError) as raised:
         save_checkpoint(tiny_state(), path)
     assert raised.value.errno == errno.EIO and "unexpected pos" in str(raised.value)
+
+
+def test_checkpoint_is_weights_only_and_atomic(tmp_path):
+    path = save_checkpoint({"x": torch.ones(2), "step": 3}, tmp_path / "c" / "last.pt")
+    assert torch.load(path, weights_only=True)["step"] == 3
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ProductganError, match="cannot be read"):
+        load_checkpoint(path)

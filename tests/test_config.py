@@ -1,0 +1,92 @@
+"""The configuration: budgets, and config.resolve, which checks every setting and fills every
+default once, before anything is built; parse_config, which reads a recorded one as strictly."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from productgan.config import (
+    LOSS_OPTIM_DEFAULTS,
+    LossConfig,
+    RunConfig,
+    TrainConfig,
+    parse_config,
+    resolve,
+    target_steps,
+    to_dict,
+)
+from productgan.errors import UsageError
+
+
+def dataset(train=180, val=10, image_size=32, split=None):
+    """The facts resolve reads of a dataset."""
+    return SimpleNamespace(
+        image_size=image_size,
+        meta={"split": split or {}},
+        split_sizes=lambda: {"train": train, "val": val, "test": 10},
+    )
+
+
+def test_budgets():
+    config = RunConfig(batch_size=10, steps=None, images=95)
+    assert target_steps(config) == 10
+    config.optim.d_steps_per_g_step = 2
+    assert target_steps(config) == 5
+    config.steps = 3
+    assert target_steps(config) == 3
+    assert target_steps(RunConfig(minutes=1.0)) is None
+
+
+@pytest.mark.parametrize("loss", sorted(LOSS_OPTIM_DEFAULTS))
+def test_resolve_fills_the_losss_optimiser_defaults_and_keeps_given_ones(loss):
+    config = _wgan() if loss == "wgan-gp" else RunConfig(loss=LossConfig(name=loss))
+    o = resolve(config).optim
+    assert (o.lr_g, o.lr_d, o.beta1, o.beta2) == LOSS_OPTIM_DEFAULTS[loss]
+    given = RunConfig(loss=LossConfig(name="hinge"))
+    given.optim.lr_d = 1e-3
+    assert resolve(given).optim.lr_d == 1e-3 and given.optim.lr_g == LOSS_OPTIM_DEFAULTS["hinge"][0]
+
+
+def _wgan() -> RunConfig:
+    config = RunConfig(loss=LossConfig(name="wgan-gp"))
+    config.model.d_norm = "none"
+    return config
+
+
+def test_resolve_takes_what_the_dataset_decides_and_records_it():
+    config = resolve(RunConfig(batch_size=16), dataset(train=180, image_size=64, split={"val_size": 7, "seed": 3}))
+    assert config.image_size == 64 and config.train.augment is True  # 180 training images: below 500
+    assert (config.train.val_size, config.train.split_seed) == (7, 3)
+    assert resolve(RunConfig(batch_size=16), dataset(train=5000)).train.augment is False
+    off = RunConfig(batch_size=16, train=TrainConfig(augment=False))
+    assert resolve(off, dataset(train=20)).train.augment is False  # a choice given is kept
+
+
+def test_resolve_is_idempotent():
+    once = to_dict(resolve(RunConfig(batch_size=16), dataset()))
+    assert to_dict(resolve(parse_config(once), dataset())) == once
+
+
+@pytest.mark.parametrize(
+    "config, facts, world, message",
+    [
+        (RunConfig(batch_size=10), None, 4, "--batch-size 10 is the global batch and must divide evenly among 4"),
+        (RunConfig(batch_size=64), dataset(train=50), 1, "fewer than one batch of 64"),
+        (RunConfig(train=TrainConfig(eval_every=5)), dataset(val=3), 1, "the val split holds 3 image"),
+        (RunConfig(train=TrainConfig(augment_policy="zoom")), None, 1, "--train.augment-policy: unknown augmentation"),
+        (RunConfig(loss=LossConfig(name="wgan-gp")), None, 1, "add --model.d-norm none"),
+    ],
+)
+def test_resolve_refuses_what_no_run_can_have(config, facts, world, message):
+    with pytest.raises(UsageError, match=message):
+        resolve(config, facts, world)
+
+
+def test_parse_config_reads_a_recorded_config_strictly():
+    values = to_dict(resolve(RunConfig()))
+    assert to_dict(parse_config(values)) == values
+    for bad, named in (({"train": {**values["train"], "precision": "fp8"}}, "train.precision"), ({"x": 1}, "x")):
+        with pytest.raises(ValueError, match=named):
+            parse_config({**values, **bad})
