@@ -55,6 +55,23 @@ def test_evaluate_reports_every_metric_with_protocol_and_floor(tiny_run, fake_pa
     assert again["metrics"]["fid_productgan"] == metrics["fid_productgan"]
 
 
+def test_evaluate_with_a_read_only_packed_dataset_keeps_the_evaluator_in_the_user_cache(
+    tiny_run, fake_packed, tmp_path, monkeypatch
+):
+    from productgan.evaluator import cache
+
+    # Running as root, chmod does not stop writes, so the dataset folder is made unwritable by
+    # replacing the cache's writability check rather than its permissions.
+    monkeypatch.setattr(cache, "writable", lambda folder: not folder.is_relative_to(fake_packed))
+    report = evaluate_run(tiny_run, split="test", n=20, floor=False, progress=False)
+    assert not (fake_packed / "evaluator").exists()
+    (stored,) = (tmp_path / "cache" / "evaluators").glob("data-*/evaluator.json")
+    assert json.loads(stored.read_text())["weights_sha256"] == report["protocol"]["evaluator_weights_sha256"]
+    again = evaluate_run(tiny_run, split="test", n=20, floor=False, progress=False)
+    assert again["metrics"]["fid_productgan"] == report["metrics"]["fid_productgan"]
+    assert list((tmp_path / "cache" / "evaluators").iterdir()) == [stored.parent]
+
+
 def test_evaluate_cli_prints_a_table_and_writes_json(tiny_run, capsys):
     assert main(["evaluate", str(tiny_run), "--split", "val", "--n", "20", "--no-progress"]) == 0
     out = capsys.readouterr().out

@@ -12,17 +12,22 @@ import torch
 from productgan.data import PackedDataset
 from productgan.errors import ProductganError
 from productgan.evaluator import (
+    CACHE_ENV,
     ROTATION_CLASSES,
+    Evaluator,
     EvaluatorConfig,
     EvaluatorNet,
+    cache,
     class_probabilities,
     classification_accuracy_score,
     extract_features,
+    find_evaluator,
     load_or_train_evaluator,
     native_images,
     rotated,
     train_evaluator,
 )
+from productgan.evaluator.cache import EvaluatorRequest, fingerprint_cache_dir
 
 NATIVE, PADDED, PAD = 28, 32, 2
 # No flips: they would turn one stripe angle into another, i.e. change the class.
@@ -178,3 +183,78 @@ def test_classification_accuracy_score_on_stand_in_generators():
     assert bad["cas"] <= 0.1  # it learned the wrong names for every class
     assert bad["cas_real_baseline"] == good["cas_real_baseline"]  # the baseline ignores the generator
     assert good["protocol"]["num_generated"] == 200 and good["protocol"]["num_test"] == 100
+
+
+# ----------------------------------------------------------------------------- where evaluators are kept
+
+
+def packed_blobs(tmp_path) -> tuple[str, PackedDataset]:
+    """blob_dataset saved as a packed dataset folder, and the dataset as opened from it."""
+    folder = blob_dataset().save(tmp_path / "packed")
+    return str(folder), PackedDataset.load(folder)
+
+
+def test_a_read_only_packed_dataset_keeps_its_evaluator_in_the_user_cache(tmp_path, monkeypatch):
+    # Running as root, chmod does not stop writes, so the dataset folder is made unwritable by
+    # replacing the cache's writability check rather than its permissions.
+    data, dataset = packed_blobs(tmp_path)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "writable", lambda folder: not folder.is_relative_to(data))
+    evaluator = Evaluator(data, dataset, progress=False, config=TINY)
+    assert not evaluator.info["loaded_from_cache"]
+    stored = fingerprint_cache_dir(evaluator.info["train_fingerprint"])
+    assert stored.parent == tmp_path / "cache" / "evaluators" and stored.name.startswith("data-")
+    assert evaluator.info["stored_in"] == str(stored) and (stored / "evaluator.json").is_file()
+    assert not (tmp_path / "packed" / "evaluator").exists()
+
+    again = Evaluator(data, dataset, progress=False, config=TINY)
+    assert again.info["loaded_from_cache"] and again.info["stored_in"] == str(stored)
+    # Another dataset in the same user cache gets a folder of its own.
+    other = blob_dataset(seed=1).save(tmp_path / "other")
+    monkeypatch.setattr(cache, "writable", lambda folder: tmp_path / "cache" in folder.parents)
+    elsewhere = Evaluator(str(other), PackedDataset.load(other), progress=False, config=TINY).info["stored_in"]
+    assert elsewhere != str(stored)
+
+
+def test_an_evaluator_beside_a_read_only_dataset_is_used_as_it_is(tmp_path, monkeypatch):
+    data, dataset = packed_blobs(tmp_path)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    first = Evaluator(data, dataset, progress=False, config=TINY)
+    assert first.info["stored_in"] == str(tmp_path / "packed" / "evaluator")
+    monkeypatch.setattr(cache, "writable", lambda folder: False)
+    again = Evaluator(data, dataset, progress=False, config=TINY)
+    assert again.info["loaded_from_cache"] and again.info["weights_sha256"] == first.info["weights_sha256"]
+    assert not (tmp_path / "cache").exists()
+
+
+def test_with_nowhere_to_store_it_the_evaluator_is_refused_before_training(tmp_path, monkeypatch):
+    data, dataset = packed_blobs(tmp_path)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "writable", lambda folder: False)
+    monkeypatch.setattr(EvaluatorRequest, "train", lambda *a, **k: pytest.fail("trained with nowhere to store"))
+    with pytest.raises(ProductganError) as error:
+        Evaluator(data, dataset, progress=False, config=TINY)
+    message = str(error.value)
+    assert str(tmp_path / "packed" / "evaluator") in message and str(tmp_path / "cache") in message
+    assert message.endswith(f"set {CACHE_ENV} to a folder you can write to, with a few MB free, and run again.")
+
+
+def test_a_shipped_evaluator_is_used_when_data_and_recipe_match(tmp_path, monkeypatch):
+    dataset = blob_dataset()
+    shipped = tmp_path / "shipped" / "blobs"
+    made = load_or_train_evaluator(dataset, shipped, TINY, progress=False)[1]
+    monkeypatch.setattr(cache, "SHIPPED_DIR", tmp_path / "shipped")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+
+    net, info = load_or_train_evaluator(dataset, tmp_path / "empty", TINY, progress=False)
+    assert info["loaded_from_cache"] and info["stored_in"] == str(shipped)
+    assert info["weights_sha256"] == made["weights_sha256"]
+    assert not (tmp_path / "empty").exists() and not (tmp_path / "cache").exists()
+    assert find_evaluator(dataset, tmp_path / "empty", TINY)[1]["stored_in"] == str(shipped)
+
+    # Another recipe or other data: the shipped file does not describe them.
+    assert find_evaluator(dataset, tmp_path / "empty", replace(TINY, epochs=1)) is None
+    changed = blob_dataset()
+    changed.images[0, 0, 10, 10] ^= 1
+    retrained = load_or_train_evaluator(changed, tmp_path / "empty", TINY, progress=False)[1]
+    assert not retrained["loaded_from_cache"] and retrained["stored_in"] == str(tmp_path / "empty")

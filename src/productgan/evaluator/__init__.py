@@ -27,6 +27,7 @@ from productgan.evaluator.cache import (
     cache_root,
     data_fingerprint,
     evaluator_cache_dir,
+    find_evaluator,
     load_evaluator,
     load_or_train_evaluator,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "evaluator_cache_dir",
     "extract_features",
     "features_and_probabilities",
+    "find_evaluator",
     "load_evaluator",
     "load_or_train_evaluator",
     "native_images",

@@ -48,15 +48,5 @@ class EvaluatorConfig:
             "augment": bool(self.augment),
         }
 
-    @classmethod
-    def from_record(cls, architecture: dict, training: dict) -> EvaluatorConfig:
-        """The config an evaluator.json describes (its ``architecture`` and ``training``)."""
-        return cls(
-            widths=tuple(architecture["widths"]),
-            feature_dim=architecture["feature_dim"],
-            max_side=architecture["max_side"],
-            **training,
-        )
-
 
 DEFAULT_CONFIG = EvaluatorConfig()  # frozen, so one shared instance is a safe default argument
