@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from productgan.config import MIN_GENERATED as MIN_GENERATED
+from productgan.config import MIN_REFERENCE
 from productgan.errors import UsageError
 from productgan.metrics.class_histogram import class_histogram, rarest_class_share
 from productgan.metrics.classifier_score import classifier_score
@@ -34,10 +36,8 @@ KID_SUBSET_SIZE = 1000
 PRECISION_RECALL_K = 3
 DENSITY_COVERAGE_K = 5
 CLASSIFIER_SCORE_SPLITS = 10
-
-# The neighbour-based metrics need more images than their k: precision / recall (k = 3) on both
-# sides, density / coverage (k = 5) on the real side.
-MIN_GENERATED, MIN_REFERENCE = PRECISION_RECALL_K + 1, DENSITY_COVERAGE_K + 1
+# MIN_GENERATED and MIN_REFERENCE, the image counts these k's need, are defined in config.py, whose
+# checks refuse a validation setting before training starts; this module re-exports them.
 
 
 def check_reference(dataset: PackedDataset, split: str, flag: str) -> None:
