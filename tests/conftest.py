@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def own_user_cache(tmp_path_factory):
+    """Caches the code keeps in the user's folder (evaluators, precision measurements) go to a
+    folder of the test session's own, never the user's."""
+    previous = os.environ.get("PRODUCTGAN_CACHE")
+    os.environ["PRODUCTGAN_CACHE"] = str(tmp_path_factory.mktemp("user-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("PRODUCTGAN_CACHE", None)
+    else:
+        os.environ["PRODUCTGAN_CACHE"] = previous

@@ -350,13 +350,12 @@ def test_precision_choice():
         resolve_precision("fp16", cpu)
 
 
-def test_auto_precision_follows_the_cpu_flags(monkeypatch):
+def test_unmeasured_auto_precision_is_float32_on_a_cpu_whatever_its_flags(monkeypatch):
     import productgan.train.precision as precision
 
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
-    assert precision.resolve_precision("auto", torch.device("cpu")) is None
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert precision.resolve_precision("auto", torch.device("cpu")) is torch.bfloat16
+    for flags in (False, True):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda flags=flags: flags)
+        assert precision.resolve_precision("auto", torch.device("cpu")) is None
 
 
 def test_compiled_training_matches_eager_closely(fake_packed, tmp_path):

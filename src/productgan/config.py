@@ -126,9 +126,13 @@ class TrainConfig:
     """How the loop runs, logs and saves.
 
     Args:
-        precision: 'auto' picks bfloat16 autocast on CPUs with native bf16 (AVX-512 BF16 or AMX)
-            and on GPUs that support it, float16 with loss scaling on older GPUs, and float32 on
-            other CPUs.
+        precision: 'auto' times this run's own training step in float32 and in the half
+            precision the device offers (bfloat16; float16 with loss scaling on GPUs without
+            it) and trains in the faster one whose losses stay finite; the measurement is cached
+            per device and step shape, and config.yaml records the choice. 'fp32', 'bf16' or
+            'fp16' (CUDA) force one.
+        precision_measured: Recorded by 'auto', not a setting: the images/s measured per
+            precision, the device, and whether the figures came from the cache.
         channels_last: Run convolutions in channels-last memory format.
         cudnn_benchmark: On CUDA, let cuDNN time its convolution algorithms for the run's fixed
             shapes and keep the fastest (a GPU run is not bit-reproducible either way).
@@ -166,6 +170,7 @@ class TrainConfig:
     """
 
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision_measured: Optional[dict] = None
     channels_last: bool = True
     cudnn_benchmark: bool = True
     device: str = "auto"

@@ -7,6 +7,7 @@ and ``distributed``.
 
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from productgan import run
 from productgan.config import RunConfig, resolve
 from productgan.errors import UsageError
 from productgan.train import distributed
+from productgan.train.calibration import choose_precision, describe_choice
+from productgan.train.device import setup_device
 from productgan.train.loop import Trainer
 
 __all__ = ["train", "resume", "Trainer"]
@@ -64,7 +67,12 @@ def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress:
 
 def _fit(config: RunConfig, run_dir: Path, dataset, context, progress: bool, resume: bool, doing: str) -> dict:
     try:
-        trainer = Trainer(config, run_dir, dataset, resume=resume, context=context)
+        device = setup_device(config.train, context)
+        if config.train.precision == "auto":
+            record = choose_precision(config, dataset, device, context)
+            if context.is_main and progress:
+                print(describe_choice(record), file=sys.stderr)
+        trainer = Trainer(config, run_dir, dataset, resume=resume, context=context, device=device)
         # Rank 0 alone writes, so it alone holds the run's lock; a new run looks at its folder
         # again under the lock, in case another process started there meanwhile.
         with run.locked(run_dir, doing) if context.is_main else nullcontext():

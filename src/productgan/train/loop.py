@@ -46,10 +46,11 @@ class Trainer:
         dataset: PackedDataset,
         resume: bool = False,
         context: Context = SINGLE,
+        device: torch.device | None = None,
     ):
         self.config, self.run_dir, self.dataset, self.context = config, Path(run_dir), dataset, context
         t = config.train
-        self.device = setup_device(t, context)
+        self.device = device if device is not None else setup_device(t, context)
         self.precision = Precision(t.precision, self.device)
         self.nets = build_networks(config, dataset, self.device, context)
         self.G, self.D, self.ema = self.nets.G, self.nets.D, self.nets.ema

@@ -11,7 +11,9 @@ from productgan.errors import UsageError
 
 
 def cpu_has_native_bf16() -> bool:
-    """True on CPUs with AVX-512 BF16 or AMX: elsewhere bfloat16 is emulated and far slower."""
+    """True on CPUs that list AVX-512 BF16 or AMX. Benchmarks record it beside their figures; it
+    decides nothing, since the flag has come with bfloat16 at four times float32's speed on one
+    CPU and at half of it on another (train/calibration.py measures instead)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -22,9 +24,9 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or None for plain float32.
 
-    'auto': bfloat16 on GPUs that have it (Ampere and newer), float16 with a gradient scaler on
-    older GPUs, bfloat16 on CPUs with native support, float32 on other CPUs, where bfloat16 is
-    emulated and many times slower (measured: benchmarks/throughput.py).
+    'auto' is decided by measurement before a run starts (train/calibration.py); a Trainer
+    given 'auto' unmeasured takes what is safe without one: bfloat16 on GPUs that have it
+    (Ampere and newer), float16 with a gradient scaler on older GPUs, float32 on CPUs.
     """
     if precision == "fp32":
         return None
@@ -36,7 +38,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else None
+    return None
 
 
 class Precision:

@@ -1,0 +1,163 @@
+"""Precision chosen by measurement: ``--train.precision auto`` times this run's own training step
+in each precision the device offers and trains in the fastest one whose losses stay finite.
+
+A CPU flag is not a measurement: bfloat16 has run at four times float32's speed on one CPU that
+lists avx512_bf16 and at half of it on another. The result is cached per device, torch version
+and step shape in the user cache, so the measurement costs seconds once, and it is recorded in
+the run's config.yaml (the precision itself, and the rates measured), so a resume trains in the
+same precision whatever the machine measures then.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from productgan.config import RunConfig, to_dict
+from productgan.data import PackedDataset
+from productgan.evaluator.cache import cache_root
+from productgan.files import write_text_atomic
+from productgan.train import distributed
+from productgan.train.distributed import SINGLE, Context
+from productgan.train.logs import StepStats
+from productgan.train.loop import Trainer
+
+CACHE_FILE = "precision.json"
+WARMUP_STEPS = 2
+MIN_TIMED_STEPS, MAX_TIMED_STEPS, TIMED_SECONDS = 3, 20, 1.0
+
+
+def candidates(device: torch.device) -> tuple[str, ...]:
+    """The precisions worth timing on ``device``: float32 and the half precision it offers."""
+    if device.type == "cuda":
+        return ("fp32", "bf16") if torch.cuda.is_bf16_supported() else ("fp32", "fp16")
+    return ("fp32", "bf16")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.partition(':')[2].strip()} ({torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def step_key(config: RunConfig, dataset: PackedDataset, device: torch.device, world_size: int) -> dict[str, Any]:
+    """Everything the speed of a training step depends on: the device, torch, the networks, the
+    batch per process, the update schedule and what runs inside the step."""
+    c = to_dict(config)
+    train = {k: c["train"][k] for k in ("channels_last", "compile", "augment", "augment_policy", "hflip", "ema")}
+    return {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "model": c["model"],
+        "loss": c["loss"],
+        "updates": [config.optim.d_steps_per_g_step, config.optim.g_steps_per_d_step],
+        "batch_per_process": config.batch_size // world_size,
+        "images": [dataset.channels, dataset.image_size, dataset.num_classes],
+        "train": train,
+    }
+
+
+def images_per_second(config: RunConfig, dataset: PackedDataset, device: torch.device, precision: str) -> float | None:
+    """Training images per second of this run's step in ``precision`` on ``device`` (its own
+    networks, batch and data, freshly initialised and thrown away), or None when its losses do
+    not stay finite."""
+    trial = copy.deepcopy(config)
+    trial.train.precision, trial.train.device = precision, str(device)
+    trainer = Trainer(trial, Path("unused"), dataset, device=device)
+    stats = StepStats.zeros(device)
+    for _ in range(WARMUP_STEPS):
+        trainer.train_step(stats)
+    stats.means()  # waits for the device
+    timed, start = 0, time.perf_counter()
+    while timed < MIN_TIMED_STEPS or (timed < MAX_TIMED_STEPS and time.perf_counter() - start < TIMED_SECONDS):
+        trainer.train_step(stats)
+        timed += 1
+    values = stats.means()
+    seconds = time.perf_counter() - start
+    if not all(math.isfinite(values[k]) for k in ("loss_d", "loss_g")):
+        return None
+    return timed * config.batch_size * trial.optim.d_steps_per_g_step / seconds
+
+
+def choose_precision(
+    config: RunConfig, dataset: PackedDataset, device: torch.device, context: Context = SINGLE, measure=None
+) -> dict[str, Any]:
+    """Decide ``--train.precision auto`` for this run (in place: config.train.precision becomes
+    the choice and config.train.precision_measured what it rests on); returns that record.
+
+    Rank 0 measures (or finds the cached measurement) and every rank takes its decision, so all
+    processes of a torchrun job train alike.
+    """
+    measure = measure or images_per_second
+    options = candidates(device)
+    record = None
+    if context.is_main:
+        key = step_key(config, dataset, device, context.world_size)
+        record = _cached(key)
+        if record is None:
+            rates = {p: measure(config, dataset, device, p) for p in options}
+            finite = {p: r for p, r in rates.items() if r is not None}
+            chosen = max(finite, key=finite.get) if finite else "fp32"
+            record = {"chosen": chosen, "images_per_s": rates, "device": key["device"], "cached": False}
+            _store(key, record)
+    index = distributed.broadcast_float(float(options.index(record["chosen"])) if record else 0.0, device, context)
+    chosen = options[int(index)]
+    record = record or {"chosen": chosen, "device": device_name(device), "measured_on": "rank 0"}
+    config.train.precision, config.train.precision_measured = chosen, record
+    return record
+
+
+def describe_choice(record: dict[str, Any]) -> str:
+    """One line for the start of a run: the precision chosen and the figures it rests on."""
+    rates = record.get("images_per_s") or {}
+    measured = ", ".join(f"{p} {r:,.0f}" if r is not None else f"{p} not finite" for p, r in rates.items())
+    source = "cached measurement" if record.get("cached") else "measured now"
+    return f"Precision {record['chosen']} ({source} on {record.get('device')}: {measured or 'rank 0'} images/s)."
+
+
+def _cache_path() -> Path:
+    return cache_root() / CACHE_FILE
+
+
+def _digest(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cached(key: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(_cache_path().read_text()).get(_digest(key))
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(entry, dict) or entry.get("key") != key or not isinstance(entry.get("record"), dict):
+        return None
+    return {**entry["record"], "cached": True}
+
+
+def _store(key: dict[str, Any], record: dict[str, Any]) -> None:
+    """Add the measurement to the cache; a cache that cannot be written only costs a new one."""
+    path = _cache_path()
+    try:
+        entries = json.loads(path.read_text()) if path.is_file() else {}
+        entries = entries if isinstance(entries, dict) else {}
+    except (OSError, ValueError):
+        entries = {}
+    entries[_digest(key)] = {"key": key, "record": record}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(entries, indent=1) + "\n")
+    except OSError:
+        pass

@@ -1,0 +1,87 @@
+"""--train.precision auto: the run's own step timed in each precision, the faster finite one
+chosen, the measurement cached and recorded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from helpers import tiny_config
+
+from productgan.config import resolve
+from productgan.data import PackedDataset
+from productgan.train import calibration, resume, train
+from productgan.train.calibration import choose_precision, images_per_second
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRODUCTGAN_CACHE", str(tmp_path / "cache"))
+
+
+def auto_config(fake_packed, out, **overrides):
+    config = tiny_config(fake_packed, out, **overrides)
+    config.train.precision = "auto"
+    return config
+
+
+def test_the_step_is_timed_on_the_runs_own_networks_and_data(fake_packed, tmp_path):
+    dataset = PackedDataset.load(fake_packed)
+    config = resolve(auto_config(fake_packed, tmp_path / "run"), dataset)
+    rate = images_per_second(config, dataset, torch.device("cpu"), "fp32")
+    assert rate > 0 and config.train.precision == "auto"  # the config given is left as it was
+
+
+@pytest.mark.parametrize(
+    "rates, chosen",
+    [
+        ({"fp32": 100.0, "bf16": 400.0}, "bf16"),
+        ({"fp32": 300.0, "bf16": 150.0}, "fp32"),
+        ({"fp32": 90.0, "bf16": None}, "fp32"),
+    ],
+)
+def test_the_faster_precision_whose_losses_stay_finite_is_chosen(fake_packed, tmp_path, rates, chosen):
+    dataset = PackedDataset.load(fake_packed)
+    config = resolve(auto_config(fake_packed, tmp_path / "run"), dataset)
+    record = choose_precision(config, dataset, torch.device("cpu"), measure=lambda c, d, dev, p: rates[p])
+    assert record["chosen"] == chosen and record["images_per_s"] == rates and record["cached"] is False
+    assert config.train.precision == chosen and config.train.precision_measured == record
+
+
+def test_a_measurement_is_cached_per_step_shape_and_device(fake_packed, tmp_path):
+    dataset = PackedDataset.load(fake_packed)
+    timed = []
+
+    def measure(config, data, device, precision):
+        timed.append(precision)
+        return {"fp32": 200.0, "bf16": 100.0}[precision]
+
+    first = resolve(auto_config(fake_packed, tmp_path / "a"), dataset)
+    choose_precision(first, dataset, torch.device("cpu"), measure=measure)
+    again = resolve(auto_config(fake_packed, tmp_path / "b"), dataset)
+    record = choose_precision(again, dataset, torch.device("cpu"), measure=measure)
+    assert timed == ["fp32", "bf16"] and record["cached"] is True and again.train.precision == "fp32"
+    wider = resolve(auto_config(fake_packed, tmp_path / "c"), dataset)
+    wider.model.ngf = 8  # another step shape: measured again
+    choose_precision(wider, dataset, torch.device("cpu"), measure=measure)
+    assert timed == ["fp32", "bf16"] * 2
+
+
+def test_a_run_records_the_choice_and_resumes_in_it(fake_packed, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(calibration, "images_per_second", lambda c, d, dev, p: {"fp32": 50.0, "bf16": 80.0}[p])
+    train(auto_config(fake_packed, tmp_path / "run", steps=2), progress=True)
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]
+    assert recorded["precision"] == "bf16" and recorded["precision_measured"]["images_per_s"] == {
+        "fp32": 50.0,
+        "bf16": 80.0,
+    }
+    assert "Precision bf16 (measured now on" in capsys.readouterr().err
+    # A resume trains in the recorded precision, whatever the machine would measure now.
+    monkeypatch.setattr(calibration, "images_per_second", lambda c, d, dev, p: pytest.fail("measured again"))
+    assert resume(tmp_path / "run", steps=3, progress=False)["step"] == 3
+
+
+def test_a_forced_precision_is_not_measured(fake_packed, tmp_path, monkeypatch):
+    monkeypatch.setattr(calibration, "images_per_second", lambda c, d, dev, p: pytest.fail("measured"))
+    train(tiny_config(fake_packed, tmp_path / "run", steps=1), progress=False)  # fp32, given
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["precision_measured"] is None
