@@ -27,6 +27,8 @@ TINY = [
     "--train.log-every",
     "2",
     "--no-progress",
+    "--preset",
+    "none",  # the plain defaults, shrunk: not the recipe the data would choose
 ]
 
 
@@ -312,3 +314,38 @@ def test_products_preset_keeps_augmentation_on_unless_turned_off(fake_packed, tm
     ]
     assert main(args) == 0
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["augment"] is False
+
+
+def test_the_data_chooses_the_recipe_unless_told_otherwise(fake_packed, tmp_path, capsys):
+    import yaml
+
+    tiny = [f for f in TINY if f not in ("--preset", "none")]
+    run = tmp_path / "auto"
+    assert main(["train", "--data", str(fake_packed), "--out", str(run), "--steps", "1", *tiny]) == 0
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert recorded["preset"] == "fmnist-32" and recorded["model"]["conditional"] is True
+    assert recorded["batch_size"] == 16 and recorded["model"]["ngf"] == 4  # flags given still win
+    assert "Recipe: preset fmnist-32" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert main(["train", "--data", str(fake_packed), "--out", str(plain), "--steps", "1", *TINY]) == 0
+    recorded = yaml.safe_load((plain / "config.yaml").read_text())
+    assert recorded["preset"] is None and recorded["model"]["conditional"] is False
+    assert "Recipe:" not in capsys.readouterr().err
+
+
+def test_which_recipe_fits_which_data(fake_packed, fake_fmnist, tmp_path):
+    from PIL import Image
+
+    from productgan.run import preset_for
+
+    assert preset_for("fashion-mnist") == "fmnist-32"
+    assert preset_for(str(fake_fmnist)) == "fmnist-32"  # the idx files
+    assert preset_for(str(fake_packed)) == "fmnist-32"  # a packed copy of them
+    assert preset_for("fashion-mnist", "64") is None  # measured at 32x32 only
+    photos = tmp_path / "photos" / "shoes"
+    photos.mkdir(parents=True)
+    Image.new("RGB", (40, 40)).save(photos / "a.png")
+    assert preset_for(str(photos.parent)) == "products-64"
+    assert preset_for(str(photos.parent), "128") == "products-128"
+    assert preset_for(str(photos.parent), "32") is None
+    assert preset_for(str(tmp_path / "nowhere")) is None

@@ -32,6 +32,8 @@ TINY = [
     "--train.threads",
     "1",
     "--no-progress",
+    "--preset",
+    "none",  # the plain defaults, shrunk: not the recipe the data would choose
 ]
 
 WORKER = textwrap.dedent("""

@@ -20,6 +20,7 @@ from jsonargparse import ArgumentParser
 from productgan import run
 from productgan.config import RunConfig, from_dict, preset_values
 from productgan.data import prepare
+from productgan.data.prepare import FASHION_MNIST
 from productgan.errors import ProductganError, UsageError
 from productgan.evaluate import evaluate_run, format_report, write_report
 from productgan.files import check_writable, refuse_to_replace
@@ -100,16 +101,37 @@ def _resume_parser() -> ArgumentParser:
     return parser
 
 
-def _expand_preset(args: list[str]) -> list[str]:
+def _option(args: list[str], name: str) -> str | None:
+    """The value given to ``--name`` in ``args`` (the last one wins), or None."""
+    value = None
+    for i, token in enumerate(args):
+        if token == f"--{name}" and i + 1 < len(args):
+            value = args[i + 1]
+        elif token.startswith(f"--{name}="):
+            value = token.partition("=")[2]
+    return value
+
+
+def _expand_preset(args: list[str]) -> tuple[list[str], str | None]:
     """``--preset NAME`` -> ``--config=<the preset as JSON>`` at the same place, so a --config
-    file or flags given after it override the preset, and its name is recorded in config.yaml."""
+    file or flags given after it override the preset, and its name is recorded in config.yaml.
+
+    Without --preset or --config, the recipe measured best for the data goes first
+    (``preset_for``), so the flags given still override it; ``--preset none`` keeps the plain
+    defaults. Returns the arguments and the name of a preset chosen by the data, if any."""
+    chosen = None
+    if _option(args, "preset") is None and _option(args, "config") is None and "--print_config" not in args:
+        chosen = run.preset_for(_option(args, "data") or FASHION_MNIST, _option(args, "image_size"))
+        args = ["--preset", chosen, *args] if chosen else args
     out, tokens = [], iter(args)
     for token in tokens:
         if token == "--preset" or token.startswith("--preset="):
             name = token.partition("=")[2] if "=" in token else next(tokens, "")
+            if name == "none":
+                continue
             token = "--config=" + json.dumps({**preset_values(name), "preset": name})
         out.append(token)
-    return out
+    return out, chosen
 
 
 def cmd_train(args: list[str]) -> int:
@@ -123,7 +145,14 @@ def cmd_train(args: list[str]) -> int:
             )
         summary = resume(ns.resume, ns.steps, ns.images, ns.minutes, progress=not ns.no_progress)
     else:
-        ns = _train_parser().parse_args(_expand_preset(args))
+        expanded, chosen = _expand_preset(args)
+        ns = _train_parser().parse_args(expanded)
+        if chosen:
+            print(
+                f"Recipe: preset {chosen}, the measured best for this data (docs/presets.md); flags given override "
+                f"it, and --preset none trains the plain defaults.",
+                file=sys.stderr,
+            )
         values = ns.as_dict()
         for key in ("config", "resume", "no_progress", "debug", "__path__"):
             values.pop(key, None)

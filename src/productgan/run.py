@@ -33,6 +33,8 @@ from productgan.checkpoint import load_checkpoint
 from productgan.config import RunConfig, parse_config, resolve, to_dict
 from productgan.data import FILES, PackedDataset, is_packed_dataset, open_dataset
 from productgan.data.fashion_mnist import missing_files
+from productgan.data.folder import looks_like_image_folder
+from productgan.data.packed import INFO_FILE
 from productgan.data.prepare import FASHION_MNIST
 from productgan.errors import ProductganError, UsageError, first_line
 from productgan.files import remove_stale_temporaries, write_text_atomic
@@ -113,6 +115,32 @@ def open_new_dataset(config: RunConfig) -> PackedDataset:
     if path.exists() and (config.data != FASHION_MNIST or read_from_path):
         config.data = str(path.resolve())
     return dataset
+
+
+def preset_for(data: str, image_size: str | int | None = None) -> str | None:
+    """The preset measured best for ``data`` at ``image_size`` (None: the data's own size), or
+    None where none was measured: fmnist-32 for Fashion-MNIST at 32x32 (the built-in source, its
+    idx files, or a packed copy of it), products-64 / products-128 for packed photo datasets and
+    folders of photos of that size."""
+    size = int(image_size) if str(image_size or "").isdigit() else None
+    path = Path(data).expanduser()
+    packed = is_packed_dataset(path) and path.is_dir()
+    info = json.loads((path / INFO_FILE).read_text()) if packed else {}
+    packed_size = info.get("shape", [0, 0, 0, 0])[2] if isinstance(info, dict) else 0
+    fashion = (
+        data == FASHION_MNIST
+        or (path.is_dir() and not packed and len(missing_files(path)) < len(FILES))
+        or (isinstance(info, dict) and info.get("meta", {}).get("source") == FASHION_MNIST)
+    )
+    if fashion:
+        return "fmnist-32" if (size or packed_size or 32) == 32 else None
+    if packed:
+        size = size or packed_size
+    elif path.is_dir() and looks_like_image_folder(path):
+        size = size or 64  # photos pack at 64x64 unless told otherwise
+    else:
+        return None
+    return {64: "products-64", 128: "products-128"}.get(size)
 
 
 def dataset_slug(data: str) -> str:
