@@ -28,6 +28,8 @@ from productgan.evaluator import (
     train_evaluator,
 )
 from productgan.evaluator.cache import EvaluatorRequest, fingerprint_cache_dir
+from productgan.evaluator.config import DEFAULT_CONFIG
+from productgan.evaluator.inference import accuracy
 
 NATIVE, PADDED, PAD = 28, 32, 2
 # No flips: they would turn one stripe angle into another, i.e. change the class.
@@ -258,3 +260,42 @@ def test_a_shipped_evaluator_is_used_when_data_and_recipe_match(tmp_path, monkey
     changed.images[0, 0, 10, 10] ^= 1
     retrained = load_or_train_evaluator(changed, tmp_path / "empty", TINY, progress=False)[1]
     assert not retrained["loaded_from_cache"] and retrained["stored_in"] == str(tmp_path / "empty")
+
+
+# ----------------------------------------------------------------------------- the shipped evaluator
+
+
+def shipped_dirs() -> list:
+    return sorted(folder for folder in cache.SHIPPED_DIR.iterdir() if folder.is_dir())
+
+
+def test_the_package_ships_a_fashion_mnist_evaluator_of_the_default_recipe():
+    assert [folder.name for folder in shipped_dirs()] == ["fashion-mnist-32"]
+    for folder in shipped_dirs():
+        info = json.loads((folder / "evaluator.json").read_text())
+        shape = [info["train_split_size"], info["channels"], *info["native_size"]]
+        recipe = cache.recipe_record(DEFAULT_CONFIG, info["task"], shape, info["num_classes"])
+        # The same check as any cache: right fingerprint, the default recipe, intact weights.
+        loaded = cache.load_evaluator(folder, info["train_fingerprint"], recipe)
+        assert loaded is not None, f"{folder} no longer matches the default recipe; run benchmarks/ship_evaluator.py"
+        assert info["test_accuracy_float32"] - info["test_accuracy"] <= 0.001
+
+
+def test_the_shipped_evaluator_serves_the_real_fashion_mnist(tmp_path):
+    from productgan.data import open_dataset
+
+    try:
+        dataset = open_dataset("fashion-mnist")  # the default packing and split
+    except ProductganError:
+        pytest.skip("the Fashion-MNIST files are not on this machine")
+    found = find_evaluator(dataset, tmp_path / "empty")
+    assert found is not None, "the shipped evaluator's fingerprint does not match Fashion-MNIST's train split"
+    net, info = found
+    assert info["stored_in"] == str(cache.SHIPPED_DIR / "fashion-mnist-32")
+    assert info["train_fingerprint"] == EvaluatorRequest(dataset).fingerprint
+    check = info["check_slice"]
+    images = native_images(dataset, "test")[: check["first_test_images"]]
+    labels = dataset.labels[dataset.indices("test")][: check["first_test_images"]]
+    measured = accuracy(net, images, labels)
+    # Within 2 images of what the shipping machine measured: other CPUs round convolutions differently.
+    assert abs(measured - check["accuracy"]) <= 2 / check["first_test_images"] and measured >= 0.9
