@@ -38,6 +38,10 @@ CASES = {
     "preset-fp32": ("productgan", 32, {"precision": "fp32", "default": True, "preset": "fmnist-32"}),
     "default-bf16": ("productgan", 32, {"precision": "bf16", "default": True}),
     "preset-bf16": ("productgan", 32, {"precision": "bf16", "default": True, "preset": "fmnist-32"}),
+    # --train.precision auto: the calibration's cost (fresh and cached), its choice, and the step's
+    # speed in that choice, to hold against preset-fp32 and preset-bf16 of the same run.
+    "preset-auto": ("productgan", 32, {"precision": "auto", "default": True, "preset": "fmnist-32"}),
+    "canonical-auto": ("productgan", 64, {"precision": "auto"}),
     "default-compile": ("productgan", 32, {"precision": "fp32", "default": True, "compile": True}),
     "canonical-compile": ("productgan", 64, {"precision": "fp32", "compile": True}),
 }
@@ -83,7 +87,9 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
         config.model = ModelConfig(**CANONICAL["model"])
     config.batch_size = settings.get("batch_size", config.batch_size)
     dataset = open_dataset("fashion-mnist", image_size=image_size)
-    trainer = Trainer(resolve(config, dataset), Path("/nonexistent"), dataset)
+    resolve(config, dataset)
+    auto = calibrate(config, dataset) if config.train.precision == "auto" else {}
+    trainer = Trainer(config, Path("/nonexistent"), dataset)
     stats = StepStats.zeros(trainer.device)
     for _ in range(warmup):
         trainer.train_step(stats)
@@ -105,6 +111,35 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
         "loss_d": values["loss_d"],
         "gflop_per_image": gflop_per_image,
         "gflop_per_s": gflop_per_image * images_per_s,
+        **auto,
+    }
+
+
+def calibrate(config, dataset) -> dict:
+    """--train.precision auto as a run decides it, in an empty cache (the cost of measuring) and
+    again (the cost of a cache hit); ``config`` takes the choice."""
+    import os
+    import tempfile
+
+    import torch
+
+    from productgan.train.calibration import choose_precision
+
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["PRODUCTGAN_CACHE"] = cache
+        start = time.perf_counter()
+        record = choose_precision(config, dataset, torch.device(config.train.device))
+        measured_s = time.perf_counter() - start
+        config.train.precision = "auto"
+        start = time.perf_counter()
+        again = choose_precision(config, dataset, torch.device(config.train.device))
+        cached_s = time.perf_counter() - start
+    assert again["cached"] and again["chosen"] == record["chosen"]
+    return {
+        "auto_chosen": record["chosen"],
+        "auto_measured_images_per_s": record["images_per_s"],
+        "calibration_s": measured_s,
+        "calibration_cached_s": cached_s,
     }
 
 
@@ -131,22 +166,29 @@ def run_reference(steps: int, warmup: int, device: str) -> dict:
 
 def matmul_gflop_per_s(device: str, size: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
     """Matrix-product speed in ``dtype``: the ceiling a convolution-bound training step in that
-    precision can approach."""
+    precision can approach. Where one 512 x 512 product already takes over 50 ms (an emulated
+    precision), that size is measured instead of ``size``: the ceiling is then far below any
+    step worth running, and the full size would take minutes."""
     import torch
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     kind = getattr(torch, dtype)
-    a, b = (torch.randn(size, size, device=device, dtype=kind) for _ in range(2))
-    for _ in range(2):
+
+    def best_seconds(n: int, times: int) -> float:
+        a, b = (torch.randn(n, n, device=device, dtype=kind) for _ in range(2))
         a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+        best = float("inf")
+        for _ in range(times):
+            sync()
+            start = time.perf_counter()
+            a @ b
+            sync()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    if best_seconds(512, 1) > 0.05:
+        size = 512
+    return 2 * size**3 / best_seconds(size, repeats) / 1e9
 
 
 def run_case(name: str, steps: int, warmup: int, device: str) -> dict:
@@ -216,20 +258,41 @@ def main() -> None:
         )
 
     peak = matmul_gflop_per_s(args.device)
-    native_bf16 = cpu_has_native_bf16()
-    peak_bf16 = matmul_gflop_per_s(args.device, dtype="bfloat16") if native_bf16 or args.device != "cpu" else None
+    native_bf16 = cpu_has_native_bf16()  # recorded beside the figures; it decides nothing
+    peak_bf16 = matmul_gflop_per_s(args.device, dtype="bfloat16", repeats=3)
+    ceiling = {"torch.float32": peak, "None": peak, "torch.bfloat16": peak_bf16}
     reference = next((r["images_per_s"] for r in rows if r["case"] == "reference-64"), None)
-    print(f"\n{'case':<16} {'size':>4} {'img/s':>8} {'x reference':>12} {'GFLOP/s':>8} {'peak MiB':>9}")
+    print(
+        f"\n{'case':<16} {'size':>4} {'img/s':>8} {'x reference':>12} {'precision':>10} {'GFLOP/s':>8} "
+        f"{'of ceiling':>10} {'peak MiB':>9}"
+    )
     for r in rows:
         ratio = f"{r['images_per_s'] / reference:.2f}" if reference else "-"
         flops = f"{r['gflop_per_s']:.0f}" if "gflop_per_s" in r else "-"
+        top = ceiling.get(r.get("autocast", "None"))
+        r["share_of_ceiling"] = r["gflop_per_s"] / top if top and "gflop_per_s" in r else None
+        share = f"{r['share_of_ceiling']:.0%}" if r["share_of_ceiling"] is not None else "-"
+        dtype = {"None": "fp32", "torch.float32": "fp32"}.get(r["autocast"], r["autocast"].replace("torch.", ""))
         print(
-            f"{r['case']:<16} {r['image_size']:>4} {r['images_per_s']:>8.0f} {ratio:>12} {flops:>8} "
-            f"{r['peak_rss_mib']:>9.0f}"
+            f"{r['case']:<16} {r['image_size']:>4} {r['images_per_s']:>8.0f} {ratio:>12} {dtype:>10} {flops:>8} "
+            f"{share:>10} {r['peak_rss_mib']:>9.0f}"
         )
-    print(f"float32 matrix product (2048 x 2048) on this device: {peak:.0f} GFLOP/s")
-    if peak_bf16:
-        print(f"bfloat16 matrix product (2048 x 2048) on this device: {peak_bf16:.0f} GFLOP/s")
+    print(f"float32 matrix product on this device: {peak:.1f} GFLOP/s")
+    print(f"bfloat16 matrix product on this device: {peak_bf16:.1f} GFLOP/s")
+    for r in rows:
+        if "auto_chosen" in r:
+            family = r["case"].rsplit("-", 1)[0]
+            forced = {x["case"]: x["images_per_s"] for x in rows if x["case"] in (f"{family}-fp32", f"{family}-bf16")}
+            best = max(forced.values(), default=None)
+            against = f"; {r['images_per_s'] / best:.0%} of the faster forced precision" if best else ""
+            print(
+                f"{r['case']}: auto chose {r['auto_chosen']} (measured "
+                + ", ".join(
+                    f"{p} {v:.0f}" if v else f"{p} not finite" for p, v in r["auto_measured_images_per_s"].items()
+                )
+                + f" images/s) in {r['calibration_s']:.1f} s, {r['calibration_cached_s'] * 1000:.0f} ms from the cache"
+                + against
+            )
 
     machine = {
         "platform": platform.platform(),

@@ -28,8 +28,12 @@ def auto_config(fake_packed, out, **overrides):
 def test_the_step_is_timed_on_the_runs_own_networks_and_data(fake_packed, tmp_path):
     dataset = PackedDataset.load(fake_packed)
     config = resolve(auto_config(fake_packed, tmp_path / "run"), dataset)
-    rate = images_per_second(config, dataset, torch.device("cpu"), "fp32")
+    rate, ends = images_per_second(config, dataset, torch.device("cpu"), "fp32")
     assert rate > 0 and config.train.precision == "auto"  # the config given is left as it was
+    assert len(ends) >= calibration.WARMUP_STEPS + calibration.MIN_TIMED_STEPS and ends == sorted(ends)
+    # A precision far behind one already measured stops at once: it cannot win.
+    slow, cut = images_per_second(config, dataset, torch.device("cpu"), "fp32", beat=[-1.0] * 10)
+    assert len(cut) == 1 and slow > 0
 
 
 @pytest.mark.parametrize(
@@ -43,7 +47,9 @@ def test_the_step_is_timed_on_the_runs_own_networks_and_data(fake_packed, tmp_pa
 def test_the_faster_precision_whose_losses_stay_finite_is_chosen(fake_packed, tmp_path, rates, chosen):
     dataset = PackedDataset.load(fake_packed)
     config = resolve(auto_config(fake_packed, tmp_path / "run"), dataset)
-    record = choose_precision(config, dataset, torch.device("cpu"), measure=lambda c, d, dev, p: rates[p])
+    record = choose_precision(
+        config, dataset, torch.device("cpu"), measure=lambda c, d, dev, p, beat: (rates[p], [1.0])
+    )
     assert record["chosen"] == chosen and record["images_per_s"] == rates and record["cached"] is False
     assert config.train.precision == chosen and config.train.precision_measured == record
 
@@ -52,9 +58,9 @@ def test_a_measurement_is_cached_per_step_shape_and_device(fake_packed, tmp_path
     dataset = PackedDataset.load(fake_packed)
     timed = []
 
-    def measure(config, data, device, precision):
+    def measure(config, data, device, precision, beat):
         timed.append(precision)
-        return {"fp32": 200.0, "bf16": 100.0}[precision]
+        return {"fp32": 200.0, "bf16": 100.0}[precision], [1.0]
 
     first = resolve(auto_config(fake_packed, tmp_path / "a"), dataset)
     choose_precision(first, dataset, torch.device("cpu"), measure=measure)
@@ -68,7 +74,9 @@ def test_a_measurement_is_cached_per_step_shape_and_device(fake_packed, tmp_path
 
 
 def test_a_run_records_the_choice_and_resumes_in_it(fake_packed, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(calibration, "images_per_second", lambda c, d, dev, p: {"fp32": 50.0, "bf16": 80.0}[p])
+    monkeypatch.setattr(
+        calibration, "images_per_second", lambda c, d, dev, p, beat: ({"fp32": 50.0, "bf16": 80.0}[p], [1.0])
+    )
     train(auto_config(fake_packed, tmp_path / "run", steps=2), progress=True)
     recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]
     assert recorded["precision"] == "bf16" and recorded["precision_measured"]["images_per_s"] == {
@@ -77,11 +85,11 @@ def test_a_run_records_the_choice_and_resumes_in_it(fake_packed, tmp_path, monke
     }
     assert "Precision bf16 (measured now on" in capsys.readouterr().err
     # A resume trains in the recorded precision, whatever the machine would measure now.
-    monkeypatch.setattr(calibration, "images_per_second", lambda c, d, dev, p: pytest.fail("measured again"))
+    monkeypatch.setattr(calibration, "images_per_second", lambda *args: pytest.fail("measured again"))
     assert resume(tmp_path / "run", steps=3, progress=False)["step"] == 3
 
 
 def test_a_forced_precision_is_not_measured(fake_packed, tmp_path, monkeypatch):
-    monkeypatch.setattr(calibration, "images_per_second", lambda c, d, dev, p: pytest.fail("measured"))
+    monkeypatch.setattr(calibration, "images_per_second", lambda *args: pytest.fail("measured"))
     train(tiny_config(fake_packed, tmp_path / "run", steps=1), progress=False)  # fp32, given
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["precision_measured"] is None

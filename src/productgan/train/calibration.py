@@ -71,26 +71,43 @@ def step_key(config: RunConfig, dataset: PackedDataset, device: torch.device, wo
     }
 
 
-def images_per_second(config: RunConfig, dataset: PackedDataset, device: torch.device, precision: str) -> float | None:
+def images_per_second(
+    config: RunConfig, dataset: PackedDataset, device: torch.device, precision: str, beat: list[float] | None = None
+) -> tuple[float | None, list[float]]:
     """Training images per second of this run's step in ``precision`` on ``device`` (its own
     networks, batch and data, freshly initialised and thrown away), or None when its losses do
-    not stay finite."""
+    not stay finite; and the time each step ended at.
+
+    ``beat``: the step end times of a precision already measured. A precision that falls twice
+    as far behind them cannot win, and its measurement stops there (an emulated bfloat16 can be
+    ten times slower, and would otherwise take a minute to time).
+    """
     trial = copy.deepcopy(config)
     trial.train.precision, trial.train.device = precision, str(device)
     trainer = Trainer(trial, Path("unused"), dataset, device=device)
     stats = StepStats.zeros(device)
-    for _ in range(WARMUP_STEPS):
+    ends: list[float] = []
+    start = time.perf_counter()
+    timed_from = None
+    while len(ends) < WARMUP_STEPS + MIN_TIMED_STEPS or (
+        len(ends) < WARMUP_STEPS + MAX_TIMED_STEPS and ends[-1] - timed_from < TIMED_SECONDS
+    ):
         trainer.train_step(stats)
-    stats.means()  # waits for the device
-    timed, start = 0, time.perf_counter()
-    while timed < MIN_TIMED_STEPS or (timed < MAX_TIMED_STEPS and time.perf_counter() - start < TIMED_SECONDS):
-        trainer.train_step(stats)
-        timed += 1
+        if len(ends) + 1 == WARMUP_STEPS or (len(ends) + 1) % 4 == 0:
+            stats.means()  # waits for the device, so the clock is read after the work
+        ends.append(time.perf_counter() - start)
+        if len(ends) == WARMUP_STEPS:
+            timed_from = ends[-1]
+        if beat and len(ends) <= len(beat) and ends[-1] > 2 * beat[len(ends) - 1] + 0.1:
+            break
     values = stats.means()
-    seconds = time.perf_counter() - start
+    ends[-1] = time.perf_counter() - start
     if not all(math.isfinite(values[k]) for k in ("loss_d", "loss_g")):
-        return None
-    return timed * config.batch_size * trial.optim.d_steps_per_g_step / seconds
+        return None, ends
+    steps, seconds = (len(ends) - WARMUP_STEPS, ends[-1] - timed_from) if timed_from else (len(ends), ends[-1])
+    if steps <= 0 or seconds <= 0:
+        steps, seconds = len(ends), ends[-1]
+    return steps * config.batch_size * trial.optim.d_steps_per_g_step / seconds, ends
 
 
 def choose_precision(
@@ -109,7 +126,10 @@ def choose_precision(
         key = step_key(config, dataset, device, context.world_size)
         record = _cached(key)
         if record is None:
-            rates = {p: measure(config, dataset, device, p) for p in options}
+            rates, beat = {}, None
+            for precision in options:  # float32 first: the others must beat it
+                rates[precision], ends = measure(config, dataset, device, precision, beat)
+                beat = beat or ends
             finite = {p: r for p, r in rates.items() if r is not None}
             chosen = max(finite, key=finite.get) if finite else "fp32"
             record = {"chosen": chosen, "images_per_s": rates, "device": key["device"], "cached": False}
