@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from throughput import matmul_gflop_per_s
 
 from productgan.config import PRESETS, RunConfig, apply_preset
 from productgan.data import open_dataset
 from productgan.evaluate import evaluate_run
 from productgan.evaluator import Evaluator, features_and_probabilities, native_images
+from productgan.run import load_run_config, preset_for
 from productgan.train import train
 from productgan.train.precision import cpu_has_native_bf16
 
@@ -39,12 +41,15 @@ def run_productgan(preset: str, minutes: float, seed: int, out: Path, n: int) ->
     started = time.perf_counter()
     summary = train(config, progress=False)
     wall = time.perf_counter() - started
+    recorded = load_run_config(out).train  # what --train.precision auto chose, and on what figures
     scores = {
         split: evaluate_run(out, split=split, n=n, seed=seed, progress=False, floor=split == "test")
         for split in ("val", "test")
     }
     return {
         "preset": preset,
+        "precision": recorded.precision,
+        "precision_measured": recorded.precision_measured,
         "steps": summary["step"],
         "images_seen": summary["images_seen"],
         "train_minutes": round(wall / 60, 2),
@@ -102,7 +107,12 @@ def run_reference(minutes: float, seed: int, n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--preset", default="fmnist-32", choices=sorted(PRESETS))
+    parser.add_argument(
+        "--preset",
+        default=preset_for("fashion-mnist"),
+        choices=sorted(PRESETS),
+        help="Default: the recipe `productgan train` chooses for Fashion-MNIST with no flags.",
+    )
     parser.add_argument("--n", type=int, default=10_000, help="Generated images per score.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="runs/quality", help="Folder for productgan's run.")
@@ -112,11 +122,14 @@ def main() -> None:
     ours = run_productgan(
         args.preset, args.minutes, args.seed, Path(args.work) / f"{args.preset}-{args.minutes:g}min", args.n
     )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ceilings = {dtype: matmul_gflop_per_s(device, dtype=dtype, repeats=3) for dtype in ("float32", "bfloat16")}
     print(
         f"productgan {args.preset}: {ours['steps']} steps, {ours['images_seen']:,} images in "
-        f"{ours['train_minutes']} min",
+        f"{ours['train_minutes']} min, in {ours['precision']} (auto: {ours['precision_measured']})",
         flush=True,
     )
+    print("matrix-product ceilings: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in ceilings.items()))
     ref = None if args.skip_reference else run_reference(args.minutes, args.seed, args.n)
     if ref:
         print(f"reference: {ref['steps']} steps, {ref['images_seen']:,} images in {ref['train_minutes']} min")
@@ -153,6 +166,7 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "native_bf16": cpu_has_native_bf16(),
+            "matmul_gflop_per_s": ceilings,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         },
         "productgan": ours,
