@@ -23,6 +23,8 @@ REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
     "D": (dict,),
     "opt_g": (dict,),
     "opt_d": (dict,),
+    "scaler_g": (dict,),
+    "scaler_d": (dict,),
     "step": (int,),
     "images_seen": (int,),
     "batches_drawn": (int,),
