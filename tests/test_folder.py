@@ -255,7 +255,10 @@ def test_prepare_command_and_training_on_the_result(photos, tmp_path, capsys):
     )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "15 images of 32x32x3, 2 class(es)" in printed and "Skipped 7 file(s) and 1 exact duplicate(s)" in printed
+    assert (
+        "15 images of 32x32x3, 2 class(es)" in printed
+        and "Skipped 7 file(s) or folder(s) and 1 exact duplicate(s)" in printed
+    )
     assert "hats" in printed
     # Training straight from the photo folder points at prepare.
     assert main(["train", "--data", str(photos), "--out", str(tmp_path / "r0"), "--steps", "1"]) == 2
@@ -521,3 +524,23 @@ def test_workers_below_one_are_refused_and_many_are_capped(tmp_path, monkeypatch
     monkeypatch.setattr(folder_module, "ProcessPoolExecutor", pool)
     prepare_folder(src, tmp_path / "out", size=32, workers=48, progress=False)
     assert started == [2]
+
+
+def test_a_folder_that_cannot_be_listed_does_not_look_like_photos(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from productgan.data.folder import looks_like_image_folder
+
+    shoes = tmp_path / "photos" / "shoes"
+    shoes.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(shoes / "a.png")
+    assert looks_like_image_folder(tmp_path / "photos")
+    real_iterdir = Path.iterdir
+
+    def refuse(self):
+        if self.name == "shoes":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    assert not looks_like_image_folder(tmp_path / "photos")  # no traceback

@@ -272,7 +272,7 @@ def _print_dataset_summary(out: Path) -> None:
     skipped, dropped = meta.get("skipped") or [], meta.get("duplicates_dropped", 0)
     if skipped or dropped:
         print(
-            f"Skipped {len(skipped)} file(s) and {dropped} exact duplicate(s); the reasons are listed in "
+            f"Skipped {len(skipped)} file(s) or folder(s) and {dropped} exact duplicate(s); the reasons are listed in "
             f"{Path(out) / 'dataset.json'}."
         )
     if meta.get("empty_class_folders"):

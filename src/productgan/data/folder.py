@@ -704,14 +704,19 @@ def prepare_folder(
 
 
 def looks_like_image_folder(path: Path) -> bool:
-    """True when ``path`` holds image files at its top or one level down (a quick look, not a walk)."""
-    for entry in path.iterdir():
-        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
-            return True
-        if (
-            entry.is_dir()
-            and not entry.name.startswith(".")
-            and any(e.suffix.lower() in IMAGE_SUFFIXES for e in entry.iterdir() if e.is_file())
-        ):
-            return True
-    return False
+    """True when ``path`` holds image files at its top or one level down (a quick look, not a
+    walk; a folder that cannot be listed counts as holding none, and prepare names it)."""
+
+    def has_image(folder: Path) -> bool:
+        try:
+            return any(e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES for e in folder.iterdir())
+        except OSError:
+            return False
+
+    if has_image(path):
+        return True
+    try:
+        folders = [e for e in path.iterdir() if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return False
+    return any(has_image(folder) for folder in folders)
