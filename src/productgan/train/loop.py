@@ -204,14 +204,11 @@ class Trainer:
             self._warned_balance = True
             tqdm.write(f"Warning at step {self.step}: {message}", file=sys.stderr)
 
-    def check_finite(self, values: dict[str, float]) -> None:
-        check_finite(values, self.step, self.run_dir / run.LAST_CHECKPOINT)
-
     def save_checkpoint(self, stats: StepStats | None = None) -> None:
         """Save last.pt (rank 0) unless it already holds this step, but never weights that may
         already hold a NaN."""
         if stats is not None and stats.count:
-            self.check_finite(stats.means(self.context))
+            check_finite(stats.means(self.context), self.step, self.run_dir / run.LAST_CHECKPOINT)
         if self.context.is_main and self._saved_step != self.step:
             save_checkpoint(self.state_dict(), self.run_dir / run.LAST_CHECKPOINT)
         self._saved_step = self.step
@@ -323,7 +320,7 @@ class Trainer:
             if self.step % t.log_every == 0 or budget.steps_done(self.step):
                 now = time.perf_counter()
                 values = stats.means(ctx)
-                self.check_finite(values)
+                check_finite(values, self.step, self.run_dir / run.LAST_CHECKPOINT)
                 values["images_per_s"] = (self.images_seen - last_log_images) / max(now - last_log_time, 1e-9)
                 if log is not None:
                     self.check_balance(values)
