@@ -265,13 +265,9 @@ def test_a_shipped_evaluator_is_used_when_data_and_recipe_match(tmp_path, monkey
 # ----------------------------------------------------------------------------- the shipped evaluator
 
 
-def shipped_dirs() -> list:
-    return sorted(folder for folder in cache.SHIPPED_DIR.iterdir() if folder.is_dir())
-
-
 def test_the_package_ships_a_fashion_mnist_evaluator_of_the_default_recipe():
-    assert [folder.name for folder in shipped_dirs()] == ["fashion-mnist-32"]
-    for folder in shipped_dirs():
+    assert [folder.name for folder in cache.shipped_dirs()] == ["fashion-mnist-32"]
+    for folder in cache.shipped_dirs():
         info = json.loads((folder / "evaluator.json").read_text())
         shape = [info["train_split_size"], info["channels"], *info["native_size"]]
         recipe = cache.recipe_record(DEFAULT_CONFIG, info["task"], shape, info["num_classes"])

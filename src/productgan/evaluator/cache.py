@@ -210,11 +210,15 @@ class EvaluatorRequest:
         return net, info
 
 
+def shipped_dirs() -> list[Path]:
+    """The folders of the evaluators that come with the package."""
+    return sorted(folder for folder in SHIPPED_DIR.iterdir() if folder.is_dir()) if SHIPPED_DIR.is_dir() else []
+
+
 def _places(cache_dir: Path, fingerprint: str) -> tuple[list[Path], list[Path]]:
     """(folders to look in, in order; folders a new evaluator may be written to, in order)."""
-    shipped = sorted(p for p in SHIPPED_DIR.iterdir() if p.is_dir()) if SHIPPED_DIR.is_dir() else []
     targets = list(dict.fromkeys([cache_dir, fingerprint_cache_dir(fingerprint)]))
-    return shipped + targets, targets
+    return shipped_dirs() + targets, targets
 
 
 def find_evaluator(
