@@ -20,6 +20,7 @@ from productgan.errors import ProductganError, UsageError
 from productgan.generate import generate_to_path
 from productgan.images import make_grid
 from productgan.models import Generator, init_weights
+from productgan.pixels import to_native, to_uint8
 from productgan.sampling import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -28,8 +29,6 @@ from productgan.sampling import (
     find_export,
     load_generator,
     noise,
-    to_native,
-    to_uint8,
 )
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -17,9 +17,6 @@ import torch
 from productgan.data import PackedDataset
 from productgan.errors import UsageError
 from productgan.evaluator import MEMORISATION_REFERENCE, Evaluator, check_cas, evaluate_cas, native_images
-
-# ``x as x`` marks a re-export: report.py and train/ still import evaluator_cache_dir from here.
-from productgan.evaluator import evaluator_cache_dir as evaluator_cache_dir
 from productgan.files import write_text_atomic
 from productgan.metrics.frechet import fid_from_features
 from productgan.metrics.inception import inception_features, load_inception

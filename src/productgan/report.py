@@ -15,9 +15,8 @@ from typing import Any
 
 from productgan import run
 from productgan.errors import ProductganError, UsageError
-from productgan.evaluate import Evaluator, evaluator_cache_dir
+from productgan.evaluator import class_probabilities, evaluator_cache_dir, find_evaluator
 from productgan.files import refuse_to_replace, write_atomic, write_text_atomic
-from productgan.metrics.features import INFO_FILE, class_probabilities
 from productgan.sampling import load_generator
 
 REPORT_DIR = "report"
@@ -147,12 +146,12 @@ def _class_predictions(run_dir: Path, images) -> list[str] | None:
     try:
         config = run.load_run_config(run_dir)
         dataset = run.open_recorded_dataset(config, run_dir)
-        if dataset.num_classes < 2 or not (evaluator_cache_dir(config.data, dataset) / INFO_FILE).is_file():
-            return None
-        evaluator = Evaluator(config.data, dataset, progress=False)
+        found = find_evaluator(dataset, evaluator_cache_dir(config.data, dataset)) if dataset.num_classes > 1 else None
     except ProductganError:
         return None
-    predicted = class_probabilities(evaluator.net, images).argmax(dim=1).tolist()
+    if found is None:
+        return None
+    predicted = class_probabilities(found[0], images).argmax(dim=1).tolist()
     return [dataset.class_names[i] for i in predicted]
 
 

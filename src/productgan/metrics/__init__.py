@@ -43,13 +43,3 @@ __all__ = [
     "precision_recall",
     "rarest_class_share",
 ]
-
-
-def __getattr__(name: str):
-    # Kept only until train/loop.py imports it from productgan.evaluator; loaded on first use so
-    # that importing the metrics never loads the evaluator.
-    if name == "features_and_probabilities":
-        from productgan.metrics.features import features_and_probabilities
-
-        return features_and_probabilities
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

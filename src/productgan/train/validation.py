@@ -9,8 +9,7 @@ import torch
 
 from productgan.config import RunConfig
 from productgan.data import PackedDataset
-from productgan.evaluate import Evaluator
-from productgan.metrics import features_and_probabilities
+from productgan.evaluator import Evaluator, features_and_probabilities
 from productgan.models import Generator, eval_mode
 from productgan.sampling import Sampler, balanced_labels, noise, pixel_range
 from productgan.train import distributed
