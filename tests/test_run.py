@@ -160,3 +160,14 @@ def test_the_lock_of_a_killed_process_is_taken_over(fake_packed, tmp_path):
         holder.wait()
     assert export_run(run).name == "generator"
     assert (run / LOCK_FILE).read_text() == ""
+
+
+def test_a_run_killed_while_writing_its_first_file_can_start_again(fake_packed, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = dead_pid()
+    (run / LOCK_FILE).write_text(f"process {dead} (productgan train)")
+    leftover = run / f"{temp_prefix(Path('config.yaml'))}x.yaml".replace(str(os.getpid()), str(dead))
+    leftover.write_text("data: x\n")
+    assert train(tiny_config(fake_packed, run, steps=2), progress=False)["step"] == 2
+    assert not leftover.exists()

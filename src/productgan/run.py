@@ -178,6 +178,8 @@ def check_new_run_dir(run_dir: Path) -> None:
             f"{run_dir} holds a run that stopped before its first checkpoint (nothing to resume); pick another "
             f"--out, or delete {run_dir} to start there."
         )
+    if run_dir.is_dir():
+        remove_stale_temporaries(run_dir)  # a run killed while writing its first config.yaml leaves one
     if run_dir.is_dir() and any(entry.name != LOCK_FILE for entry in run_dir.iterdir()):
         raise ProductganError(
             f"--out {run_dir} already holds files and is not a productgan run; give a new or empty folder, so that "
