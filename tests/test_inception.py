@@ -82,3 +82,17 @@ def test_evaluate_adds_the_standard_metrics(weights_file, fake_packed, tmp_path,
     assert main(["evaluate", str(tmp_path / "run"), "--n", "6", "--inception-weights", str(bad), "--no-progress"]) == 1
     assert "not a PyTorch weights file" in capsys.readouterr().err
     assert not (tmp_path / "run" / "evaluation").exists()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("inception payload ran",))
+
+
+def test_a_weights_file_holding_objects_is_refused_and_never_run(tmp_path, capsys):
+    evil = tmp_path / "evil.pth"
+    torch.save({"w": _Payload()}, evil)
+    with pytest.raises(ProductganError, match=r"holds objects other than tensors and plain values \(print\)") as raised:
+        load_inception(evil)
+    assert "weights_only" not in str(raised.value)
+    assert "payload ran" not in capsys.readouterr().out

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from productgan.checkpoint import refused_for_safety
 from productgan.errors import ProductganError, first_line
 
 STANDARD_SHA256_PREFIX = "6726825d"
@@ -231,7 +232,8 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> tupl
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch errors alike mean "not a weights file"
-        raise ProductganError(f"{path} is not a PyTorch weights file ({first_line(error)}); {redo}.")
+        reason = refused_for_safety(error) or first_line(error)
+        raise ProductganError(f"{path} is not a PyTorch weights file ({reason}); {redo}.")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
