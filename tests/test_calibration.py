@@ -28,18 +28,30 @@ def auto_config(fake_packed, out, **overrides):
 def test_the_step_is_timed_on_the_runs_own_networks_and_data(fake_packed, tmp_path):
     dataset = PackedDataset.load(fake_packed)
     config = resolve(auto_config(fake_packed, tmp_path / "run"), dataset)
-    rate, ends = images_per_second(config, dataset, torch.device("cpu"), "fp32")
-    assert rate > 0 and config.train.precision == "auto"  # the config given is left as it was
-    assert len(ends) >= calibration.WARMUP_STEPS + calibration.MIN_TIMED_STEPS and ends == sorted(ends)
-    # A precision far behind one already measured stops at once: it cannot win.
-    slow, cut = images_per_second(config, dataset, torch.device("cpu"), "fp32", beat=[-1.0] * 10)
-    assert len(cut) == 1 and slow > 0
+    rate = images_per_second(config, dataset, torch.device("cpu"), "fp32")
+    assert rate > 0 and config.train.precision == "auto" and config.batch_size == 16  # left as it was
+    assert images_per_second(config, dataset, torch.device("cpu"), "fp32", batch=4) > 0  # a probe
+
+
+def test_a_precision_far_behind_in_its_probe_is_not_timed_further(fake_packed, tmp_path):
+    dataset = PackedDataset.load(fake_packed)
+    config = resolve(auto_config(fake_packed, tmp_path / "run"), dataset)
+    calls = []
+
+    def measure(c, d, dev, precision, batch=None):
+        calls.append((precision, batch))
+        return {"fp32": 800.0, "bf16": 50.0}[precision] / (2 if batch else 1)
+
+    record = choose_precision(config, dataset, torch.device("cpu"), measure=measure)
+    assert calls == [("fp32", 4), ("bf16", 4), ("fp32", None)]
+    assert record["chosen"] == "fp32" and record["images_per_s"] == {"fp32": 800.0, "bf16": None}
+    assert record["probe_images_per_s"] == {"fp32": 400.0, "bf16": 25.0}
 
 
 @pytest.mark.parametrize(
     "rates, chosen",
     [
-        ({"fp32": 100.0, "bf16": 400.0}, "bf16"),
+        ({"fp32": 200.0, "bf16": 400.0}, "bf16"),
         ({"fp32": 300.0, "bf16": 150.0}, "fp32"),
         ({"fp32": 90.0, "bf16": None}, "fp32"),
     ],
@@ -47,9 +59,7 @@ def test_the_step_is_timed_on_the_runs_own_networks_and_data(fake_packed, tmp_pa
 def test_the_faster_precision_whose_losses_stay_finite_is_chosen(fake_packed, tmp_path, rates, chosen):
     dataset = PackedDataset.load(fake_packed)
     config = resolve(auto_config(fake_packed, tmp_path / "run"), dataset)
-    record = choose_precision(
-        config, dataset, torch.device("cpu"), measure=lambda c, d, dev, p, beat: (rates[p], [1.0])
-    )
+    record = choose_precision(config, dataset, torch.device("cpu"), measure=lambda c, d, dev, p, batch=None: rates[p])
     assert record["chosen"] == chosen and record["images_per_s"] == rates and record["cached"] is False
     assert config.train.precision == chosen and config.train.precision_measured == record
 
@@ -58,24 +68,24 @@ def test_a_measurement_is_cached_per_step_shape_and_device(fake_packed, tmp_path
     dataset = PackedDataset.load(fake_packed)
     timed = []
 
-    def measure(config, data, device, precision, beat):
+    def measure(config, data, device, precision, batch=None):
         timed.append(precision)
-        return {"fp32": 200.0, "bf16": 100.0}[precision], [1.0]
+        return {"fp32": 200.0, "bf16": 100.0}[precision]
 
     first = resolve(auto_config(fake_packed, tmp_path / "a"), dataset)
     choose_precision(first, dataset, torch.device("cpu"), measure=measure)
     again = resolve(auto_config(fake_packed, tmp_path / "b"), dataset)
     record = choose_precision(again, dataset, torch.device("cpu"), measure=measure)
-    assert timed == ["fp32", "bf16"] and record["cached"] is True and again.train.precision == "fp32"
+    assert timed == ["fp32", "bf16"] * 2 and record["cached"] is True and again.train.precision == "fp32"
     wider = resolve(auto_config(fake_packed, tmp_path / "c"), dataset)
     wider.model.ngf = 8  # another step shape: measured again
     choose_precision(wider, dataset, torch.device("cpu"), measure=measure)
-    assert timed == ["fp32", "bf16"] * 2
+    assert timed == ["fp32", "bf16"] * 4
 
 
 def test_a_run_records_the_choice_and_resumes_in_it(fake_packed, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(
-        calibration, "images_per_second", lambda c, d, dev, p, beat: ({"fp32": 50.0, "bf16": 80.0}[p], [1.0])
+        calibration, "images_per_second", lambda c, d, dev, p, batch=None: {"fp32": 50.0, "bf16": 80.0}[p]
     )
     train(auto_config(fake_packed, tmp_path / "run", steps=2), progress=True)
     recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]

@@ -32,7 +32,8 @@ from productgan.train.loop import Trainer
 
 CACHE_FILE = "precision.json"
 WARMUP_STEPS = 2
-MIN_TIMED_STEPS, MAX_TIMED_STEPS, TIMED_SECONDS = 3, 20, 1.0
+MIN_TIMED, MAX_TIMED, TIMED_SECONDS = 3, 20, 1.0  # steps timed: at least, at most, for about
+PROBE_IMAGES, PROBE_MARGIN = 4, 3
 
 
 def candidates(device: torch.device) -> tuple[str, ...]:
@@ -72,42 +73,29 @@ def step_key(config: RunConfig, dataset: PackedDataset, device: torch.device, wo
 
 
 def images_per_second(
-    config: RunConfig, dataset: PackedDataset, device: torch.device, precision: str, beat: list[float] | None = None
-) -> tuple[float | None, list[float]]:
+    config: RunConfig, dataset: PackedDataset, device: torch.device, precision: str, batch: int | None = None
+) -> float | None:
     """Training images per second of this run's step in ``precision`` on ``device`` (its own
-    networks, batch and data, freshly initialised and thrown away), or None when its losses do
-    not stay finite; and the time each step ended at.
-
-    ``beat``: the step end times of a precision already measured. A precision that falls twice
-    as far behind them cannot win, and its measurement stops there (an emulated bfloat16 can be
-    ten times slower, and would otherwise take a minute to time).
-    """
+    networks and data, freshly initialised and thrown away), or None when its losses do not stay
+    finite. With ``batch``, a probe: one warm step and one timed step of that many images."""
     trial = copy.deepcopy(config)
     trial.train.precision, trial.train.device = precision, str(device)
+    trial.batch_size = batch or config.batch_size
+    warmup, least, most, seconds = (1, 1, 1, 0.0) if batch else (WARMUP_STEPS, MIN_TIMED, MAX_TIMED, TIMED_SECONDS)
     trainer = Trainer(trial, Path("unused"), dataset, device=device)
     stats = StepStats.zeros(device)
-    ends: list[float] = []
-    start = time.perf_counter()
-    timed_from = None
-    while len(ends) < WARMUP_STEPS + MIN_TIMED_STEPS or (
-        len(ends) < WARMUP_STEPS + MAX_TIMED_STEPS and ends[-1] - timed_from < TIMED_SECONDS
-    ):
+    for _ in range(warmup):
         trainer.train_step(stats)
-        if len(ends) + 1 == WARMUP_STEPS or (len(ends) + 1) % 4 == 0:
-            stats.means()  # waits for the device, so the clock is read after the work
-        ends.append(time.perf_counter() - start)
-        if len(ends) == WARMUP_STEPS:
-            timed_from = ends[-1]
-        if beat and len(ends) <= len(beat) and ends[-1] > 2 * beat[len(ends) - 1] + 0.1:
-            break
+    stats.means()  # waits for the device, so the clock starts after the warm steps
+    timed, start = 0, time.perf_counter()
+    while timed < least or (timed < most and time.perf_counter() - start < seconds):
+        trainer.train_step(stats)
+        timed += 1
     values = stats.means()
-    ends[-1] = time.perf_counter() - start
+    elapsed = time.perf_counter() - start
     if not all(math.isfinite(values[k]) for k in ("loss_d", "loss_g")):
-        return None, ends
-    steps, seconds = (len(ends) - WARMUP_STEPS, ends[-1] - timed_from) if timed_from else (len(ends), ends[-1])
-    if steps <= 0 or seconds <= 0:
-        steps, seconds = len(ends), ends[-1]
-    return steps * config.batch_size * trial.optim.d_steps_per_g_step / seconds, ends
+        return None
+    return timed * trial.batch_size * trial.optim.d_steps_per_g_step / elapsed
 
 
 def choose_precision(
@@ -116,8 +104,11 @@ def choose_precision(
     """Decide ``--train.precision auto`` for this run (in place: config.train.precision becomes
     the choice and config.train.precision_measured what it rests on); returns that record.
 
-    Rank 0 measures (or finds the cached measurement) and every rank takes its decision, so all
-    processes of a torchrun job train alike.
+    Each precision is first probed with a few images; one that falls PROBE_MARGIN times behind
+    the fastest probe cannot win and is not timed further (an emulated bfloat16 can be fifty
+    times slower than float32, and a full step of it would take a minute). The others are timed
+    on the run's own batch. Rank 0 measures (or finds the cached measurement) and every rank
+    takes its decision, so all processes of a torchrun job train alike.
     """
     measure = measure or images_per_second
     options = candidates(device)
@@ -126,13 +117,22 @@ def choose_precision(
         key = step_key(config, dataset, device, context.world_size)
         record = _cached(key)
         if record is None:
-            rates, beat = {}, None
-            for precision in options:  # float32 first: the others must beat it
-                rates[precision], ends = measure(config, dataset, device, precision, beat)
-                beat = beat or ends
+            pack = config.model.d_pack
+            probe_batch = pack * -(-PROBE_IMAGES // pack)
+            probes = {p: measure(config, dataset, device, p, probe_batch) for p in options}
+            fastest = max((r for r in probes.values() if r is not None), default=None)
+            contenders = [p for p in options if probes[p] is not None and probes[p] * PROBE_MARGIN >= fastest]
+            rates = {p: measure(config, dataset, device, p) if p in contenders else None for p in options}
             finite = {p: r for p, r in rates.items() if r is not None}
             chosen = max(finite, key=finite.get) if finite else "fp32"
-            record = {"chosen": chosen, "images_per_s": rates, "device": key["device"], "cached": False}
+            record = {
+                "chosen": chosen,
+                "images_per_s": rates,
+                "probe_images_per_s": probes,
+                "probe_batch": probe_batch,
+                "device": key["device"],
+                "cached": False,
+            }
             _store(key, record)
     index = distributed.broadcast_float(float(options.index(record["chosen"])) if record else 0.0, device, context)
     chosen = options[int(index)]
@@ -143,10 +143,19 @@ def choose_precision(
 
 def describe_choice(record: dict[str, Any]) -> str:
     """One line for the start of a run: the precision chosen and the figures it rests on."""
-    rates = record.get("images_per_s") or {}
-    measured = ", ".join(f"{p} {r:,.0f}" if r is not None else f"{p} not finite" for p, r in rates.items())
+    rates, probes = record.get("images_per_s") or {}, record.get("probe_images_per_s") or {}
+    parts = []
+    for precision, rate in rates.items():
+        if rate is not None:
+            parts.append(f"{precision} {rate:,.0f}")
+        elif probes.get(precision) is not None:
+            parts.append(f"{precision} ruled out by a probe ({probes[precision]:,.0f})")
+        else:
+            parts.append(f"{precision} not finite")
     source = "cached measurement" if record.get("cached") else "measured now"
-    return f"Precision {record['chosen']} ({source} on {record.get('device')}: {measured or 'rank 0'} images/s)."
+    return (
+        f"Precision {record['chosen']} ({source} on {record.get('device')}: {', '.join(parts) or 'rank 0'} images/s)."
+    )
 
 
 def _cache_path() -> Path:
