@@ -138,6 +138,7 @@ def calibrate(config, dataset) -> dict:
     return {
         "auto_chosen": record["chosen"],
         "auto_measured_images_per_s": record["images_per_s"],
+        "auto_probe_images_per_s": record["probe_images_per_s"],
         "calibration_s": measured_s,
         "calibration_cached_s": cached_s,
     }
@@ -288,7 +289,8 @@ def main() -> None:
             print(
                 f"{r['case']}: auto chose {r['auto_chosen']} (measured "
                 + ", ".join(
-                    f"{p} {v:.0f}" if v else f"{p} not finite" for p, v in r["auto_measured_images_per_s"].items()
+                    f"{p} {v:.0f}" if v else f"{p} ruled out by its probe ({r['auto_probe_images_per_s'][p]:.1f})"
+                    for p, v in r["auto_measured_images_per_s"].items()
                 )
                 + f" images/s) in {r['calibration_s']:.1f} s, {r['calibration_cached_s'] * 1000:.0f} ms from the cache"
                 + against
