@@ -39,7 +39,6 @@ import functools
 import gzip
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -60,6 +59,7 @@ from PIL import Image
 from productgan.checkpoint import load_checkpoint
 from productgan.data import prepare
 from productgan.errors import ProductganError
+from productgan.machine import cpu_model
 from productgan.run import (
     CONFIG_FILE,
     GENERATOR_DIR,
@@ -298,16 +298,6 @@ def state_differences(a: Any, b: Any, where: str = "") -> list[str]:
             return [f"{where} (length)"]
         return [d for i, (x, y) in enumerate(zip(a, b)) for d in state_differences(x, y, f"{where}[{i}]")]
     return [] if a == b else [where]
-
-
-def machine() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class Campaign:
@@ -703,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(results)} chains, {sum(r.kills for r in results)} kills, "
         f"{sum(r.count('resume') for r in results)} resumes, "
         f"{sum(r.count('export') for r in results)} exports, {len(failures)} failures, {wall:.0f} s wall, "
-        f"{os.cpu_count()} CPUs ({machine()}), torch {torch.__version__}"
+        f"{os.cpu_count()} CPUs ({cpu_model()}), torch {torch.__version__}"
     )
     print("where the kills landed: " + ", ".join(f"{k} {n}" for k, n in landings.most_common()))
     lost = max((steps_lost(c) for r in results for c in r.commands), default=0)
@@ -722,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
             "grid_size": args.grid_size,
             "checkpoint_every": CHECKPOINT_EVERY,
             "sample_every": SAMPLE_EVERY,
-            "machine": machine(),
+            "machine": cpu_model(),
             "cpus": os.cpu_count(),
             "torch": torch.__version__,
             "reference_train_s": round(campaign.train_s, 3),

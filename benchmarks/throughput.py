@@ -26,6 +26,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from productgan.machine import cpu_model
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 CANONICAL = {"image_size": 64, "batch_size": 64, "model": {"nz": 100, "ngf": 64, "ndf": 64}}
@@ -299,7 +301,7 @@ def main() -> None:
     machine = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "native_bf16": native_bf16,
@@ -324,16 +326,6 @@ def main() -> None:
         + "\n"
     )
     print(f"\nwritten to {path}")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

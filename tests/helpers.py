@@ -6,6 +6,13 @@ import torch
 
 from productgan.config import ModelConfig, RunConfig, TrainConfig
 
+# Command-line flags of a tiny run with the plain defaults (not the recipe the data would choose).
+TINY_FLAGS = [
+    *("--model.nz", "8", "--model.ngf", "4", "--model.ndf", "4"),
+    *("--train.grid-size", "4", "--train.precision", "fp32", "--train.log-every", "2"),
+    *("--no-progress", "--preset", "none"),
+]
+
 
 def tiny_config(data, out, **overrides) -> RunConfig:
     config = RunConfig(

@@ -6,30 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from helpers import TINY_FLAGS
 from PIL import Image
 
 from productgan.cli import main
 from productgan.sampling import load_generator, noise
 
-TINY = [
-    "--batch-size",
-    "16",
-    "--model.nz",
-    "8",
-    "--model.ngf",
-    "4",
-    "--model.ndf",
-    "4",
-    "--train.grid-size",
-    "4",
-    "--train.precision",
-    "fp32",
-    "--train.log-every",
-    "2",
-    "--no-progress",
-    "--preset",
-    "none",  # the plain defaults, shrunk: not the recipe the data would choose
-]
+TINY = ["--batch-size", "16", *TINY_FLAGS]
 
 
 @pytest.fixture

@@ -11,30 +11,13 @@ import textwrap
 
 import pytest
 import torch
+from helpers import TINY_FLAGS
 
 from productgan.checkpoint import load_checkpoint
 from productgan.cli import main
 
 TIMEOUT_S = 180
-TINY = [
-    "--model.nz",
-    "8",
-    "--model.ngf",
-    "4",
-    "--model.ndf",
-    "4",
-    "--train.grid-size",
-    "4",
-    "--train.precision",
-    "fp32",
-    "--train.log-every",
-    "2",
-    "--train.threads",
-    "1",
-    "--no-progress",
-    "--preset",
-    "none",  # the plain defaults, shrunk: not the recipe the data would choose
-]
+TINY = [*TINY_FLAGS, "--train.threads", "1"]
 
 WORKER = textwrap.dedent("""
     import os, signal, sys, torch

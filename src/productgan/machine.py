@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 from productgan.errors import UsageError
@@ -43,6 +44,17 @@ def check_memory(needed: float, what: str, advice: str, available: int | None = 
         raise UsageError(
             f"{what} would need about {describe_bytes(needed)} of memory, and {describe_bytes(free)} is free; {advice}."
         )
+
+
+def cpu_model() -> str:
+    """The processor's model name as the system reports it (/proc/cpuinfo on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def usable_cpus() -> int:

@@ -14,7 +14,6 @@ import copy
 import hashlib
 import json
 import math
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from productgan.config import RunConfig, to_dict
 from productgan.data import PackedDataset
 from productgan.evaluator.cache import cache_root
 from productgan.files import write_text_atomic
+from productgan.machine import cpu_model
 from productgan.train import distributed
 from productgan.train.distributed import SINGLE, Context
 from productgan.train.logs import StepStats
@@ -46,13 +46,7 @@ def candidates(device: torch.device) -> tuple[str, ...]:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.partition(':')[2].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
 
 
 def step_key(config: RunConfig, dataset: PackedDataset, device: torch.device, world_size: int) -> dict[str, Any]:
