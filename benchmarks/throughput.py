@@ -43,6 +43,13 @@ CASES = {
     # --train.precision auto: the calibration's cost (fresh and cached), its choice, and the step's
     # speed in that choice, to hold against preset-fp32 and preset-bf16 of the same run.
     "preset-auto": ("productgan", 32, {"precision": "auto", "default": True, "preset": "fmnist-32"}),
+    # The default thread count (torch's: one per core) against one thread.
+    "preset-fp32-1thread": (
+        "productgan",
+        32,
+        {"precision": "fp32", "default": True, "preset": "fmnist-32", "threads": 1},
+    ),
+    "canonical-fp32-1thread": ("productgan", 64, {"precision": "fp32", "threads": 1}),
     "canonical-auto": ("productgan", 64, {"precision": "auto"}),
     "default-compile": ("productgan", 32, {"precision": "fp32", "default": True, "compile": True}),
     "canonical-compile": ("productgan", 64, {"precision": "fp32", "compile": True}),
@@ -80,6 +87,7 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
             compile=settings.get("compile", False),
             channels_last=settings.get("channels_last", True),
             cudnn_benchmark=settings.get("cudnn_benchmark", True),
+            threads=settings.get("threads", 0),
         ),
     )
     if settings.get("preset"):
@@ -256,7 +264,7 @@ def main() -> None:
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(
-            f"{name:<16} {rows[-1]['images_per_s']:8.0f} img/s   peak RSS {rows[-1]['peak_rss_mib']:6.0f} MiB",
+            f"{name:<22} {rows[-1]['images_per_s']:8.0f} img/s   peak RSS {rows[-1]['peak_rss_mib']:6.0f} MiB",
             flush=True,
         )
 
@@ -266,7 +274,7 @@ def main() -> None:
     ceiling = {"torch.float32": peak, "None": peak, "torch.bfloat16": peak_bf16}
     reference = next((r["images_per_s"] for r in rows if r["case"] == "reference-64"), None)
     print(
-        f"\n{'case':<16} {'size':>4} {'img/s':>8} {'x reference':>12} {'precision':>10} {'GFLOP/s':>8} "
+        f"\n{'case':<22} {'size':>4} {'img/s':>8} {'x reference':>12} {'precision':>10} {'GFLOP/s':>8} "
         f"{'of ceiling':>10} {'peak MiB':>9}"
     )
     for r in rows:
@@ -277,7 +285,7 @@ def main() -> None:
         share = f"{r['share_of_ceiling']:.0%}" if r["share_of_ceiling"] is not None else "-"
         dtype = {"None": "fp32", "torch.float32": "fp32"}.get(r["autocast"], r["autocast"].replace("torch.", ""))
         print(
-            f"{r['case']:<16} {r['image_size']:>4} {r['images_per_s']:>8.0f} {ratio:>12} {dtype:>10} {flops:>8} "
+            f"{r['case']:<22} {r['image_size']:>4} {r['images_per_s']:>8.0f} {ratio:>12} {dtype:>10} {flops:>8} "
             f"{share:>10} {r['peak_rss_mib']:>9.0f}"
         )
     print(f"float32 matrix product on this device: {peak:.1f} GFLOP/s")
