@@ -40,10 +40,10 @@ def test_a_precision_far_behind_in_its_probe_is_not_timed_further(fake_packed, t
 
     def measure(c, d, dev, precision, batch=None):
         calls.append((precision, batch))
-        return {"fp32": 800.0, "bf16": 50.0}[precision] / (2 if batch else 1)
+        return {"fp32": 800.0, "bf16": 50.0}[precision] / (2 if batch == 4 else 1)
 
     record = choose_precision(config, dataset, torch.device("cpu"), measure=measure)
-    assert calls == [("fp32", 4), ("bf16", 4), ("fp32", None)]
+    assert calls == [("fp32", 4), ("bf16", 4), ("fp32", 16)]  # the full one: the batch of each process
     assert record["chosen"] == "fp32" and record["images_per_s"] == {"fp32": 800.0, "bf16": None}
     assert record["probe_images_per_s"] == {"fp32": 400.0, "bf16": 25.0}
 
@@ -103,3 +103,16 @@ def test_a_forced_precision_is_not_measured(fake_packed, tmp_path, monkeypatch):
     monkeypatch.setattr(calibration, "images_per_second", lambda *args: pytest.fail("measured"))
     train(tiny_config(fake_packed, tmp_path / "run", steps=1), progress=False)  # fp32, given
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["precision_measured"] is None
+
+
+def test_a_precision_that_cannot_train_here_is_not_chosen(fake_packed, tmp_path):
+    dataset = PackedDataset.load(fake_packed)
+    config = resolve(auto_config(fake_packed, tmp_path / "run"), dataset)
+
+    def measure(c, d, dev, precision, batch=None):
+        if precision == "bf16":
+            raise RuntimeError("not implemented for 'BFloat16'")
+        return 300.0
+
+    record = choose_precision(config, dataset, torch.device("cpu"), measure=measure)
+    assert record["chosen"] == "fp32" and record["images_per_s"] == {"fp32": 300.0, "bf16": None}

@@ -90,3 +90,12 @@ def test_parse_config_reads_a_recorded_config_strictly():
     for bad, named in (({"train": {**values["train"], "precision": "fp8"}}, "train.precision"), ({"x": 1}, "x")):
         with pytest.raises(ValueError, match=named):
             parse_config({**values, **bad})
+
+
+@pytest.mark.parametrize(
+    "change, message", [({"data": None}, "--data must name a dataset"), ({"image_size": 48}, "power of two")]
+)
+def test_a_recorded_value_of_the_wrong_kind_is_refused(change, message):
+    values = {**to_dict(resolve(RunConfig())), **change}
+    with pytest.raises(UsageError, match=message):
+        resolve(parse_config(values))

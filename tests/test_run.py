@@ -171,3 +171,28 @@ def test_a_run_killed_while_writing_its_first_file_can_start_again(fake_packed, 
     leftover.write_text("data: x\n")
     assert train(tiny_config(fake_packed, run, steps=2), progress=False)["step"] == 2
     assert not leftover.exists()
+
+
+def test_a_restarted_process_resumes_its_run_and_never_trains_into_foreign_files(fake_packed, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_config(fake_packed, run, steps=4), progress=False)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # torchrun started this process again
+    before = (run / "metrics.jsonl").read_text()
+    assert train(tiny_config(fake_packed, run, steps=4), progress=False)["step"] == 4  # resumed, not from 0
+    assert (run / "metrics.jsonl").read_text() == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my: settings\n")
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(ProductganError, match="holds files no productgan run wrote"):
+        train(tiny_config(fake_packed, mine, steps=2), progress=False)
+    assert (mine / "config.yaml").read_text() == "my: settings\n"
+
+
+def test_a_damaged_packed_dataset_chooses_no_recipe(tmp_path):
+    from productgan.run import preset_for
+
+    for text in ("{not json", '{"shape": []}', '{"shape": [1, 1, 64, 64], "meta": [1]}'):
+        (tmp_path / "dataset.json").write_text(text)
+        (tmp_path / "images.npy").write_bytes(b"")
+        assert preset_for(str(tmp_path)) is None  # opening it names the problem

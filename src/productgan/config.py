@@ -334,7 +334,7 @@ def parse_config(values: Any) -> RunConfig:
     try:
         parsed = _config_parser().parse_object(values)
     except ArgumentError as error:
-        raise ValueError(" ".join(str(error).split()).replace("Parser key ", "").replace('":', '":', 1))
+        raise ValueError(" ".join(str(error).split()).replace("Parser key ", ""))
     return from_dict(RunConfig, parsed.as_dict())
 
 
@@ -420,6 +420,10 @@ def resolve(config: RunConfig, dataset: DatasetFacts | None = None, world_size: 
             f"--batch-size {config.batch_size} is the global batch and must divide evenly among "
             f"{world_size} processes; use a multiple of {world_size}."
         )
+    if not isinstance(config.data, str) or not config.data:
+        raise UsageError(f"--data must name a dataset, not {config.data!r}.")
+    if config.image_size is not None:
+        check_image_size(config.image_size)
     check_seed(config.seed)
     if config.train.split_seed is not None:
         check_seed(config.train.split_seed, "--train.split-seed")

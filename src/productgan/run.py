@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -125,12 +126,16 @@ def preset_for(data: str, image_size: str | int | None = None) -> str | None:
     size = int(image_size) if str(image_size or "").isdigit() else None
     path = Path(data).expanduser()
     packed = is_packed_dataset(path) and path.is_dir()
-    info = json.loads((path / INFO_FILE).read_text()) if packed else {}
-    packed_size = info.get("shape", [0, 0, 0, 0])[2] if isinstance(info, dict) else 0
+    try:
+        info = json.loads((path / INFO_FILE).read_text()) if packed else {}
+        packed_size = int(info["shape"][2]) if packed else 0
+        source = info.get("meta", {}).get("source")
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None  # opening the dataset names what is wrong with it
     fashion = (
         data == FASHION_MNIST
         or (path.is_dir() and not packed and len(missing_files(path)) < len(FILES))
-        or (isinstance(info, dict) and info.get("meta", {}).get("source") == FASHION_MNIST)
+        or source == FASHION_MNIST
     )
     if fashion:
         return "fmnist-32" if (size or packed_size or 32) == 32 else None
@@ -164,11 +169,34 @@ def new_run_dir(runs_root: str | Path, data: str, image_size: int) -> Path:
             number += 1
 
 
-def check_new_run_dir(run_dir: Path) -> None:
+# What a run writes in its folder: after a torchrun restart, the first attempt's own files.
+RUN_NAMES = {
+    CONFIG_FILE,
+    METRICS_FILE,
+    REALS_FILE,
+    SAMPLES_DIR,
+    "checkpoints",
+    GENERATOR_DIR,
+    TENSORBOARD_DIR,
+    LOCK_FILE,
+}
+
+
+def check_new_run_dir(run_dir: Path, restarted: bool = False) -> None:
     """One sentence when ``--out`` already holds a run, finished or not, or anything else: a
-    new run writes only into a new or empty folder, so it never replaces a user's files."""
+    new run writes only into a new or empty folder, so it never replaces a user's files. A
+    process that torchrun started again finds its first attempt's files there, and only those."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ProductganError(f"--out {run_dir} is a file; give a new or empty folder for the run.")
+    if restarted:
+        if run_dir.is_dir():
+            remove_stale_temporaries(run_dir)
+        if run_dir.is_dir() and any(entry.name not in RUN_NAMES for entry in run_dir.iterdir()):
+            raise ProductganError(
+                f"--out {run_dir} holds files no productgan run wrote; give a new or empty folder, so that training "
+                f"replaces nothing of yours."
+            )
+        return
     if (run_dir / LAST_CHECKPOINT).exists():
         raise ProductganError(
             f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another --out."
@@ -201,7 +229,19 @@ def locked(run_dir: Path, doing: str) -> Iterator[None]:
     the same run (a second resume, an export during training) is refused in one sentence. The
     operating system releases the lock when its process ends in any way, so the lock of a
     process that was killed is simply taken over, and so are the temporaries its writes left."""
+    made = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with _held(run_dir, doing):
+            yield
+    finally:
+        # A command refused before it wrote anything leaves no folder that it made itself.
+        if made and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextmanager
+def _held(run_dir: Path, doing: str) -> Iterator[None]:
     with open(run_dir / LOCK_FILE, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

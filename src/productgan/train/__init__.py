@@ -31,20 +31,18 @@ def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     """
     context = distributed.from_environment()
     resolve(config, world_size=context.world_size)
-    if context.enabled:
-        if context.restarted and config.out and (Path(config.out) / run.LAST_CHECKPOINT).is_file():
-            return resume(config.out, config.steps, config.images, config.minutes, progress=progress)
-        if not config.out:
-            raise UsageError(
-                "Under torchrun, give the run directory with --out, so every process and every "
-                "restart uses the same one."
-            )
+    if context.restarted and config.out and (Path(config.out) / run.LAST_CHECKPOINT).is_file():
+        return resume(config.out, config.steps, config.images, config.minutes, progress=progress)
+    if context.enabled and not config.out:
+        raise UsageError(
+            "Under torchrun, give the run directory with --out, so every process and every restart uses the same one."
+        )
     dataset = run.open_new_dataset(config)
     resolve(config, dataset, context.world_size)
     if config.out:
         run_dir = Path(config.out)
-        if context.is_main and not context.restarted:
-            run.check_new_run_dir(run_dir)
+        if context.is_main:
+            run.check_new_run_dir(run_dir, restarted=context.restarted)
     else:
         run_dir = run.new_run_dir(config.runs_root, config.data, dataset.image_size)
     return _fit(config, run_dir, dataset, context, progress, resume=False, doing="productgan train")
@@ -72,12 +70,12 @@ def _fit(config: RunConfig, run_dir: Path, dataset, context, progress: bool, res
             record = choose_precision(config, dataset, device, context)
             if context.is_main and progress:
                 print(describe_choice(record), file=sys.stderr)
-        trainer = Trainer(config, run_dir, dataset, resume=resume, context=context, device=device)
-        # Rank 0 alone writes, so it alone holds the run's lock; a new run looks at its folder
-        # again under the lock, in case another process started there meanwhile.
+        # Rank 0 alone writes, so it alone holds the run's lock, and reads the checkpoint under
+        # it; a new run looks at its folder again there, in case another process started in it.
         with run.locked(run_dir, doing) if context.is_main else nullcontext():
-            if context.is_main and not resume and not context.restarted:
-                run.check_new_run_dir(run_dir)
+            if context.is_main and not resume:
+                run.check_new_run_dir(run_dir, restarted=context.restarted)
+            trainer = Trainer(config, run_dir, dataset, resume=resume, context=context, device=device)
             return trainer.fit(progress=progress)
     finally:
         distributed.shutdown()

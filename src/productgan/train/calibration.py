@@ -22,6 +22,7 @@ import torch
 
 from productgan.config import RunConfig, to_dict
 from productgan.data import PackedDataset
+from productgan.errors import ProductganError
 from productgan.evaluator.cache import cache_root
 from productgan.files import write_text_atomic
 from productgan.machine import cpu_model
@@ -110,13 +111,19 @@ def choose_precision(
     if context.is_main:
         key = step_key(config, dataset, device, context.world_size)
         record = _cached(key)
+        if record is not None and record.get("chosen") not in options:
+            record = None  # a cache entry no longer meaningful here is measured again
         if record is None:
             pack = config.model.d_pack
             probe_batch = pack * -(-PROBE_IMAGES // pack)
-            probes = {p: measure(config, dataset, device, p, probe_batch) for p in options}
+            per_process = config.batch_size // context.world_size  # what each process will train on
+            probes = {p: _timed(measure, config, dataset, device, p, probe_batch) for p in options}
             fastest = max((r for r in probes.values() if r is not None), default=None)
             contenders = [p for p in options if probes[p] is not None and probes[p] * PROBE_MARGIN >= fastest]
-            rates = {p: measure(config, dataset, device, p) if p in contenders else None for p in options}
+            rates = {
+                p: _timed(measure, config, dataset, device, p, per_process) if p in contenders else None
+                for p in options
+            }
             finite = {p: r for p, r in rates.items() if r is not None}
             chosen = max(finite, key=finite.get) if finite else "fp32"
             record = {
@@ -133,6 +140,15 @@ def choose_precision(
     record = record or {"chosen": chosen, "device": device_name(device), "measured_on": "rank 0"}
     config.train.precision, config.train.precision_measured = chosen, record
     return record
+
+
+def _timed(measure, config, dataset, device, precision: str, batch: int) -> float | None:
+    """``measure``'s figure, or None when the precision cannot train here at all (an error in
+    its step, or too little memory): it is then simply not chosen."""
+    try:
+        return measure(config, dataset, device, precision, batch)
+    except (RuntimeError, ProductganError):
+        return None
 
 
 def describe_choice(record: dict[str, Any]) -> str:
