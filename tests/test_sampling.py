@@ -620,3 +620,25 @@ def test_an_empty_label_is_every_class_in_turn_everywhere(conditional_export, tm
 def test_temperatures_outside_the_useful_range_are_refused(conditional_export, temperature):
     with pytest.raises(UsageError, match="above 0 and at most 4"):
         load_generator(conditional_export, temperature=temperature)
+
+
+@pytest.mark.parametrize("label", ["²", "¹⁰", "--5", "1" * 4400, "٣"])
+def test_labels_that_only_look_like_numbers_are_one_sentence(conditional_export, label, capsys, tmp_path):
+    sampler = load_generator(conditional_export)
+    with pytest.raises(UsageError, match="Unknown class|out of range"):
+        sampler.labels(2, label)
+    out = tmp_path / "x.npy"
+    assert main(["generate", str(conditional_export), "--n", "2", "--label", label, "--out", str(out)]) == 2
+    assert len(capsys.readouterr().err) < 400 and not out.exists()
+
+
+def test_a_category_named_by_a_number_wins_over_the_index(tmp_path):
+    torch.manual_seed(0)
+    generator = Generator(ModelConfig(ngf=8, conditional=True), 32, 1, 3)
+    init_weights(generator)
+    export = export_generator(
+        generator.eval(), tmp_path / "generator", {**FMNIST_INFO, "class_names": ["1", "0", "205"]}
+    )
+    sampler = load_generator(export)
+    assert sampler.class_index("1") == 0 and sampler.class_index("0") == 1 and sampler.class_index("205") == 2
+    assert sampler.class_index("2") == 2  # not a name: an index

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,7 +283,11 @@ class Sampler:
                 "train one with --model.conditional true."
             )
         text = str(label).strip()
-        if text.lstrip("-").isdigit():
+        # A name wins over an index: retail category names are often numbers themselves.
+        matches = [i for i, name in enumerate(names) if name.casefold() == text.casefold()]
+        if matches:
+            return matches[0]
+        if re.fullmatch(r"-?[0-9]{1,9}", text):  # ASCII digits only: '²' or '¹⁰' are no index
             index = int(text)
             if not 0 <= index < self.generator.num_classes:
                 raise UsageError(
@@ -290,10 +295,8 @@ class Sampler:
                     f"{self.generator.num_classes - 1} ({', '.join(names)})."
                 )
             return index
-        matches = [i for i, name in enumerate(names) if name.casefold() == text.casefold()]
-        if not matches:
-            raise UsageError(f"Unknown class {text!r}; this generator knows: {', '.join(names)}.")
-        return matches[0]
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise UsageError(f"Unknown class {shown!r}; this generator knows: {', '.join(names)}.")
 
     def labels(self, n: int, label: int | str | None = None) -> torch.Tensor | None:
         """The class of each of n images: all ``label``, or every class in turn (``label`` None
