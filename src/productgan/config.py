@@ -8,6 +8,7 @@ enough to rebuild the run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Protocol
 
@@ -338,16 +339,12 @@ def parse_config(values: Any) -> RunConfig:
     return from_dict(RunConfig, parsed.as_dict())
 
 
-_PARSER: list[ArgumentParser] = []
-
-
+@functools.cache
 def _config_parser() -> ArgumentParser:
     """The parser of RunConfig's fields (built once: it reads every field's type)."""
-    if not _PARSER:
-        parser = ArgumentParser(exit_on_error=False, default_env=False)
-        parser.add_class_arguments(RunConfig, nested_key=None)
-        _PARSER.append(parser)
-    return _PARSER[0]
+    parser = ArgumentParser(exit_on_error=False, default_env=False)
+    parser.add_class_arguments(RunConfig, nested_key=None)
+    return parser
 
 
 def to_dict(config: Any) -> dict:

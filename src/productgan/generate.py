@@ -69,9 +69,8 @@ def generate_to_path(
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}.")
     sampler = source if isinstance(source, Sampler) else load_generator(source, device=device, temperature=temperature)
-    sampler.check_memory(n, size)  # before anything of n's size is made
+    images = sampler(n=n, seed=seed, size=size, label=label).numpy()  # checks the memory first
     labels = sampler.labels(n, label)
-    images = sampler(n=n, seed=seed, size=size, label=label).numpy()
 
     if kind == "npy":
         write_atomic(out, lambda tmp: np.save(tmp, images))

@@ -57,7 +57,6 @@ def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress:
     run.check_resumable(run_dir)
     if steps is not None or images is not None or minutes is not None:
         config.steps, config.images, config.minutes = steps, images, minutes
-    resolve(config, world_size=context.world_size)
     dataset = run.open_recorded_dataset(config, run_dir)
     resolve(config, dataset, context.world_size)
     return _fit(config, run_dir, dataset, context, progress, resume=True, doing="productgan train --resume")

@@ -7,7 +7,6 @@ import numpy as np
 import torch
 
 from productgan.data import PackedDataset
-from productgan.train import distributed
 from productgan.train.distributed import SINGLE, Context
 
 
@@ -24,7 +23,7 @@ class BatchSource:
         self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, context: Context = SINGLE
     ):
         self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
-        self.local_batch = distributed.local_batch_size(batch_size, context)
+        self.local_batch = batch_size // context.world_size  # config.resolve checked that it divides
         self.offset = context.rank * self.local_batch
         self.batches_per_epoch = len(images) // batch_size
         self.batches_drawn = 0

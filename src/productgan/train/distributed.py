@@ -14,8 +14,6 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from productgan.errors import UsageError
-
 
 @dataclass(frozen=True)
 class Context:
@@ -89,15 +87,6 @@ def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         gc.collect()
         dist.destroy_process_group()
-
-
-def local_batch_size(global_batch: int, context: Context) -> int:
-    if global_batch % context.world_size:
-        raise UsageError(
-            f"--batch-size {global_batch} is the global batch and must divide evenly among "
-            f"{context.world_size} processes; use a multiple of {context.world_size}."
-        )
-    return global_batch // context.world_size
 
 
 def all_reduce_mean(tensor: torch.Tensor, context: Context) -> torch.Tensor:

@@ -44,4 +44,4 @@ def save_reals(run_dir: Path, dataset: PackedDataset, count: int, seed: int) -> 
     rows = dataset.indices("train")
     picks = seeded_subset(len(rows), count, seed)
     images = to_native(torch.from_numpy(dataset.images[rows[picks]]).float(), dataset.meta)
-    return save_grid(images.round().to(torch.uint8).numpy(), run_dir / run.REALS_FILE)
+    return save_grid(to_uint8(images, (0, 255)).numpy(), run_dir / run.REALS_FILE)
