@@ -66,7 +66,12 @@ class ClassModulation(nn.Module):
         nn.init.zeros_(self.table.weight)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        gain, bias = self.table(labels).to(x.dtype)[:, :, None, None].chunk(2, dim=1)
+        """``labels``: class indices (N), or class weights (N x classes, float) that blend the
+        classes' gains and biases, as a walk from one category to another does."""
+        rows = (
+            labels.to(self.table.weight.dtype) @ self.table.weight if labels.is_floating_point() else self.table(labels)
+        )
+        gain, bias = rows.to(x.dtype)[:, :, None, None].chunk(2, dim=1)
         return x * (1 + gain) + bias
 
 
@@ -87,7 +92,8 @@ class LatentProjection(nn.ConvTranspose2d):
 
 
 class Generator(nn.Module):
-    """z (N x nz) [+ class labels (N)] -> image (N x C x S x S) in the output activation's range.
+    """z (N x nz) [+ class labels (N), or class weights (N x classes)] -> image (N x C x S x S) in
+    the output activation's range.
 
     A conditional generator (``config.conditional``) modulates every hidden stage with a
     class-specific gain and bias (``ClassModulation``) after its normalisation.

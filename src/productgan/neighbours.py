@@ -1,0 +1,194 @@
+"""Nearest training images of any image, and a flag for a likely copy of one.
+
+Distances are taken between the evaluator's features (``productgan.evaluator``), where images
+that look alike are close whatever their exact pixels. What "too close" means is measured on the
+run's own data: the held-out validation images are real photos that are not in the training
+split, so their distances to their nearest training image show how close a new image of the
+same kind usually is. An image closer than all but ``COPY_QUANTILE`` of them is flagged as a
+likely copy. On held-out real images the flag is therefore raised about that often; on a
+generator that hands back training photos, far more often.
+
+Typical use::
+
+    index = NeighbourIndex.from_run("runs/00000-fashion-mnist-32")
+    found = index.query(sampler(n=16, seed=0).numpy(), k=3)
+    found.indices, found.distances, found.copy          # N x k, N x k, N
+    save_png(neighbour_sheet(images, found, index), "neighbours.png")
+
+The training split's features are computed once per evaluator and dataset and kept in the user
+cache (``$PRODUCTGAN_CACHE/neighbours``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from productgan.data import PackedDataset
+from productgan.errors import UsageError
+from productgan.evaluator import Evaluator, EvaluatorNet, cache_root, extract_features, features_and_probabilities
+from productgan.evaluator.inference import native_images
+from productgan.files import write_atomic
+from productgan.images import make_grid
+from productgan.metrics.neighbours import distance_blocks
+from productgan.run import load_run_config, open_recorded_dataset
+
+COPY_QUANTILE = 0.01  # held-out real images closer than this share of their kind count as copies
+MAX_K = 32
+REFERENCE_SPLIT = "val"  # calibrates the flag; test stays untouched for evaluate's final score
+
+
+@dataclass
+class Neighbours:
+    """The k nearest training images of N images: dataset indices and feature distances (N x k,
+    nearest first), the copy flag (N), and what the flag was measured against."""
+
+    indices: np.ndarray
+    distances: np.ndarray
+    copy: np.ndarray
+    threshold: float
+    typical: float
+
+    def records(self) -> list[dict]:
+        """One plain dict per image, as the API and manifests write it."""
+        return [
+            {
+                "neighbours": [
+                    {"index": int(i), "distance": round(float(d), 6)}
+                    for i, d in zip(self.indices[row], self.distances[row])
+                ],
+                "likely_copy": bool(self.copy[row]),
+            }
+            for row in range(len(self.indices))
+        ]
+
+
+def nearest(queries: torch.Tensor, reference: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distances, positions) of each query's k nearest reference rows, nearest first (N x k)."""
+    k = min(k, len(reference))
+    distances = torch.empty(len(queries), k, dtype=reference.dtype)
+    positions = torch.empty(len(queries), k, dtype=torch.int64)
+    for start, block in distance_blocks(queries.to(reference.dtype), reference):
+        values, where = block.topk(k, dim=1, largest=False)
+        distances[start : start + len(block)] = values
+        positions[start : start + len(block)] = where
+    return distances, positions
+
+
+class NeighbourIndex:
+    """The training split of a run's dataset in the evaluator's feature space, with the copy
+    threshold calibrated on the held-out ``REFERENCE_SPLIT``."""
+
+    def __init__(self, net: EvaluatorNet, info: dict, dataset: PackedDataset, progress: bool = False):
+        self.net, self.dataset = net, dataset
+        self.positions = dataset.indices("train")
+        if len(self.positions) == 0:
+            raise UsageError("The run's dataset has no training images to compare with.")
+        self.features = self._train_features(info, progress)
+        held_out = dataset.indices(REFERENCE_SPLIT)
+        if len(held_out) == 0:
+            raise UsageError(
+                f"The run's dataset has no {REFERENCE_SPLIT} images, which calibrate what counts as a copy; "
+                f"prepare it with a validation split."
+            )
+        reference = extract_features(net, native_images(dataset, REFERENCE_SPLIT))
+        self.reference_distances = nearest(reference, self.features, 1)[0][:, 0].numpy()
+        self.threshold = float(np.quantile(self.reference_distances, COPY_QUANTILE))
+        self.typical = float(np.median(self.reference_distances))
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, progress: bool = False, device: str = "cpu") -> NeighbourIndex:
+        """The index of a run's training images (the evaluator is loaded, or trained once)."""
+        config = load_run_config(run_dir)
+        dataset = open_recorded_dataset(config, run_dir)
+        evaluator = Evaluator(config.data, dataset, progress=progress, device=device)
+        return cls(evaluator.net, evaluator.info, dataset, progress)
+
+    def _train_features(self, info: dict, progress: bool) -> torch.Tensor:
+        key = f"{info.get('weights_sha256', '')}|{info.get('train_fingerprint', '')}|{len(self.positions)}"
+        path = cache_root() / "neighbours" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
+        if path.is_file():
+            try:
+                cached = np.load(path, allow_pickle=False)
+                if cached.shape == (len(self.positions), self.net.feature_dim):
+                    return torch.from_numpy(cached).double()
+            except (OSError, ValueError):
+                pass  # a damaged cache file is computed again
+        if progress:
+            print(f"Computing evaluator features of {len(self.positions):,} training images (once)...", flush=True)
+        features = extract_features(self.net, native_images(self.dataset, "train"))
+        with contextlib.suppress(OSError):  # a read-only cache costs time on the next call, nothing else
+            write_atomic(path, lambda tmp: np.save(tmp, features.float().numpy()))
+        return features.float().double()
+
+    def query_features(self, features: torch.Tensor, k: int = 3) -> Neighbours:
+        if not 1 <= k <= MAX_K:
+            raise UsageError(f"k (neighbours per image) must be between 1 and {MAX_K}, not {k}.")
+        distances, positions = nearest(features.double(), self.features, k)
+        distances = distances.numpy()
+        return Neighbours(
+            indices=self.positions[positions.numpy()],
+            distances=distances,
+            copy=distances[:, 0] < self.threshold,
+            threshold=self.threshold,
+            typical=self.typical,
+        )
+
+    def query(self, images_uint8, k: int = 3) -> Neighbours:
+        """The k nearest training images of uint8 native-size images N x C x H x W."""
+        return self.query_features(extract_features(self.net, images_uint8), k)
+
+    def query_with_classes(self, images_uint8, k: int = 3) -> tuple[Neighbours, torch.Tensor]:
+        """``query`` plus the evaluator's class probabilities of the same images (one pass)."""
+        features, probabilities = features_and_probabilities(self.net, images_uint8)
+        return self.query_features(features, k), probabilities
+
+    def images(self, indices: np.ndarray) -> np.ndarray:
+        """Training images by dataset index, at native size: uint8 ... x C x H x W."""
+        flat = np.asarray(indices).reshape(-1)
+        view = _IndexedSplit(self.dataset, flat)
+        images = native_images(view, "picked")
+        return images.reshape(*np.shape(indices), *images.shape[1:])
+
+
+class _IndexedSplit:
+    """A dataset seen through a list of indices as one split named 'picked' (for native_images)."""
+
+    def __init__(self, dataset: PackedDataset, indices: np.ndarray):
+        self.images, self.meta, self._indices = dataset.images, dataset.meta, indices
+        self.channels, self.image_size = dataset.channels, dataset.image_size
+
+    def indices(self, name: str) -> np.ndarray:
+        return self._indices
+
+
+COPY_COLOUR = (220, 40, 40)
+FRAME_COLOUR = (90, 90, 90)
+
+
+def neighbour_sheet(images: np.ndarray, found: Neighbours, index: NeighbourIndex, border: int = 2) -> np.ndarray:
+    """One row per image: the image (framed in red when it is a likely copy), then its nearest
+    training images, nearest first. uint8 H x W x 3."""
+    k = found.indices.shape[1]
+    train = index.images(found.indices)  # N x k x C x H x W
+    rows = []
+    for row, image in enumerate(np.asarray(images)):
+        colour = COPY_COLOUR if found.copy[row] else FRAME_COLOUR
+        rows.append(_framed(image, colour, border))
+        rows += [_framed(train[row, j], (0, 0, 0), border) for j in range(k)]
+    return make_grid(np.stack(rows), nrow=k + 1, padding=4, fill=255)
+
+
+def _framed(image: np.ndarray, colour: tuple[int, int, int], border: int) -> np.ndarray:
+    """uint8 C x H x W -> 3 x (H + 2b) x (W + 2b), the image inside a frame of ``colour``."""
+    rgb = np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image
+    height, width = rgb.shape[1:]
+    out = np.empty((3, height + 2 * border, width + 2 * border), np.uint8)
+    out[:] = np.asarray(colour, np.uint8)[:, None, None]
+    out[:, border : border + height, border : border + width] = rgb
+    return out
