@@ -23,8 +23,11 @@ from productgan.data import prepare
 from productgan.data.prepare import FASHION_MNIST
 from productgan.errors import ProductganError, UsageError
 from productgan.evaluate import evaluate_run, format_report, write_report
+from productgan.explore import image_refs, read_photo, write_neighbours, write_projection, write_variants, write_walk
 from productgan.files import check_writable, refuse_to_replace
 from productgan.generate import generate_to_path
+from productgan.latent import FRAME_FORMATS
+from productgan.neighbours import NeighbourIndex
 from productgan.report import build_report
 from productgan.sampling import chosen_label, load_generator
 from productgan.serve import serve
@@ -35,6 +38,10 @@ COMMANDS = {
     "prepare": "pack a dataset once: decode, fit to the training size, split train / val / test",
     "train": "train a DCGAN and write a run directory",
     "generate": "make images from a run directory or an exported generator",
+    "interpolate": "a walk between images: an animated GIF or WebP, a PNG strip, or the frames",
+    "variants": "images near one you like ('more like this')",
+    "project": "find the latent vector (and category) that reproduces a product photo",
+    "neighbours": "the nearest training images of generated ones, with a flag for likely copies",
     "evaluate": "score a run's generator on held-out images (productgan evaluator metrics)",
     "report": "write a self-contained HTML page of a run: curves, sample grids, evaluation",
     "export": "export the generator of a run's last checkpoint",
@@ -315,6 +322,139 @@ def cmd_generate(args: list[str]) -> int:
     return 0
 
 
+REF_HELP = (
+    "An image: SEED:INDEX[:CLASS][@TEMPERATURE] (image INDEX of `generate --seed SEED`, e.g. 7:3 or "
+    "7:3:Sneaker@0.8) or a saved latent vector PATH.npy[:CLASS]."
+)
+
+
+def cmd_interpolate(args: list[str]) -> int:
+    parser = _parser("interpolate")
+    parser.add_argument("source", type=str, help="A run directory or an exported generator folder.")
+    parser.add_argument("--from", dest="start", type=str, required=True, help="The first image. " + REF_HELP)
+    parser.add_argument("--to", dest="end", type=str, required=True, help="The last image (same forms as --from).")
+    parser.add_argument(
+        "--via", type=str, default=None, nargs="+", help="Images to pass through on the way, in order."
+    )
+    parser.add_argument("--frames", type=int, default=24, help="Frames in the whole walk, the first and last included.")
+    parser.add_argument(
+        "--out",
+        type=str,
+        required=True,
+        help=f"walk.gif or walk.webp (animated, looping), walk.png (a strip) or walk.npy (uint8 frames); "
+        f"one of {', '.join(FRAME_FORMATS)}.",
+    )
+    parser.add_argument("--fps", type=float, default=12.0, help="Frames per second of an animation.")
+    parser.add_argument("--scale", type=int, default=1, help="Enlarge each pixel this many times (1 to 16).")
+    parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
+    ns = parser.parse_args(args)
+    sampler = load_generator(ns.source, device=ns.device)
+    refs = [ns.start, *(ns.via or []), ns.end]
+    path = write_walk(sampler, refs, ns.frames, ns.out, ns.fps, ns.scale, ns.overwrite)
+    print(f"Wrote a walk of {ns.frames} frames through {' -> '.join(refs)} to {path}")
+    return 0
+
+
+def cmd_variants(args: list[str]) -> int:
+    parser = _parser("variants")
+    parser.add_argument("source", type=str, help="A run directory or an exported generator folder.")
+    parser.add_argument("--of", dest="ref", type=str, required=True, help="The image to vary. " + REF_HELP)
+    parser.add_argument("--n", type=int, default=16, help="Number of variants.")
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=0.3,
+        help="How far from the image, above 0 and at most 1: 0.1 nearly the same, 0.3 a close family, "
+        "1 unrelated images.",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the variations: same seed, same variants.")
+    parser.add_argument("--label", type=str, default=None, help="Make the variants in this category instead.")
+    parser.add_argument(
+        "--out", type=str, required=True, help="NAME.png (a grid), NAME.npy (uint8 N x C x H x W) or a folder of PNGs."
+    )
+    parser.add_argument("--save_latents", type=str, default=None, help="Also write their latent vectors (N x nz .npy).")
+    parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
+    ns = parser.parse_args(args)
+    sampler = load_generator(ns.source, device=ns.device)
+    path = write_variants(
+        sampler, ns.ref, ns.n, ns.spread, ns.out, ns.seed, chosen_label(ns.label), ns.save_latents, ns.overwrite
+    )
+    print(f"Wrote {ns.n} variants of {ns.ref} (spread {ns.spread:g}, seed {ns.seed}) to {path}")
+    return 0
+
+
+def cmd_project(args: list[str]) -> int:
+    parser = _parser("project")
+    parser.add_argument("run_dir", type=str, help="A run directory (its data's fitting and evaluator are used).")
+    parser.add_argument("photo", type=str, help="A product photo (any format Pillow reads).")
+    parser.add_argument(
+        "--out", type=str, required=True, help="Folder for the fitted photo, reconstruction and vector."
+    )
+    parser.add_argument("--label", type=str, default=None, help="The photo's category, if known (else each is tried).")
+    parser.add_argument("--steps", type=int, default=300, help="Optimisation steps.")
+    parser.add_argument("--restarts", type=int, default=4, help="Random starts per category (the best is kept).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the starting vectors.")
+    parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an earlier projection in --out.")
+    parser.add_argument("--no_progress", action="store_true", help="No progress bar.")
+    ns = parser.parse_args(args)
+    photo = read_photo(ns.photo)
+    sampler = load_generator(ns.run_dir, device=ns.device)
+    index = NeighbourIndex.from_run(ns.run_dir, progress=not ns.no_progress, device=ns.device)
+    out, record = write_projection(
+        sampler,
+        index,
+        photo,
+        ns.out,
+        chosen_label(ns.label),
+        ns.steps,
+        ns.restarts,
+        ns.seed,
+        ns.overwrite,
+        progress=not ns.no_progress,
+    )
+    category = f" as {record['label']!r}" if record["label"] else ""
+    print(
+        f"Projected {ns.photo}{category}: feature distance {record['feature_distance']:.3f} against "
+        f"{record['typical_real_distance']:.3f} between a held-out real image and its nearest training image "
+        f"({record['verdict']})."
+    )
+    print(f"Wrote {out} (comparison.png, latent.npy); walk or vary it as {out / record['ref']}")
+    return 0
+
+
+def cmd_neighbours(args: list[str]) -> int:
+    parser = _parser("neighbours")
+    parser.add_argument("run_dir", type=str, help="A run directory (its training split and evaluator are used).")
+    parser.add_argument("--of", dest="refs", type=str, default=None, nargs="+", help="Images to check. " + REF_HELP)
+    parser.add_argument("--n", type=int, default=None, help="Without --of: the first N images of --seed (default 8).")
+    parser.add_argument("--seed", type=int, default=0, help="Without --of: the seed of the images to check.")
+    parser.add_argument("--k", type=int, default=3, help="Nearest training images shown per image.")
+    parser.add_argument(
+        "--out", type=str, required=True, help="NAME.png: the side-by-side sheet (NAME.json beside it)."
+    )
+    parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing sheet.")
+    parser.add_argument("--no_progress", action="store_true", help="No progress messages.")
+    ns = parser.parse_args(args)
+    refs = image_refs(ns.refs, ns.n, ns.seed)
+    sampler = load_generator(ns.run_dir, device=ns.device)
+    index = NeighbourIndex.from_run(ns.run_dir, progress=not ns.no_progress, device=ns.device)
+    out, records = write_neighbours(sampler, index, refs, ns.out, ns.k, ns.overwrite)
+    copies = [r["name"] for r in records if r["likely_copy"]]
+    for record in records:
+        nearest = record["neighbours"][0]
+        flag = "  LIKELY COPY" if record["likely_copy"] else ""
+        where = f"nearest training image {nearest['index']:>7}  distance {nearest['distance']:.3f}"
+        print(f"{record['name']:>16}  {where}{flag}")
+    print(
+        f"{len(copies)} of {len(records)} image(s) closer to a training image than {index.threshold:.3f} "
+        f"(the closest 1% of held-out real images); sheet: {out}"
+    )
+    return 0
+
 def cmd_evaluate(args: list[str]) -> int:
     parser = _parser("evaluate")
     parser.add_argument("run_dir", type=str, help="A run directory with an exported generator.")
@@ -431,6 +571,10 @@ HANDLERS = {
     "prepare": cmd_prepare,
     "train": cmd_train,
     "generate": cmd_generate,
+    "interpolate": cmd_interpolate,
+    "variants": cmd_variants,
+    "project": cmd_project,
+    "neighbours": cmd_neighbours,
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "export": cmd_export,

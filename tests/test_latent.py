@@ -1,0 +1,243 @@
+"""Latent tools: image names, saved vectors, walks, variants, and the commands that write them."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from productgan.cli import main
+from productgan.config import ModelConfig
+from productgan.errors import UsageError
+from productgan.latent import (
+    MAX_FRAMES,
+    ImageName,
+    Point,
+    check_latent,
+    encode_frames,
+    load_latent,
+    point,
+    render,
+    save_latent,
+    slerp,
+    variant_points,
+    variants,
+    walk,
+    walk_images,
+)
+from productgan.models import Generator, init_weights
+from productgan.sampling import export_generator, load_generator
+
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+INFO = {
+    "class_names": CLASS_NAMES,
+    "native_size": [28, 28],
+    "fit": "pad",
+    "padded_size": [32, 32],
+    "pad": [2, 2, 2, 2],
+    "background": 0,
+}
+
+
+def make_export(folder, conditional: bool):
+    torch.manual_seed(0)
+    generator = Generator(ModelConfig(nz=8, ngf=8, conditional=conditional), 32, 1, num_classes=10)
+    init_weights(generator)
+    with torch.no_grad():  # weights large enough that small latent changes show in the rounded pixels
+        for module in generator.modules():
+            if isinstance(module, torch.nn.ConvTranspose2d):
+                module.weight.mul_(5)
+            if hasattr(module, "table"):
+                torch.nn.init.normal_(module.table.weight, 0.0, 0.5)
+    return export_generator(generator.eval(), folder, INFO)
+
+
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory):
+    return make_export(tmp_path_factory.mktemp("latent") / "generator", conditional=True)
+
+
+@pytest.fixture(scope="module")
+def unconditional(tmp_path_factory):
+    return make_export(tmp_path_factory.mktemp("latent") / "generator", conditional=False)
+
+
+@pytest.fixture(scope="module")
+def sampler(conditional):
+    return load_generator(conditional)
+
+
+def test_names_round_trip_and_read_every_form():
+    assert ImageName.parse("7:3") == ImageName(7, 3)
+    assert ImageName.parse("7:3:Ankle boot") == ImageName(7, 3, "Ankle boot")
+    assert ImageName.parse("7:3:T-shirt/top@0.8") == ImageName(7, 3, "T-shirt/top", 0.8)
+    assert ImageName.parse(" 7:3@1.5 ") == ImageName(7, 3, None, 1.5)
+    for name in (ImageName(7, 3), ImageName(0, 12, "Bag"), ImageName(5, 1, "Bag", 0.7), ImageName(2, 0, None, 2.0)):
+        assert ImageName.parse(str(name)) == name
+
+
+@pytest.mark.parametrize("text", ["7", "7:", ":3", "-1:3", "7:-3", "x:3", "7:3@hot", "7:3@0", "7:3@nan", "7:3@99"])
+def test_a_bad_name_is_one_sentence(text):
+    with pytest.raises(UsageError, match=r"SEED:INDEX|temperature"):
+        ImageName.parse(text)
+
+
+def test_a_name_gives_generates_image_pixel_for_pixel(sampler):
+    grid = sampler(n=24, seed=7).numpy()
+    for index in (0, 3, 13, 23):
+        assert np.array_equal(render(sampler, [point(sampler, f"7:{index}")]).numpy()[0], grid[index])
+    in_class = sampler(n=6, seed=7, label="Bag", temperature=0.8).numpy()
+    assert np.array_equal(render(sampler, [point(sampler, "7:5:bag@0.8")]).numpy()[0], in_class[5])
+
+
+def test_walk_ends_are_the_named_images_and_the_middle_moves(sampler):
+    grid = sampler(n=12, seed=3).numpy()
+    frames = walk_images(sampler, [point(sampler, "3:2"), point(sampler, "3:5"), point(sampler, "3:11")], 9).numpy()
+    assert frames.shape == (9, 1, 28, 28)
+    assert np.array_equal(frames[0], grid[2]) and np.array_equal(frames[4], grid[5])
+    assert np.array_equal(frames[-1], grid[11])
+    steps = [np.abs(frames[i + 1].astype(int) - frames[i]).mean() for i in range(8)]
+    assert all(step > 0 for step in steps)
+
+
+def test_a_walk_between_categories_blends_the_conditioning(sampler):
+    a, b = point(sampler, "1:0:Trouser"), point(sampler, "1:0:Sandal")
+    path = walk(sampler, [a, b], 5)
+    assert path[0].label == 1 and path[-1].label == 5
+    middle = path[2].label
+    assert isinstance(middle, torch.Tensor) and middle[1] == pytest.approx(0.5) and middle[5] == pytest.approx(0.5)
+    assert torch.equal(path[2].z, a.z)  # same vector: only the category moves
+    frames = render(sampler, path).numpy()
+    assert not np.array_equal(frames[2], frames[0]) and not np.array_equal(frames[2], frames[4])
+
+
+def test_slerp_keeps_the_ends_exactly_and_the_norm_on_the_arc():
+    a, b = torch.randn(64), torch.randn(64)
+    assert torch.equal(slerp(a, b, 0.0), a) and torch.equal(slerp(a, b, 1.0), b)
+    b = b * (a.norm() / b.norm())
+    assert slerp(a, b, 0.5).norm() == pytest.approx(float(a.norm()), rel=1e-5)
+    assert torch.allclose(slerp(a, a.clone(), 0.3), a)
+
+
+def test_variants_are_seeded_and_their_distance_grows_with_the_spread(sampler):
+    base = point(sampler, "4:1")
+    first, _ = variants(sampler, base, 6, 0.3, seed=2)
+    again, _ = variants(sampler, base, 6, 0.3, seed=2)
+    other, _ = variants(sampler, base, 6, 0.3, seed=3)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    distances = []
+    for spread in (0.05, 0.3, 1.0):
+        points = variant_points(sampler, base, 64, spread, seed=0)
+        distances.append(float(torch.stack([(p.z - base.z).norm() for p in points]).mean()))
+    assert distances[0] < distances[1] < distances[2]
+    moved, _ = variants(sampler, base, 2, 0.3, seed=2, label="Bag")
+    assert not torch.equal(moved, first[:2])
+
+
+def test_saved_vectors_load_back_and_bad_ones_are_refused(tmp_path, sampler):
+    z = point(sampler, "9:4").z
+    save_latent(tmp_path / "z.npy", z)
+    assert torch.equal(load_latent(tmp_path / "z.npy", 8), z)
+    grid = sampler(n=5, seed=9).numpy()
+    assert np.array_equal(render(sampler, [point(sampler, f"{tmp_path / 'z.npy'}:Coat")]).numpy()[0], grid[4])
+    with pytest.raises(UsageError, match="needs one"):
+        point(sampler, str(tmp_path / "z.npy"))
+    for bad, reason in (
+        (np.zeros(7, np.float32), "takes 8 numbers"),
+        (np.array([np.nan] * 8, np.float32), "NaN"),
+        (np.array(["a"] * 8), "takes 8 numbers"),
+        (np.zeros((2, 8), np.float32), "takes 8 numbers"),
+    ):
+        with pytest.raises(UsageError, match=reason):
+            check_latent(bad, 8)
+    (tmp_path / "junk.npy").write_bytes(b"not an array")
+    with pytest.raises(UsageError, match="not a readable"):
+        load_latent(tmp_path / "junk.npy", 8)
+
+
+def test_unconditional_generators_refuse_categories(unconditional):
+    sampler = load_generator(unconditional)
+    assert point(sampler, "3:1").label is None
+    with pytest.raises(UsageError, match="not class-conditional"):
+        point(sampler, "3:1:Bag")
+    with pytest.raises(UsageError, match="not class-conditional"):
+        variants(sampler, point(sampler, "3:1"), 2, 0.3, label="Bag")
+
+
+def test_walk_and_variant_limits(sampler):
+    a = point(sampler, "1:1")
+    for frames in (1, 0, MAX_FRAMES + 1):
+        with pytest.raises(UsageError, match="between 2 and"):
+            walk(sampler, [a, a], frames)
+    with pytest.raises(UsageError, match="at least two"):
+        walk(sampler, [a], 5)
+    for spread in (0, -0.1, 1.5, float("nan")):
+        with pytest.raises(UsageError, match="spread"):
+            variant_points(sampler, a, 2, spread)
+    with pytest.raises(UsageError, match="number of variants"):
+        variant_points(sampler, a, 0, 0.3)
+
+
+def test_frames_encode_as_animations_strips_and_arrays(sampler):
+    frames = walk_images(sampler, [point(sampler, "1:1"), point(sampler, "1:2")], 4).numpy()
+    gif = Image.open(io.BytesIO(encode_frames(frames, "gif", fps=10)))
+    assert gif.n_frames == 4 and gif.size == (28, 28) and gif.info["duration"] == 100
+    gif.seek(3)
+    assert np.array_equal(np.asarray(gif.convert("L")), frames[3, 0])
+    webp = Image.open(io.BytesIO(encode_frames(frames, "webp", scale=2)))
+    assert webp.n_frames == 4 and webp.size == (56, 56)
+    strip = Image.open(io.BytesIO(encode_frames(frames, "png")))
+    assert strip.size == (4 * 30 + 2, 32)
+    assert np.array_equal(np.load(io.BytesIO(encode_frames(frames, "npy"))), frames)
+    assert encode_frames(frames, "gif") == encode_frames(frames, "gif")  # bytes are a function of the frames
+    with pytest.raises(UsageError, match="written as"):
+        encode_frames(frames, "mp4")
+
+
+def test_interpolate_command_writes_each_format_and_refuses_bad_input(tmp_path, conditional, sampler, capsys):
+    grid = sampler(n=8, seed=7).numpy()
+    out = tmp_path / "walk.npy"
+    assert (
+        main(["interpolate", str(conditional), "--from", "7:1", "--to", "7:6", "--frames", "5", "--out", str(out)]) == 0
+    )
+    frames = np.load(out)
+    assert frames.shape == (5, 1, 28, 28) and np.array_equal(frames[0], grid[1]) and np.array_equal(frames[4], grid[6])
+    gif = tmp_path / "walk.gif"
+    args = ["interpolate", str(conditional), "--from", "7:1", "--via", "7:3", "--to", "7:6", "--frames", "7"]
+    assert main([*args, "--out", str(gif)]) == 0
+    assert Image.open(gif).n_frames == 7
+    assert main([*args, "--out", str(gif)]) == 1  # no replacing without --overwrite
+    capsys.readouterr()
+    for bad, message in (
+        (["--from", "7:1", "--to", "nope", "--out", str(tmp_path / "a.gif")], "names no image"),
+        (["--from", "7:1", "--to", "7:2", "--frames", "1", "--out", str(tmp_path / "b.gif")], "between 2 and"),
+        (["--from", "7:1", "--to", "7:2:Spaceship", "--out", str(tmp_path / "c.gif")], "Unknown class"),
+        (["--from", "7:1", "--to", "7:2", "--out", str(tmp_path / "d.mp4")], "written as"),
+        (
+            ["--from", str(tmp_path / "none.npy") + ":Bag", "--to", "7:2", "--out", str(tmp_path / "e.gif")],
+            "not a file",
+        ),
+    ):
+        assert main(["interpolate", str(conditional), *bad]) != 0
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["walk.gif", "walk.npy"]  # nothing half-written
+
+
+def test_variants_command_writes_grid_folder_and_vectors(tmp_path, conditional, sampler):
+    folder = tmp_path / "variants"
+    latents = tmp_path / "v.npy"
+    args = ["variants", str(conditional), "--of", "2:3", "--n", "4", "--spread", "0.2", "--seed", "5"]
+    assert main([*args, "--out", str(folder), "--save-latents", str(latents)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["latents.npy"] + [f"variant-000{i}.png" for i in range(4)]
+    vectors = np.load(latents)
+    assert vectors.shape == (4, 8) and np.array_equal(np.load(folder / "latents.npy"), vectors)
+    expected, _ = variants(sampler, point(sampler, "2:3"), 4, 0.2, seed=5)
+    again = render(sampler, [Point(torch.from_numpy(v), 3) for v in vectors]).numpy()
+    assert np.array_equal(again, expected.numpy())
+    assert np.array_equal(np.asarray(Image.open(folder / "variant-0002.png")), expected.numpy()[2, 0])
+    assert main([*args, "--spread", "2", "--out", str(tmp_path / "x.png")]) == 2
+    assert not (tmp_path / "x.png").exists()
