@@ -27,9 +27,10 @@ def test_report_embeds_curves_grids_and_evaluation(fake_packed, tmp_path, monkey
     for figure in ("losses.png", "discriminator.png", "speed.png", "validation.png", "validation_pr.png"):
         assert (page.parent / figure).is_file(), figure
     images = re.findall(r'src="data:image/png;base64,', text)
-    # 5 figures + final grid + reals + labelled grid + the sample grids of steps 3 and 4
-    assert len(images) == 5 + 2 + 1 + 2
+    # 5 figures + final grid + reals + labelled grid + neighbours sheet + the sample grids of steps 3 and 4
+    assert len(images) == 5 + 2 + 1 + 1 + 2
     assert (page.parent / "labelled_samples.png").is_file()
+    assert "Nearest training images" in text and "likely copies" in text
     assert "the class the evaluator sees in it" in text  # evaluate cached the evaluator
     step = json.loads((run / "generator" / "config.json").read_text())["step"]  # best.pt's
     assert "fid_productgan" in text and f"test-n20-seed0-step{step}.json" in text and "real floor" in text

@@ -17,6 +17,8 @@ from productgan import run
 from productgan.errors import ProductganError, UsageError
 from productgan.evaluator import class_probabilities, evaluator_cache_dir, find_evaluator
 from productgan.files import refuse_to_replace, write_atomic, write_text_atomic
+from productgan.images import save_png
+from productgan.neighbours import NeighbourIndex, neighbour_sheet
 from productgan.sampling import load_generator
 
 REPORT_DIR = "report"
@@ -140,18 +142,26 @@ def make_figures(run_dir: Path, out_dir: Path) -> dict[str, Path]:
 LABELLED_COLUMNS = 8
 
 
-def _class_predictions(run_dir: Path, images) -> list[str] | None:
-    """The evaluator's predicted class name of each image, when the dataset's evaluator is cached
-    (a report never trains one); None otherwise."""
+def _cached_evaluator(run_dir: Path):
+    """(net, info, dataset) of the run's evaluator when it is cached (a report never trains
+    one), else None."""
     try:
         config = run.load_run_config(run_dir)
         dataset = run.open_recorded_dataset(config, run_dir)
         found = find_evaluator(dataset, evaluator_cache_dir(config.data, dataset)) if dataset.num_classes > 1 else None
     except ProductganError:
         return None
+    return None if found is None else (*found, dataset)
+
+
+def _class_predictions(run_dir: Path, images) -> list[str] | None:
+    """The evaluator's predicted class name of each image, when the dataset's evaluator is cached
+    (a report never trains one); None otherwise."""
+    found = _cached_evaluator(run_dir)
     if found is None:
         return None
-    predicted = class_probabilities(found[0], images).argmax(dim=1).tolist()
+    net, _, dataset = found
+    predicted = class_probabilities(net, images).argmax(dim=1).tolist()
     return [dataset.class_names[i] for i in predicted]
 
 
@@ -192,6 +202,32 @@ def labelled_samples(run_dir: Path, out_dir: Path) -> tuple[Path, str] | None:
     path = out_dir / "labelled_samples.png"
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
+    return path, caption
+
+
+NEIGHBOUR_IMAGES, NEIGHBOUR_K = 8, 4
+
+
+def nearest_training_sheet(run_dir: Path, out_dir: Path) -> tuple[Path, str] | None:
+    """A sheet of the final generator's first images (seed 0) beside their nearest training
+    images, framed in red when likely copies, with its caption; None without an evaluator."""
+    found = _cached_evaluator(run_dir)
+    if found is None:
+        return None
+    try:
+        sampler = load_generator(run_dir)
+        index = NeighbourIndex(*found)
+    except ProductganError:
+        return None
+    images = sampler(NEIGHBOUR_IMAGES, seed=0).numpy()
+    neighbours = index.query(images, NEIGHBOUR_K)
+    path = save_png(neighbour_sheet(images, neighbours, index), out_dir / "neighbours.png")
+    copies = int(neighbours.copy.sum())
+    caption = (
+        f"left: images 0-{NEIGHBOUR_IMAGES - 1} of seed 0; right: their {NEIGHBOUR_K} nearest training images in "
+        f"the evaluator's features. {copies} of {NEIGHBOUR_IMAGES} framed in red as likely copies (closer than "
+        f"{index.threshold:.3g}, which 99% of held-out {index.dataset.meta.get('source', '')} images exceed)"
+    )
     return path, caption
 
 
@@ -249,6 +285,7 @@ FIGURE_FILES = (
     "validation.png",
     "validation_pr.png",
     "labelled_samples.png",
+    "neighbours.png",
 )
 
 
@@ -264,6 +301,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         refuse_to_replace([page, *(page.parent / f for f in FIGURE_FILES)], overwrite, where=page.parent)
     figures = make_figures(run_dir, page.parent)
     labelled = labelled_samples(run_dir, page.parent)
+    neighbours = nearest_training_sheet(run_dir, page.parent)
     grids = sorted((run_dir / run.SAMPLES_DIR).glob("step-*.png"))
     shown = (
         grids
@@ -313,6 +351,15 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             + "".join(_img(figures[k], k) for k in ("validation", "validation_pr") if k in figures)
         )
     sections.append("<h2>Evaluation</h2>" + _evaluation_tables(run_dir))
+    sections.append(
+        "<h2>Nearest training images</h2>"
+        + (
+            f"<figure>{_img(neighbours[0], 'nearest training images')}<figcaption>{html.escape(neighbours[1])}"
+            "</figcaption></figure>"
+            if neighbours
+            else "<p>Shown once the dataset's evaluator exists: run <code>productgan evaluate RUN_DIR</code>.</p>"
+        )
+    )
     if shown:
         sections.append(
             "<h2>Fixed-noise samples over time</h2><div class=row>"
