@@ -11,7 +11,16 @@ import productgan
 PACKAGE = Path(productgan.__file__).parent
 # Optional extras are imported where they are used, behind one helper each, so that the package
 # works without them.
-OPTIONAL = {"matplotlib", "tensorboard", "torch.utils.tensorboard", "fastapi", "uvicorn", "onnx", "onnxruntime"}
+OPTIONAL = {
+    "matplotlib",
+    "tensorboard",
+    "torch.utils.tensorboard",
+    "fastapi",
+    "uvicorn",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+}
 
 
 def module_name(path: Path) -> str:

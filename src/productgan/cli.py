@@ -24,6 +24,7 @@ from productgan.data.prepare import FASHION_MNIST
 from productgan.errors import ProductganError, UsageError
 from productgan.evaluate import evaluate_run, format_report, write_report
 from productgan.explore import image_refs, read_photo, write_neighbours, write_projection, write_variants, write_walk
+from productgan.export_onnx import CHECK_IMAGES, export_run_onnx
 from productgan.files import check_writable, refuse_to_replace
 from productgan.generate import generate_to_path
 from productgan.latent import FRAME_FORMATS
@@ -246,6 +247,15 @@ def cmd_prepare(args: list[str]) -> int:
     parser.add_argument(
         "--workers", type=int, default=None, help="Image folders: decoding processes (default: the CPUs, at most 8)."
     )
+    parser.add_argument(
+        "--licence",
+        "--license",
+        dest="licence",
+        type=Optional[str],
+        default=None,
+        help="Image folders: the images' licence (such as 'CC BY 4.0'), recorded for the model cards of "
+        "generators trained on them (default: not recorded; Fashion-MNIST records its own, MIT).",
+    )
     parser.add_argument("--no_progress", action="store_true", help="No progress bar.")
     ns = parser.parse_args(args)
     out = prepare(
@@ -262,6 +272,7 @@ def cmd_prepare(args: list[str]) -> int:
         labels=False if ns.no_labels else None,
         workers=ns.workers,
         progress=not ns.no_progress,
+        licence=ns.licence,
     )
     _print_dataset_summary(out)
     return 0
@@ -518,7 +529,7 @@ def cmd_evaluate(args: list[str]) -> int:
     at += "" if step is None else f"-step{step}"
     out = ns.out or Path(ns.run_dir) / run.EVALUATION_DIR / f"{ns.split}-n{ns.n}-seed{ns.seed}{at}.json"
     print(format_report(report))
-    print(f"\nReport written to {write_report(report, out)}")
+    print(f"\nReport written to {write_report(report, out, run_dir=ns.run_dir)}")
     return 0
 
 
@@ -542,12 +553,38 @@ def cmd_export(args: list[str]) -> int:
     parser.add_argument("run_dir", type=str, help="A run directory with checkpoints/last.pt.")
     parser.add_argument(
         "--checkpoint",
-        type=Literal["last", "best"],
-        default="last",
-        help="last.pt, or best.pt (the best validation score; needs --train.eval-every).",
+        type=Optional[Literal["last", "best"]],
+        default=None,
+        help="last.pt (the default for safetensors), or best.pt (the best validation score; needs "
+        "--train.eval-every). It replaces RUN_DIR/generator/ as a whole, an earlier model.onnx included.",
+    )
+    parser.add_argument(
+        "--format",
+        type=Literal["safetensors", "onnx"],
+        default="safetensors",
+        help="safetensors: write RUN_DIR/generator/ from the checkpoint; onnx: add model.onnx (runs with "
+        "onnxruntime alone) to the generator there, exported first from --checkpoint when one is given.",
+    )
+    parser.add_argument(
+        "--onnx_output",
+        type=Optional[Literal["uint8", "float"]],
+        default=None,
+        help="What model.onnx gives: uint8 images at the dataset's native size (default), or float at the "
+        "training size in the generator's pixel range.",
     )
     ns = parser.parse_args(args)
-    print(f"Exported generator to {run.export_run(ns.run_dir, ns.checkpoint)}")
+    if ns.format == "safetensors" and ns.onnx_output is not None:
+        raise UsageError("--onnx-output applies to --format onnx; add --format onnx, or drop it.")
+    if ns.format == "safetensors" or ns.checkpoint is not None:
+        print(f"Exported generator to {run.export_run(ns.run_dir, ns.checkpoint or 'last')}")
+    if ns.format == "onnx":
+        written = export_run_onnx(ns.run_dir, ns.onnx_output or "uint8")
+        channels, height, width = written.shape
+        what = f"{width}x{height}, {channels} channel{'s' if channels > 1 else ''}"
+        print(
+            f"Exported ONNX generator to {written.path} (opset {written.opset}; output {written.output} images "
+            f"of {what}; largest difference from PyTorch on {CHECK_IMAGES} images: {written.max_difference:g})"
+        )
     return 0
 
 

@@ -22,7 +22,7 @@ from productgan.metrics.frechet import fid_from_features
 from productgan.metrics.inception import inception_features, load_inception
 from productgan.metrics.kid import kid
 from productgan.metrics.registry import KID_SUBSET_SIZE, KID_SUBSETS, MIN_GENERATED, check_reference
-from productgan.run import load_run_config, open_recorded_dataset
+from productgan.run import load_run_config, open_recorded_dataset, refresh_model_card
 from productgan.sampling import Sampler, load_generator
 from productgan.subsets import seeded_subset
 
@@ -198,5 +198,10 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
-    return write_text_atomic(path, json.dumps(report, indent=2) + "\n")
+def write_report(report: dict[str, Any], path: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``report`` as JSON at ``path``; with ``run_dir``, then write the model card of that
+    run's export again, so that it shows the run's reports."""
+    written = write_text_atomic(path, json.dumps(report, indent=2) + "\n")
+    if run_dir is not None:
+        refresh_model_card(run_dir)
+    return written

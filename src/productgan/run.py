@@ -7,7 +7,7 @@ runs/00003-fashion-mnist-32/
   samples/step-000400.png  fixed-noise grids over time
   metrics.jsonl            one JSON object per log interval
   checkpoints/last.pt      full training state; checkpoints/best.pt the best validated one
-  generator/               the exported generator (model.safetensors + config.json)
+  generator/               the exported generator (model.safetensors + config.json + README.md)
   evaluation/              evaluate's reports
 ```
 
@@ -39,6 +39,7 @@ from productgan.data.packed import INFO_FILE
 from productgan.data.prepare import FASHION_MNIST
 from productgan.errors import ProductganError, UsageError, first_line
 from productgan.files import remove_stale_temporaries, write_text_atomic
+from productgan.model_card import model_card, write_model_card
 from productgan.models import Generator
 from productgan.sampling import build_generator, export_generator
 
@@ -300,6 +301,8 @@ def export_info(dataset: PackedDataset, seed: int, step: int, images_seen: int, 
         "class_names": list(dataset.class_names),
         **{k: dataset.meta[k] for k in keys if k in dataset.meta},
         "dataset": dataset.meta.get("source"),
+        "split_sizes": dataset.split_sizes(),
+        "licence": dataset.meta.get("licence"),
         "step": step,
         "images_seen": images_seen,
         "ema": ema,
@@ -307,14 +310,14 @@ def export_info(dataset: PackedDataset, seed: int, step: int, images_seen: int, 
     }
 
 
-def export_checkpoint(state: dict[str, Any], out_dir: Path) -> Path:
-    """Export the generator held in a checkpoint (the EMA one when kept)."""
+def export_checkpoint(state: dict[str, Any], run_dir: Path) -> Path:
+    """Export the generator held in a checkpoint (the EMA one when kept) to the run's generator/."""
     model = state["config"]["model"]
     classes = len(state["export_info"]["class_names"]) if model["conditional"] else 0
     description = {"model": model, "image_size": state["image_size"], "channels": state["channels"]}
     generator = build_generator({**description, "num_classes": classes})
     generator.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
-    return export_generator(generator, out_dir, state["export_info"])
+    return _export(generator, run_dir, state["export_info"])
 
 
 def export_run(run_dir: str | Path, checkpoint: str = "last") -> Path:
@@ -330,7 +333,7 @@ def export_run(run_dir: str | Path, checkpoint: str = "last") -> Path:
             f"split (--train.eval-every K); export the last checkpoint instead."
         )
     with locked(run_dir, "productgan export"):
-        return export_checkpoint(load_checkpoint(path), run_dir / GENERATOR_DIR)
+        return export_checkpoint(load_checkpoint(path), run_dir)
 
 
 def export_final(run_dir: Path, generator: Generator, info: dict[str, Any], best_val: float | None) -> Path:
@@ -338,8 +341,48 @@ def export_final(run_dir: Path, generator: Generator, info: dict[str, Any], best
     kept one (``best_val`` set), else ``generator`` as it is now."""
     best = run_dir / BEST_CHECKPOINT
     if best_val is not None and best.is_file():
-        return export_checkpoint(load_checkpoint(best), run_dir / GENERATOR_DIR)
-    return export_generator(generator, run_dir / GENERATOR_DIR, info)
+        return export_checkpoint(load_checkpoint(best), run_dir)
+    return _export(generator, run_dir, info)
+
+
+def _export(generator: Generator, run_dir: Path, info: dict[str, Any]) -> Path:
+    """Write the run's generator/ with its model card."""
+    recorded, reports = _card_sources(run_dir)
+    return export_generator(
+        generator, run_dir / GENERATOR_DIR, info, lambda export: model_card(export, recorded, reports)
+    )
+
+
+def refresh_model_card(run_dir: str | Path) -> Path | None:
+    """Write the model card of the run's export again (after an evaluation, or once model.onnx is
+    written beside it); None when the run has no export."""
+    run_dir = Path(run_dir)
+    if not (run_dir / GENERATOR_DIR / sampling.CONFIG_FILE).is_file():
+        return None
+    return write_model_card(run_dir / GENERATOR_DIR, *_card_sources(run_dir))
+
+
+def evaluation_reports(run_dir: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """(file name, report) of every readable JSON report in the run's evaluation/ folder."""
+    reports = []
+    for path in sorted((Path(run_dir) / EVALUATION_DIR).glob("*.json")):
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError):  # a report damaged by hand is left out of the card
+            continue
+        if isinstance(report, dict):
+            reports.append((path.name, report))
+    return reports
+
+
+def _card_sources(run_dir: Path) -> tuple[dict[str, Any] | None, list[tuple[str, dict[str, Any]]]]:
+    """What the model card reads from the run: its recorded configuration (None when it cannot
+    be read: the card says "not recorded", and the export goes ahead) and its reports."""
+    try:
+        recorded = to_dict(load_run_config(run_dir))
+    except ProductganError:
+        recorded = None
+    return recorded, evaluation_reports(run_dir)
 
 
 def final_export_is_current(run_dir: Path, step: int, best_val: float | None) -> bool:

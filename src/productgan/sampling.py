@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from productgan.pixels import to_native, to_uint8
 EXPORT_FORMAT = "productgan-generator"
 EXPORT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+README_FILE = "README.md"  # the model card (productgan.model_card)
+ONNX_FILE = "model.onnx"  # written on request by productgan.export_onnx
 
 
 def pixel_range(model: ModelConfig) -> list[float]:
@@ -36,11 +39,18 @@ def pixel_range(model: ModelConfig) -> list[float]:
     return [-1.0, 1.0] if model.g_output == "tanh" else [0.0, 1.0]
 
 
-def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dict[str, Any]) -> Path:
+def export_generator(
+    generator: Generator,
+    out_dir: str | os.PathLike,
+    info: dict[str, Any],
+    readme: Callable[[dict[str, Any]], str] | None = None,
+) -> Path:
     """Write ``generator`` and its description to ``out_dir`` (replaced atomically as a whole).
 
     ``info`` carries the dataset facts the sampler needs: class_names, native_size, fit and pad
     (see the packed dataset's meta), plus provenance (step, images_seen, ema, dataset).
+    ``readme``, given the export's config.json as a dict, returns the model card, which goes
+    into the same folder swap as README.md.
     """
     out_dir = Path(out_dir)
     config = {
@@ -58,6 +68,8 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, info: dic
     try:
         save_tensors(state, tmp / WEIGHTS_FILE, metadata={"format": EXPORT_FORMAT})
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        if readme is not None:
+            (tmp / README_FILE).write_text(readme(config), encoding="utf-8")
         return replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

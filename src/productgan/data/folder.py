@@ -580,6 +580,23 @@ def _checked_options(size: int, channels: int, fit: str, background: str) -> Opt
     return Options(size, channels, fit, parse_background(background), max_file_bytes=MAX_FILE_BYTES)
 
 
+MAX_LICENCE_CHARS = 200
+
+
+def check_licence(licence: str | None) -> str | None:
+    """The licence text to record (trimmed), None when none is given, or a UsageError for text
+    that cannot be one line of a model card."""
+    if licence is None:
+        return None
+    text = str(licence).strip()
+    if not text or "\n" in text or "\r" in text or len(text) > MAX_LICENCE_CHARS:
+        raise UsageError(
+            f"--licence must be one line of 1 to {MAX_LICENCE_CHARS} characters naming the images' licence "
+            f"(such as 'CC BY 4.0' or 'proprietary, ACME Ltd'), not {text[:40]!r}."
+        )
+    return text
+
+
 def _new_staging(out: Path) -> Path:
     try:
         return staging_dir(out)  # creates the parent folder too
@@ -616,6 +633,7 @@ def _dataset_info(
     split_codes: np.ndarray,
     listing: _Listing,
     dropped: _Dropped,
+    licence: str | None = None,
 ) -> dict:
     """The contents of dataset.json for a packed folder of photos: every name in it is valid UTF-8."""
     count, channels, size = len(split_codes), options.channels, options.size
@@ -635,6 +653,7 @@ def _dataset_info(
             "fit": options.fit,
             "background": list(options.background),
             "resize_filter": "lanczos",
+            "licence": licence,
             "labels": "first-level sub-folder" if labels else "none (one class)",
             "split": {"method": "stratified by class", "fractions": list(fractions), "seed": int(seed), "sizes": sizes},
             "files_found": listing.files_found,
@@ -662,8 +681,12 @@ def prepare_folder(
     overwrite: bool = False,
     workers: int | None = None,
     progress: bool = True,
+    licence: str | None = None,
 ) -> Path:
     """Pack the images under ``src`` into a packed dataset at ``out``; returns ``out``.
+
+    ``licence``: the images' licence as their owner states it, recorded in dataset.json's meta
+    for the model cards of generators trained on them (None: not recorded).
 
     Every setting is checked before any file is read. The phases: list the tree (:func:`_walk`),
     decode (:func:`_decoded`), drop exact duplicates (:func:`_unique`), stream the images to disk
@@ -675,6 +698,7 @@ def prepare_folder(
     if not src.is_dir():
         raise UsageError(f"{src} is not a folder of images.")
     options = _checked_options(size, channels, fit, background)
+    licence = check_licence(licence)
     fractions = parse_split(split)
     out = check_output_folder(out, overwrite)
     workers = _decoding_workers(workers)
@@ -693,7 +717,7 @@ def prepare_folder(
                 f"None of the {len(candidates)} image files under {src} could be used ({'; '.join(reasons[:3])})."
             )
         class_names, split_codes = _write_labels_and_split(staging, kept_labels, fractions, seed)
-        info = _dataset_info(src, options, labels, fractions, seed, class_names, split_codes, listing, dropped)
+        info = _dataset_info(src, options, labels, fractions, seed, class_names, split_codes, listing, dropped, licence)
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=_json_default) + "\n", encoding="utf-8")
         out = check_output_folder(out, overwrite)  # again: it may have appeared meanwhile
         replace_dir(staging, out)

@@ -29,6 +29,7 @@ from productgan.data.packed import (
 from productgan.errors import ProductganError, UsageError
 
 FASHION_MNIST = "fashion-mnist"
+FASHION_MNIST_LICENCE = "MIT"  # Zalando Research's licence of the images and labels
 DEFAULT_IMAGE_SIZE = 32
 DEFAULT_VAL_SIZE = 5000
 DEFAULT_SPLIT_SEED = 0
@@ -151,6 +152,7 @@ def build_fashion_mnist(
     }
     meta = {
         "source": FASHION_MNIST,
+        "licence": FASHION_MNIST_LICENCE,
         "source_folder": str(source.folder),
         "source_files": dict(FILES),
         "channels": 1,
