@@ -318,6 +318,7 @@ def test_exported_weights_are_readable_like_any_new_file(fake_packed, tmp_path):
     assert {p.name: p.stat().st_mode & 0o777 for p in export.iterdir()} == {
         "model.safetensors": 0o644,
         "config.json": 0o644,
+        "README.md": 0o644,
     }
 
 
