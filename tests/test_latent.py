@@ -25,6 +25,7 @@ from productgan.latent import (
     slerp,
     variant_points,
     variants,
+    vector_name,
     walk,
     walk_images,
 )
@@ -241,3 +242,17 @@ def test_variants_command_writes_grid_folder_and_vectors(tmp_path, conditional, 
     assert np.array_equal(np.asarray(Image.open(folder / "variant-0002.png")), expected.numpy()[2, 0])
     assert main([*args, "--spread", "2", "--out", str(tmp_path / "x.png")]) == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_vector_travels_inside_its_name(sampler):
+    base = point(sampler, "6:2")
+    name = vector_name(base.z, "Bag")
+    assert name.startswith("z:") and name.endswith(":Bag") and "=" not in name
+    again = point(sampler, name)
+    assert torch.equal(again.z, base.z) and again.label == 8
+    assert np.array_equal(render(sampler, [again]).numpy(), render(sampler, [Point(base.z, 8)]).numpy())
+    with pytest.raises(UsageError, match="needs one"):
+        point(sampler, vector_name(base.z))
+    for bad in ("z:", "z:AAAA", "z:!!!!", vector_name(torch.full((8,), float("inf")), "Bag")):
+        with pytest.raises(UsageError, match="bytes|NaN or infinite"):
+            point(sampler, bad)

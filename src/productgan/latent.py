@@ -9,7 +9,10 @@ category to another). Points come from
   ``7:3:Sneaker@0.8``; without a class a conditional generator makes class INDEX mod the number
   of classes, as ``generate`` does when every class is made in turn);
 - a **saved vector**, ``PATH.npy[:CLASS]``: a float32 vector of the generator's ``nz`` numbers,
-  as ``save_latent``, ``productgan project`` and ``productgan variants --save-latents`` write.
+  as ``save_latent``, ``productgan project`` and ``productgan variants --save-latents`` write;
+- a **vector in the name itself**, ``z:BASE64[:CLASS]`` (``vector_name``): the nz float32 numbers,
+  little-endian, in URL-safe base64, so that a web client can hand back a projected or varied
+  vector without any file on the server.
 
 Typical use::
 
@@ -22,6 +25,8 @@ Typical use::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import math
 import os
@@ -151,15 +156,41 @@ def check_latent(array, nz: int, what: str = "the latent vector") -> torch.Tenso
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
+def vector_name(z: torch.Tensor, label: str | None = None) -> str:
+    """``z:BASE64[:CLASS]``: a latent vector written into a name (see the module's docstring)."""
+    data = np.ascontiguousarray(np.asarray(z, dtype="<f4")).tobytes()
+    text = "z:" + base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+    return text if label is None else f"{text}:{label}"
+
+
+def _named_vector_point(sampler: Sampler, text: str) -> Point:
+    _, _, rest = text.partition(":")
+    encoded, _, label = rest.partition(":")
+    nz = sampler.generator.config.nz
+    try:
+        data = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        data = b"?"
+    if len(data) != 4 * nz:
+        raise UsageError(
+            f"The vector in the name holds {len(data)} bytes, not the {4 * nz} of {nz} float32 numbers "
+            f"(URL-safe base64, as vector_name writes it)."
+        )
+    z = check_latent(np.frombuffer(data, dtype="<f4"), nz, "The vector in the name")
+    return _with_label(sampler, z, label or None, "z:...")
+
+
 def point(sampler: Sampler, ref: str | os.PathLike | ImageName, label: str | int | None = None) -> Point:
-    """A point named by an image name, an ImageName, or ``PATH.npy[:CLASS]``; ``label`` (when
-    given) sets the class instead of the one the reference carries."""
+    """A point named by an image name, an ImageName, ``z:BASE64[:CLASS]`` or ``PATH.npy[:CLASS]``;
+    ``label`` (when given) sets the class instead of the one the reference carries."""
     if isinstance(ref, ImageName):
         found = name_point(sampler, ref)
     else:
         text = str(ref).strip()
         path, sep, npy_label = text.rpartition(":")
-        if sep and path.lower().endswith(".npy"):
+        if text.startswith("z:"):
+            found = _named_vector_point(sampler, text)
+        elif sep and path.lower().endswith(".npy"):
             found = _vector_point(sampler, path, npy_label or None)
         elif text.lower().endswith(".npy"):
             found = _vector_point(sampler, text, None)
@@ -171,7 +202,10 @@ def point(sampler: Sampler, ref: str | os.PathLike | ImageName, label: str | int
 
 
 def _vector_point(sampler: Sampler, path: str, label: str | None) -> Point:
-    z = load_latent(path, sampler.generator.config.nz)
+    return _with_label(sampler, load_latent(path, sampler.generator.config.nz), label, path)
+
+
+def _with_label(sampler: Sampler, z: torch.Tensor, label: str | None, path: str) -> Point:
     if not sampler.conditional:
         if label is not None:
             sampler.class_index(label)
