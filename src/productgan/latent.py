@@ -176,7 +176,7 @@ def _named_vector_point(sampler: Sampler, text: str) -> Point:
             f"The vector in the name holds {len(data)} bytes, not the {4 * nz} of {nz} float32 numbers "
             f"(URL-safe base64, as vector_name writes it)."
         )
-    z = check_latent(np.frombuffer(data, dtype="<f4"), nz, "The vector in the name")
+    z = check_latent(np.frombuffer(data, dtype="<f4").copy(), nz, "The vector in the name")
     return _with_label(sampler, z, label or None, "z:...")
 
 
