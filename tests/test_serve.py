@@ -1,9 +1,12 @@
-"""productgan serve: the REST API and page give the sampler's images, and bad requests one sentence."""
+"""productgan serve: the REST API and page give the sampler's images, bad requests one sentence,
+answers their caching and security headers, and the command its settings."""
 
 from __future__ import annotations
 
 import io
+import re
 import socket
+import subprocess
 import sys
 
 import numpy as np
@@ -16,13 +19,15 @@ from productgan.config import ModelConfig
 from productgan.errors import ProductganError, UsageError
 from productgan.images import make_grid
 from productgan.models import Generator, init_weights
-from productgan.sampling import export_generator, load_generator
+from productgan.sampling import MAX_TEMPERATURE, export_generator, load_generator
 
 pytest.importorskip("fastapi")
 TestClient = pytest.importorskip("fastapi.testclient").TestClient  # needs httpx2 (the dev extra)
 
 from productgan.serve import create_app  # noqa: E402
-from productgan.serve.app import check_port  # noqa: E402
+from productgan.serve import service as service_module  # noqa: E402
+from productgan.serve.app import check_port, local_url  # noqa: E402
+from productgan.serve.service import MAX_INDEX  # noqa: E402
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 INFO = {
@@ -39,8 +44,8 @@ INFO = {
 }
 
 
-def export(folder, conditional: bool):
-    torch.manual_seed(0)
+def export(folder, conditional: bool, seed: int = 0):
+    torch.manual_seed(seed)
     generator = Generator(ModelConfig(nz=8, ngf=4, conditional=conditional), 32, 1, num_classes=10)
     init_weights(generator)
     with torch.no_grad():  # weights large enough that the latent's scale shows in the rounded images
@@ -75,22 +80,22 @@ def test_info_describes_the_generator_and_the_limits(client):
     assert info["class_names"] == CLASS_NAMES and info["conditional"] is True
     assert info["native_size"] == [28, 28] and info["training_size"] == [32, 32]
     assert info["nz"] == 8 and info["step"] == 40 and info["max_images"] == 64
+    assert info["max_index"] == MAX_INDEX and info["max_temperature"] == MAX_TEMPERATURE
     assert client.get("/health").json() == {"status": "ok"}
 
 
-def test_api_description_and_head_requests(client):
-    schema = client.get("/openapi.json")  # what /docs renders
-    assert schema.status_code == 200
-    assert {"/", "/health", "/info", "/images.png", "/images.npy", "/image.png"} <= set(schema.json()["paths"])
+def test_head_requests_answer_like_get(client):
     for path in ("/health", "/", "/images.png?n=2"):
-        assert client.head(path).status_code == 200, path
+        head, get = client.head(path), client.get(path)
+        assert head.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == get.headers["content-type"], path
 
 
 def test_npy_and_png_are_the_samplers_images(client, conditional_export):
     sampler = load_generator(conditional_export)
     expected = sampler(n=12, seed=5, label="Bag").numpy()
     response = client.get("/images.npy", params={"n": 12, "seed": 5, "label": "bag"})
-    assert response.status_code == 200
+    assert response.status_code == 200 and response.headers["content-type"] == "application/octet-stream"
     array = np.load(io.BytesIO(response.content))
     assert array.dtype == np.uint8 and array.shape == (12, 1, 28, 28)
     assert np.array_equal(array, expected)
@@ -135,27 +140,128 @@ def test_one_image_is_that_row_of_its_seed(client, conditional_export):
     assert np.array_equal(png(client.get("/image.png", params={"seed": 3, "index": 4})), mixed[4, 0])
 
 
+def test_an_index_far_down_a_seed_is_its_row_whatever_max_images(conditional_export, monkeypatch):
+    """index has a bound of its own, not --max-images; its vector is drawn a chunk at a time."""
+    sampler = load_generator(conditional_export)
+    client = TestClient(create_app(sampler, max_images=2))
+    monkeypatch.setattr(service_module, "LATENT_CHUNK", 3)  # several chunks, the last one short
+    z = sampler.latents(11, 7, 0.8)[10:]
+    expected = sampler.from_noise(z, labels=sampler.labels(1, "Dress")).numpy()[0, 0]
+    assert np.array_equal(
+        png(client.get("/image.png", params={"seed": 7, "index": 10, "label": 3, "temperature": 0.8})), expected
+    )
+    monkeypatch.undo()
+    assert png(client.get("/image.png", params={"index": MAX_INDEX})).shape == (28, 28)
+    response = client.get("/image.png", params={"index": MAX_INDEX + 1})
+    assert response.status_code == 422
+    assert (
+        response.json()["detail"] == f"index must be a whole number between 0 and {MAX_INDEX}, not '{MAX_INDEX + 1}'."
+    )
+
+
 @pytest.mark.parametrize(
     "path, params, sentence",
     [
-        ("/images.png", {"n": 0}, "n must be between 1 and 64, not 0."),
-        ("/images.npy", {"n": 65}, "n must be between 1 and 64, not 65."),
+        ("/images.png", {"n": 0}, "n must be a whole number between 1 and 64, not '0'."),
+        ("/images.npy", {"n": 65}, "n must be a whole number between 1 and 64, not '65'."),
+        ("/images.png", {"n": "many"}, "n must be a whole number between 1 and 64, not 'many'."),
         ("/images.png", {"label": "Hat"}, "Unknown class 'Hat'"),
         ("/images.png", {"label": "10"}, "out of range"),
-        ("/images.npy", {"size": "huge"}, "size must be 'native' or 'training'"),
-        ("/image.png", {"index": 64}, "index must be between 0 and 63, not 64."),
-        ("/", {"n": 1000}, "n must be between 1 and 64"),
-        ("/images.png", {"temperature": 0}, "temperature must be above 0 and at most 4"),
-        ("/image.png", {"temperature": "nan"}, "temperature must be above 0 and at most 4"),
-        ("/images.npy", {"seed": -1}, "seed must be 0 or more, not -1."),
-        ("/image.png", {"seed": -3}, "seed must be 0 or more, not -3."),
-        ("/images.png", {"n": "many"}, "n: Input should be a valid integer"),
+        ("/images.png", {"label": "03"}, "label '03' is neither a class name nor a class index"),
+        ("/images.png", {"label": " Bag"}, "label ' Bag' is neither a class name nor a class index"),
+        ("/images.npy", {"size": "huge"}, "size must be 'native' or 'training', not 'huge'."),
+        ("/", {"n": 1000}, "n must be a whole number between 1 and 64"),
+        ("/images.png", {"temperature": 0}, "temperature must be a number above 0 and at most 4 (1: as trained)"),
+        ("/image.png", {"temperature": "nan"}, "temperature must be a number above 0 and at most 4"),
+        ("/images.png", {"temperature": 4.5}, "temperature must be a number above 0 and at most 4"),
+        ("/images.npy", {"seed": -1}, "seed must be a whole number between 0 and 9223372036854775807, not '-1'."),
+        ("/image.png", {"seed": 2**63}, "seed must be a whole number between 0 and 9223372036854775807"),
+        # label oddities: none is an index (Python's int() would read the last three)
+        ("/images.png", {"label": "--5"}, "Unknown class '--5'"),
+        ("/images.png", {"label": "²"}, "Unknown class '²'"),
+        ("/images.png", {"label": "¹⁰"}, "Unknown class '¹⁰'"),
+        ("/images.png", {"label": "1" * 1000}, "Unknown class '1111"),
     ],
 )
 def test_bad_requests_get_422_and_one_sentence(client, path, params, sentence):
     response = client.get(path, params=params)
-    assert response.status_code == 422
-    assert sentence in response.json()["detail"]
+    assert response.status_code == 422 and response.headers["content-type"] == "application/json"
+    detail = response.json()["detail"]
+    assert sentence in detail
+    assert len(detail) <= 400 and detail.endswith((".", "...")), detail  # one sentence, never a copy of the input
+
+
+def test_a_long_query_is_refused_short_and_never_echoed(client):
+    label = "x" * 60_000  # (the test client refuses a URL over 64 KiB)
+    for path in ("/images.png", "/", "/health"):
+        response = client.get(path, params={"label": label})
+        assert response.status_code == 414
+        assert response.json() == {"detail": "The query is 60,006 bytes long; this server reads at most 2,048."}
+    digits = client.get("/images.png", params={"label": "1" * 4300})  # past the cap before it is read as a number
+    assert digits.status_code == 414 and "4,306 bytes long" in digits.json()["detail"]
+    response = client.get("/images.png", params={"label": "y" * 2000})  # under the cap: 422, quoting 40 characters
+    assert response.status_code == 422 and len(response.content) < 300 and "y" * 41 not in response.text
+
+
+def test_max_images_below_the_pages_default_count(conditional_export):
+    client = TestClient(create_app(conditional_export, max_images=4))
+    page = client.get("/")
+    assert page.status_code == 200, page.text
+    assert 'src="/images.png?n=4&amp;seed=0"' in page.text and 'max="4" value="4"' in page.text
+    assert png(client.get("/images.png")).shape == (62, 62)  # the API's default count is 4 too
+
+
+def test_deterministic_answers_carry_an_etag_and_answer_304(client, conditional_export, tmp_path):
+    first = client.get("/images.png", params={"n": 3, "seed": 1, "label": "Bag"})
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and first.headers["cache-control"] == "public, max-age=3600"
+    # the same images, named another way, are the same bytes under the same tag
+    for label in ("bag", "8"):
+        again = client.get("/images.png", params={"n": 3, "seed": 1, "label": label})
+        assert again.headers["etag"] == etag and again.content == first.content
+    for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        cached = client.get(
+            "/images.png", params={"n": 3, "seed": 1, "label": "Bag"}, headers={"If-None-Match": header}
+        )
+        assert cached.status_code == 304 and cached.content == b"", header
+        assert cached.headers["etag"] == etag and "cache-control" in cached.headers
+    stale = client.get("/images.png", params={"n": 3, "seed": 1, "label": "Bag"}, headers={"If-None-Match": '"other"'})
+    assert stale.status_code == 200 and stale.content == first.content
+    # another query, another format, or other weights: another tag
+    others = [
+        client.get("/images.png", params={"n": 3, "seed": 2, "label": "Bag"}),
+        client.get("/images.npy", params={"n": 3, "seed": 1, "label": "Bag"}),
+        client.get("/images.png", params={"n": 3, "seed": 1, "label": "Bag", "temperature": 0.9}),
+        TestClient(create_app(export(tmp_path / "other", conditional=True, seed=1))).get(
+            "/images.png", params={"n": 3, "seed": 1, "label": "Bag"}
+        ),
+    ]
+    assert len({etag, *(response.headers["etag"] for response in others)}) == 5
+    one = client.get("/image.png", params={"seed": 1, "index": 2})
+    assert one.headers["etag"] != client.get("/image.png", params={"seed": 1, "index": 3}).headers["etag"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/info", "/health", "/images.png?n=1", "/images.png?n=0", "/nowhere", "/static/page.css", "/docs"]
+)
+def test_every_answer_carries_the_security_headers(client, path):
+    response = client.get(path)
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy and "script-src 'self';" in policy
+
+
+def test_the_page_keeps_its_own_content_security_policy(client):
+    """No inline script or style: the policy forbids them, and the page's style is a file."""
+    page = client.get("/", params={"n": 4})
+    assert "style-src 'self';" in page.headers["content-security-policy"]
+    text = page.text.lower()
+    assert "<script" not in text and "<style" not in text
+    assert not re.search(r"<[^>]*\s(style|on[a-z]+)\s*=", text)  # no style attribute, no event handler
+    assert '<link rel="stylesheet" href="/static/page.css">' in page.text
+    assert client.get("/static/page.css").status_code == 200
 
 
 def test_the_page_offers_every_category_and_shows_the_grid(client):
@@ -166,6 +272,12 @@ def test_the_page_offers_every_category_and_shows_the_grid(client):
         assert name in text
     assert '<option value="Ankle boot" selected>' in text
     assert 'src="/images.png?n=8&amp;seed=2&amp;label=Ankle+boot"' in text
+    # a class named in another case or by index is shown and linked by its name
+    for label in ("ankle BOOT", "9"):
+        assert (
+            'src="/images.png?n=8&amp;seed=2&amp;label=Ankle+boot"'
+            in client.get("/", params={"n": 8, "seed": 2, "label": label}).text
+        )
     # the form's "every category in turn" sends an empty label, which every request reads so
     assert 'src="/images.png?n=16&amp;seed=0"' in client.get("/", params={"label": ""}).text
     assert (
@@ -178,6 +290,43 @@ def test_the_page_offers_every_category_and_shows_the_grid(client):
     )
 
 
+def test_behind_a_proxy_every_link_carries_the_root_path(conditional_export):
+    client = TestClient(create_app(conditional_export), root_path="/gan")
+    page = client.get("/gan/", params={"n": 2}).text
+    for link in (
+        'href="/gan/static/page.css"',
+        'action="/gan/"',
+        'src="/gan/images.png?n=2&amp;seed=0"',
+        'href="/gan/docs"',
+    ):
+        assert link in page, link
+    assert client.get("/gan/images.png", params={"n": 2}).status_code == 200
+    assert client.get("/gan/openapi.json").json()["servers"] == [{"url": "/gan"}]
+    for docs in ("/gan/docs", "/gan/redoc"):
+        text = client.get(docs).text
+        assert 'src="/gan/static/' in text and '"/gan/openapi.json"' in text, docs
+
+
+def test_cors_is_off_unless_an_origin_is_named(conditional_export, client):
+    shop = "https://shop.example.com"
+    assert "access-control-allow-origin" not in client.get("/info", headers={"Origin": shop}).headers
+    assert (
+        client.options("/images.png", headers={"Origin": shop, "Access-Control-Request-Method": "GET"}).status_code
+        == 405
+    )
+    allowed = TestClient(create_app(conditional_export, cors_origins=[shop, "http://localhost:3000"]))
+    response = allowed.get("/images.png", params={"n": 1}, headers={"Origin": shop})
+    assert response.headers["access-control-allow-origin"] == shop
+    assert "ETag" in response.headers["access-control-expose-headers"]
+    assert "access-control-allow-origin" not in allowed.get("/info", headers={"Origin": "https://evil.example"}).headers
+    preflight = allowed.options(
+        "/images.png", headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET"}
+    )
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+    with pytest.raises(UsageError, match="--cors-origin 'shop.example.com' is not a web origin"):
+        create_app(conditional_export, cors_origins=["shop.example.com"])
+
+
 def test_an_unconditional_generator_refuses_a_category(tmp_path):
     client = TestClient(create_app(export(tmp_path / "generator", conditional=False)))
     assert client.get("/info").json()["conditional"] is False
@@ -185,6 +334,9 @@ def test_an_unconditional_generator_refuses_a_category(tmp_path):
     response = client.get("/images.png", params={"label": "Bag"})
     assert response.status_code == 422 and "not class-conditional" in response.json()["detail"]
     assert png(client.get("/images.png", params={"n": 4})).shape == (62, 62)
+    assert (
+        client.get("/openapi.json").json()["paths"]["/images.png"]["get"]["parameters"][2]["schema"]["pattern"] == "^$"
+    )
 
 
 def test_serve_command_loads_then_runs_uvicorn(conditional_export, monkeypatch, capsys):
@@ -197,6 +349,40 @@ def test_serve_command_loads_then_runs_uvicorn(conditional_export, monkeypatch, 
     assert kwargs["host"] == "127.0.0.1" and 0 < kwargs["port"] < 65536  # port 0: a free one, chosen and named
     assert TestClient(app).get("/info").json()["max_images"] == 8
     assert f"at http://127.0.0.1:{kwargs['port']}/" in capsys.readouterr().out
+    assert kwargs["http"].request_timeout == 10 and kwargs["timeout_keep_alive"] == 5 and kwargs["root_path"] == ""
+
+
+def test_serve_command_passes_its_limits(conditional_export, monkeypatch, capsys):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
+    flags = ["--port", "0", "--workers", "3", "--queue", "5", "--request-timeout", "2.5", "--root-path", "/gan/"]
+    origins = ["--cors-origin", "https://a.example", "--cors-origin", "http://b.example:8080"]
+    assert main(["serve", str(conditional_export), *flags, *origins]) == 0
+    ((app, kwargs),) = calls
+    assert kwargs["http"].request_timeout == 2.5 and kwargs["root_path"] == "/gan"
+    work = app.state.service.work
+    assert (work.workers, work.queue) == (3, 5)
+    client = TestClient(app)
+    for origin in ("https://a.example", "http://b.example:8080"):
+        assert client.get("/health", headers={"Origin": origin}).headers["access-control-allow-origin"] == origin
+    assert "behind the proxy at /gan/" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "host, url",
+    [
+        ("127.0.0.1", "http://127.0.0.1:8000/"),
+        ("0.0.0.0", "http://127.0.0.1:8000/"),
+        ("::", "http://[::1]:8000/"),
+        ("::1", "http://[::1]:8000/"),
+        ("fe80::1", "http://[fe80::1]:8000/"),
+        ("localhost", "http://localhost:8000/"),
+    ],
+)
+def test_the_start_up_line_names_a_url_that_opens(host, url):
+    assert local_url(host, 8000) == url
 
 
 def test_serve_command_errors_are_one_sentence(tmp_path, conditional_export, monkeypatch, capsys):
@@ -212,8 +398,16 @@ def test_serve_command_errors_are_one_sentence(tmp_path, conditional_export, mon
         assert main(["serve", str(conditional_export), "--port", str(port)]) == 1
         err = capsys.readouterr().err
         assert f"Cannot listen on 127.0.0.1:{port}" in err and "choose another --port" in err
-    assert main(["serve", str(conditional_export), "--max-images", "0"]) == 2
-    assert "--max-images must be at least 1" in capsys.readouterr().err
+    for flags, sentence in [
+        (["--max-images", "0"], "--max-images must be at least 1"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--queue", "-1"], "--queue must be 0 or more"),
+        (["--request-timeout", "0"], "--request-timeout must be above 0"),
+        (["--root-path", "gan"], "--root-path must be a URL path such as /gan"),
+        (["--cors-origin", "*.example"], "--cors-origin '*.example' is not a web origin"),
+    ]:
+        assert main(["serve", str(conditional_export), *flags]) == 2, flags
+        assert sentence in capsys.readouterr().err, flags
 
 
 def test_check_port_accepts_a_free_port():
@@ -231,7 +425,18 @@ def test_check_port_accepts_a_free_port():
         check_port("127.0.0.1", 99999)
 
 
-def test_a_missing_fastapi_is_named_with_the_extra(monkeypatch, conditional_export):
-    monkeypatch.setitem(sys.modules, "fastapi", None)
-    with pytest.raises(ProductganError, match=r"pip install 'productgan\[serve\]'"):
-        create_app(conditional_export)
+def test_a_missing_fastapi_is_named_with_the_extra(conditional_export):
+    """Without the serve extra the package and its other commands work, and serve says what to install."""
+    script = (
+        "import sys\n"
+        "for name in ('fastapi', 'uvicorn', 'fastapi_offline'):\n"
+        "    sys.modules[name] = None\n"
+        "from productgan.cli import main\n"
+        "from productgan.serve import create_app\n"
+        f"sys.exit(main(['serve', {str(conditional_export)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert (
+        "productgan serve needs FastAPI, uvicorn and fastapi-offline: pip install 'productgan[serve]'." in done.stderr
+    )

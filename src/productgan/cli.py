@@ -599,8 +599,47 @@ def cmd_serve(args: list[str]) -> int:
     parser.add_argument(
         "--max_images", type=int, default=DEFAULT_MAX_IMAGES, help="The most images one request may ask for."
     )
+    parser.add_argument(
+        "--workers",
+        type=Optional[int],
+        default=None,
+        help="Image requests made at a time (default: one per CPU, at most 4).",
+    )
+    parser.add_argument(
+        "--queue",
+        type=Optional[int],
+        default=None,
+        help="Image requests that may wait for a worker (default 8); more get 503 and Retry-After at once.",
+    )
+    parser.add_argument(
+        "--request_timeout",
+        type=Optional[float],
+        default=None,
+        help="Seconds a request has to arrive whole (default 10); a slower client's connection is closed.",
+    )
+    parser.add_argument(
+        "--cors_origin",
+        type=str,
+        action="append",
+        default=[],
+        help="A web origin whose pages may call the API (https://shop.example.com); repeat for more. None by default.",
+    )
+    parser.add_argument(
+        "--root_path", type=str, default="", help="The path prefix a proxy serves the server under, as /gan."
+    )
     ns = parser.parse_args(args)
-    serve(ns.source, host=ns.host, port=ns.port, device=ns.device, max_images=ns.max_images)
+    serve(
+        ns.source,
+        host=ns.host,
+        port=ns.port,
+        device=ns.device,
+        max_images=ns.max_images,
+        workers=ns.workers,
+        queue=ns.queue,
+        request_timeout=ns.request_timeout,
+        cors_origins=ns.cors_origin,
+        root_path=ns.root_path,
+    )
     return 0
 
 

@@ -1,5 +1,5 @@
 """A web page and REST API over an exported generator (``productgan serve``)."""
 
-from productgan.serve.app import create_app, serve
+from productgan.serve.app import DEFAULT_MAX_IMAGES, create_app, serve
 
-__all__ = ["create_app", "serve"]
+__all__ = ["DEFAULT_MAX_IMAGES", "create_app", "serve"]

@@ -2,210 +2,176 @@
 
 The generator is loaded once, at start-up, and every request is a pure function of its query:
 the same seed, class and count give the same images as ``productgan generate`` and the Python
-sampler, byte for byte. FastAPI and uvicorn come with the ``serve`` extra.
+sampler, byte for byte. FastAPI, uvicorn and fastapi-offline come with the ``serve`` extra.
 
-    GET /               a page: pick a category, a count and a seed, see the grid
+    GET /               the studio page: pick a category, a count and a seed, see the grid
     GET /info           the generator: classes, sizes, provenance, request limits (JSON)
     GET /images.png     n images as one PNG grid        ?n=16&seed=0&label=Sneaker&size=native&temperature=1
     GET /images.npy     the same images as a uint8 N x C x H x W .npy array
     GET /image.png      image ``index`` of a seed alone ?seed=0&index=3&label=Bag&temperature=1
-    GET /health         {"status": "ok"}
+    GET /health         {"status": "ok"}, at once however busy the server is
+    GET /docs, /redoc   the API description (/openapi.json), rendered by files the server serves
 
-Bad requests (a count out of range, an unknown category) get status 422 and one sentence in
-``detail``.
+The routes live in modules of their own (serve/images.py, serve/status.py, serve/pages.py), each
+a function ``routes(service) -> APIRouter`` over the shared ``Service``; a new group of routes is a
+module and one ``include_router`` line in ``create_app``. serve/static/ holds the pages' files.
+
+Bad requests get status 422 and one sentence in ``detail``; image requests beyond the work queue
+get 503 and ``Retry-After`` (serve/problems.py, serve/work.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import html
-import io
+import ipaddress
 import os
+import re
 import socket
-from typing import Any
-from urllib.parse import urlencode
+from pathlib import Path
 
-import numpy as np
-
+from productgan import __version__
 from productgan.errors import ProductganError, UsageError
-from productgan.images import make_grid, to_pil
-from productgan.sampling import Sampler, chosen_label, load_generator
+from productgan.machine import usable_cpus
+from productgan.sampling import Sampler, load_generator
 
 DEFAULT_MAX_IMAGES = 1024
-MISSING_EXTRA = "productgan serve needs FastAPI and uvicorn: pip install 'productgan[serve]'."
+MISSING_EXTRA = "productgan serve needs FastAPI, uvicorn and fastapi-offline: pip install 'productgan[serve]'."
+STATIC = Path(__file__).parent / "static"
+# The packages the serve extra brings; importing the server without one of them leaves it None.
+WEB_PACKAGES = {"fastapi", "starlette", "pydantic", "pydantic_core", "anyio", "fastapi_offline", "uvicorn", "h11"}
 
 
-def _require_fastapi():
-    try:
-        import fastapi
-    except ImportError:
-        raise ProductganError(MISSING_EXTRA)
-    return fastapi
+def _missing_extra(error: ModuleNotFoundError) -> bool:
+    return (error.name or "").partition(".")[0] in WEB_PACKAGES
 
 
-def _png(picture: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    to_pil(picture).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
-def describe(sampler: Sampler, max_images: int) -> dict[str, Any]:
-    """What a client needs to know before asking: the classes, the sizes and the limits."""
-    info = sampler.info
-    return {
-        "conditional": sampler.conditional,
-        "class_names": sampler.class_names,
-        "channels": sampler.generator.channels,
-        "native_size": sampler.native_size,
-        "training_size": [sampler.generator.image_size] * 2,
-        "nz": sampler.generator.config.nz,
-        "dataset": info.get("dataset"),
-        "step": info.get("step"),
-        "images_seen": info.get("images_seen"),
-        "ema": info.get("ema"),
-        "max_images": max_images,
-    }
-
-
-def create_app(source: str | os.PathLike | Sampler, device: str = "cpu", max_images: int = DEFAULT_MAX_IMAGES):
-    """A FastAPI application serving the generator of a run directory or export folder."""
-    fastapi = _require_fastapi()
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
+try:  # the serve extra; the rest of the package works without it, and create_app names it
+    import fastapi
+    import fastapi_offline
+    from fastapi.middleware.cors import CORSMiddleware
     from fastapi.routing import APIRoute
+    from fastapi.staticfiles import StaticFiles
 
+    from productgan.serve import images, pages, problems, status
+    from productgan.serve.middleware import QueryLimit, SecurityHeaders
+    from productgan.serve.service import Service
+    from productgan.serve.work import WorkQueue
+except ModuleNotFoundError as error:
+    if not _missing_extra(error):
+        raise
+    fastapi = None
+try:
+    import uvicorn
+
+    from productgan.serve.protocol import timed_protocol
+except ModuleNotFoundError as error:
+    if not _missing_extra(error):
+        raise
+    uvicorn = None
+
+# Image requests made at a time: torch already spreads one over every core, so more at once only
+# adds memory; a few keep a small request from waiting behind a large one.
+MAX_DEFAULT_WORKERS = 4
+DEFAULT_QUEUE = 8
+# Seconds a request has to arrive whole, and an idle kept-alive connection stays open.
+DEFAULT_REQUEST_TIMEOUT = 10.0
+KEEP_ALIVE_SECONDS = 5
+# The largest request head (request line and headers) read, in bytes.
+MAX_HEAD_BYTES = 16 * 1024
+ORIGIN = re.compile(r"https?://[^/?#\s]+")
+ROOT_PATH = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
+
+
+def default_workers() -> int:
+    return max(1, min(MAX_DEFAULT_WORKERS, usable_cpus()))
+
+
+def create_app(
+    source: str | os.PathLike | Sampler,
+    device: str = "cpu",
+    max_images: int = DEFAULT_MAX_IMAGES,
+    workers: int | None = None,
+    queue: int = DEFAULT_QUEUE,
+    cors_origins: list[str] | tuple[str, ...] = (),
+):
+    """A FastAPI application serving the generator of a run directory or export folder.
+
+    ``workers`` image requests are made at a time (default: one per usable CPU, at most 4) and
+    ``queue`` more wait; more get 503. ``cors_origins``: the web origins whose pages may call the
+    API from a browser (none by default)."""
+    if fastapi is None:
+        raise ProductganError(MISSING_EXTRA)
     if max_images < 1:
         raise UsageError(f"--max-images must be at least 1, not {max_images}.")
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {workers}.")
+    if queue < 0:
+        raise UsageError(f"--queue must be 0 or more, not {queue}.")
+    for origin in cors_origins:
+        if origin != "*" and not ORIGIN.fullmatch(origin):
+            raise UsageError(
+                f"--cors-origin {origin!r} is not a web origin; give scheme, host and port, "
+                "as in https://shop.example.com or http://localhost:3000."
+            )
     sampler = source if isinstance(source, Sampler) else load_generator(source, device=device)
-    app = fastapi.FastAPI(title="productgan", summary="New product images from a trained DCGAN generator.")
-    app.state.sampler = sampler
+    service = Service(sampler, max_images, WorkQueue(workers, queue))
 
-    def check(n: int, seed: int, label: str | None, temperature: float) -> str | None:
-        """The request's label (an empty one, as the page's form sends, is every class in turn),
-        or a UsageError before any image is made; the sampler checks the size itself."""
-        if not 1 <= n <= max_images:
-            raise UsageError(f"n must be between 1 and {max_images}, not {n}.")
-        label = chosen_label(label)
-        sampler.labels(1, label)  # an unknown class, or a class for an unconditional generator
-        sampler.latents(1, seed, temperature)  # a negative seed, a temperature that is no positive number
-        return label
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        service.work.close()  # at shutdown: requests still in line are dropped
 
-    def images(n: int, seed: int, label: str | None, size: str, temperature: float) -> tuple[np.ndarray, int | None]:
-        """The images of a request, and the columns of their grid."""
-        label = check(n, seed, label, temperature)
-        batch = sampler(n=n, seed=seed, size=size, label=label, temperature=temperature).numpy()
-        return batch, sampler.grid_columns(n, label)
+    app = fastapi.FastAPI(
+        lifespan=lifespan,
+        title="productgan",
+        version=__version__,
+        summary="New product images from a trained DCGAN generator.",
+        description=(
+            "Every image is named by its seed, index, class and temperature, and that name gives the same "
+            "pixels everywhere: the Python sampler, `productgan generate`, this API and its page. Image answers "
+            "carry an ETag and may be cached."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        responses=problems.TOO_LONG,
+    )
+    app.state.service = service
+    problems.install(app)
+    for router in (status.routes(service), images.routes(service), pages.routes(service, app.openapi_url)):
+        app.include_router(_with_head(router))
+    # Our own files first; then Swagger UI's and Redoc's, as the fastapi-offline package ships them.
+    app.mount("/static", StaticFiles(directory=STATIC, packages=[(fastapi_offline.__name__, "static")]), name="static")
 
-    @app.exception_handler(ProductganError)
-    def bad_request(request, error: ProductganError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(error)})
+    # The last added runs first: every answer, refusals included, gets the security headers.
+    app.add_middleware(QueryLimit)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "HEAD"],
+            allow_headers=["If-None-Match"],
+            expose_headers=["ETag", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders)
+    return app
 
-    @app.exception_handler(RequestValidationError)
-    def bad_query(request, error: RequestValidationError) -> JSONResponse:
-        """FastAPI's list of problems as one sentence: 'n: Input should be a valid integer, ...'."""
-        problems = [
-            f"{'.'.join(str(part) for part in problem['loc'][1:])}: {problem['msg']}" for problem in error.errors()
-        ]
-        return JSONResponse(status_code=422, content={"detail": "; ".join(problems) + "."})
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/info")
-    def info() -> dict[str, Any]:
-        return describe(sampler, max_images)
-
-    @app.get("/images.png", response_class=Response)
-    def images_png(
-        n: int = 16, seed: int = 0, label: str | None = None, size: str = "native", temperature: float = 1.0
-    ):
-        return Response(_png(make_grid(*images(n, seed, label, size, temperature))), media_type="image/png")
-
-    @app.get("/images.npy", response_class=Response)
-    def images_npy(
-        n: int = 16, seed: int = 0, label: str | None = None, size: str = "native", temperature: float = 1.0
-    ):
-        return Response(_npy(images(n, seed, label, size, temperature)[0]), media_type="application/octet-stream")
-
-    @app.get("/image.png", response_class=Response)
-    def image_png(
-        seed: int = 0, index: int = 0, label: str | None = None, size: str = "native", temperature: float = 1.0
-    ):
-        if not 0 <= index < max_images:
-            raise UsageError(f"index must be between 0 and {max_images - 1}, not {index}.")
-        label = check(1, seed, label, temperature)
-        # Noise rows are drawn in order, so row `index` of a seed is the same in any count.
-        z = sampler.latents(index + 1, seed, temperature)[index:]
-        labels = sampler.labels(index + 1, label)
-        picture = sampler.from_noise(z, size, labels=None if labels is None else labels[index:]).numpy()[0]
-        return Response(_png(picture), media_type="image/png")
-
-    @app.get("/", response_class=HTMLResponse)
-    def page(n: int = 16, seed: int = 0, label: str | None = None, temperature: float = 1.0) -> str:
-        label = check(n, seed, label, temperature)  # the grid's checks, so a bad form gets its sentence at once
-        return _page(sampler, n, seed, label, temperature, max_images)
-
-    # HEAD as well as GET on every page, for uptime checks and `curl -I` (left out of /docs).
-    for route in list(app.routes):
+def _with_head(router):
+    """``router`` with HEAD as well as GET on every route, for uptime checks and ``curl -I`` (left
+    out of the API description)."""
+    for route in list(router.routes):
         if isinstance(route, APIRoute) and "GET" in route.methods:
-            app.add_api_route(
+            router.add_api_route(
                 route.path,
                 route.endpoint,
                 methods=["HEAD"],
                 include_in_schema=False,
                 response_class=route.response_class,
             )
-    return app
-
-
-def _page(sampler: Sampler, n: int, seed: int, label: str | None, temperature: float, max_images: int) -> str:
-    query = {
-        "n": n,
-        "seed": seed,
-        **({"label": label} if label is not None else {}),
-        **({"temperature": f"{temperature:g}"} if temperature != 1.0 else {}),
-    }
-    options = ['<option value="">every category in turn</option>'] if sampler.conditional else []
-    for index, name in enumerate(sampler.class_names if sampler.conditional else []):
-        chosen = " selected" if label is not None and sampler.class_index(label) == index else ""
-        options.append(f'<option value="{html.escape(name)}"{chosen}>{html.escape(name)}</option>')
-    category = (
-        f'<label>category <select name="label">{"".join(options)}</select></label>' if sampler.conditional else ""
-    )
-    info = sampler.info
-    source = html.escape(str(info.get("dataset") or "a trained generator"))
-    trained = f"step {info['step']}, {info.get('images_seen') or 0:,} images seen" if info.get("step") else ""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>productgan</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; }}
-form {{ display: flex; gap: 1rem; align-items: end; flex-wrap: wrap; }}
-img {{ image-rendering: pixelated; width: min(90vw, 640px); margin-top: 1rem; border: 1px solid #ccc; }}
-small {{ color: #555; }}
-</style></head>
-<body>
-<h1>productgan</h1>
-<p><small>generator trained on {source}; {html.escape(trained)}</small></p>
-<form method="get" action="/">
-{category}
-<label>images <input name="n" type="number" min="1" max="{max_images}" value="{n}"></label>
-<label>seed <input name="seed" type="number" min="0" value="{seed}"></label>
-<label>temperature <input name="temperature" type="number" min="0.05" max="3" step="0.05"
-  value="{temperature:g}"></label>
-<button type="submit">generate</button>
-</form>
-<img src="/images.png?{html.escape(urlencode(query))}" alt="generated product images">
-<p><small>The same images: <code>GET /images.npy?{html.escape(urlencode(query))}</code>; the API is described at
-<a href="/docs">/docs</a>.</small></p>
-</body></html>
-"""
+    return router
 
 
 def check_port(host: str, port: int) -> int:
@@ -234,20 +200,63 @@ def check_port(host: str, port: int) -> int:
         )
 
 
+def local_url(host: str, port: int) -> str:
+    """The address to open in a browser on this machine: an address that listens on every
+    interface (0.0.0.0, ::) is reached through the loopback one; an IPv6 address goes in brackets."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"http://{host}:{port}/"
+    if address.is_unspecified:
+        address = ipaddress.ip_address("127.0.0.1" if address.version == 4 else "::1")
+    return f"http://[{address}]:{port}/" if address.version == 6 else f"http://{address}:{port}/"
+
+
+def check_root_path(root_path: str) -> str:
+    """The path prefix a proxy serves the API under, as '/gan' ('' for none), or a UsageError."""
+    root_path = root_path.rstrip("/")
+    if root_path and not ROOT_PATH.fullmatch(root_path):
+        raise UsageError(f"--root-path must be a URL path such as /gan, not {root_path[:40]!r}.")
+    return root_path
+
+
 def serve(
     source: str | os.PathLike,
     host: str = "127.0.0.1",
     port: int = 8000,
     device: str = "cpu",
     max_images: int = DEFAULT_MAX_IMAGES,
+    workers: int | None = None,
+    queue: int | None = None,
+    request_timeout: float | None = None,
+    cors_origins: list[str] | tuple[str, ...] = (),
+    root_path: str = "",
 ) -> None:
-    """Load the generator, then serve it until interrupted."""
-    _require_fastapi()
-    try:
-        import uvicorn
-    except ImportError:
+    """Load the generator, then serve it until interrupted (None: the default of a setting)."""
+    if fastapi is None or uvicorn is None:
         raise ProductganError(MISSING_EXTRA)
-    app = create_app(source, device=device, max_images=max_images)
+    queue = DEFAULT_QUEUE if queue is None else queue
+    request_timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
+    if not 0 < request_timeout <= 3600:
+        raise UsageError(f"--request-timeout must be above 0 and at most 3600 seconds, not {request_timeout}.")
+    root_path = check_root_path(root_path)
+    app = create_app(
+        source, device=device, max_images=max_images, workers=workers, queue=queue, cors_origins=cors_origins
+    )
     port = check_port(host, port)
-    print(f"Serving {source} at http://{host}:{port}/ (API docs at /docs); Ctrl-C stops.", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    behind = f"; behind the proxy at {root_path}/" if root_path else ""
+    print(f"Serving {source} at {local_url(host, port)} (API docs at /docs{behind}); Ctrl-C stops.", flush=True)
+    uvicorn.run(app, **server_settings(host, port, request_timeout, root_path))
+
+
+def server_settings(host: str, port: int, request_timeout: float, root_path: str = "") -> dict:
+    """uvicorn's settings: the limits on slow and idle clients, and the root path."""
+    return {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "http": timed_protocol(request_timeout),
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+        "root_path": root_path,
+    }

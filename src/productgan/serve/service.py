@@ -1,0 +1,199 @@
+"""What every route of the server shares: the sampler, the limits, the work queue, and the one way
+to answer a request for images (checked, cached by ETag, made by a worker).
+
+An image request is a pure function of its query and of the generator's weights, so its answer
+carries a strong ETag (a hash of both) and may be cached; a client that sends the ETag back in
+``If-None-Match`` gets 304 without any image being made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from fastapi import Response
+
+from productgan.errors import UsageError
+from productgan.sampling import MAX_TEMPERATURE, Sampler, balanced_labels, check_temperature
+from productgan.serve.problems import shown_input
+from productgan.serve.work import WorkQueue
+
+# The page's default count of images (fewer when the server allows fewer).
+DEFAULT_COUNT = 16
+# Seeds are whole numbers that fit a signed 64-bit integer, the widest most client languages have.
+MAX_SEED = 2**63 - 1
+# Image `index` of a seed draws index + 1 latent vectors; a million is far beyond any grid, and
+# the draw stays under a second.
+MAX_INDEX = 999_999
+# How long a client may keep an image before asking again (the ETag then makes that cheap).
+CACHE_SECONDS = 3600
+# Rows of latent vectors drawn at a time when one image far down a seed is asked for.
+LATENT_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Images:
+    """One checked request for images: what names them, with the class as an index."""
+
+    n: int
+    seed: int
+    label: int | None  # the class index; None: every class in turn
+    size: str
+    temperature: float
+
+    def key(self, route: str, **extra: Any) -> dict[str, Any]:
+        """The canonical query: equal for requests that give the same bytes at ``route``."""
+        return {"route": route, **self.__dict__, "temperature": self.temperature.hex(), **extra}
+
+
+@dataclass
+class Service:
+    """The generator behind the server, its request limits, and the queue its images are made in.
+
+    ``expected`` maps each query parameter to what it must be, for the sentence a bad value gets;
+    a route with a parameter of its own adds it there.
+    """
+
+    sampler: Sampler
+    max_images: int
+    work: WorkQueue
+    identity: str = ""
+    expected: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.identity = self.identity or weights_identity(self.sampler)
+        self.label_pattern = label_pattern(self.sampler)
+        self._label_regex = re.compile(self.label_pattern)
+        self.expected = {
+            "n": f"a whole number between 1 and {self.max_images}",
+            "seed": f"a whole number between 0 and {MAX_SEED}",
+            "index": f"a whole number between 0 and {MAX_INDEX}",
+            "temperature": f"a number above 0 and at most {MAX_TEMPERATURE:g} (1: as trained)",
+            "size": "'native' or 'training'",
+            **self.expected,
+        }
+
+    @property
+    def default_count(self) -> int:
+        return min(DEFAULT_COUNT, self.max_images)
+
+    def label_index(self, label: str | None) -> int | None:
+        """The class a query's ``label`` names (None: every class in turn), or a UsageError.
+
+        The API accepts what ``label_pattern`` describes, no more: a class name in any case, a
+        class index as /info numbers it, or nothing."""
+        if label is None or label == "":
+            return None
+        if not self._label_regex.fullmatch(label):
+            self.sampler.class_index(label)  # the sampler's own sentence, when it has one
+            raise UsageError(
+                f"label {shown_input(label)} is neither a class name nor a class index; GET /info lists them."
+            )
+        return self.sampler.class_index(label)
+
+    def images(self, n: int, seed: int, label: str | None, size: str, temperature: float) -> Images:
+        """A request's query, checked (the parameters' ranges are FastAPI's to check)."""
+        if not 1 <= n <= self.max_images:  # also for callers that are not routes
+            raise UsageError(f"n must be {self.expected['n']}, not {n}.")
+        return Images(n, seed, self.label_index(label), size, check_temperature(temperature))
+
+    def make(self, images: Images) -> np.ndarray:
+        """The images of a checked request: uint8 N x C x H x W."""
+        return self.sampler(
+            n=images.n, seed=images.seed, size=images.size, label=images.label, temperature=images.temperature
+        ).numpy()
+
+    def make_one(self, images: Images, index: int) -> np.ndarray:
+        """Image ``index`` of a checked request's seed, alone: uint8 C x H x W, the same pixels as
+        row ``index`` of any larger request."""
+        z = latent_row(self.sampler, images.seed, index, images.temperature)
+        if images.label is None and self.sampler.conditional:  # every class in turn: image i is of class i mod k
+            labels = balanced_labels(1, self.sampler.generator.num_classes, start=index)
+        else:
+            labels = self.sampler.labels(1, images.label)
+        return self.sampler.from_noise(z, images.size, labels=labels).numpy()[0]
+
+    def etag(self, key: dict[str, Any]) -> str:
+        canonical = json.dumps(key, sort_keys=True, separators=(",", ":"))
+        return '"' + hashlib.sha256(f"{self.identity}\n{canonical}".encode()).hexdigest()[:32] + '"'
+
+    async def answer(
+        self, key: dict[str, Any], media_type: str, make: Callable[[], bytes], if_none_match: str = ""
+    ) -> Response:
+        """The bytes ``make`` returns, made by a worker, with caching headers; 304 without any
+        work when the client already holds them (``if_none_match``)."""
+        etag = self.etag(key)
+        headers = {"ETag": etag, "Cache-Control": f"public, max-age={CACHE_SECONDS}"}
+        if if_none_match and etag_matches(if_none_match, etag):
+            return Response(status_code=304, headers=headers)
+        return Response(await self.work.run(make), media_type=media_type, headers=headers)
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Whether an If-None-Match header names ``etag`` (weak comparison, as RFC 9110 asks)."""
+    if if_none_match.strip() == "*":
+        return True
+    tags = (tag.strip() for tag in if_none_match.split(","))
+    return etag in (tag[2:] if tag.startswith("W/") else tag for tag in tags)
+
+
+def weights_identity(sampler: Sampler) -> str:
+    """A hash of everything that decides the sampler's pixels: the weights and the description."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(sampler.generator.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    digest.update(json.dumps(sampler.info, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def latent_row(sampler: Sampler, seed: int, index: int, temperature: float) -> torch.Tensor:
+    """Latent vector ``index`` of ``seed`` (1 x nz), as ``sampler.latents(index + 1, ...)[index:]``
+    gives it, drawn a chunk at a time so that a far index needs little memory."""
+    sampler.latents(1, seed, temperature)  # the sampler's checks of the seed and the temperature
+    rng = np.random.default_rng(seed)
+    nz = sampler.generator.config.nz
+    remaining = index + 1
+    while remaining > 0:  # numpy fills rows in order: the draws chunk by chunk are the draws at once
+        rows = rng.standard_normal((min(LATENT_CHUNK, remaining), nz), dtype=np.float32)
+        remaining -= len(rows)
+    z = torch.from_numpy(rows[-1:].copy())
+    return z if temperature == 1.0 else z.mul_(temperature)
+
+
+def label_pattern(sampler: Sampler) -> str:
+    """A regular expression for the labels the API accepts: empty (every class in turn), a class
+    name in any case, or a class index; only the empty label for an unconditional generator.
+
+    Written with the syntax JSON Schema (ECMA-262), Python and most code generators share:
+    literals, character classes, alternation, and anchors."""
+    if not sampler.conditional:
+        return "^$"
+    names = [_case_free(name) for name in sampler.class_names]
+    indices = [str(i) for i in range(sampler.generator.num_classes)]
+    return "^(?:" + "|".join(["", *names, *indices]) + ")$"
+
+
+# Characters with a meaning in a regular expression (the slash: in the literals code generators write).
+REGEX_SYNTAX = set("\\^$.|?*+()[]{}/")
+
+
+def _case_free(name: str) -> str:
+    """``name`` as a pattern that matches it in any case, every other character literally."""
+    out = []
+    for char in name:
+        lower, upper = char.lower(), char.upper()
+        if lower != upper and len(lower) == len(upper) == 1:
+            out.append(f"[{lower}{upper}]")
+        elif (char in REGEX_SYNTAX or not char.isprintable()) and ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")  # in a form no regex dialect misreads
+        else:
+            out.append(char)
+    return "".join(out)
