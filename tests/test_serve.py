@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+import productgan.sampling as sampling_module
 from productgan.cli import main
 from productgan.config import ModelConfig
 from productgan.errors import ProductganError, UsageError
@@ -25,7 +26,6 @@ pytest.importorskip("fastapi")
 TestClient = pytest.importorskip("fastapi.testclient").TestClient  # needs httpx2 (the dev extra)
 
 from productgan.serve import create_app  # noqa: E402
-from productgan.serve import service as service_module  # noqa: E402
 from productgan.serve.app import check_port, local_url  # noqa: E402
 from productgan.serve.service import MAX_INDEX  # noqa: E402
 
@@ -144,7 +144,7 @@ def test_an_index_far_down_a_seed_is_its_row_whatever_max_images(conditional_exp
     """index has a bound of its own, not --max-images; its vector is drawn a chunk at a time."""
     sampler = load_generator(conditional_export)
     client = TestClient(create_app(sampler, max_images=2))
-    monkeypatch.setattr(service_module, "LATENT_CHUNK", 3)  # several chunks, the last one short
+    monkeypatch.setattr(sampling_module, "NOISE_CHUNK", 3)  # several chunks, the last one short
     z = sampler.latents(11, 7, 0.8)[10:]
     expected = sampler.from_noise(z, labels=sampler.labels(1, "Dress")).numpy()[0, 0]
     assert np.array_equal(

@@ -41,7 +41,7 @@ from PIL import Image
 from productgan.errors import UsageError
 from productgan.files import write_atomic
 from productgan.images import make_grid, to_pil
-from productgan.sampling import Sampler, check_temperature, noise
+from productgan.sampling import Sampler, check_temperature, noise, noise_row
 
 MAX_FRAMES = 1000  # frames of one walk: more than a minute of animation at 12 per second
 MAX_VARIANTS = 1024
@@ -112,7 +112,7 @@ class Point:
 
 def name_point(sampler: Sampler, name: ImageName) -> Point:
     """The point an ImageName stands for: row ``index`` of the seed's latent vectors, as generate draws them."""
-    z = noise(name.index + 1, sampler.generator.config.nz, name.seed)[name.index]
+    z = noise_row(name.index, sampler.generator.config.nz, name.seed)
     if name.temperature != 1.0:
         z = z * name.temperature
     if not sampler.conditional:

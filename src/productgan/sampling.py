@@ -224,6 +224,21 @@ def noise(n: int, nz: int, seed: int | tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(rng.standard_normal((n, nz), dtype=np.float32))
 
 
+NOISE_CHUNK = 4096  # rows drawn at a time by noise_row
+
+
+def noise_row(index: int, nz: int, seed: int | tuple[int, ...]) -> torch.Tensor:
+    """Row ``index`` of ``noise(index + 1, nz, seed)`` (nz), drawn a chunk of rows at a time so
+    that a far index needs little memory: numpy fills rows in order, so the draws chunk by chunk
+    are the draws at once."""
+    rng = np.random.default_rng(seed)
+    remaining = index + 1
+    while remaining > 0:
+        rows = rng.standard_normal((min(NOISE_CHUNK, remaining), nz), dtype=np.float32)
+        remaining -= len(rows)
+    return torch.from_numpy(rows[-1].copy())
+
+
 def balanced_labels(n: int, num_classes: int, start: int = 0) -> torch.Tensor:
     """Class labels cycling through every class: image i gets class (start + i) mod num_classes."""
     return (torch.arange(start, start + n) % num_classes).long()

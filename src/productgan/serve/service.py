@@ -20,7 +20,7 @@ import torch
 from fastapi import Response
 
 from productgan.errors import UsageError
-from productgan.sampling import MAX_TEMPERATURE, Sampler, balanced_labels, check_temperature
+from productgan.sampling import MAX_TEMPERATURE, Sampler, balanced_labels, check_temperature, noise_row
 from productgan.serve.problems import shown_input
 from productgan.serve.work import WorkQueue
 
@@ -34,7 +34,6 @@ MAX_INDEX = 999_999
 # How long a client may keep an image before asking again (the ETag then makes that cheap).
 CACHE_SECONDS = 3600
 # Rows of latent vectors drawn at a time when one image far down a seed is asked for.
-LATENT_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -156,15 +155,9 @@ def weights_identity(sampler: Sampler) -> str:
 
 def latent_row(sampler: Sampler, seed: int, index: int, temperature: float) -> torch.Tensor:
     """Latent vector ``index`` of ``seed`` (1 x nz), as ``sampler.latents(index + 1, ...)[index:]``
-    gives it, drawn a chunk at a time so that a far index needs little memory."""
+    gives it, without drawing the rows before it all at once (``noise_row``)."""
     sampler.latents(1, seed, temperature)  # the sampler's checks of the seed and the temperature
-    rng = np.random.default_rng(seed)
-    nz = sampler.generator.config.nz
-    remaining = index + 1
-    while remaining > 0:  # numpy fills rows in order: the draws chunk by chunk are the draws at once
-        rows = rng.standard_normal((min(LATENT_CHUNK, remaining), nz), dtype=np.float32)
-        remaining -= len(rows)
-    z = torch.from_numpy(rows[-1:].copy())
+    z = noise_row(index, sampler.generator.config.nz, seed)[None]
     return z if temperature == 1.0 else z.mul_(temperature)
 
 
