@@ -205,16 +205,16 @@ def test_generate_from_a_folder_without_export(tmp_path, capsys):
     assert "no exported generator" in capsys.readouterr().err
 
 
-def test_preset_sets_its_values_and_later_flags_win(fake_packed, tmp_path, capsys):
+def test_preset_sets_its_values_and_every_flag_wins(fake_packed, tmp_path, capsys):
     import yaml
 
     run = tmp_path / "run"
     args = [
         "train",
+        "--data",  # given before the preset, and still the data trained on
+        str(fake_packed),
         "--preset",
         "fmnist-32",
-        "--data",
-        str(fake_packed),
         "--out",
         str(run),
         "--steps",
@@ -228,7 +228,7 @@ def test_preset_sets_its_values_and_later_flags_win(fake_packed, tmp_path, capsy
     assert config["preset"] == "fmnist-32" and config["model"]["conditional"] is True
     assert config["optim"]["lr_d"] == 8e-4  # from the preset
     assert config["optim"]["beta1"] == 0.5 and config["optim"]["beta2"] == 0.99  # preset over the loss's default
-    # given after the preset
+    # flags win over the preset, before it on the line or after
     assert config["data"] == str(fake_packed) and config["model"]["ngf"] == config["model"]["ndf"] == 4
     assert main(["train", "--preset", "fmnist-64x", "--steps", "1"]) == 2
     assert "Unknown preset 'fmnist-64x'" in capsys.readouterr().err

@@ -121,25 +121,26 @@ def _option(args: list[str], name: str) -> str | None:
 
 
 def _expand_preset(args: list[str]) -> tuple[list[str], str | None]:
-    """``--preset NAME`` -> ``--config=<the preset as JSON>`` at the same place, so a --config
-    file or flags given after it override the preset, and its name is recorded in config.yaml.
+    """``--preset NAME`` -> ``--config=<the preset as JSON>`` at the front of the line, so a
+    --config file and every flag override the preset wherever they are written
+    (``--data shop --preset products-64`` trains on shop), and its name is recorded in config.yaml.
 
     Without --preset or --config, the recipe measured best for the data goes first
-    (``preset_for``), so the flags given still override it; ``--preset none`` keeps the plain
-    defaults. Returns the arguments and the name of a preset chosen by the data, if any."""
+    (``preset_for``); ``--preset none`` keeps the plain defaults. Returns the arguments and the
+    name of a preset chosen by the data, if any."""
     chosen = None
     if _option(args, "preset") is None and _option(args, "config") is None and "--print_config" not in args:
         chosen = run.preset_for(_option(args, "data") or FASHION_MNIST, _option(args, "image_size"))
         args = ["--preset", chosen, *args] if chosen else args
-    out, tokens = [], iter(args)
+    presets, rest, tokens = [], [], iter(args)
     for token in tokens:
         if token == "--preset" or token.startswith("--preset="):
             name = token.partition("=")[2] if "=" in token else next(tokens, "")
-            if name == "none":
-                continue
-            token = "--config=" + json.dumps({**preset_values(name), "preset": name})
-        out.append(token)
-    return out, chosen
+            if name != "none":
+                presets.append("--config=" + json.dumps({**preset_values(name), "preset": name}))
+        else:
+            rest.append(token)
+    return [*presets, *rest], chosen
 
 
 def cmd_train(args: list[str]) -> int:
