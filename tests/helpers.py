@@ -6,6 +6,17 @@ import torch
 
 from productgan.config import ModelConfig, RunConfig, TrainConfig
 
+# What an export of a Fashion-MNIST generator records of its data (sampling.export_generator's info).
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FMNIST_INFO = {
+    "class_names": CLASS_NAMES,
+    "native_size": [28, 28],
+    "fit": "pad",
+    "padded_size": [32, 32],
+    "pad": [2, 2, 2, 2],
+    "background": 0,
+}
+
 # Command-line flags of a tiny run with the plain defaults (not the recipe the data would choose).
 TINY_FLAGS = [
     *("--model.nz", "8", "--model.ngf", "4", "--model.ndf", "4"),

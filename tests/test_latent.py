@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
+from helpers import FMNIST_INFO
 from PIL import Image
 
 from productgan.cli import main
@@ -32,16 +33,6 @@ from productgan.latent import (
 from productgan.models import Generator, init_weights
 from productgan.sampling import export_generator, load_generator
 
-CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-INFO = {
-    "class_names": CLASS_NAMES,
-    "native_size": [28, 28],
-    "fit": "pad",
-    "padded_size": [32, 32],
-    "pad": [2, 2, 2, 2],
-    "background": 0,
-}
-
 
 def make_export(folder, conditional: bool):
     torch.manual_seed(0)
@@ -53,7 +44,7 @@ def make_export(folder, conditional: bool):
                 module.weight.mul_(5)
             if hasattr(module, "table"):
                 torch.nn.init.normal_(module.table.weight, 0.0, 0.5)
-    return export_generator(generator.eval(), folder, INFO)
+    return export_generator(generator.eval(), folder, FMNIST_INFO)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import assert_close
+from helpers import CLASS_NAMES, FMNIST_INFO, assert_close
 from PIL import Image
 
 from productgan.cli import main
@@ -31,15 +31,6 @@ from productgan.sampling import (
     noise,
 )
 
-CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-FMNIST_INFO = {
-    "class_names": CLASS_NAMES,
-    "native_size": [28, 28],
-    "fit": "pad",
-    "padded_size": [32, 32],
-    "pad": [2, 2, 2, 2],
-    "background": 0,
-}
 NZ = 100
 
 
