@@ -28,18 +28,23 @@ import ipaddress
 import os
 import re
 import socket
+import threading
 from pathlib import Path
 
 from productgan import __version__
 from productgan.errors import ProductganError, UsageError
 from productgan.machine import usable_cpus
+from productgan.run import CONFIG_FILE as RUN_CONFIG
 from productgan.sampling import Sampler, load_generator
 
 DEFAULT_MAX_IMAGES = 1024
 MISSING_EXTRA = "productgan serve needs FastAPI, uvicorn and fastapi-offline: pip install 'productgan[serve]'."
 STATIC = Path(__file__).parent / "static"
 # The packages the serve extra brings; importing the server without one of them leaves it None.
-WEB_PACKAGES = {"fastapi", "starlette", "pydantic", "pydantic_core", "anyio", "fastapi_offline", "uvicorn", "h11"}
+WEB_PACKAGES = {
+    *("fastapi", "starlette", "pydantic", "pydantic_core", "anyio", "fastapi_offline", "uvicorn", "h11"),
+    "python_multipart",
+}
 
 
 def _missing_extra(error: ModuleNotFoundError) -> bool:
@@ -53,7 +58,7 @@ try:  # the serve extra; the rest of the package works without it, and create_ap
     from fastapi.routing import APIRoute
     from fastapi.staticfiles import StaticFiles
 
-    from productgan.serve import images, pages, problems, status
+    from productgan.serve import explore, images, pages, problems, status, training
     from productgan.serve.middleware import QueryLimit, SecurityHeaders
     from productgan.serve.service import Service
     from productgan.serve.work import WorkQueue
@@ -116,10 +121,14 @@ def create_app(
                 "as in https://shop.example.com or http://localhost:3000."
             )
     sampler = source if isinstance(source, Sampler) else load_generator(source, device=device)
-    service = Service(sampler, max_images, WorkQueue(workers, queue))
+    run_dir = None if isinstance(source, Sampler) else Path(source)
+    run_dir = run_dir if run_dir is not None and (run_dir / RUN_CONFIG).is_file() else None
+    service = Service(sampler, max_images, WorkQueue(workers, queue), run_dir=run_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        if run_dir is not None:  # the training split's features, ready before the first request needs them
+            threading.Thread(target=_warm, args=(service,), name="productgan-neighbours", daemon=True).start()
         yield
         service.work.close()  # at shutdown: requests still in line are dropped
 
@@ -139,7 +148,14 @@ def create_app(
     )
     app.state.service = service
     problems.install(app)
-    for router in (status.routes(service), images.routes(service), pages.routes(service, app.openapi_url)):
+    routers = (
+        status.routes(service),
+        images.routes(service),
+        explore.routes(service),
+        training.routes(service),
+        pages.routes(service, app.openapi_url),
+    )
+    for router in routers:
         app.include_router(_with_head(router))
     # Our own files first; then Swagger UI's and Redoc's, as the fastapi-offline package ships them.
     app.mount("/static", StaticFiles(directory=STATIC, packages=[(fastapi_offline.__name__, "static")]), name="static")
@@ -157,6 +173,11 @@ def create_app(
         )
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def _warm(service) -> None:
+    with contextlib.suppress(Exception):  # a problem is answered, as a sentence, to the requests that need it
+        service.neighbour_index()
 
 
 def _with_head(router):

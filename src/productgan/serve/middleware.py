@@ -3,7 +3,8 @@
 Every response says not to guess its type (``X-Content-Type-Options``), not to be framed
 (``X-Frame-Options`` and ``frame-ancestors``), to send no referrer, and which sources its page
 may load (``Content-Security-Policy``): the server's own files and nothing inline, which the studio
-page keeps by loading its style from serve/static/. A route may set a looser policy of its own
+page keeps by loading its script and style from serve/static/ (images may also be ``data:`` URLs, as
+a projection's are, and ``blob:`` URLs, as a fetched walk's are). A route may set a looser policy of its own
 (the API docs: their renderers inject styles), and the middleware leaves it.
 """
 
@@ -18,7 +19,7 @@ from productgan.serve.problems import problem
 MAX_QUERY_BYTES = 2048
 
 PAGE_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 # Swagger UI and Redoc: their scripts and styles come from the server too, but both set styles from

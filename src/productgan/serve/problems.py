@@ -2,8 +2,10 @@
 
 A bad request gets 422 and a sentence that names the parameter, what it must be, and (cut short)
 what was sent; a request while the work queue is full gets 503 and ``Retry-After``; a query longer
-than the server reads gets 414. ``RESPONSES`` declares these answers for the API description,
-with the body they really have, in place of FastAPI's default validation-error schema.
+than the server reads gets 414, a body larger than it reads 413; a request for what the server does
+not have (a tool that needs the run directory, served from an export) 404. The dictionaries below
+declare these answers for the API description, with the body they really have, in place of
+FastAPI's default validation-error schema.
 """
 
 from __future__ import annotations
@@ -56,7 +58,22 @@ BUSY = {
         },
     )
 }
+NOT_SERVED = {
+    404: _described(
+        "What was asked for is not on this server: a training image that is not one, or a tool that needs the "
+        "run directory while the server serves an exported generator; `detail` says which."
+    )
+}
+TOO_LARGE = {413: _described("The request's body is larger than the server reads; `detail` gives the limit.")}
 TOO_LONG = {414: _described("The query is longer than the server reads; `detail` gives the limit.")}
+
+
+class NotServed(Exception):
+    """A request for something this server does not have (answered with 404 and the sentence)."""
+
+
+class TooLarge(Exception):
+    """A request body over the size the server reads (answered with 413 and the sentence)."""
 
 
 def install(app) -> None:
@@ -72,6 +89,14 @@ def install(app) -> None:
         sentences = [_sentence(item, expected) for item in error.errors()[:3]]
         return problem(422, " ".join(sentences))
 
+    @app.exception_handler(NotServed)
+    def not_served(request: Request, error: NotServed) -> JSONResponse:
+        return problem(404, str(error))
+
+    @app.exception_handler(TooLarge)
+    def too_large(request: Request, error: TooLarge) -> JSONResponse:
+        return problem(413, str(error))
+
     @app.exception_handler(Busy)
     def busy(request: Request, error: Busy) -> JSONResponse:
         return problem(503, str(error), headers={"Retry-After": str(error.retry_after)})
@@ -79,7 +104,8 @@ def install(app) -> None:
 
 def _sentence(error: dict[str, Any], expected: dict[str, str]) -> str:
     """One of FastAPI's problems as a sentence: 'n must be a whole number between 1 and 64, not '0'.'"""
-    name = str(error["loc"][-1]) if error.get("loc") else "the request"
+    # the parameter's name: the last named part of the location (a list item's position is not one)
+    name = next((str(part) for part in reversed(error.get("loc") or ()) if isinstance(part, str)), "the request")
     if error.get("type") == "missing":
         return f"{name} is required."
     if name in expected:

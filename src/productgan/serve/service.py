@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from fastapi import Response
 
-from productgan.errors import UsageError
+from productgan.errors import ProductganError, UsageError, first_line
+from productgan.latent import Point, point
+from productgan.neighbours import NeighbourIndex
 from productgan.sampling import MAX_TEMPERATURE, Sampler, balanced_labels, check_temperature, noise_row
-from productgan.serve.problems import shown_input
+from productgan.serve.problems import NotServed, shown_input
 from productgan.serve.work import WorkQueue
 
 # The page's default count of images (fewer when the server allows fewer).
@@ -33,7 +38,10 @@ MAX_SEED = 2**63 - 1
 MAX_INDEX = 999_999
 # How long a client may keep an image before asking again (the ETag then makes that cheap).
 CACHE_SECONDS = 3600
-# Rows of latent vectors drawn at a time when one image far down a seed is asked for.
+NEEDS_RUN = (
+    "This server serves an exported generator; nearest training images and projection need the run "
+    "directory (its training data and evaluator): serve it with productgan serve RUN_DIR."
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,8 @@ class Service:
     """The generator behind the server, its request limits, and the queue its images are made in.
 
     ``expected`` maps each query parameter to what it must be, for the sentence a bad value gets;
-    a route with a parameter of its own adds it there.
+    a route with a parameter of its own adds it there. ``run_dir``: the run directory when the
+    server serves one (its training data and evaluator answer neighbours and projection), else None.
     """
 
     sampler: Sampler
@@ -64,11 +73,17 @@ class Service:
     work: WorkQueue
     identity: str = ""
     expected: dict[str, str] = field(default_factory=dict)
+    run_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self.identity = self.identity or weights_identity(self.sampler)
         self.label_pattern = label_pattern(self.sampler)
         self._label_regex = re.compile(self.label_pattern)
+        self.name_pattern = name_pattern(self.sampler)
+        self._name_regex = re.compile(self.name_pattern)
+        self._index: NeighbourIndex | None = None
+        self._index_problem: str | None = None
+        self._index_lock = threading.Lock()
         self.expected = {
             "n": f"a whole number between 1 and {self.max_images}",
             "seed": f"a whole number between 0 and {MAX_SEED}",
@@ -95,6 +110,41 @@ class Service:
                 f"label {shown_input(label)} is neither a class name nor a class index; GET /info lists them."
             )
         return self.sampler.class_index(label)
+
+    def point(self, name: str, parameter: str) -> Point:
+        """The point an image name of the API stands for, or a UsageError that names ``parameter``.
+
+        The API takes what ``name_pattern`` describes: ``SEED:INDEX[:CLASS][@TEMPERATURE]`` and
+        ``z:BASE64[:CLASS]``; never the path of a file on the server, which the CLI's names allow."""
+        if not self._name_regex.fullmatch(name):
+            raise UsageError(
+                f"{parameter} {shown_input(name)} names no image; write SEED:INDEX[:CATEGORY][@TEMPERATURE] "
+                f"(for example 7:3, 7:3:{self.example_class}@0.8) or a z: name this API gave."
+            )
+        return point(self.sampler, name)
+
+    @property
+    def example_class(self) -> str:
+        return self.sampler.class_names[0] if self.sampler.conditional and self.sampler.class_names else "0"
+
+    def neighbour_index(self) -> NeighbourIndex:
+        """The run's training images in the evaluator's feature space, built at the first call
+        (in a worker: a minute at most for a large dataset, then cached); NotServed when the server
+        serves an export, or when the run's data cannot be read."""
+        if self.run_dir is None:
+            raise NotServed(NEEDS_RUN)
+        with self._index_lock:
+            if self._index is None and self._index_problem is None:
+                try:
+                    self._index = NeighbourIndex.from_run(self.run_dir, device=str(self.sampler.device))
+                except ProductganError as error:
+                    self._index_problem = (
+                        f"The run's training images cannot be compared with ({first_line(error)}); "
+                        "nearest training images and projection are off."
+                    )
+        if self._index is None:
+            raise NotServed(self._index_problem)
+        return self._index
 
     def images(self, n: int, seed: int, label: str | None, size: str, temperature: float) -> Images:
         """A request's query, checked (the parameters' ranges are FastAPI's to check)."""
@@ -172,6 +222,23 @@ def label_pattern(sampler: Sampler) -> str:
     names = [_case_free(name) for name in sampler.class_names]
     indices = [str(i) for i in range(sampler.generator.num_classes)]
     return "^(?:" + "|".join(["", *names, *indices]) + ")$"
+
+
+def name_pattern(sampler: Sampler) -> str:
+    """A regular expression for the image names the API accepts: ``SEED:INDEX[:CLASS][@TEMPERATURE]``
+    (a temperature above 0 and at most 4, up to six decimals) and ``z:BASE64[:CLASS]`` (the nz float32
+    numbers in unpadded URL-safe base64, as ``vector_name`` writes them; a class is required for a
+    conditional generator). A vector of the right length that decodes to NaN or infinity fits the
+    pattern and is still refused (422). Written in the dialect of ``label_pattern``."""
+    temperature = r"(?:@(?:0\.[0-9]{0,5}[1-9]|[1-3](?:\.[0-9]{1,6})?|4(?:\.0{1,6})?))?"
+    chars = math.ceil(16 * sampler.generator.config.nz / 3)  # 4 nz bytes, 6 bits a character
+    vector = f"z:[A-Za-z0-9_-]{{{chars}}}"
+    seeded = "[0-9]{1,19}:[0-9]{1,6}"
+    if not sampler.conditional:
+        return f"^(?:{seeded}{temperature}|{vector})$"
+    names = [_case_free(name) for name in sampler.class_names]
+    classes = "(?::(?:" + "|".join([*names, *(str(i) for i in range(sampler.generator.num_classes))]) + "))"
+    return f"^(?:{seeded}{classes}?{temperature}|{vector}{classes})$"
 
 
 # Characters with a meaning in a regular expression (the slash: in the literals code generators write).
