@@ -33,6 +33,7 @@ from productgan.report import build_report
 from productgan.sampling import chosen_label, load_generator
 from productgan.serve import serve
 from productgan.serve.app import DEFAULT_MAX_IMAGES
+from productgan.synth import MAX_ATTEMPTS, synth_run
 from productgan.train import resume, train
 
 COMMANDS = {
@@ -43,6 +44,7 @@ COMMANDS = {
     "variants": "images near one you like ('more like this')",
     "project": "find the latent vector (and category) that reproduces a product photo",
     "neighbours": "the nearest training images of generated ones, with a flag for likely copies",
+    "synth": "a labelled synthetic training set: images by category, checked, with a manifest",
     "evaluate": "score a run's generator on held-out images (productgan evaluator metrics)",
     "report": "write a self-contained HTML page of a run: curves, sample grids, evaluation",
     "export": "export the generator of a run's last checkpoint",
@@ -467,6 +469,64 @@ def cmd_neighbours(args: list[str]) -> int:
     )
     return 0
 
+def cmd_synth(args: list[str]) -> int:
+    parser = _parser("synth")
+    parser.add_argument("run_dir", type=str, help="A run directory (its generator, training split and evaluator).")
+    parser.add_argument(
+        "--out", type=str, required=True, help="Folder for DIR/<category>/*.png, manifest.csv/.jsonl and synth.json."
+    )
+    parser.add_argument("--per_class", type=Optional[int], default=None, help="Images to make in each category.")
+    parser.add_argument("--n", type=Optional[int], default=None, help="Images to make in all, split over categories.")
+    parser.add_argument(
+        "--balance",
+        action="store_true",
+        help="Top every category up to the count of the largest in the run's training split.",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the latent vectors: same seed, same images.")
+    parser.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
+    parser.add_argument(
+        "--packed", action="store_true", help="Also DIR/packed: a packed dataset (synthetic train, real val and test)."
+    )
+    parser.add_argument(
+        "--no_guardrails",
+        action="store_true",
+        help="Keep every image: near-copies, off-category images and near-duplicates are only flagged.",
+    )
+    parser.add_argument(
+        "--max_attempts",
+        type=int,
+        default=MAX_ATTEMPTS,
+        help="Candidates drawn per image asked for, at most, before a category counts as impossible to fill.",
+    )
+    parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an earlier synth output at --out.")
+    parser.add_argument("--no_progress", action="store_true", help="No progress bar.")
+    ns = parser.parse_args(args)
+    summary = synth_run(
+        ns.run_dir,
+        ns.out,
+        per_class=ns.per_class,
+        n=ns.n,
+        balance=ns.balance,
+        seed=ns.seed,
+        temperature=ns.temperature,
+        guardrails=not ns.no_guardrails,
+        packed=ns.packed,
+        overwrite=ns.overwrite,
+        max_attempts=ns.max_attempts,
+        device=ns.device,
+        progress=not ns.no_progress,
+    )
+    dropped = ", ".join(f"{reason} {count:,}" for reason, count in summary["dropped"].items())
+    state = "guardrails on" if summary["guardrails"]["enabled"] else "guardrails OFF (flags only)"
+    print(
+        f"Kept {summary['kept']:,} of {summary['candidates']:,} candidates ({state}; dropped: {dropped}) "
+        f"at {summary['kept_per_second']:,} kept images/s."
+    )
+    print(f"Wrote {summary['out']} (manifest.csv, synth.json{', packed/' if ns.packed else ''}).")
+    return 0
+
+
 def cmd_evaluate(args: list[str]) -> int:
     parser = _parser("evaluate")
     parser.add_argument("run_dir", type=str, help="A run directory with an exported generator.")
@@ -652,6 +712,7 @@ HANDLERS = {
     "variants": cmd_variants,
     "project": cmd_project,
     "neighbours": cmd_neighbours,
+    "synth": cmd_synth,
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "export": cmd_export,

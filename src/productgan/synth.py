@@ -1,0 +1,705 @@
+"""A labelled synthetic training set from a run's generator, with guardrails on what goes in.
+
+``productgan synth RUN --out DIR`` makes images by category, scores each with the run's
+evaluator, keeps or drops it, and draws replacements for the dropped ones until every category
+holds the count asked for (within ``max_attempts`` candidates per image asked). Three checks,
+each measured on the run's own data (``Guardrails``):
+
+- **near-copy**: the image is closer to a training image, in the evaluator's features, than all
+  but 1% of the held-out validation images are to theirs (``NeighbourIndex.threshold``);
+- **off-category**: the evaluator is at least ``MIN_CONFIDENCE`` sure it shows another
+  category than the one asked for (or, where it is never that sure, as sure as it is on the
+  median held-out image it classifies correctly);
+- **near-duplicate**: the image is closer to an image already kept than all but 1% of the
+  held-out validation images are to the nearest other one.
+
+What it writes, all at once (a staging folder, then one swap)::
+
+    DIR/synth.json              the request, the thresholds, counts and drops per reason, timing
+    DIR/manifest.csv            one row per candidate, kept or dropped (also manifest.jsonl)
+    DIR/<category>/SEED-INDEX.png
+    DIR/packed/                 with ``packed``: a packed dataset (synthetic train split, the
+                                run's real val and test splits)
+
+Every image is named ``SEED:INDEX[:CLASS][@TEMPERATURE]`` (``productgan.latent.ImageName``):
+image INDEX of ``productgan generate --seed SEED --label CLASS --temperature T``. All categories
+draw from the one stream of latent vectors of the seed, each vector used once, so no two images
+share a vector.
+
+Typical use::
+
+    summary = synth_run("runs/00000-fashion-mnist-32", "synthetic", per_class=1000)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from productgan.data import PackedDataset
+from productgan.data.packed import SPLITS
+from productgan.errors import ProductganError, UsageError
+from productgan.evaluator import features_and_probabilities, native_images
+from productgan.evaluator.training import CLASSES_TASK, task_for
+from productgan.files import check_writable, refuse_to_replace, replace_dir, staging_dir
+from productgan.generate import _file_safe
+from productgan.images import to_pil
+from productgan.latent import MAX_INDEX, ImageName
+from productgan.metrics.neighbours import distance_blocks, kth_neighbour_distances
+from productgan.neighbours import COPY_QUANTILE, REFERENCE_SPLIT, NeighbourIndex, Neighbours
+from productgan.run import load_run_config
+from productgan.sampling import Sampler, check_temperature, load_generator
+
+FORMAT = "productgan.synth"
+FORMAT_VERSION = 1
+SUMMARY_FILE = "synth.json"
+MANIFEST_CSV = "manifest.csv"
+MANIFEST_JSONL = "manifest.jsonl"
+PACKED_DIR = "packed"
+UNLABELLED = "unlabelled"  # the category folder of an unconditional generator's images
+
+NEAR_COPY, OFF_CATEGORY, NEAR_DUPLICATE = "near-copy", "off-category", "near-duplicate"
+CHECKS = (NEAR_COPY, OFF_CATEGORY, NEAR_DUPLICATE)  # a dropped image's reason is the first that fired
+MIN_CONFIDENCE = 0.9  # the evaluator's probability of another category that makes an image off-category
+MAX_ATTEMPTS = 10  # candidates drawn per image asked for, at most, in each category
+BATCH_SIZE = 500  # candidates generated and scored together
+MIN_KEEP_RATE = 0.05  # the lowest keep rate a category's next round is planned with
+
+MANIFEST_COLUMNS = (
+    "name",
+    "file",
+    "category",
+    "seed",
+    "index",
+    "temperature",
+    "status",
+    "reason",
+    "flags",
+    "predicted",
+    "confidence",
+    "nearest_train_index",
+    "nearest_train_distance",
+    "nearest_generated",
+    "nearest_generated_distance",
+    "copy_threshold",
+    "duplicate_threshold",
+    "min_confidence",
+)
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """What the checks measure against, and whether a flagged image is dropped."""
+
+    enabled: bool  # drop flagged images (False: keep everything, flags only in the manifest)
+    copy_threshold: float  # feature distance to the nearest training image below which an image is a near-copy
+    duplicate_threshold: float  # feature distance to a kept image below which an image is a near-duplicate
+    min_confidence: float  # evaluator probability of another category that makes an image off-category
+    check_category: bool  # the evaluator knows the generator's categories (a labelled dataset)
+    held_out: int  # images of the reference split every threshold was measured on
+
+    def describe(self) -> dict[str, Any]:
+        """The thresholds as synth.json records them, with how each was calibrated."""
+        where = f"in the evaluator's features, over the {self.held_out:,} {REFERENCE_SPLIT} images"
+        return {
+            "enabled": self.enabled,
+            NEAR_COPY: {
+                "threshold": self.copy_threshold,
+                "calibration": f"the {COPY_QUANTILE:.0%} quantile of the distance from a held-out real image to its "
+                f"nearest training image, {where}",
+            },
+            OFF_CATEGORY: {
+                "min_confidence": self.min_confidence,
+                "applies": self.check_category,
+                "calibration": f"{MIN_CONFIDENCE:g}, or the evaluator's median probability of the right category "
+                f"on the {REFERENCE_SPLIT} images it classifies correctly where that is lower",
+            },
+            NEAR_DUPLICATE: {
+                "threshold": self.duplicate_threshold,
+                "calibration": f"the {COPY_QUANTILE:.0%} quantile of the distance from a held-out real image to the "
+                f"nearest other one, {where}",
+            },
+        }
+
+
+def guardrails_for(index: NeighbourIndex, sampler: Sampler, enabled: bool = True) -> Guardrails:
+    """The guardrails of a run. A near-copy is closer to a training image than all but
+    ``COPY_QUANTILE`` of the held-out real images are (``NeighbourIndex.threshold``). A
+    near-duplicate is closer to a kept image than all but that share of the held-out images are
+    to the nearest other held-out image: the copy threshold is measured against the whole
+    training split, and with a small one it is far wider than the gaps between the images of a
+    synthetic set many times its size, so it would drop sound images as duplicates.
+
+    The category check applies where the evaluator learned the generator's categories. An image
+    is off-category when the evaluator gives another category at least ``MIN_CONFIDENCE``, or,
+    for an evaluator that is never that sure (one trained on a few hundred images), at least its
+    median probability for the right category on the held-out images it classifies correctly."""
+    dataset = index.dataset
+    features, probabilities = features_and_probabilities(index.net, native_images(dataset, REFERENCE_SPLIT))
+    if len(features) >= 2:
+        duplicate = float(np.quantile(kth_neighbour_distances(features, 1).numpy(), COPY_QUANTILE))
+    else:
+        duplicate = float(index.threshold)
+    check_category = sampler.conditional and task_for(dataset.num_classes) == CLASSES_TASK
+    min_confidence = MIN_CONFIDENCE
+    if check_category and len(features):
+        confidence, predicted = probabilities.max(dim=1)
+        right = predicted.numpy() == dataset.labels[dataset.indices(REFERENCE_SPLIT)]
+        if right.any():
+            min_confidence = min(MIN_CONFIDENCE, float(np.median(confidence.numpy()[right])))
+    return Guardrails(
+        enabled=enabled,
+        copy_threshold=float(index.threshold),
+        duplicate_threshold=duplicate,
+        min_confidence=min_confidence,
+        check_category=check_category,
+        held_out=len(features),
+    )
+
+
+def check_request(conditional: bool, per_class: int | None, n: int | None, balance: bool) -> None:
+    """One sentence unless exactly one of ``per_class``, ``n`` and ``balance`` says how many
+    images to make, within bounds, and the generator has the categories it needs."""
+    given = [flag for flag, value in (("--per-class", per_class), ("--n", n)) if value is not None]
+    if len(given) + bool(balance) != 1:
+        raise UsageError(
+            "Say how many images to make with exactly one of --per-class N (each category), --n N (in all) "
+            "or --balance (top every category up to the largest)."
+        )
+    for flag, value in (("--per-class", per_class), ("--n", n)):
+        if value is not None and (isinstance(value, bool) or not 1 <= value <= MAX_INDEX):
+            raise UsageError(f"{flag} must be between 1 and {MAX_INDEX:,}, not {value}.")
+    if not conditional and n is None:
+        raise UsageError(
+            f"{given[0] if given else '--balance'} makes images by category, and this generator is not "
+            f"class-conditional; ask for --n N images instead, or train a generator with --conditional."
+        )
+
+
+def check_settings(seed: int, temperature: float, max_attempts: int) -> float:
+    """The temperature as a float, or one sentence on a seed, temperature or attempt bound
+    synth cannot use (a temperature must read back the same from an image name)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"--seed must be a whole number of 0 or more, not {seed!r}.")
+    temperature = check_temperature(temperature)
+    if float(f"{temperature:g}") != temperature:
+        raise UsageError(
+            f"--temperature {temperature!r} has more digits than an image name keeps; give at most six "
+            f"significant digits (such as {temperature:g})."
+        )
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise UsageError(f"--max-attempts must be a whole number of 1 or more, not {max_attempts!r}.")
+    return temperature
+
+
+def planned_counts(
+    sampler: Sampler,
+    train_labels: np.ndarray,
+    per_class: int | None = None,
+    n: int | None = None,
+    balance: bool = False,
+) -> dict[int | None, int]:
+    """Images to make per class index (None: the one key of an unconditional generator), from
+    exactly one of ``per_class``, ``n`` (split evenly over the categories) and ``balance`` (each
+    category topped up to the largest one in ``train_labels``, the run's training split)."""
+    check_request(sampler.conditional, per_class, n, balance)
+    if not sampler.conditional:
+        return {None: n}
+    classes = sampler.generator.num_classes
+    if per_class is not None:
+        counts = dict.fromkeys(range(classes), per_class)
+    elif n is not None:
+        counts = {c: n // classes + (c < n % classes) for c in range(classes)}
+    else:
+        held = np.bincount(np.asarray(train_labels, np.int64), minlength=classes)
+        counts = {c: int(held.max() - held[c]) for c in range(classes)}
+        if not any(counts.values()):
+            raise UsageError(
+                f"Every category of the run's training split already holds {int(held.max()):,} images, so "
+                f"--balance has nothing to add; use --per-class N to add N images to each."
+            )
+    total = sum(counts.values())
+    if total > MAX_INDEX:
+        raise UsageError(f"{total:,} images were asked for; one seed names at most {MAX_INDEX:,}, so ask for fewer.")
+    return {c: count for c, count in counts.items() if count > 0}
+
+
+@dataclass
+class SynthResult:
+    """The kept images (uint8 native size, N x C x H x W) grouped by category, their latent
+    vectors, class indices (None: an unconditional generator) and names; one record per
+    candidate scored (kept and dropped, in the order drawn); counts per category and timing."""
+
+    images: np.ndarray
+    latents: torch.Tensor
+    labels: np.ndarray | None
+    names: list[str]
+    records: list[dict[str, Any]]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class _LatentStream:
+    """The latent vectors of one seed, handed out in order: rows start..start+m of
+    ``noise(start + m, nz, seed)``, drawn once each."""
+
+    def __init__(self, seed: int, nz: int):
+        self.rng, self.nz, self.position = np.random.default_rng(seed), nz, 0
+
+    def take(self, count: int) -> tuple[int, torch.Tensor]:
+        if self.position + count > MAX_INDEX:
+            raise ProductganError(
+                f"The images of one seed are named up to index {MAX_INDEX - 1:,}, and this request needs more "
+                f"candidates than that; ask for fewer images or lower --max-attempts."
+            )
+        start = self.position
+        self.position += count
+        return start, torch.from_numpy(self.rng.standard_normal((count, self.nz), dtype=np.float32))
+
+
+def category_label(sampler: Sampler, class_index: int) -> str:
+    """The class as an image name writes it: its name when the name reads back as this class
+    (``ImageName.parse`` and ``Sampler.class_index``), else its index."""
+    for text in (sampler.class_names[class_index], str(class_index)):
+        try:
+            parsed = ImageName.parse(str(ImageName(0, 0, text)))
+            if parsed.label is not None and sampler.class_index(parsed.label) == class_index:
+                return parsed.label
+        except UsageError:
+            continue
+    raise ProductganError(f"Class {class_index} of this generator cannot be written in an image name.")
+
+
+def category_folders(names: list[str]) -> list[str]:
+    """A folder name for each category: the name made file-safe, never hidden, never one of
+    synth's own files, and distinct (a clash is told apart by the class index)."""
+    reserved = {SUMMARY_FILE, MANIFEST_CSV, MANIFEST_JSONL, PACKED_DIR}
+    folders = []
+    for name in names:
+        folder = _file_safe(name)
+        if folder.startswith(".") or folder.casefold() in reserved:
+            folder = "_" + folder
+        folders.append(folder)
+    folded = [f.casefold() for f in folders]
+    return [f if folded.count(f.casefold()) == 1 else f"{i:02d}-{f}" for i, f in enumerate(folders)]
+
+
+@dataclass
+class _Batch:
+    """Candidates generated and scored together: their classes, the stream index of the first,
+    latent vectors, images, evaluator features and class probabilities, nearest training images."""
+
+    classes: list[int | None]
+    first: int
+    latents: torch.Tensor
+    images: np.ndarray
+    features: torch.Tensor
+    probabilities: torch.Tensor
+    found: Neighbours
+
+
+class _Selection:
+    """One synthesize call's state: what each category asked for, tried, kept and dropped, and
+    the kept images with their features (the near-duplicate check compares against them)."""
+
+    def __init__(self, counts: dict[int | None, int], feature_dim: int, sampler: Sampler, rails: Guardrails):
+        self.counts, self.class_names, self.rails = counts, sampler.class_names, rails
+        self.labels_text = {c: None if c is None else category_label(sampler, c) for c in counts}
+        self.need = dict(counts)
+        self.tried = dict.fromkeys(counts, 0)
+        self.kept = dict.fromkeys(counts, 0)
+        self.dropped = {c: dict.fromkeys(CHECKS, 0) for c in counts}
+        self.bank = torch.empty(sum(counts.values()), feature_dim, dtype=torch.float64)
+        self.names: list[str] = []
+        self.images: list[np.ndarray] = []
+        self.latents: list[torch.Tensor] = []
+        self.labels: list[int] = []
+        self.records: list[dict[str, Any]] = []
+
+    def short(self) -> bool:
+        return any(self.need.values())
+
+    def plan(self, max_attempts: int) -> list[int | None]:
+        """The classes of the next round's candidates: for each category still short, as many as
+        its keep rate so far says it needs (and a tenth more), within its attempt bound."""
+        plan: list[int | None] = []
+        for c, asked in self.counts.items():
+            if self.need[c] == 0:
+                continue
+            budget = max_attempts * asked - self.tried[c]
+            if budget <= 0:
+                raise self.unfilled(c, max_attempts)
+            if self.tried[c]:
+                rate = max(self.kept[c] / self.tried[c], MIN_KEEP_RATE)
+                plan += [c] * min(budget, math.ceil(self.need[c] / rate * 1.1))
+            else:
+                plan += [c] * min(budget, self.need[c])
+        return plan
+
+    def judge(self, batch: _Batch, seed: int, temperature: float) -> int:
+        """Record, and keep or drop, each candidate of ``batch`` in order; returns how many were
+        kept. Candidates of a category filled earlier in the batch are left unrecorded."""
+        rails, names = self.rails, self.class_names
+        bank_distance, bank_row = _nearest_kept(batch.features, self.bank[: len(self.names)])
+        within = _pairwise(batch.features)
+        kept_here: dict[int, str] = {}  # rows of this batch kept so far, and their names
+        for row, c in enumerate(batch.classes):
+            if self.need[c] == 0:
+                continue
+            nearest = bank_distance[row]
+            nearest_name = self.names[bank_row[row]] if bank_row[row] >= 0 else None
+            for other, other_name in kept_here.items():
+                if within[row, other] < nearest:
+                    nearest, nearest_name = within[row, other], other_name
+            predicted = int(batch.probabilities[row].argmax())
+            confidence = float(batch.probabilities[row, predicted])
+            flags = [
+                check
+                for check, fired in (
+                    (NEAR_COPY, bool(batch.found.copy[row])),
+                    (OFF_CATEGORY, rails.check_category and predicted != c and confidence >= rails.min_confidence),
+                    (NEAR_DUPLICATE, nearest_name is not None and nearest < rails.duplicate_threshold),
+                )
+                if fired
+            ]
+            keep = not (rails.enabled and flags)
+            name = str(ImageName(seed, batch.first + row, self.labels_text[c], temperature))
+            self.records.append(
+                {
+                    "name": name,
+                    "category": "" if c is None else names[c],
+                    "seed": seed,
+                    "index": batch.first + row,
+                    "temperature": temperature,
+                    "status": "kept" if keep else "dropped",
+                    "reason": "" if keep else flags[0],
+                    "flags": ";".join(flags),
+                    "predicted": names[predicted] if rails.check_category else "",
+                    "confidence": round(confidence, 6) if rails.check_category else "",
+                    "nearest_train_index": int(batch.found.indices[row, 0]),
+                    "nearest_train_distance": round(float(batch.found.distances[row, 0]), 6),
+                    "nearest_generated": nearest_name or "",
+                    "nearest_generated_distance": "" if nearest_name is None else round(float(nearest), 6),
+                    "copy_threshold": round(rails.copy_threshold, 6),
+                    "duplicate_threshold": round(rails.duplicate_threshold, 6),
+                    "min_confidence": rails.min_confidence if rails.check_category else "",
+                }
+            )
+            self.tried[c] += 1
+            if not keep:
+                self.dropped[c][flags[0]] += 1
+                continue
+            self.bank[len(self.names)] = batch.features[row]
+            kept_here[row] = name
+            self.names.append(name)
+            self.images.append(batch.images[row])
+            self.latents.append(batch.latents[row])
+            self.labels.append(-1 if c is None else c)
+            self.kept[c] += 1
+            self.need[c] -= 1
+        return len(kept_here)
+
+    def unfilled(self, c: int | None, max_attempts: int) -> ProductganError:
+        what = "The images" if c is None else f"Category {self.class_names[c]!r}"
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in self.dropped[c].items() if count) or "none"
+        return ProductganError(
+            f"{what} could not be filled: {self.kept[c]:,} of {self.counts[c]:,} images kept after "
+            f"{self.tried[c]:,} candidates (the most --max-attempts {max_attempts} allows), dropped as {reasons}; "
+            f"ask for fewer images, raise --max-attempts, or pass --no-guardrails to keep every image."
+        )
+
+    def result(self, seconds: float, conditional: bool) -> SynthResult:
+        """The kept images grouped by category (each in the order drawn), and the counts."""
+        order = np.argsort(np.asarray(self.labels, np.int64), kind="stable")
+        key = {c: UNLABELLED if c is None else self.class_names[c] for c in self.counts}
+        return SynthResult(
+            images=np.stack(self.images)[order],
+            latents=torch.stack(self.latents)[order],
+            labels=np.asarray(self.labels, np.int64)[order] if conditional else None,
+            names=[self.names[i] for i in order],
+            records=self.records,
+            stats={
+                "seconds": seconds,
+                "asked": {key[c]: self.counts[c] for c in self.counts},
+                "tried": {key[c]: self.tried[c] for c in self.counts},
+                "kept": {key[c]: self.kept[c] for c in self.counts},
+                "dropped": {key[c]: self.dropped[c] for c in self.counts},
+            },
+        )
+
+
+def synthesize(
+    sampler: Sampler,
+    index: NeighbourIndex,
+    counts: dict[int | None, int],
+    seed: int = 0,
+    temperature: float = 1.0,
+    guardrails: Guardrails | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+    batch_size: int = BATCH_SIZE,
+    progress: bool = False,
+) -> SynthResult:
+    """Make ``counts[c]`` kept images of each class c (key None for an unconditional generator).
+
+    Candidates are drawn in rounds from the seed's stream of latent vectors, generated and scored
+    ``batch_size`` at a time; each round asks every category still short of its count for as many
+    candidates as its keep rate so far says it needs. A category that has used ``max_attempts``
+    candidates per image asked and is still short ends the call with one sentence naming it and
+    what was dropped.
+    """
+    rails = guardrails or guardrails_for(index, sampler)
+    temperature = check_settings(seed, temperature, max_attempts)
+    if sampler.conditional and list(sampler.class_names) != list(index.dataset.class_names):
+        raise ProductganError(
+            "The generator's categories differ from those of the run's dataset; export the generator again "
+            "from this run."
+        )
+    sampler.check_memory(sum(counts.values()))
+    selection = _Selection(counts, index.net.feature_dim, sampler, rails)
+    stream = _LatentStream(seed, sampler.generator.config.nz)
+    started = time.perf_counter()
+    bar = tqdm(total=sum(counts.values()), unit="img", desc="synth", disable=not progress, dynamic_ncols=True)
+    try:
+        while selection.short():
+            plan = selection.plan(max_attempts)
+            for start in range(0, len(plan), batch_size):
+                classes = [c for c in plan[start : start + batch_size] if selection.need[c]]
+                if not classes:
+                    continue
+                first, z = stream.take(len(classes))
+                if temperature != 1.0:
+                    z = z * temperature  # as Sampler.latents and latent.name_point scale them
+                labels = torch.tensor(classes, dtype=torch.long) if sampler.conditional else None
+                images = sampler.from_noise(z, "native", labels=labels).numpy()
+                features, probabilities = features_and_probabilities(index.net, images)
+                found = index.query_features(features, k=1)
+                batch = _Batch(classes, first, z, images, features, probabilities, found)
+                bar.update(selection.judge(batch, seed, temperature))
+                bar.set_postfix(dropped=len(selection.records) - len(selection.names), refresh=False)
+    finally:
+        bar.close()
+    return selection.result(time.perf_counter() - started, sampler.conditional)
+
+
+def _nearest_kept(features: torch.Tensor, bank: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Distance to, and row of, each feature's nearest kept image (inf and -1 when none is kept)."""
+    distance = np.full(len(features), np.inf)
+    row = np.full(len(features), -1, np.int64)
+    if len(bank):
+        for start, block in distance_blocks(features, bank):
+            values, where = block.min(dim=1)
+            distance[start : start + len(block)] = values.numpy()
+            row[start : start + len(block)] = where.numpy()
+    return distance, row
+
+
+def _pairwise(features: torch.Tensor) -> np.ndarray:
+    """Distances between the images of one batch (N x N)."""
+    out = np.empty((len(features), len(features)))
+    for start, block in distance_blocks(features, features):
+        out[start : start + len(block)] = block.numpy()
+    return out
+
+
+def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
+    """``out`` as a Path when synth may write there, else one sentence: a new or empty folder,
+    or with ``overwrite`` an earlier synth output (never a folder of other files)."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the synthetic images.")
+    if out.is_dir() and any(out.iterdir()):
+        refuse_to_replace([out], overwrite)
+        if not (out / SUMMARY_FILE).is_file():
+            raise ProductganError(
+                f"{out} holds files synth did not write (it has no {SUMMARY_FILE}); --overwrite replaces only an "
+                f"earlier synth output, so choose another --out."
+            )
+    check_writable(out / SUMMARY_FILE)
+    return out
+
+
+def manifest_csv(records: list[dict[str, Any]]) -> str:
+    """The manifest as CSV text: a header row of ``MANIFEST_COLUMNS``, then one row per candidate."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return text.getvalue()
+
+
+def packed_dataset(result: SynthResult, sampler: Sampler, dataset: PackedDataset, meta: dict) -> PackedDataset:
+    """The kept images at training size as the train split, with the run's real val and test
+    splits: a packed dataset productgan trains and evaluates on as it does on prepare's."""
+    training_size = sampler.from_noise(
+        result.latents, "training", labels=None if result.labels is None else torch.from_numpy(result.labels)
+    ).numpy()
+    held_out = np.concatenate([dataset.indices("val"), dataset.indices("test")])
+    if result.labels is None:  # an unconditional generator: one class, real images included
+        class_names = [UNLABELLED]
+        synthetic_labels = np.zeros(len(training_size), np.int64)
+        real_labels = np.zeros(len(held_out), np.int64)
+    else:
+        class_names = list(sampler.class_names)
+        synthetic_labels, real_labels = result.labels, dataset.labels[held_out]
+    return PackedDataset(
+        images=np.concatenate([training_size, np.asarray(dataset.images[held_out])]),
+        labels=np.concatenate([synthetic_labels, real_labels]).astype(np.int64),
+        class_names=class_names,
+        split=np.concatenate([np.zeros(len(training_size), np.int8), dataset.split[held_out]]).astype(np.int8),
+        meta=meta,
+    )
+
+
+def write_synth(
+    result: SynthResult,
+    out: str | os.PathLike,
+    summary: dict[str, Any],
+    sampler: Sampler,
+    dataset: PackedDataset,
+    packed: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Write the image tree, both manifests, synth.json and (``packed``) the packed dataset into
+    a staging folder, then put it at ``out`` in one step: a crash leaves the old folder or the
+    new one. Fills in each kept record's ``file``."""
+    out = check_output(out, overwrite)
+    folders = category_folders(sampler.class_names) if sampler.conditional else [UNLABELLED]
+    width = max(6, len(str(max(r["index"] for r in result.records))))
+    files = {}
+    for position, name in enumerate(result.names):
+        parsed = ImageName.parse(name)
+        folder = folders[0] if result.labels is None else folders[int(result.labels[position])]
+        files[name] = f"{folder}/{parsed.seed}-{parsed.index:0{width}d}.png"
+    for record in result.records:
+        record["file"] = files.get(record["name"], "") if record["status"] == "kept" else ""
+    tmp = staging_dir(out)
+    try:
+        for folder in {files[name].partition("/")[0] for name in files}:
+            (tmp / folder).mkdir()
+        for position, name in enumerate(result.names):
+            to_pil(result.images[position]).save(tmp / files[name], format="PNG")
+        (tmp / MANIFEST_CSV).write_text(manifest_csv(result.records), encoding="utf-8")
+        lines = [json.dumps({column: r[column] for column in MANIFEST_COLUMNS}) for r in result.records]
+        (tmp / MANIFEST_JSONL).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        if packed:
+            meta = _packed_meta(summary, dataset)
+            packed_dataset(result, sampler, dataset, meta).save(tmp / PACKED_DIR)
+        # synth.json goes last: check_output keys on it.
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        return replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _packed_meta(summary: dict[str, Any], dataset: PackedDataset) -> dict[str, Any]:
+    keys = ("native_size", "fit", "padded_size", "pad", "background", "licence")
+    return {
+        **{k: dataset.meta[k] for k in keys if k in dataset.meta},
+        "source": f"productgan synth of {summary['run']}",
+        "synthetic": {
+            SPLITS[0]: f"generated by productgan synth (seed {summary['seed']}; {MANIFEST_CSV} names every image)",
+            SPLITS[1]: f"real: the val split of {dataset.meta.get('source', 'the run dataset')}",
+            SPLITS[2]: f"real: the test split of {dataset.meta.get('source', 'the run dataset')}",
+        },
+    }
+
+
+def synth_run(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    per_class: int | None = None,
+    n: int | None = None,
+    balance: bool = False,
+    seed: int = 0,
+    temperature: float = 1.0,
+    guardrails: bool = True,
+    packed: bool = False,
+    overwrite: bool = False,
+    max_attempts: int = MAX_ATTEMPTS,
+    device: str = "cpu",
+    progress: bool = True,
+    index: NeighbourIndex | None = None,
+) -> dict[str, Any]:
+    """``productgan synth``: make, check and write a labelled synthetic training set from the
+    generator of ``run_dir``; returns synth.json's contents. Arguments are checked and ``out``
+    judged before anything slow starts; ``index`` (the run's NeighbourIndex) is built when not given."""
+    load_run_config(run_dir)  # one sentence when this is not a run
+    temperature = check_settings(seed, temperature, max_attempts)
+    check_output(out, overwrite)
+    sampler = load_generator(run_dir, device=device)
+    check_request(sampler.conditional, per_class, n, balance)
+    index = index or NeighbourIndex.from_run(run_dir, progress=progress, device=device)
+    train_labels = index.dataset.labels[index.dataset.indices("train")]
+    counts = planned_counts(sampler, train_labels, per_class, n, balance)
+    rails = guardrails_for(index, sampler, enabled=guardrails)
+    result = synthesize(sampler, index, counts, seed, temperature, rails, max_attempts, progress=progress)
+    summary = synth_summary(run_dir, sampler, rails, result, seed, temperature, per_class, n, balance, max_attempts)
+    started = time.perf_counter()
+    summary["out"] = str(write_synth(result, out, summary, sampler, index.dataset, packed, overwrite))
+    summary["write_seconds"] = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def synth_summary(
+    run_dir: str | os.PathLike,
+    sampler: Sampler,
+    rails: Guardrails,
+    result: SynthResult,
+    seed: int,
+    temperature: float,
+    per_class: int | None,
+    n: int | None,
+    balance: bool,
+    max_attempts: int,
+) -> dict[str, Any]:
+    """synth.json: the request, the generator, the thresholds, and counts per category and reason."""
+    stats = result.stats
+    tried = sum(stats["tried"].values())
+    kept = sum(stats["kept"].values())
+    dropped = {reason: sum(d[reason] for d in stats["dropped"].values()) for reason in CHECKS}
+    flagged = {reason: sum(reason in r["flags"].split(";") for r in result.records) for reason in CHECKS}
+    request = (
+        {"per_class": per_class}
+        if per_class
+        else {"n": n}
+        if n
+        else {"balance": "every category topped up to the largest of the run's training split"}
+    )
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "run": str(Path(run_dir).resolve()),
+        "generator": {k: sampler.info.get(k) for k in ("dataset", "step", "images_seen", "ema", "seed")},
+        "request": {**request, "max_attempts": max_attempts},
+        "seed": seed,
+        "temperature": temperature,
+        "guardrails": rails.describe(),
+        "candidates": tried,
+        "kept": kept,
+        "dropped": dropped,
+        "flagged": flagged,
+        "drop_rates": {reason: round(dropped[reason] / tried, 6) if tried else 0.0 for reason in CHECKS},
+        "categories": {
+            name: {
+                "asked": stats["asked"][name],
+                "kept": stats["kept"][name],
+                "candidates": stats["tried"][name],
+                "dropped": stats["dropped"][name],
+            }
+            for name in stats["asked"]
+        },
+        "seconds": round(stats["seconds"], 3),
+        "kept_per_second": round(kept / stats["seconds"], 1) if stats["seconds"] > 0 else None,
+        "files": {"manifest": [MANIFEST_CSV, MANIFEST_JSONL], "packed": PACKED_DIR},
+    }

@@ -1,0 +1,302 @@
+"""synth: counts per category, the manifest, names that make the same pixels again, each
+guardrail dropping what it should, the packed output, and what is refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_config
+from PIL import Image
+
+from productgan import synth
+from productgan.cli import main
+from productgan.config import ModelConfig
+from productgan.data import PackedDataset
+from productgan.errors import ProductganError
+from productgan.evaluator import class_probabilities, native_images
+from productgan.latent import ImageName
+from productgan.models import Generator, init_weights
+from productgan.neighbours import NeighbourIndex
+from productgan.sampling import export_generator, load_generator, noise
+from productgan.synth import guardrails_for, synth_run, synthesize
+from productgan.train import train
+
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+TRAIN_PER_CLASS = [14, 14, 14, 14, 14, 14, 14, 14, 14, 9]  # the last category is the rarest
+
+
+def small_packed(folder: Path) -> Path:
+    """Noise images (28x28 padded to 32x32) of ten categories: an uneven train split, 2 val and 3
+    test images per category."""
+    rng = np.random.default_rng(0)
+    labels, split = [], []
+    for c, count in enumerate(TRAIN_PER_CLASS):
+        labels += [c] * (count + 5)
+        split += [0] * count + [1] * 2 + [2] * 3
+    images = np.zeros((len(labels), 1, 32, 32), np.uint8)
+    images[:, :, 2:30, 2:30] = rng.integers(0, 256, (len(labels), 1, 28, 28), dtype=np.uint8)
+    meta = {"source": "noise", "fit": "pad", "native_size": [28, 28], "padded_size": [32, 32], "pad": [2, 2, 2, 2]}
+    return PackedDataset(images, np.asarray(labels), CLASSES, np.asarray(split), {**meta, "background": 0}).save(folder)
+
+
+def export_varied(generator: Generator, run_dir: Path, info: dict) -> None:
+    """Export ``generator`` as the run's, with its batch-norm statistics measured on one batch and
+    its output layer scaled up: a tiny, barely trained network then makes images that differ from
+    one another about as much as the noise images of ``small_packed`` do (as exported after two
+    steps, its images are all alike, and every one after the first is a near-duplicate)."""
+    for module in generator.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the batch
+    generator.train()
+    with torch.no_grad():
+        labels = torch.arange(256) % 10 if generator.num_classes else None
+        generator(noise(256, generator.config.nz, 123), labels)
+        last = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+        last.weight.mul_(40.0)
+    described = ("format", "version", "model", "image_size", "channels", "num_classes", "pixel_range")
+    export_generator(generator.eval(), run_dir / "generator", {k: v for k, v in info.items() if k not in described})
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny class-conditional run on ``small_packed`` (see ``export_varied``), its generator and
+    its neighbour index."""
+    root = tmp_path_factory.mktemp("synth")
+    data = small_packed(root / "packed")
+    config = tiny_config(data, root / "run", steps=2, model=ModelConfig(nz=8, ngf=4, ndf=4, conditional=True))
+    train(config, progress=False)
+    trained = load_generator(root / "run")
+    export_varied(trained.generator, root / "run", trained.info)
+    return root / "run", load_generator(root / "run"), NeighbourIndex.from_run(root / "run")
+
+
+def manifest(out: Path) -> list[dict]:
+    with open(out / synth.MANIFEST_CSV, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def without_category_check(index, sampler, enabled: bool = True):
+    """The run's guardrails without the category check: the stand-in generator is untrained, so
+    the evaluator's verdict on its images' categories is noise, which tests of the other checks
+    must not depend on."""
+    return replace(guardrails_for(index, sampler, enabled), check_category=False)
+
+
+def replacing_rows(sampler, monkeypatch, rows: dict[int, np.ndarray]):
+    """Make every batch of ``sampler`` show the given images at the given rows."""
+    original = sampler.from_noise
+
+    def from_noise(z, size="native", batch_size=256, labels=None):
+        images = original(z, size, batch_size, labels)
+        for row, image in rows.items():
+            if row < len(images):
+                images[row] = torch.from_numpy(image)
+        return images
+
+    monkeypatch.setattr(sampler, "from_noise", from_noise)
+
+
+def test_synth_writes_every_category_a_manifest_and_names_that_make_the_same_pixels(setup, tmp_path):
+    run_dir, sampler, index = setup
+    out = tmp_path / "synthetic"
+    summary = synth_run(run_dir, out, per_class=3, seed=5, temperature=0.8, packed=True, progress=False, index=index)
+    assert summary["kept"] == 30 and summary["guardrails"]["enabled"] is True
+    on_disk = json.loads((out / synth.SUMMARY_FILE).read_text())
+    assert on_disk["categories"]["Ankle boot"]["kept"] == 3 and on_disk["temperature"] == 0.8
+    assert on_disk["guardrails"]["near-copy"]["threshold"] == pytest.approx(index.threshold)
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert "T-shirt_top" in folders and len(folders) == 11  # ten categories and packed/
+    assert all(len(list((out / f).glob("*.png"))) == 3 for f in folders if f != "packed")
+
+    rows = manifest(out)
+    assert len(rows) == on_disk["candidates"] >= 30
+    kept = [r for r in rows if r["status"] == "kept"]
+    assert sorted(r["file"] for r in kept) == sorted(str(p.relative_to(out)) for p in out.glob("*/*.png"))
+    jsonl = [json.loads(line) for line in (out / synth.MANIFEST_JSONL).read_text().splitlines()]
+    assert [r["name"] for r in jsonl] == [r["name"] for r in rows]
+    for row in kept:
+        name = ImageName.parse(row["name"])
+        assert (name.seed, name.label, name.temperature) == (5, row["category"], 0.8)
+        pixels = np.asarray(Image.open(out / row["file"]))[None]
+        assert np.array_equal(pixels, sampler(name.index + 1, seed=5, label=name.label, temperature=0.8)[-1].numpy())
+    assert len({int(r["index"]) for r in rows}) == len(rows)  # every latent vector used once
+
+    packed = PackedDataset.load(out / synth.PACKED_DIR)
+    dataset = index.dataset
+    assert packed.class_names == CLASSES
+    assert packed.split_sizes() == {"train": 30, "val": 20, "test": 30}
+    assert np.bincount(packed.labels[packed.indices("train")]).tolist() == [3] * 10
+    assert np.array_equal(packed.subset("test")[0], dataset.subset("test")[0])
+    trees = [np.asarray(Image.open(out / r["file"]))[None] for r in sorted(kept, key=lambda r: r["file"])]
+    natives = native_images(packed, "train")
+    assert sorted(map(bytes, natives)) == sorted(map(bytes, trees))  # the same images at training size
+
+
+def test_balance_tops_every_category_up_to_the_largest(setup, tmp_path):
+    run_dir, _, index = setup
+    summary = synth_run(run_dir, tmp_path / "out", balance=True, seed=1, progress=False, index=index)
+    assert {name: c["kept"] for name, c in summary["categories"].items()} == {"Ankle boot": 5}
+    assert len(list((tmp_path / "out" / "Ankle_boot").glob("*.png"))) == 5
+
+
+def test_a_copy_of_a_training_image_is_dropped_and_replaced(setup, tmp_path, monkeypatch):
+    _, sampler, index = setup
+    position = int(index.dataset.indices("train")[3])
+    copy = native_images(index.dataset, "train")[3]
+    replacing_rows(sampler, monkeypatch, {0: copy})
+    result = synthesize(sampler, index, {0: 3, 1: 3}, seed=2, guardrails=without_category_check(index, sampler))
+    dropped = [r for r in result.records if r["status"] == "dropped"]
+    assert dropped and all(r["reason"] == "near-copy" for r in dropped)
+    assert dropped[0]["nearest_train_index"] == position
+    assert dropped[0]["nearest_train_distance"] == pytest.approx(0, abs=1e-6)
+    assert result.stats["kept"] == {"T-shirt/top": 3, "Trouser": 3}
+    assert not any(np.array_equal(image, copy) for image in result.images)
+    # Without guardrails the copy is kept, flagged in the manifest only.
+    loose = synthesize(sampler, index, {0: 3, 1: 3}, seed=2, guardrails=without_category_check(index, sampler, False))
+    assert all(r["status"] == "kept" for r in loose.records) and "near-copy" in loose.records[0]["flags"]
+    assert any(np.array_equal(image, copy) for image in loose.images)
+
+
+def test_an_image_of_another_category_is_dropped(setup, monkeypatch):
+    _, sampler, index = setup
+    original = synth.features_and_probabilities
+
+    def sure_of_the_next_category(net, images):  # the evaluator is sure row 0 shows class 4
+        features, probabilities = original(net, images)
+        probabilities[0] = torch.nn.functional.one_hot(torch.tensor(4), 10).double()
+        return features, probabilities
+
+    rails = guardrails_for(index, sampler)
+    # The evaluator of noise images is never 0.9 sure: the bar is its median probability of the
+    # right category on the val images it classifies correctly.
+    confidence, predicted = class_probabilities(index.net, native_images(index.dataset, "val")).max(dim=1)
+    right = predicted.numpy() == index.dataset.labels[index.dataset.indices("val")]
+    assert rails.min_confidence == pytest.approx(np.median(confidence.numpy()[right]))
+    assert rails.min_confidence < synth.MIN_CONFIDENCE
+    monkeypatch.setattr(synth, "features_and_probabilities", sure_of_the_next_category)
+    result = synthesize(sampler, index, {3: 4}, seed=0, guardrails=rails)
+    first = result.records[0]
+    assert (first["status"], first["reason"], first["predicted"], first["confidence"]) == (
+        "dropped",
+        "off-category",
+        "Coat",
+        1.0,
+    )
+    assert result.stats["kept"] == {"Dress": 4}
+    for record in result.records:
+        if record["status"] == "kept":
+            assert record["predicted"] == "Dress" or record["confidence"] < rails.min_confidence
+
+
+def test_near_duplicates_within_a_batch_and_across_batches_are_dropped(setup, monkeypatch):
+    _, sampler, index = setup
+    twin = sampler(1, seed=99, label=0)[0].numpy()
+    replacing_rows(sampler, monkeypatch, {0: twin, 1: twin})
+    result = synthesize(sampler, index, {0: 6}, seed=0, guardrails=without_category_check(index, sampler), batch_size=4)
+    first = result.records[0]["name"]
+    assert result.records[0]["status"] == "kept"
+    duplicates = [r for r in result.records if r["reason"] == "near-duplicate"]
+    assert len(duplicates) >= 3  # row 1 of the first batch, rows 0 and 1 of each later one
+    assert all(r["nearest_generated"] == first for r in duplicates)
+    assert all(r["nearest_generated_distance"] == pytest.approx(0, abs=1e-6) for r in duplicates)
+    assert sum(np.array_equal(image, twin) for image in result.images) == 1
+    assert result.stats["kept"] == {"T-shirt/top": 6}
+
+
+def test_a_category_that_cannot_be_filled_is_named_with_what_was_dropped(setup, monkeypatch):
+    _, sampler, index = setup
+    replacing_rows(sampler, monkeypatch, {0: native_images(index.dataset, "train")[0]})
+    with pytest.raises(ProductganError, match=r"Category 'Pullover' could not be filled: 2 of 3 .* near-copy 1"):
+        synthesize(sampler, index, {2: 3}, seed=0, guardrails=without_category_check(index, sampler), max_attempts=1)
+
+
+def test_the_same_seed_gives_the_same_set(setup):
+    _, sampler, index = setup
+    one, two = (synthesize(sampler, index, {5: 4, 7: 2}, seed=3) for _ in range(2))
+    assert one.records == two.records and np.array_equal(one.images, two.images)
+    assert sorted(one.names) == sorted(r["name"] for r in one.records if r["status"] == "kept")
+    assert one.labels.tolist() == [5, 5, 5, 5, 7, 7]  # grouped by category
+    other = synthesize(sampler, index, {5: 4, 7: 2}, seed=4)
+    assert not np.array_equal(one.images, other.images)
+
+
+def test_synth_cli_refuses_to_replace_and_a_failed_write_keeps_the_old_output(setup, tmp_path, monkeypatch, capsys):
+    run_dir = str(setup[0])
+    out = tmp_path / "synthetic"
+    args = ["synth", run_dir, "--out", str(out), "--n", "10", "--no-progress"]
+    assert main(args) == 0
+    assert "Kept 10 of" in capsys.readouterr().out
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main([*args, "--seed", "1"]) == 1
+    assert "already exists; choose another --out or pass --overwrite" in capsys.readouterr().err
+
+    calls = []
+
+    def failing_png(picture):  # the disk fills up at the fifth image
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        return original(picture)
+
+    original = synth.to_pil
+    monkeypatch.setattr(synth, "to_pil", failing_png)
+    assert main([*args, "--seed", "1", "--overwrite"]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["synthetic"]  # no staging folder left behind
+    monkeypatch.undo()
+    assert main([*args, "--seed", "1", "--overwrite"]) == 0
+    assert json.loads((out / "synth.json").read_text())["seed"] == 1
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert main(["synth", run_dir, "--out", str(mine), "--n", "10", "--no-progress", "--overwrite"]) == 1
+    assert "holds files synth did not write" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        ([], "exactly one of --per-class N"),
+        (["--n", "5", "--balance"], "exactly one of --per-class N"),
+        (["--per-class", "0"], "--per-class must be between 1"),
+        (["--n", "5", "--temperature", "0.123456789"], "more digits than an image name keeps"),
+        (["--n", "5", "--max-attempts", "0"], "--max-attempts must be a whole number of 1 or more"),
+    ],
+)
+def test_synth_cli_refuses_bad_requests_in_one_sentence(setup, tmp_path, capsys, flags, words):
+    assert main(["synth", str(setup[0]), "--out", str(tmp_path / "out"), "--no-progress", *flags]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unconditional_generator_makes_n_images_and_refuses_categories(setup, tmp_path, capsys):
+    run_dir = tmp_path / "plain"  # the conditional run's config and data, with an unconditional generator
+    run_dir.mkdir()
+    shutil.copy(setup[0] / "config.yaml", run_dir / "config.yaml")
+    torch.manual_seed(0)
+    generator = Generator(ModelConfig(nz=8, ngf=4, ndf=4), 32, 1)
+    init_weights(generator)
+    export_varied(generator, run_dir, setup[1].info)
+    for flags in (["--per-class", "3"], ["--balance"]):
+        assert main(["synth", str(run_dir), "--out", str(tmp_path / "out"), "--no-progress", *flags]) == 2
+        assert "this generator is not class-conditional; ask for --n N" in capsys.readouterr().err
+    summary = synth_run(run_dir, tmp_path / "out", n=4, seed=2, progress=False)
+    rows = manifest(tmp_path / "out")
+    assert summary["kept"] == 4 and {r["category"] for r in rows} == {""}
+    sampler = load_generator(run_dir)
+    for row in rows:
+        name = ImageName.parse(row["name"])
+        assert name.label is None and row["file"].startswith("unlabelled/")
+        pixels = np.asarray(Image.open(tmp_path / "out" / row["file"]))[None]
+        assert np.array_equal(pixels, sampler(name.index + 1, seed=2)[-1].numpy())
