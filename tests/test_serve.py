@@ -126,10 +126,10 @@ def test_temperature_is_the_samplers(client, conditional_export):
     assert np.array_equal(np.load(io.BytesIO(response.content)), expected)
     single = png(client.get("/image.png", params={"seed": 2, "index": 4, "temperature": 1.7}))
     assert np.array_equal(single, expected[4, 0])
-    assert (
-        'src="/images.png?n=5&amp;seed=2&amp;temperature=1.7"'
-        in client.get("/", params={"n": 5, "seed": 2, "temperature": 1.7}).text
-    )
+    page = client.get("/", params={"n": 5, "seed": 2, "temperature": 1.7}).text
+    assert 'href="/images.zip?n=5&amp;seed=2&amp;temperature=1.7"' in page
+    assert 'data-name="2:4:Coat@1.7"' in page and 'src="/named.png?name=2%3A4%3ACoat%401.7"' in page
+    assert np.array_equal(png(client.get("/named.png", params={"name": "2:4:Coat@1.7"})), expected[4, 0])
 
 
 def test_one_image_is_that_row_of_its_seed(client, conditional_export):
@@ -207,7 +207,7 @@ def test_max_images_below_the_pages_default_count(conditional_export):
     client = TestClient(create_app(conditional_export, max_images=4))
     page = client.get("/")
     assert page.status_code == 200, page.text
-    assert 'src="/images.png?n=4&amp;seed=0"' in page.text and 'max="4" value="4"' in page.text
+    assert 'href="/images.zip?n=4&amp;seed=0"' in page.text and 'max="4" value="4"' in page.text
     assert png(client.get("/images.png")).shape == (62, 62)  # the API's default count is 4 too
 
 
@@ -258,7 +258,8 @@ def test_the_page_keeps_its_own_content_security_policy(client):
     page = client.get("/", params={"n": 4})
     assert "style-src 'self';" in page.headers["content-security-policy"]
     text = page.text.lower()
-    assert "<script" not in text and "<style" not in text
+    assert re.findall(r"<script[^>]*>", text) == ['<script src="/static/studio.js">'] and "<style" not in text
+    assert re.findall(r"<script[^>]*>(.*?)</script>", text, re.S) == [""]
     assert not re.search(r"<[^>]*\s(style|on[a-z]+)\s*=", text)  # no style attribute, no event handler
     assert '<link rel="stylesheet" href="/static/page.css">' in page.text
     assert client.get("/static/page.css").status_code == 200
@@ -268,18 +269,20 @@ def test_the_page_offers_every_category_and_shows_the_grid(client):
     page = client.get("/", params={"n": 8, "seed": 2, "label": "Ankle boot"})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     text = page.text
-    for name in ["T-shirt/top", "Ankle boot", "every category in turn"]:
+    for name in ["T-shirt/top", "Ankle boot", "every category"]:
         assert name in text
     assert '<option value="Ankle boot" selected>' in text
-    assert 'src="/images.png?n=8&amp;seed=2&amp;label=Ankle+boot"' in text
+    assert 'href="/images.zip?n=8&amp;seed=2&amp;label=Ankle+boot"' in text
+    assert text.count('class="cell"') == 8 and text.count("<h2>Ankle boot") == 1
     # a class named in another case or by index is shown and linked by its name
     for label in ("ankle BOOT", "9"):
         assert (
-            'src="/images.png?n=8&amp;seed=2&amp;label=Ankle+boot"'
+            'href="/images.zip?n=8&amp;seed=2&amp;label=Ankle+boot"'
             in client.get("/", params={"n": 8, "seed": 2, "label": label}).text
         )
     # the form's "every category in turn" sends an empty label, which every request reads so
-    assert 'src="/images.png?n=16&amp;seed=0"' in client.get("/", params={"label": ""}).text
+    every = client.get("/", params={"label": ""}).text  # two of each category by default, a section each
+    assert 'href="/images.zip?n=20&amp;seed=0"' in every and every.count('<section class="category several">') == 10
     assert (
         client.get("/images.png", params={"n": 3, "label": ""}).content
         == client.get("/images.png", params={"n": 3}).content
@@ -296,7 +299,10 @@ def test_behind_a_proxy_every_link_carries_the_root_path(conditional_export):
     for link in (
         'href="/gan/static/page.css"',
         'action="/gan/"',
-        'src="/gan/images.png?n=2&amp;seed=0"',
+        'href="/gan/images.zip?n=2&amp;seed=0"',
+        'src="/gan/named.png?name=0%3A0%3AT-shirt%2Ftop"',
+        'src="/gan/static/studio.js"',
+        'data-root="/gan"',
         'href="/gan/docs"',
     ):
         assert link in page, link
@@ -330,7 +336,9 @@ def test_cors_is_off_unless_an_origin_is_named(conditional_export, client):
 def test_an_unconditional_generator_refuses_a_category(tmp_path):
     client = TestClient(create_app(export(tmp_path / "generator", conditional=False)))
     assert client.get("/info").json()["conditional"] is False
-    assert "<select" not in client.get("/").text
+    page = client.get("/").text
+    assert '<select id="label"' not in page and 'data-name="0:0"' in page
+    assert 'id="photo"' not in page and "need the run directory" in page  # served from an export
     response = client.get("/images.png", params={"label": "Bag"})
     assert response.status_code == 422 and "not class-conditional" in response.json()["detail"]
     assert png(client.get("/images.png", params={"n": 4})).shape == (62, 62)
