@@ -14,21 +14,52 @@ import pytest
 pytest.importorskip("fastapi")
 TestClient = pytest.importorskip("fastapi.testclient").TestClient
 
-from test_serve import export  # noqa: E402
+from test_serve import train_tiny_run  # noqa: E402
 
 from productgan.sampling import MAX_TEMPERATURE  # noqa: E402
 from productgan.serve import create_app  # noqa: E402
 from productgan.serve.service import MAX_INDEX, MAX_SEED  # noqa: E402
 
 MAX_IMAGES = 8
-IMAGE_ROUTES = {"/images.png": "image/png", "/images.npy": "application/octet-stream", "/image.png": "image/png"}
-# Examples per operation and generation mode: about 1,200 requests in all, some 30 s on two busy cores.
-FUZZ_EXAMPLES = 200
+PNG, NPY, ZIP, JSON = "image/png", "application/octet-stream", "application/zip", "application/json"
+# Routes whose answers are bytes named by an ETag, and their media type.
+IMAGE_ROUTES = {
+    "/images.png": PNG,
+    "/images.npy": NPY,
+    "/image.png": PNG,
+    "/named.png": PNG,
+    "/walk.gif": "image/gif",
+    "/walk.webp": "image/webp",
+    "/walk.png": PNG,
+    "/walk.npy": NPY,
+    "/variants.png": PNG,
+    "/variants.npy": NPY,
+    "/images.zip": ZIP,
+    "/neighbours.png": PNG,
+    "/training/{index}.png": PNG,
+}
+# Work for the queue that is not cached: JSON answers and the selection's zip.
+UNCACHED_WORK = {"/variants.json": JSON, "/neighbours.json": JSON, "/project": JSON, "/selection.zip": ZIP}
+# What needs the run directory (404 from an export).
+RUN_ONLY = {"/neighbours.json", "/neighbours.png", "/training/{index}.png", "/project"}
+# Examples per operation and generation mode: 200 for the original image routes, fewer for the
+# latent tools (a walk or a neighbour search costs more); about 2,000 requests, a minute or two.
+FUZZ_EXAMPLES = 120
+LATENT_EXAMPLES = 25
+PROJECTION_EXAMPLES = 8
+# A projection's step budget under the fuzz: an upload that is an image stays a second's work.
+PROJECTION_STEPS = 10
+# Operations that take image names: a name of the declared form may still be refused with 422, when
+# its vector decodes to NaN or infinity or its seed is above 2**63 - 1 (a pattern cannot say either),
+# and an upload of the declared form (any bytes) when they are no image.
+NAMED = "^/(named|walk|variants|neighbours|selection|project)"
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    return create_app(export(tmp_path_factory.mktemp("contract") / "generator", conditional=True), max_images=8)
+    """The server of a tiny trained run: every operation, those that need the run's data included."""
+    run = train_tiny_run(tmp_path_factory.mktemp("contract"))
+    return create_app(run, max_images=MAX_IMAGES, max_projection_steps=PROJECTION_STEPS)
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +87,14 @@ def test_every_parameter_is_declared_with_its_range_and_a_description(descriptio
             assert parameter.get("description"), (path, name)
             if schema.get("type") in ("integer", "number"):
                 assert "maximum" in schema and ("minimum" in schema or "exclusiveMinimum" in schema), (path, name)
+            elif schema.get("type") == "array":  # a repeated parameter: how many, and each one's form
+                assert "maxItems" in schema and "pattern" in schema["items"], (path, name)
             elif name != "If-None-Match":  # any entity tag may be sent back
                 assert "enum" in schema or "pattern" in schema, (path, name)
-    assert seen == {"n", "seed", "label", "size", "temperature", "index", "If-None-Match"}
+    assert seen == {
+        *("n", "seed", "label", "size", "temperature", "index", "If-None-Match"),
+        *("name", "scale", "from", "to", "via", "frames", "fps", "of", "spread", "k", "steps", "restarts"),
+    }
     images = {p["name"]: p["schema"] for p in description["paths"]["/images.png"]["get"]["parameters"]}
     assert images["n"]["minimum"] == 1 and images["n"]["maximum"] == MAX_IMAGES
     assert images["seed"]["minimum"] == 0 and images["seed"]["maximum"] == MAX_SEED
@@ -102,17 +138,27 @@ def test_every_answer_is_declared_with_its_media_type_and_body(description, clie
         responses = operation["responses"]
         assert all(answer.get("description") for answer in responses.values()), path
         assert responses["414"]["content"] == problem, path
-        if operation.get("parameters"):
+        if operation.get("parameters") or operation.get("requestBody"):
             assert responses["422"]["content"] == problem, path
+        run_only = {"404"} if path in RUN_ONLY else set()
         if path in IMAGE_ROUTES:
-            assert set(responses) == {"200", "304", "414", "422", "503"}, path
+            assert set(responses) == {"200", "304", "414", "422", "503"} | run_only, path
             assert responses["200"]["content"] == {
                 IMAGE_ROUTES[path]: {"schema": {"type": "string", "format": "binary"}}
             }
             assert {"ETag", "Cache-Control"} <= set(responses["200"]["headers"]) and "content" not in responses["304"]
-            assert responses["503"]["content"] == problem and responses["503"]["headers"]["Retry-After"]["required"]
+        elif path in UNCACHED_WORK:
+            body = {"413"} if operation.get("requestBody") else set()
+            assert set(responses) == {"200", "414", "422", "503"} | run_only | body, path
+            assert set(responses["200"]["content"]) == {UNCACHED_WORK[path]}, path
         else:
             assert "503" not in responses, path
+        if "503" in responses:
+            assert responses["503"]["content"] == problem and responses["503"]["headers"]["Retry-After"]["required"]
+        for status in ("404", "413"):
+            assert responses.get(status, {"content": problem})["content"] == problem, (path, status)
+    upload = description["paths"]["/project"]["post"]["requestBody"]["content"]
+    assert upload["multipart/form-data"]["schema"]["properties"]["photo"]["format"] == "binary"
     assert set(description["paths"]["/"]["get"]["responses"]["200"]["content"]) == {"text/html"}
     # the declared body is the real one
     assert client.get("/images.png", params={"n": 0}).json().keys() == {"detail"}
@@ -157,18 +203,25 @@ def test_the_docs_and_the_page_load_everything_from_the_server_itself(app, page,
         assert "validatorUrl: null" in client.get(root + "/static/docs.js").text  # no call to an online validator
 
 
-def fuzz(app, examples: int):
+def fuzz(app, examples: int, latent_examples: int = LATENT_EXAMPLES, projection_examples: int = PROJECTION_EXAMPLES):
     """Run every Schemathesis phase and check on every operation of ``app``; returns (operations,
     examples, failures as text)."""
     schemathesis = pytest.importorskip("schemathesis")
     from schemathesis.engine import events, from_schema
 
+    accepted = {"positive_data_acceptance": {"expected-statuses": ["2xx", "404", "422"]}}
     config = schemathesis.Config.from_dict(
         {
             "seed": 20,
             "generation": {"mode": "all", "max-examples": examples, "deterministic": True, "database": "none"},
-            # every check; a request the description forbids must get 422 (or 414 for a long query)
-            "checks": {"enabled": True, "negative_data_rejection": {"expected-statuses": ["414", "422"]}},
+            # every check; a request the description forbids must get 422 (or 414 for a long query, 413
+            # for a large body)
+            "checks": {"enabled": True, "negative_data_rejection": {"expected-statuses": ["413", "414", "422"]}},
+            "operations": [
+                {"include-path-regex": NAMED, "checks": accepted, "generation": {"max-examples": latent_examples}},
+                {"include-path-regex": "^/training/", "generation": {"max-examples": latent_examples}},
+                {"include-path": "/project", "generation": {"max-examples": projection_examples}},
+            ],
         }
     )
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
@@ -206,6 +259,6 @@ def test_the_fuzz_finds_a_server_that_departs_from_its_description(app, monkeypa
 
     monkeypatch.setattr(images, "NPY", "text/plain")
     monkeypatch.setattr(app.state.service, "make_one", lambda *args: 1 / 0)
-    _, _, failures = fuzz(app, 5)
+    _, _, failures = fuzz(app, 5, 1, 1)
     assert any("GET /images.npy content_type_conformance" in failure for failure in failures), failures[:5]
     assert any("GET /image.png" in failure and "ZeroDivisionError" in failure for failure in failures)

@@ -27,8 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IDX_FILE_NAMES, _write_idx, fake_fashion_mnist_arrays
-from helpers import tiny_config
 from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,7 +47,7 @@ def _browser_or_skip():
         message = f"The browser tests need {', '.join(missing)}: run `make browser`."
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip(message, allow_module_level=True)
 
 
 _browser_or_skip()
@@ -60,28 +58,18 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as seen  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from test_serve import train_tiny_run  # noqa: E402
 
-from productgan.data import prepare  # noqa: E402
 from productgan.latent import encode_frames, point, render, walk_images  # noqa: E402
 from productgan.sampling import load_generator  # noqa: E402
-from productgan.train import train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A conditional run of two steps on the fake Fashion-MNIST (or the run PRODUCTGAN_STUDIO_RUN names)."""
+    """A tiny trained run (or the run PRODUCTGAN_STUDIO_RUN names)."""
     if os.environ.get("PRODUCTGAN_STUDIO_RUN"):
         return Path(os.environ["PRODUCTGAN_STUDIO_RUN"])
-    folder = tmp_path_factory.mktemp("studio")
-    fake = folder / "fake"
-    fake.mkdir()
-    for key, array in fake_fashion_mnist_arrays().items():
-        _write_idx(fake / (IDX_FILE_NAMES[key] + ".gz"), array)
-    packed = prepare(fake, folder / "packed", image_size=32, val_size=20, seed=0)
-    config = tiny_config(packed, folder / "run", steps=2)
-    config.model.conditional = True
-    train(config, progress=False)
-    return folder / "run"
+    return train_tiny_run(tmp_path_factory.mktemp("studio"))
 
 
 class Proxy(http.server.ThreadingHTTPServer):

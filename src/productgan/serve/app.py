@@ -38,6 +38,8 @@ from productgan.run import CONFIG_FILE as RUN_CONFIG
 from productgan.sampling import Sampler, load_generator
 
 DEFAULT_MAX_IMAGES = 1024
+# The most optimisation steps one projection request may ask for: some seconds on a CPU.
+MAX_PROJECTION_STEPS = 1000
 MISSING_EXTRA = "productgan serve needs FastAPI, uvicorn and fastapi-offline: pip install 'productgan[serve]'."
 STATIC = Path(__file__).parent / "static"
 # The packages the serve extra brings; importing the server without one of them leaves it None.
@@ -99,12 +101,15 @@ def create_app(
     workers: int | None = None,
     queue: int = DEFAULT_QUEUE,
     cors_origins: list[str] | tuple[str, ...] = (),
+    max_projection_steps: int = MAX_PROJECTION_STEPS,
 ):
     """A FastAPI application serving the generator of a run directory or export folder.
 
     ``workers`` image requests are made at a time (default: one per usable CPU, at most 4) and
     ``queue`` more wait; more get 503. ``cors_origins``: the web origins whose pages may call the
-    API from a browser (none by default)."""
+    API from a browser (none by default). ``max_projection_steps``: the most optimisation steps a
+    projection request may ask for (a slow machine may want fewer). A run directory's server
+    also answers nearest training images and projection; an export's answers them with 404."""
     if fastapi is None:
         raise ProductganError(MISSING_EXTRA)
     if max_images < 1:
@@ -114,6 +119,10 @@ def create_app(
         raise UsageError(f"--workers must be at least 1, not {workers}.")
     if queue < 0:
         raise UsageError(f"--queue must be 0 or more, not {queue}.")
+    if not 1 <= max_projection_steps <= MAX_PROJECTION_STEPS:
+        raise UsageError(
+            f"max_projection_steps must be between 1 and {MAX_PROJECTION_STEPS}, not {max_projection_steps}."
+        )
     for origin in cors_origins:
         if origin != "*" and not ORIGIN.fullmatch(origin):
             raise UsageError(
@@ -123,7 +132,9 @@ def create_app(
     sampler = source if isinstance(source, Sampler) else load_generator(source, device=device)
     run_dir = None if isinstance(source, Sampler) else Path(source)
     run_dir = run_dir if run_dir is not None and (run_dir / RUN_CONFIG).is_file() else None
-    service = Service(sampler, max_images, WorkQueue(workers, queue), run_dir=run_dir)
+    service = Service(
+        sampler, max_images, WorkQueue(workers, queue), run_dir=run_dir, max_projection_steps=max_projection_steps
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -42,6 +42,8 @@ FRAME_MEDIA = {"gif": "image/gif", "webp": "image/webp", "png": PNG, "npy": NPY}
 MAX_WALK_FRAMES = 120
 MAX_WALK_SCALE = 8
 MAX_VIA = 8
+# The slowest animation: ten seconds a frame (a GIF frame's delay has 16 bits of centiseconds).
+MIN_FPS = 0.1
 # How many times /named.png may enlarge an image (28 x 28 -> 448 x 448 at most).
 MAX_SCALE = 16
 # The largest body POST /selection.zip reads: a thousand names of a 512-number vector fit.
@@ -96,7 +98,7 @@ def routes(service: Service) -> APIRouter:
     conditional, class_names = service.sampler.conditional, service.sampler.class_names
     service.expected.update(
         frames=f"a whole number between 2 and {MAX_WALK_FRAMES}",
-        fps="a number above 0 and at most 60",
+        fps=f"a number from {MIN_FPS} to 60",
         scale="a whole number between 1 and the route's limit",
         spread="a number above 0 and at most 1 (0.1: nearly the same image; 1: an unrelated one)",
         k="a whole number between 1 and 16",
@@ -117,7 +119,7 @@ def routes(service: Service) -> APIRouter:
     Frames = Annotated[
         int, Query(ge=2, le=MAX_WALK_FRAMES, description="Frames of the whole walk, the first and last included.")
     ]
-    Fps = Annotated[float, Query(gt=0, le=60, description="Frames per second of an animation.")]
+    Fps = Annotated[float, Query(ge=MIN_FPS, le=60, description="Frames per second of an animation.")]
     WalkScale = Annotated[
         int, Query(ge=1, le=MAX_WALK_SCALE, description="Each pixel enlarged this many times (nearest neighbour).")
     ]

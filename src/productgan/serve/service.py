@@ -65,7 +65,8 @@ class Service:
 
     ``expected`` maps each query parameter to what it must be, for the sentence a bad value gets;
     a route with a parameter of its own adds it there. ``run_dir``: the run directory when the
-    server serves one (its training data and evaluator answer neighbours and projection), else None.
+    server serves one (its training data and evaluator answer neighbours and projection), else None;
+    ``max_projection_steps``: the most optimisation steps a projection request may ask for.
     """
 
     sampler: Sampler
@@ -74,6 +75,7 @@ class Service:
     identity: str = ""
     expected: dict[str, str] = field(default_factory=dict)
     run_dir: Path | None = None
+    max_projection_steps: int = 1000
 
     def __post_init__(self) -> None:
         self.identity = self.identity or weights_identity(self.sampler)

@@ -37,8 +37,7 @@ API_MAX_K = min(16, MAX_K)
 MAX_QUERIED = 16
 # A photo's largest pixel count: a 48-megapixel camera's, well under what takes the server's memory.
 MAX_PHOTO_PIXELS = 50_000_000
-# The projection's step budget in the API (the CLI allows more): a few seconds on a CPU.
-MAX_API_STEPS = 1000
+# Random starts per category a projection request may ask for (the CLI allows more).
 MAX_API_RESTARTS = 8
 PHOTO_FIELD = "photo"
 
@@ -85,7 +84,7 @@ def routes(service: Service) -> APIRouter:
     router = APIRouter(tags=["training data"])
     service.expected.update(
         k=f"a whole number between 1 and {API_MAX_K}",
-        steps=f"a whole number between 1 and {MAX_API_STEPS}",
+        steps=f"a whole number between 1 and {service.max_projection_steps}",
         restarts=f"a whole number between 1 and {MAX_API_RESTARTS}",
     )
     Of = Annotated[
@@ -189,7 +188,10 @@ def routes(service: Service) -> APIRouter:
     async def projection(
         request: Request,
         label: Label = "",
-        steps: Annotated[int, Query(ge=1, le=MAX_API_STEPS, description="Optimisation steps.")] = 300,
+        steps: Annotated[
+            int,
+            Query(ge=1, le=service.max_projection_steps, description="Optimisation steps (the CLI's default: 300)."),
+        ] = min(300, service.max_projection_steps),
         restarts: Annotated[int, Query(ge=1, le=MAX_API_RESTARTS, description="Random starts per category tried.")] = 4,
         seed: Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the random starts.")] = 0,
     ) -> ProjectionResult:
