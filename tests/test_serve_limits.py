@@ -204,6 +204,11 @@ def test_behind_a_proxy_that_strips_the_root_path(conditional_export):
         assert status == 200 and b'src="/gan/static/swagger-ui-bundle.js"' in docs
         assert b'data-openapi-url="/gan/openapi.json"' in docs
         status, _, page = get(port, "/?n=2")
-        assert status == 200 and b'src="/gan/images.png?n=2&amp;seed=0"' in page
-        assert get(port, "/images.png?n=2")[0] == 200 and get(port, "/static/swagger-ui-bundle.js")[0] == 200
+        assert status == 200 and b'href="/gan/images.zip?n=2&amp;seed=0"' in page
+        assert b'src="/gan/named.png?name=0%3A0%3AT-shirt%2Ftop"' in page and b'data-root="/gan"' in page
+        assert (
+            get(port, "/images.png?n=2")[0] == 200
+            and get(port, "/named.png?name=0%3A0%3AT-shirt%2Ftop")[0] == 200
+            and get(port, "/static/swagger-ui-bundle.js")[0] == 200
+        )
         assert json.loads(get(port, "/openapi.json")[2])["servers"] == [{"url": "/gan"}]
