@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.productgan-installed
 
-.PHONY: setup data demo test lint format bench clean-venv
+.PHONY: setup data browser demo test lint format bench clean-venv
 
 setup: $(STAMP)
 
@@ -21,6 +21,16 @@ $(STAMP): pyproject.toml
 
 data:
 	bash scripts/ensure-fashion-mnist.sh
+
+# The browser tests' headless Chromium and its driver: Debian's packages, installed with apt-get when
+# missing (as root, or through sudo). Selenium drives them as they are; nothing is downloaded.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 # A short run on Fashion-MNIST that ends with a sample grid (a few minutes on a laptop CPU): the
 # recipe train chooses for the data by itself (the fmnist-32 preset), for 192,000 images.
