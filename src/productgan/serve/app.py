@@ -177,8 +177,8 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(cors_origins),
-            allow_methods=["GET", "HEAD"],
-            allow_headers=["If-None-Match"],
+            allow_methods=["GET", "HEAD", "POST"],  # POST: a selection's zip, a photo's projection
+            allow_headers=["If-None-Match", "Content-Type"],
             expose_headers=["ETag", "Retry-After"],
             max_age=600,
         )

@@ -44,8 +44,8 @@ MAX_WALK_SCALE = 8
 MAX_VIA = 8
 # The slowest animation: ten seconds a frame (a GIF frame's delay has 16 bits of centiseconds).
 MIN_FPS = 0.1
-# How many times /named.png may enlarge an image (28 x 28 -> 448 x 448 at most).
-MAX_SCALE = 16
+# How many times /named.png may enlarge an image (28 x 28 -> 224 x 224), as a walk's frames.
+MAX_SCALE = MAX_WALK_SCALE
 # The largest body POST /selection.zip reads: a thousand names of a 512-number vector fit.
 MAX_SELECTION_BYTES = 4 * 2**20
 NAME_HELP = (
@@ -99,7 +99,7 @@ def routes(service: Service) -> APIRouter:
     service.expected.update(
         frames=f"a whole number between 2 and {MAX_WALK_FRAMES}",
         fps=f"a number from {MIN_FPS} to 60",
-        scale="a whole number between 1 and the route's limit",
+        scale=f"a whole number between 1 and {MAX_SCALE}",
         spread="a number above 0 and at most 1 (0.1: nearly the same image; 1: an unrelated one)",
         k="a whole number between 1 and 16",
     )
