@@ -363,7 +363,8 @@ def test_screenshots(browser, server, tmp_path):
         browser.get(server + "/?seed=7")
         loaded(browser, ".gallery .cell img")
         height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(width, min(height, 2400))
+        chrome = browser.execute_script("return window.outerHeight - window.innerHeight")
+        browser.set_window_size(width, min(height + chrome, 2400))  # the whole page in one picture
         loaded(browser, ".gallery .cell img")
         shots[name] = out / f"studio-{name}.png"
         browser.save_screenshot(str(shots[name]))

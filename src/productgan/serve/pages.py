@@ -225,8 +225,8 @@ more like it or walk to another image. The photo stays in memory and is not stor
 <input id="photo" name="photo" type="file" accept="image/*">
 <p class="error" id="photo-error" role="alert"></p></div>
 <div class="field"><label for="effort">Effort</label>
-<select id="effort" name="steps"><option value="100">quick (100 steps)</option>
-<option value="300" selected>thorough (300 steps)</option></select></div>
+<select id="effort" name="steps"><option value="100" selected>quick (100 steps)</option>
+<option value="300">thorough (300 steps, three times as long)</option></select></div>
 <div class="field submit"><button type="submit" class="primary" id="project">Find it</button></div>
 </form>
 <div id="projection" class="projection" hidden>
