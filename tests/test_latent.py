@@ -69,6 +69,7 @@ def test_names_round_trip_and_read_every_form():
     assert ImageName.parse(" 7:3@1.5 ") == ImageName(7, 3, None, 1.5)
     for name in (ImageName(7, 3), ImageName(0, 12, "Bag"), ImageName(5, 1, "Bag", 0.7), ImageName(2, 0, None, 2.0)):
         assert ImageName.parse(str(name)) == name
+    assert str(ImageName(1, 2, None, 1e-5)) == "1:2@0.00001"  # never in exponent form
 
 
 @pytest.mark.parametrize("text", ["7", "7:", ":3", "-1:3", "7:-3", "x:3", "7:3@hot", "7:3@0", "7:3@nan", "7:3@99"])
@@ -187,6 +188,9 @@ def test_frames_encode_as_animations_strips_and_arrays(sampler):
     assert encode_frames(frames, "gif") == encode_frames(frames, "gif")  # bytes are a function of the frames
     with pytest.raises(UsageError, match="written as"):
         encode_frames(frames, "mp4")
+    for fps in (0.01, 61, float("nan")):
+        with pytest.raises(UsageError, match="frame rate"):
+            encode_frames(frames, "gif", fps=fps)
 
 
 def test_interpolate_command_writes_each_format_and_refuses_bad_input(tmp_path, conditional, sampler, capsys):

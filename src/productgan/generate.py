@@ -79,17 +79,23 @@ def generate_to_path(
     else:
         tmp = staging_dir(out)
         try:
-            width = max(6, len(str(n - 1)))
             names = sampler.class_names
             for index, image in enumerate(images):
-                suffix = "" if labels is None else "-" + _file_safe(names[int(labels[index])])
-                save_png(image, tmp / f"{seed}-{index:0{width}d}{suffix}.png")
+                category = None if labels is None else names[int(labels[index])]
+                save_png(image, tmp / image_file_name(seed, index, n, category))
             replace_dir(tmp, out)  # the old images or the new ones, never a mix
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def _file_safe(name: str) -> str:
+def file_safe(name: str) -> str:
     """A class name as a file-name part: letters, digits, dots and dashes kept, the rest '_'."""
     return "".join(c if c.isalnum() or c in ".-" else "_" for c in name) or "_"
+
+
+def image_file_name(seed: int, index: int, count: int, category: str | None = None) -> str:
+    """The file name of image ``index`` of ``count`` made from ``seed`` (of ``category``), as a
+    folder of images from ``generate`` and the API's zips name it: ``7-000003-Sandal.png``."""
+    width = max(6, len(str(count - 1)))
+    return f"{seed}-{index:0{width}d}{'' if category is None else '-' + file_safe(category)}.png"

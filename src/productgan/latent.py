@@ -48,6 +48,7 @@ MAX_VARIANTS = 1024
 MAX_SEED = 2**63 - 1  # numpy's generators take any non-negative int; this bound keeps names parseable
 MAX_INDEX = 1_000_000  # image INDEX of a seed needs INDEX + 1 vectors drawn first
 FRAME_FORMATS = ("gif", "webp", "png", "npy")
+MIN_FPS, MAX_FPS = 0.1, 60.0  # ten seconds a frame at the slowest
 
 _NAME = re.compile(r"(?P<seed>[0-9]{1,19}):(?P<index>[0-9]{1,7})(?::(?P<label>.*?))?(?:@(?P<temperature>[^@:]*))?")
 
@@ -65,8 +66,8 @@ class ImageName:
         text = f"{self.seed}:{self.index}"
         if self.label is not None:
             text += f":{self.label}"
-        if self.temperature != 1.0:
-            text += f"@{self.temperature:g}"
+        if self.temperature != 1.0:  # positional, never 1e-05: names are parsed by patterns too
+            text += "@" + np.format_float_positional(self.temperature, trim="-")
         return text
 
     @classmethod
@@ -180,9 +181,12 @@ def _named_vector_point(sampler: Sampler, text: str) -> Point:
     return _with_label(sampler, z, label or None, "z:...")
 
 
-def point(sampler: Sampler, ref: str | os.PathLike | ImageName, label: str | int | None = None) -> Point:
+def point(
+    sampler: Sampler, ref: str | os.PathLike | ImageName, label: str | int | None = None, files: bool = True
+) -> Point:
     """A point named by an image name, an ImageName, ``z:BASE64[:CLASS]`` or ``PATH.npy[:CLASS]``;
-    ``label`` (when given) sets the class instead of the one the reference carries."""
+    ``label`` (when given) sets the class instead of the one the reference carries. With
+    ``files=False`` (a server's requests) a reference is never read as the path of a file."""
     if isinstance(ref, ImageName):
         found = name_point(sampler, ref)
     else:
@@ -190,9 +194,9 @@ def point(sampler: Sampler, ref: str | os.PathLike | ImageName, label: str | int
         path, sep, npy_label = text.rpartition(":")
         if text.startswith("z:"):
             found = _named_vector_point(sampler, text)
-        elif sep and path.lower().endswith(".npy"):
+        elif files and sep and path.lower().endswith(".npy"):
             found = _vector_point(sampler, path, npy_label or None)
-        elif text.lower().endswith(".npy"):
+        elif files and text.lower().endswith(".npy"):
             found = _vector_point(sampler, text, None)
         else:
             found = name_point(sampler, ImageName.parse(text))
@@ -344,8 +348,8 @@ def encode_frames(frames: np.ndarray | torch.Tensor, fmt: str, fps: float = 12.0
     frames = np.asarray(frames)
     if fmt not in FRAME_FORMATS:
         raise UsageError(f"A walk is written as {', '.join(FRAME_FORMATS)}, not {fmt!r}.")
-    if not 0 < fps <= 60:
-        raise UsageError(f"The frame rate must be above 0 and at most 60, not {fps!r}.")
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise UsageError(f"The frame rate must be between {MIN_FPS:g} and {MAX_FPS:g} frames per second, not {fps!r}.")
     if not isinstance(scale, int) or not 1 <= scale <= 16:
         raise UsageError(f"The scale must be a whole number from 1 to 16, not {scale!r}.")
     buffer = io.BytesIO()

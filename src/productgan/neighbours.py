@@ -89,14 +89,13 @@ class NeighbourIndex:
         self.positions = dataset.indices("train")
         if len(self.positions) == 0:
             raise UsageError("The run's dataset has no training images to compare with.")
-        self.features = self._train_features(info, progress)
-        held_out = dataset.indices(REFERENCE_SPLIT)
-        if len(held_out) == 0:
+        self.features = self._features("train", info, progress)
+        if len(dataset.indices(REFERENCE_SPLIT)) == 0:
             raise UsageError(
                 f"The run's dataset has no {REFERENCE_SPLIT} images, which calibrate what counts as a copy; "
                 f"prepare it with a validation split."
             )
-        reference = extract_features(net, native_images(dataset, REFERENCE_SPLIT))
+        reference = self._features(REFERENCE_SPLIT, info, progress)
         self.reference_distances = nearest(reference, self.features, 1)[0][:, 0].numpy()
         self.threshold = float(np.quantile(self.reference_distances, COPY_QUANTILE))
         self.typical = float(np.median(self.reference_distances))
@@ -109,22 +108,25 @@ class NeighbourIndex:
         evaluator = Evaluator(config.data, dataset, progress=progress, device=device)
         return cls(evaluator.net, evaluator.info, dataset, progress)
 
-    def _train_features(self, info: dict, progress: bool) -> torch.Tensor:
-        key = f"{info.get('weights_sha256', '')}|{info.get('train_fingerprint', '')}|{len(self.positions)}"
+    def _features(self, split: str, info: dict, progress: bool) -> torch.Tensor:
+        """The evaluator's features of one split (float64), from the user cache when this
+        evaluator has computed them for this data before."""
+        count = len(self.dataset.indices(split))
+        key = f"{info.get('weights_sha256', '')}|{info.get('train_fingerprint', '')}|{split}|{count}"
         path = cache_root() / "neighbours" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
         if path.is_file():
             try:
                 cached = np.load(path, allow_pickle=False)
-                if cached.shape == (len(self.positions), self.net.feature_dim):
+                if cached.shape == (count, self.net.feature_dim):
                     return torch.from_numpy(cached).double()
             except (OSError, ValueError):
                 pass  # a damaged cache file is computed again
         if progress:
-            print(f"Computing evaluator features of {len(self.positions):,} training images (once)...", flush=True)
-        features = extract_features(self.net, native_images(self.dataset, "train"))
+            print(f"Computing evaluator features of {count:,} {split} images (once)...", flush=True)
+        features = extract_features(self.net, native_images(self.dataset, split)).float()
         with contextlib.suppress(OSError):  # a read-only cache costs time on the next call, nothing else
-            write_atomic(path, lambda tmp: np.save(tmp, features.float().numpy()))
-        return features.float().double()
+            write_atomic(path, lambda tmp: np.save(tmp, features.numpy()))
+        return features.double()
 
     def query_features(self, features: torch.Tensor, k: int = 3) -> Neighbours:
         if not 1 <= k <= MAX_K:

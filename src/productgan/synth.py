@@ -54,7 +54,7 @@ from productgan.errors import ProductganError, UsageError
 from productgan.evaluator import features_and_probabilities, native_images
 from productgan.evaluator.training import CLASSES_TASK, task_for
 from productgan.files import check_writable, refuse_to_replace, replace_dir, staging_dir
-from productgan.generate import _file_safe
+from productgan.generate import file_safe
 from productgan.images import to_pil
 from productgan.latent import MAX_INDEX, ImageName
 from productgan.metrics.neighbours import distance_blocks, kth_neighbour_distances
@@ -287,7 +287,7 @@ def category_folders(names: list[str]) -> list[str]:
     reserved = {SUMMARY_FILE, MANIFEST_CSV, MANIFEST_JSONL, PACKED_DIR}
     folders = []
     for name in names:
-        folder = _file_safe(name)
+        folder = file_safe(name)
         if folder.startswith(".") or folder.casefold() in reserved:
             folder = "_" + folder
         folders.append(folder)

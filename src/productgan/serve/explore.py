@@ -18,9 +18,20 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from productgan.errors import UsageError
-from productgan.generate import _file_safe
+from productgan.generate import image_file_name
 from productgan.images import make_grid
-from productgan.latent import ImageName, Point, encode_frames, enlarge, render, variants, vector_name, walk_images
+from productgan.latent import (
+    MAX_FPS,
+    MIN_FPS,
+    ImageName,
+    Point,
+    encode_frames,
+    enlarge,
+    render,
+    variants,
+    vector_name,
+    walk_images,
+)
 from productgan.serve.images import (
     NPY,
     PNG,
@@ -43,7 +54,6 @@ MAX_WALK_FRAMES = 120
 MAX_WALK_SCALE = 8
 MAX_VIA = 8
 # The slowest animation: ten seconds a frame (a GIF frame's delay has 16 bits of centiseconds).
-MIN_FPS = 0.1
 # How many times /named.png may enlarge an image (28 x 28 -> 224 x 224), as a walk's frames.
 MAX_SCALE = MAX_WALK_SCALE
 # The largest body POST /selection.zip reads: a thousand names of a 512-number vector fit.
@@ -98,7 +108,7 @@ def routes(service: Service) -> APIRouter:
     conditional, class_names = service.sampler.conditional, service.sampler.class_names
     service.expected.update(
         frames=f"a whole number between 2 and {MAX_WALK_FRAMES}",
-        fps=f"a number from {MIN_FPS} to 60",
+        fps=f"a number from {MIN_FPS:g} to {MAX_FPS:g}",
         scale=f"a whole number between 1 and {MAX_SCALE}",
         spread="a number above 0 and at most 1 (0.1: nearly the same image; 1: an unrelated one)",
         k="a whole number between 1 and 16",
@@ -119,7 +129,7 @@ def routes(service: Service) -> APIRouter:
     Frames = Annotated[
         int, Query(ge=2, le=MAX_WALK_FRAMES, description="Frames of the whole walk, the first and last included.")
     ]
-    Fps = Annotated[float, Query(ge=MIN_FPS, le=60, description="Frames per second of an animation.")]
+    Fps = Annotated[float, Query(ge=MIN_FPS, le=MAX_FPS, description="Frames per second of an animation.")]
     WalkScale = Annotated[
         int, Query(ge=1, le=MAX_WALK_SCALE, description="Each pixel enlarged this many times (nearest neighbour).")
     ]
@@ -205,11 +215,10 @@ def routes(service: Service) -> APIRouter:
         def make() -> bytes:
             pictures = service.make(images)
             labels = service.sampler.labels(images.n, images.label)
-            width = max(6, len(str(images.n - 1)))
             entries = []
             for index, picture in enumerate(pictures):
                 name = None if labels is None else class_names[int(labels[index])]
-                file = f"{images.seed}-{index:0{width}d}{'' if name is None else '-' + _file_safe(name)}.png"
+                file = image_file_name(images.seed, index, images.n, name)
                 entries.append((file, str(ImageName(images.seed, index, name, images.temperature)), name, picture))
             return zipped(entries, {"seed": images.seed, "temperature": images.temperature, "size": images.size})
 

@@ -123,7 +123,7 @@ class Service:
                 f"{parameter} {shown_input(name)} names no image; write SEED:INDEX[:CATEGORY][@TEMPERATURE] "
                 f"(for example 7:3, 7:3:{self.example_class}@0.8) or a z: name this API gave."
             )
-        return point(self.sampler, name)
+        return point(self.sampler, name, files=False)
 
     @property
     def example_class(self) -> str:
