@@ -29,6 +29,7 @@ from productgan.files import check_writable, refuse_to_replace
 from productgan.generate import generate_to_path
 from productgan.latent import FRAME_FORMATS
 from productgan.neighbours import NeighbourIndex
+from productgan.projection import DEFAULT_RESTARTS, DEFAULT_STEPS
 from productgan.report import build_report
 from productgan.sampling import chosen_label, load_generator
 from productgan.serve import serve
@@ -47,7 +48,7 @@ COMMANDS = {
     "synth": "a labelled synthetic training set: images by category, checked, with a manifest",
     "evaluate": "score a run's generator on held-out images (productgan evaluator metrics)",
     "report": "write a self-contained HTML page of a run: curves, sample grids, evaluation",
-    "export": "export the generator of a run's last checkpoint",
+    "export": "export a run's generator again from a checkpoint, or as ONNX (--format onnx)",
     "serve": "a web page and REST API that make images from a trained generator",
 }
 
@@ -347,9 +348,7 @@ def cmd_interpolate(args: list[str]) -> int:
     parser.add_argument("source", type=str, help="A run directory or an exported generator folder.")
     parser.add_argument("--from", dest="start", type=str, required=True, help="The first image. " + REF_HELP)
     parser.add_argument("--to", dest="end", type=str, required=True, help="The last image (same forms as --from).")
-    parser.add_argument(
-        "--via", type=str, default=None, nargs="+", help="Images to pass through on the way, in order."
-    )
+    parser.add_argument("--via", type=str, default=None, nargs="+", help="Images to pass through on the way, in order.")
     parser.add_argument("--frames", type=int, default=24, help="Frames in the whole walk, the first and last included.")
     parser.add_argument(
         "--out",
@@ -407,8 +406,10 @@ def cmd_project(args: list[str]) -> int:
         "--out", type=str, required=True, help="Folder for the fitted photo, reconstruction and vector."
     )
     parser.add_argument("--label", type=str, default=None, help="The photo's category, if known (else each is tried).")
-    parser.add_argument("--steps", type=int, default=300, help="Optimisation steps.")
-    parser.add_argument("--restarts", type=int, default=4, help="Random starts per category (the best is kept).")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Optimisation steps.")
+    parser.add_argument(
+        "--restarts", type=int, default=DEFAULT_RESTARTS, help="Random starts per category (the best is kept)."
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the starting vectors.")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N.")
     parser.add_argument("--overwrite", action="store_true", help="Replace an earlier projection in --out.")
@@ -468,6 +469,7 @@ def cmd_neighbours(args: list[str]) -> int:
         f"(the closest 1% of held-out real images); sheet: {out}"
     )
     return 0
+
 
 def cmd_synth(args: list[str]) -> int:
     parser = _parser("synth")

@@ -28,7 +28,7 @@ from productgan.latent import (
     walk_images,
 )
 from productgan.neighbours import NeighbourIndex, Neighbours, neighbour_sheet
-from productgan.projection import MAX_PHOTO_BYTES, Projection, fit_photo, project
+from productgan.projection import DEFAULT_RESTARTS, DEFAULT_STEPS, MAX_PHOTO_BYTES, Projection, fit_photo, project
 from productgan.sampling import Sampler
 
 PROJECTION_FILES = ("target.png", "reconstruction.png", "comparison.png", "latent.npy", "projection.json")
@@ -131,8 +131,8 @@ def write_projection(
     photo: bytes,
     out: str | os.PathLike,
     label: str | None = None,
-    steps: int = 300,
-    restarts: int = 4,
+    steps: int = DEFAULT_STEPS,
+    restarts: int = DEFAULT_RESTARTS,
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = False,

@@ -31,6 +31,7 @@ from productgan.latent import Point
 from productgan.pixels import to_native
 from productgan.sampling import Sampler, noise
 
+DEFAULT_STEPS, DEFAULT_RESTARTS = 200, 2  # measured in docs/explore.md: more costs time, gains little
 MAX_STEPS = 5000
 MAX_RESTARTS = 16
 MAX_PHOTO_BYTES = 20 * 2**20  # an upload or a file larger than this is refused unread
@@ -77,8 +78,8 @@ def project(
     photo: np.ndarray,
     net: EvaluatorNet,
     label: str | int | None = None,
-    steps: int = 300,
-    restarts: int = 4,
+    steps: int = DEFAULT_STEPS,
+    restarts: int = DEFAULT_RESTARTS,
     seed: int = 0,
     feature_weight: float = 1.0,
     progress: bool = False,

@@ -26,7 +26,7 @@ from productgan.errors import UsageError
 from productgan.explore import describe_fit
 from productgan.latent import render, vector_name
 from productgan.neighbours import MAX_K, neighbour_sheet
-from productgan.projection import MAX_PHOTO_BYTES, fit_photo, project
+from productgan.projection import DEFAULT_RESTARTS, DEFAULT_STEPS, MAX_PHOTO_BYTES, fit_photo, project
 from productgan.serve.explore import read_body
 from productgan.serve.images import PNG, IfNoneMatch, image_responses, label_query, png
 from productgan.serve.problems import BAD_REQUEST, BUSY, NOT_SERVED, TOO_LARGE, NotServed
@@ -190,9 +190,15 @@ def routes(service: Service) -> APIRouter:
         label: Label = "",
         steps: Annotated[
             int,
-            Query(ge=1, le=service.max_projection_steps, description="Optimisation steps (the CLI's default: 300)."),
-        ] = min(300, service.max_projection_steps),
-        restarts: Annotated[int, Query(ge=1, le=MAX_API_RESTARTS, description="Random starts per category tried.")] = 4,
+            Query(
+                ge=1,
+                le=service.max_projection_steps,
+                description=f"Optimisation steps (the CLI's default: {DEFAULT_STEPS}).",
+            ),
+        ] = min(DEFAULT_STEPS, service.max_projection_steps),
+        restarts: Annotated[
+            int, Query(ge=1, le=MAX_API_RESTARTS, description="Random starts per category tried.")
+        ] = DEFAULT_RESTARTS,
         seed: Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the random starts.")] = 0,
     ) -> ProjectionResult:
         chosen = service.label_index(label)
