@@ -34,7 +34,7 @@ from productgan.latent import point, render, variant_points, walk_images
 from productgan.machine import cpu_model
 from productgan.metrics.neighbours import nearest_neighbours
 from productgan.neighbours import NeighbourIndex
-from productgan.projection import fit_photo, project
+from productgan.projection import DEFAULT_RESTARTS, DEFAULT_STEPS, fit_photo, project
 from productgan.sampling import load_generator
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -133,8 +133,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--photos", type=int, default=200, help="Held-out images to project (0: none).")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--restarts", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--restarts", type=int, default=DEFAULT_RESTARTS)
     args = parser.parse_args()
     torch.manual_seed(0)
     sampler = load_generator(args.run)
