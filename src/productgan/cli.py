@@ -466,7 +466,8 @@ def cmd_neighbours(args: list[str]) -> int:
         print(f"{record['name']:>16}  {where}{flag}")
     print(
         f"{len(copies)} of {len(records)} image(s) closer to a training image than {index.threshold:.3f} "
-        f"(the closest 1% of held-out real images); sheet: {out}"
+        f"(features) or {index.pixel_threshold:.1f} (thumbnails), which 99.5% of held-out real images exceed; "
+        f"sheet: {out}"
     )
     return 0
 

@@ -4,9 +4,12 @@ Distances are taken between the evaluator's features (``productgan.evaluator``),
 that look alike are close whatever their exact pixels. What "too close" means is measured on the
 run's own data: the held-out validation images are real photos that are not in the training
 split, so their distances to their nearest training image show how close a new image of the
-same kind usually is. An image closer than all but ``COPY_QUANTILE`` of them is flagged as a
-likely copy. On held-out real images the flag is therefore raised about that often; on a
-generator that hands back training photos, far more often.
+same kind usually is. An image is flagged as a likely copy when it is closer than all but half
+of ``COPY_QUANTILE`` of them in the evaluator's features, or in its pixels (a 16 x 16
+thumbnail per channel, which does not depend on how well the evaluator learned: one trained on
+a few dozen images sees little, yet a copy is still a copy in its pixels). On held-out real
+images the flag is therefore raised at most about ``COPY_QUANTILE`` of the time; on a generator
+that hands back training photos, far more often.
 
 Typical use::
 
@@ -38,7 +41,8 @@ from productgan.images import make_grid
 from productgan.metrics.neighbours import distance_blocks
 from productgan.run import load_run_config, open_recorded_dataset
 
-COPY_QUANTILE = 0.01  # held-out real images closer than this share of their kind count as copies
+COPY_QUANTILE = 0.01  # held-out real images flagged at most this often (half by features, half by pixels)
+THUMBNAIL = 16  # side of the thumbnails the pixel test compares
 MAX_K = 32
 REFERENCE_SPLIT = "val"  # calibrates the flag; test stays untouched for evaluate's final score
 
@@ -46,13 +50,17 @@ REFERENCE_SPLIT = "val"  # calibrates the flag; test stays untouched for evaluat
 @dataclass
 class Neighbours:
     """The k nearest training images of N images: dataset indices and feature distances (N x k,
-    nearest first), the copy flag (N), and what the flag was measured against."""
+    nearest first), the copy flag (N), and what the flag was measured against: the feature
+    threshold, the typical held-out distance, and (when the images were given, not only their
+    features) the thumbnail distance to the nearest training image and its threshold."""
 
     indices: np.ndarray
     distances: np.ndarray
     copy: np.ndarray
     threshold: float
     typical: float
+    pixel_distances: np.ndarray | None = None
+    pixel_threshold: float | None = None
 
     def records(self) -> list[dict]:
         """One plain dict per image, as the API and manifests write it."""
@@ -63,6 +71,11 @@ class Neighbours:
                     for i, d in zip(self.indices[row], self.distances[row])
                 ],
                 "likely_copy": bool(self.copy[row]),
+                **(
+                    {}
+                    if self.pixel_distances is None
+                    else {"thumbnail_distance": round(float(self.pixel_distances[row]), 4)}
+                ),
             }
             for row in range(len(self.indices))
         ]
@@ -97,8 +110,13 @@ class NeighbourIndex:
             )
         reference = self._features(REFERENCE_SPLIT, info, progress)
         self.reference_distances = nearest(reference, self.features, 1)[0][:, 0].numpy()
-        self.threshold = float(np.quantile(self.reference_distances, COPY_QUANTILE))
+        self.threshold = float(np.quantile(self.reference_distances, COPY_QUANTILE / 2))
         self.typical = float(np.median(self.reference_distances))
+        self.thumbnails = thumbnails(native_images(dataset, "train"))
+        held_out = thumbnails(native_images(dataset, REFERENCE_SPLIT))
+        self.pixel_threshold = float(
+            np.quantile(nearest(held_out, self.thumbnails, 1)[0][:, 0].numpy(), COPY_QUANTILE / 2)
+        )
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, progress: bool = False, device: str = "cpu") -> NeighbourIndex:
@@ -128,27 +146,36 @@ class NeighbourIndex:
             write_atomic(path, lambda tmp: np.save(tmp, features.numpy()))
         return features.double()
 
-    def query_features(self, features: torch.Tensor, k: int = 3) -> Neighbours:
+    def query_features(self, features: torch.Tensor, k: int = 3, images_uint8=None) -> Neighbours:
+        """The k nearest training images of images given by their evaluator features; with the
+        images themselves (uint8 native size) the flag also applies the pixel test."""
         if not 1 <= k <= MAX_K:
             raise UsageError(f"k (neighbours per image) must be between 1 and {MAX_K}, not {k}.")
         distances, positions = nearest(features.double(), self.features, k)
         distances = distances.numpy()
+        copy = distances[:, 0] < self.threshold
+        pixel = None
+        if images_uint8 is not None:
+            pixel = nearest(thumbnails(images_uint8), self.thumbnails, 1)[0][:, 0].numpy()
+            copy = copy | (pixel < self.pixel_threshold)
         return Neighbours(
             indices=self.positions[positions.numpy()],
             distances=distances,
-            copy=distances[:, 0] < self.threshold,
+            copy=copy,
             threshold=self.threshold,
             typical=self.typical,
+            pixel_distances=pixel,
+            pixel_threshold=self.pixel_threshold if pixel is not None else None,
         )
 
     def query(self, images_uint8, k: int = 3) -> Neighbours:
         """The k nearest training images of uint8 native-size images N x C x H x W."""
-        return self.query_features(extract_features(self.net, images_uint8), k)
+        return self.query_features(extract_features(self.net, images_uint8), k, images_uint8)
 
     def query_with_classes(self, images_uint8, k: int = 3) -> tuple[Neighbours, torch.Tensor]:
         """``query`` plus the evaluator's class probabilities of the same images (one pass)."""
         features, probabilities = features_and_probabilities(self.net, images_uint8)
-        return self.query_features(features, k), probabilities
+        return self.query_features(features, k, images_uint8), probabilities
 
     def images(self, indices: np.ndarray) -> np.ndarray:
         """Training images by dataset index, at native size: uint8 ... x C x H x W."""
@@ -156,6 +183,14 @@ class NeighbourIndex:
         view = _IndexedSplit(self.dataset, flat)
         images = native_images(view, "picked")
         return images.reshape(*np.shape(indices), *images.shape[1:])
+
+
+def thumbnails(images_uint8) -> torch.Tensor:
+    """uint8 images N x C x H x W -> their THUMBNAIL x THUMBNAIL area averages per channel, on
+    0..255, flattened (float64 N x C*T*T): what the pixel test of the copy flag compares."""
+    images = torch.as_tensor(np.asarray(images_uint8)).float()
+    small = torch.nn.functional.adaptive_avg_pool2d(images, THUMBNAIL) if len(images) else images
+    return small.reshape(len(images), -1).double()
 
 
 class _IndexedSplit:

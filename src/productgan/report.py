@@ -226,7 +226,8 @@ def nearest_training_sheet(run_dir: Path, out_dir: Path) -> tuple[Path, str] | N
     caption = (
         f"left: images 0-{NEIGHBOUR_IMAGES - 1} of seed 0; right: their {NEIGHBOUR_K} nearest training images in "
         f"the evaluator's features. {copies} of {NEIGHBOUR_IMAGES} framed in red as likely copies (closer than "
-        f"{index.threshold:.3g}, which 99% of held-out {index.dataset.meta.get('source', '')} images exceed)"
+        f"{index.threshold:.3g} in features or {index.pixel_threshold:.3g} in thumbnails, which 99.5% of held-out "
+        f"real images exceed)"
     )
     return path, caption
 
