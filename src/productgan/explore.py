@@ -189,7 +189,12 @@ def write_neighbours(
     refuse_to_replace([out, report], overwrite)
     images, found, _ = neighbours_of(sampler, index, refs, k)
     records = [{"name": str(ref), **record} for ref, record in zip(refs, found.records())]
-    summary = {"copy_threshold": found.threshold, "typical_real_distance": found.typical, "images": records}
+    summary = {
+        "copy_threshold": found.threshold,
+        "thumbnail_threshold": found.pixel_threshold,
+        "typical_real_distance": found.typical,
+        "images": records,
+    }
     save_png(neighbour_sheet(images, found, index), out)
     write_text_atomic(report, json.dumps(summary, indent=2) + "\n")
     return out, records

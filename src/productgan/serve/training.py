@@ -50,13 +50,18 @@ class Neighbour(BaseModel):
 class ImageNeighbours(BaseModel):
     name: str = Field(description="The image, as it was named in the request.")
     neighbours: list[Neighbour] = Field(description="Its nearest training images, nearest first.")
-    likely_copy: bool = Field(description="Closer to a training image than 99% of held-out real images are.")
+    likely_copy: bool = Field(
+        description="Closer to a training image than 99.5% of held-out real images are, in the evaluator's "
+        "features or in 16x16 thumbnails."
+    )
+    thumbnail_distance: float = Field(description="Distance of its 16x16 thumbnail to the nearest training image's.")
 
 
 class NeighbourList(BaseModel):
     """Nearest training images of named images, and what the copy flag is measured against."""
 
-    copy_threshold: float = Field(description="A distance below this flags a likely copy.")
+    copy_threshold: float = Field(description="A feature distance below this flags a likely copy.")
+    thumbnail_threshold: float = Field(description="A thumbnail distance below this flags a likely copy.")
     typical_real_distance: float = Field(
         description="The median distance of a held-out real image to its nearest training image."
     )
@@ -125,7 +130,12 @@ def routes(service: Service) -> APIRouter:
         def listed() -> NeighbourList:
             _, _, result = make()
             records = [{"name": name, **record} for name, record in zip(of, result.records())]
-            return NeighbourList(copy_threshold=result.threshold, typical_real_distance=result.typical, images=records)
+            return NeighbourList(
+                copy_threshold=result.threshold,
+                thumbnail_threshold=result.pixel_threshold,
+                typical_real_distance=result.typical,
+                images=records,
+            )
 
         return await service.work.run(listed)
 
