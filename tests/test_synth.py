@@ -135,9 +135,11 @@ def test_synth_writes_every_category_a_manifest_and_names_that_make_the_same_pix
     assert packed.split_sizes() == {"train": 30, "val": 20, "test": 30}
     assert np.bincount(packed.labels[packed.indices("train")]).tolist() == [3] * 10
     assert np.array_equal(packed.subset("test")[0], dataset.subset("test")[0])
-    trees = [np.asarray(Image.open(out / r["file"]))[None] for r in sorted(kept, key=lambda r: r["file"])]
+    # The same images at training size, each with its category.
+    tree = {np.asarray(Image.open(out / r["file"])).tobytes(): r["category"] for r in kept}
     natives = native_images(packed, "train")
-    assert sorted(map(bytes, natives)) == sorted(map(bytes, trees))  # the same images at training size
+    train_labels = packed.labels[packed.indices("train")]
+    assert {image.tobytes(): CLASSES[label] for image, label in zip(natives, train_labels, strict=True)} == tree
 
 
 def test_balance_tops_every_category_up_to_the_largest(setup, tmp_path):

@@ -5,8 +5,9 @@ evaluator, keeps or drops it, and draws replacements for the dropped ones until 
 holds the count asked for (within ``max_attempts`` candidates per image asked). Three checks,
 each measured on the run's own data (``Guardrails``):
 
-- **near-copy**: the image is closer to a training image, in the evaluator's features, than all
-  but 1% of the held-out validation images are to theirs (``NeighbourIndex.threshold``);
+- **near-copy**: the image is closer to a training image, in the evaluator's features or in its
+  16 x 16 thumbnail, than all but 0.5% of the held-out validation images are to theirs
+  (``NeighbourIndex.threshold`` and ``pixel_threshold``);
 - **off-category**: the evaluator is at least ``MIN_CONFIDENCE`` sure it shows another
   category than the one asked for (or, where it is never that sure, as sure as it is on the
   median held-out image it classifies correctly);
@@ -483,7 +484,7 @@ def synthesize(
                 labels = torch.tensor(classes, dtype=torch.long) if sampler.conditional else None
                 images = sampler.from_noise(z, "native", labels=labels).numpy()
                 features, probabilities = features_and_probabilities(index.net, images)
-                found = index.query_features(features, k=1)
+                found = index.query_features(features, k=1, images_uint8=images)
                 batch = _Batch(classes, first, z, images, features, probabilities, found)
                 bar.update(selection.judge(batch, seed, temperature))
                 bar.set_postfix(dropped=len(selection.records) - len(selection.names), refresh=False)
@@ -634,6 +635,7 @@ def synth_run(
     """``productgan synth``: make, check and write a labelled synthetic training set from the
     generator of ``run_dir``; returns synth.json's contents. Arguments are checked and ``out``
     judged before anything slow starts; ``index`` (the run's NeighbourIndex) is built when not given."""
+    started = time.perf_counter()
     load_run_config(run_dir)  # one sentence when this is not a run
     temperature = check_settings(seed, temperature, max_attempts)
     check_output(out, overwrite)
@@ -643,8 +645,11 @@ def synth_run(
     train_labels = index.dataset.labels[index.dataset.indices("train")]
     counts = planned_counts(sampler, train_labels, per_class, n, balance)
     rails = guardrails_for(index, sampler, enabled=guardrails)
+    setup_seconds = time.perf_counter() - started
     result = synthesize(sampler, index, counts, seed, temperature, rails, max_attempts, progress=progress)
     summary = synth_summary(run_dir, sampler, rails, result, seed, temperature, per_class, n, balance, max_attempts)
+    summary["setup_seconds"] = round(setup_seconds, 3)  # the generator, the index, the thresholds
+    summary["files"]["packed"] = PACKED_DIR if packed else None
     started = time.perf_counter()
     summary["out"] = str(write_synth(result, out, summary, sampler, index.dataset, packed, overwrite))
     summary["write_seconds"] = round(time.perf_counter() - started, 3)
@@ -699,7 +704,7 @@ def synth_summary(
             }
             for name in stats["asked"]
         },
-        "seconds": round(stats["seconds"], 3),
+        "seconds": round(stats["seconds"], 3),  # generating, scoring and choosing; not setup or writing
         "kept_per_second": round(kept / stats["seconds"], 1) if stats["seconds"] > 0 else None,
-        "files": {"manifest": [MANIFEST_CSV, MANIFEST_JSONL], "packed": PACKED_DIR},
+        "files": {"manifest": [MANIFEST_CSV, MANIFEST_JSONL], "packed": None},
     }
