@@ -102,8 +102,8 @@ def project(
         classes = list(range(generator.num_classes)) if sampler.conditional else [None]
     device = sampler.device
     low, high = sampler.info["pixel_range"]
-    target = torch.from_numpy(photo).float().to(device)[None] * ((high - low) / 255.0) + low
-    target_native = torch.from_numpy(photo).float()[None]
+    target = torch.tensor(photo).float().to(device)[None] * ((high - low) / 255.0) + low
+    target_native = torch.tensor(photo).float()[None]
     target_native = to_native(target_native, sampler.info).to(device)
     net = net.to(device).eval()
     target_features = net.features(target_native).detach()
