@@ -5,7 +5,7 @@ Fashion-MNIST (the real data) cut down to a small train split, with its 5,000 va
 
     1pct    1% of the train split in every category (55 images each)
     5pct    5% in every category (275 each)
-    rare2   5% in every category but two (Shirt, Sneaker), which keep 0.5% (27 each)
+    rare2   5% in every category but two (Shirt, Sneaker), which keep 0.5% (28 each)
 
 For each, a class-conditional GAN with the fmnist-32 preset's settings trains on the small train
 split (``--gan-images`` images), and ``synth`` makes images from it: ``--synth-per-class`` per
@@ -16,20 +16,24 @@ classifier of the evaluator's architecture and recipe (``train_evaluator``) is t
     (b) + synth      the same plus synth's images (guardrails on)
     (c) + unguarded  the same plus synth's images made with --no-guardrails (same request and seed)
 
-with the same number of SGD steps for every arm (``--classifier-steps``, so that more images do
-not also mean more training), and scored on the whole test split: accuracy and recall per
+for exactly the same number of SGD steps in every arm (``--classifier-steps``, so that more
+images do not also mean more training), and scored on the whole test split: accuracy and recall per
 category, over ``--seeds`` seeds (seed k draws synth's images with seed k and trains the
 classifier with seed k), reported as the mean and a 95% t-interval.
 
 Then synth's throughput on a trained fmnist-32 generator (``--throughput-run``, 55,000 training
 images to compare against): kept images/s with guardrails, the drop rate per reason, beside the
-generator alone, the evaluator's pass and the nearest-neighbour search measured in the same run.
+generator alone, the evaluator's pass and the nearest-neighbour searches measured in the same run.
 
 Prints a table and writes benchmarks/results/synth_uplift.json (synth_uplift-quick.json with
-``--quick``, a smoke run of a few minutes).
+``--quick``, a smoke run of a few minutes; ``--results NAME`` for another name). The datasets and
+GAN runs stay in ``--work``, so a second call trains no GAN again.
 
     python benchmarks/synth_uplift.py --quick
-    python benchmarks/synth_uplift.py               # about 40 minutes on 2 CPU cores
+    python benchmarks/synth_uplift.py               # about 35 minutes on an idle 2-core CPU
+    python benchmarks/synth_uplift.py --scenarios 1pct --seeds 2 --steps 450 --arms "real,+ synth" \
+        --throughput-run "" --results synth_uplift-1pct-450steps.json      # a longer training budget
+    python benchmarks/synth_uplift.py --scenarios "" --results synth_uplift-throughput.json  # throughput only
 """
 
 from __future__ import annotations
@@ -103,12 +107,17 @@ def classifier_scores(
     images: np.ndarray, labels: np.ndarray, test: tuple[np.ndarray, np.ndarray], steps: int, seed: int
 ) -> dict:
     """Accuracy and per-category recall on ``test`` of the evaluator's network trained on
-    (images, labels) for about ``steps`` SGD steps of 128 images."""
-    epochs = max(1, round(steps / max(1, len(images) // 128)))
-    net = train_evaluator(images, labels, 10, EvaluatorConfig(epochs=epochs, seed=seed), progress=False)
+    (images, labels) for exactly ``steps`` SGD steps of 128 images: the set is repeated, each
+    copy shuffled, to ``steps`` x 128 images and trained on for one epoch, so that every arm gets
+    the same training whatever its size (the recipe's schedule depends on steps alone)."""
+    rng = np.random.default_rng(seed)
+    copies = math.ceil(steps * 128 / len(images))
+    order = np.concatenate([rng.permutation(len(images)) for _ in range(copies)])[: steps * 128]
+    config = EvaluatorConfig(epochs=1, seed=seed)
+    net = train_evaluator(images[order], labels[order], 10, config, progress=False)
     predicted = class_probabilities(net, test[0]).argmax(dim=1).numpy()
     recall = [float((predicted[test[1] == c] == c).mean()) for c in range(10)]
-    return {"accuracy": float((predicted == test[1]).mean()), "recall": recall, "epochs": epochs}
+    return {"accuracy": float((predicted == test[1]).mean()), "recall": recall, "passes": steps * 128 / len(images)}
 
 
 def guardrail_floor(index: NeighbourIndex, rails: Guardrails, images: np.ndarray, labels: np.ndarray) -> dict:
@@ -160,12 +169,17 @@ def run_scenario(name: str, full: PackedDataset, work: Path, args) -> dict:
     real_images = native_images(small, "train")
     real_labels = small.labels[small.indices("train")]
     request = {"balance": True} if rare else {"per_class": args.synth_per_class}
-    arms = {arm: [] for arm in ARMS}
+    arms = {arm: [] for arm in ARMS if arm in args.arms}
     synth_records = {arm: [] for arm in ARMS[1:]}
     for seed in range(args.seeds):
-        arms["real"].append(classifier_scores(real_images, real_labels, (test_images, test_labels), args.steps, seed))
-        print(f"{name} seed {seed} real: test accuracy {arms['real'][-1]['accuracy']:.3f}", flush=True)
+        if "real" in arms:
+            arms["real"].append(
+                classifier_scores(real_images, real_labels, (test_images, test_labels), args.steps, seed)
+            )
+            print(f"{name} seed {seed} real: test accuracy {arms['real'][-1]['accuracy']:.3f}", flush=True)
         for arm, guarded in (("+ synth", True), ("+ unguarded", False)):
+            if arm not in arms:
+                continue
             out = folder / f"synth-{'guarded' if guarded else 'unguarded'}-seed{seed}"
             try:
                 summary = synth_run(
@@ -196,7 +210,7 @@ def run_scenario(name: str, full: PackedDataset, work: Path, args) -> dict:
             "recall": {c: interval([r["recall"][i] for r in runs]) for i, c in enumerate(small.class_names)},
             "worst_recall": interval([min(r["recall"]) for r in runs]),
             "rare_recall": interval([statistics.fmean(r["recall"][i] for i in rare_index) for r in runs]),
-            "classifier_epochs": runs[0]["epochs"],
+            "classifier_passes_over_the_set": runs[0]["passes"],
             "synth": synth_records.get(arm),
         }
     return {
@@ -228,6 +242,9 @@ def throughput(run_dir: Path, work: Path, per_class: int) -> dict:
     started = time.perf_counter()
     index.query_features(features, k=1)
     search_s = time.perf_counter() - started
+    started = time.perf_counter()
+    index.query_features(features, k=1, images_uint8=images)  # the copy flag as synth applies it
+    both_s = time.perf_counter() - started
     out = {}
     for guarded in (True, False):
         folder = work / f"throughput-{'guarded' if guarded else 'unguarded'}"
@@ -249,6 +266,7 @@ def throughput(run_dir: Path, work: Path, per_class: int) -> dict:
             "generator": n / generator_s,
             "evaluator_pass": n / evaluator_s,
             "nearest_neighbour_search": n / search_s,
+            "nearest_neighbour_search_features_and_thumbnails": n / both_s,
         },
         **out,
     }
@@ -267,11 +285,14 @@ def main() -> None:
     parser.add_argument("--synth-per-class", type=int, default=500, help="synth's images per category (1pct, 5pct).")
     parser.add_argument("--steps", "--classifier-steps", dest="steps", type=int, default=150)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"Which of {', '.join(ARMS)}, comma-separated.")
+    parser.add_argument("--results", default=None, help="File name under benchmarks/results for the JSON.")
     parser.add_argument("--test-n", type=int, default=10_000, help="Test images scored (the whole split: 10,000).")
     parser.add_argument("--throughput-run", default="/work/ev/fm32", help="A trained fmnist-32 run ('' to skip).")
     parser.add_argument("--throughput-per-class", type=int, default=1000)
     parser.add_argument("--work", default="runs/synth-uplift", help="Folder for the datasets, runs and synth outputs.")
     args = parser.parse_args()
+    args.arms = [arm.strip() for arm in args.arms.split(",")]
     if args.quick:
         args.scenarios, args.gan_images, args.synth_per_class, args.steps, args.seeds = "1pct", 6400, 20, 20, 2
         args.test_n, args.throughput_per_class = 1000, 50
@@ -280,7 +301,7 @@ def main() -> None:
     started, load_at_start = time.perf_counter(), os.getloadavg()
     work = Path(args.work)
     full = open_dataset("fashion-mnist")
-    scenarios = [run_scenario(name, full, work, args) for name in args.scenarios.split(",")]
+    scenarios = [run_scenario(name, full, work, args) for name in args.scenarios.split(",") if name]
     speed = throughput(Path(args.throughput_run), work, args.throughput_per_class) if args.throughput_run else None
     result = {
         "benchmark": "synth_uplift",
@@ -296,7 +317,7 @@ def main() -> None:
         "throughput": speed,
     }
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("synth_uplift-quick.json" if args.quick else "synth_uplift.json")
+    path = RESULTS / (args.results or ("synth_uplift-quick.json" if args.quick else "synth_uplift.json"))
     path.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"\nsynth uplift on {cpu_model()} ({torch.get_num_threads()} threads), {args.seeds} seeds, mean ± 95% CI")
@@ -344,7 +365,8 @@ def main() -> None:
         print(
             f"reference, same run: generator alone {reference['generator']:,.0f} images/s, evaluator pass "
             f"{reference['evaluator_pass']:,.0f}/s, nearest-neighbour search "
-            f"{reference['nearest_neighbour_search']:,.0f}/s"
+            f"{reference['nearest_neighbour_search']:,.0f}/s (with the thumbnail test "
+            f"{reference['nearest_neighbour_search_features_and_thumbnails']:,.0f}/s)"
         )
     print(f"\nwritten to {path} ({result['minutes']:.1f} min)")
 

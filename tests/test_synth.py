@@ -112,6 +112,7 @@ def test_synth_writes_every_category_a_manifest_and_names_that_make_the_same_pix
     on_disk = json.loads((out / synth.SUMMARY_FILE).read_text())
     assert on_disk["categories"]["Ankle boot"]["kept"] == 3 and on_disk["temperature"] == 0.8
     assert on_disk["guardrails"]["near-copy"]["threshold"] == pytest.approx(index.threshold)
+    assert on_disk["guardrails"]["near-copy"]["thumbnail_threshold"] == pytest.approx(index.pixel_threshold)
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert "T-shirt_top" in folders and len(folders) == 11  # ten categories and packed/
     assert all(len(list((out / f).glob("*.png"))) == 3 for f in folders if f != "packed")
@@ -159,6 +160,7 @@ def test_a_copy_of_a_training_image_is_dropped_and_replaced(setup, tmp_path, mon
     assert dropped and all(r["reason"] == "near-copy" for r in dropped)
     assert dropped[0]["nearest_train_index"] == position
     assert dropped[0]["nearest_train_distance"] == pytest.approx(0, abs=1e-6)
+    assert dropped[0]["nearest_train_thumbnail_distance"] == 0
     assert result.stats["kept"] == {"T-shirt/top": 3, "Trouser": 3}
     assert not any(np.array_equal(image, copy) for image in result.images)
     # Without guardrails the copy is kept, flagged in the manifest only.

@@ -59,7 +59,7 @@ from productgan.generate import file_safe
 from productgan.images import to_pil
 from productgan.latent import MAX_INDEX, ImageName
 from productgan.metrics.neighbours import distance_blocks, kth_neighbour_distances
-from productgan.neighbours import COPY_QUANTILE, REFERENCE_SPLIT, NeighbourIndex, Neighbours
+from productgan.neighbours import COPY_QUANTILE, REFERENCE_SPLIT, THUMBNAIL, NeighbourIndex, Neighbours
 from productgan.run import load_run_config
 from productgan.sampling import Sampler, check_temperature, load_generator
 
@@ -73,6 +73,7 @@ UNLABELLED = "unlabelled"  # the category folder of an unconditional generator's
 
 NEAR_COPY, OFF_CATEGORY, NEAR_DUPLICATE = "near-copy", "off-category", "near-duplicate"
 CHECKS = (NEAR_COPY, OFF_CATEGORY, NEAR_DUPLICATE)  # a dropped image's reason is the first that fired
+DUPLICATE_QUANTILE = 0.01  # held-out real images closer than this share of their kind to another are duplicates
 MIN_CONFIDENCE = 0.9  # the evaluator's probability of another category that makes an image off-category
 MAX_ATTEMPTS = 10  # candidates drawn per image asked for, at most, in each category
 BATCH_SIZE = 500  # candidates generated and scored together
@@ -92,9 +93,11 @@ MANIFEST_COLUMNS = (
     "confidence",
     "nearest_train_index",
     "nearest_train_distance",
+    "nearest_train_thumbnail_distance",
     "nearest_generated",
     "nearest_generated_distance",
     "copy_threshold",
+    "thumbnail_threshold",
     "duplicate_threshold",
     "min_confidence",
 )
@@ -106,6 +109,7 @@ class Guardrails:
 
     enabled: bool  # drop flagged images (False: keep everything, flags only in the manifest)
     copy_threshold: float  # feature distance to the nearest training image below which an image is a near-copy
+    thumbnail_threshold: float  # the same in 16 x 16 thumbnails (NeighbourIndex.pixel_threshold)
     duplicate_threshold: float  # feature distance to a kept image below which an image is a near-duplicate
     min_confidence: float  # evaluator probability of another category that makes an image off-category
     check_category: bool  # the evaluator knows the generator's categories (a labelled dataset)
@@ -113,13 +117,15 @@ class Guardrails:
 
     def describe(self) -> dict[str, Any]:
         """The thresholds as synth.json records them, with how each was calibrated."""
-        where = f"in the evaluator's features, over the {self.held_out:,} {REFERENCE_SPLIT} images"
+        where = f"over the {self.held_out:,} {REFERENCE_SPLIT} images"
         return {
             "enabled": self.enabled,
             NEAR_COPY: {
                 "threshold": self.copy_threshold,
-                "calibration": f"the {COPY_QUANTILE:.0%} quantile of the distance from a held-out real image to its "
-                f"nearest training image, {where}",
+                "thumbnail_threshold": self.thumbnail_threshold,
+                "calibration": f"the {COPY_QUANTILE / 2:.1%} quantile of the distance from a held-out real image to "
+                f"its nearest training image in the evaluator's features (threshold), and the same in "
+                f"{THUMBNAIL} x {THUMBNAIL} thumbnails (thumbnail_threshold), {where}; either test flags an image",
             },
             OFF_CATEGORY: {
                 "min_confidence": self.min_confidence,
@@ -129,17 +135,17 @@ class Guardrails:
             },
             NEAR_DUPLICATE: {
                 "threshold": self.duplicate_threshold,
-                "calibration": f"the {COPY_QUANTILE:.0%} quantile of the distance from a held-out real image to the "
-                f"nearest other one, {where}",
+                "calibration": f"the {DUPLICATE_QUANTILE:.0%} quantile of the distance from a held-out real image "
+                f"to the nearest other one in the evaluator's features, {where}",
             },
         }
 
 
 def guardrails_for(index: NeighbourIndex, sampler: Sampler, enabled: bool = True) -> Guardrails:
-    """The guardrails of a run. A near-copy is closer to a training image than all but
-    ``COPY_QUANTILE`` of the held-out real images are (``NeighbourIndex.threshold``). A
-    near-duplicate is closer to a kept image than all but that share of the held-out images are
-    to the nearest other held-out image: the copy threshold is measured against the whole
+    """The guardrails of a run. A near-copy is what the run's NeighbourIndex flags as a likely
+    copy (in the evaluator's features or in thumbnails). A near-duplicate is closer to a kept
+    image than all but ``DUPLICATE_QUANTILE`` of the held-out images are to the nearest other
+    held-out image, in the evaluator's features: the copy threshold is measured against the whole
     training split, and with a small one it is far wider than the gaps between the images of a
     synthetic set many times its size, so it would drop sound images as duplicates.
 
@@ -150,7 +156,7 @@ def guardrails_for(index: NeighbourIndex, sampler: Sampler, enabled: bool = True
     dataset = index.dataset
     features, probabilities = features_and_probabilities(index.net, native_images(dataset, REFERENCE_SPLIT))
     if len(features) >= 2:
-        duplicate = float(np.quantile(kth_neighbour_distances(features, 1).numpy(), COPY_QUANTILE))
+        duplicate = float(np.quantile(kth_neighbour_distances(features, 1).numpy(), DUPLICATE_QUANTILE))
     else:
         duplicate = float(index.threshold)
     check_category = sampler.conditional and task_for(dataset.num_classes) == CLASSES_TASK
@@ -163,6 +169,7 @@ def guardrails_for(index: NeighbourIndex, sampler: Sampler, enabled: bool = True
     return Guardrails(
         enabled=enabled,
         copy_threshold=float(index.threshold),
+        thumbnail_threshold=float(index.pixel_threshold),
         duplicate_threshold=duplicate,
         min_confidence=min_confidence,
         check_category=check_category,
@@ -390,9 +397,11 @@ class _Selection:
                     "confidence": round(confidence, 6) if rails.check_category else "",
                     "nearest_train_index": int(batch.found.indices[row, 0]),
                     "nearest_train_distance": round(float(batch.found.distances[row, 0]), 6),
+                    "nearest_train_thumbnail_distance": round(float(batch.found.pixel_distances[row]), 4),
                     "nearest_generated": nearest_name or "",
                     "nearest_generated_distance": "" if nearest_name is None else round(float(nearest), 6),
                     "copy_threshold": round(rails.copy_threshold, 6),
+                    "thumbnail_threshold": round(rails.thumbnail_threshold, 4),
                     "duplicate_threshold": round(rails.duplicate_threshold, 6),
                     "min_confidence": rails.min_confidence if rails.check_category else "",
                 }
