@@ -56,6 +56,19 @@ CASES = {
 }
 # Cases that only say something on a GPU.
 GPU_CASES = {
+    # The step as one CUDA graph (train/graphs.py; on by default where it can be) against eager.
+    "canonical-bf16-eager": ("productgan", 64, {"precision": "bf16", "cuda_graph": "off"}),
+    "canonical-fp32-eager": ("productgan", 64, {"precision": "fp32", "cuda_graph": "off"}),
+    # The photo presets at growing batches: the share of the card's peak at the best one.
+    **{
+        f"products{size}-bf16-b{batch}": (
+            "productgan",
+            size,
+            {"precision": "bf16", "default": True, "preset": f"products-{size}", "batch_size": batch},
+        )
+        for size, batches in ((64, (64, 256, 1024)), (128, (64, 256)))
+        for batch in batches
+    },
     "canonical-fp32-nobench": ("productgan", 64, {"precision": "fp32", "cudnn_benchmark": False}),
     "canonical-bf16-b256": ("productgan", 64, {"precision": "bf16", "batch_size": 256}),
     "default-bf16-b512": ("productgan", 32, {"precision": "bf16", "default": True, "batch_size": 512}),
@@ -65,6 +78,24 @@ GPU_CASES = {
         {"precision": "fp32", "default": True, "compile": True, "channels_last": False},
     ),
 }
+
+
+# Dense bfloat16 tensor-core peaks from the makers' data sheets (TFLOP/s, without sparsity), by
+# a piece of the name torch reports; the first match wins, so the longer names come first.
+CARD_BF16_PEAK_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.4),  # SXM5 ("NVIDIA H100 80GB HBM3")
+    ("H200", 989.4),
+    ("A100", 312.0),
+    ("L40S", 362.1),
+    ("L4", 121.0),
+)
+
+
+def card_bf16_peak_tflops(name: str) -> float | None:
+    """The data-sheet bfloat16 peak of the GPU named ``name``, or None for a card not listed."""
+    return next((peak for part, peak in CARD_BF16_PEAK_TFLOPS if part in name), None)
 
 
 def peak_rss_mib() -> float:
@@ -87,6 +118,7 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
             compile=settings.get("compile", False),
             channels_last=settings.get("channels_last", True),
             cudnn_benchmark=settings.get("cudnn_benchmark", True),
+            cuda_graph=settings.get("cuda_graph", "auto"),
             threads=settings.get("threads", 0),
         ),
     )
@@ -101,6 +133,12 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
     auto = calibrate(config, dataset) if config.train.precision == "auto" else {}
     trainer = Trainer(config, Path("/nonexistent"), dataset)
     stats = StepStats.zeros(trainer.device)
+    # The arithmetic of one step, forward and backward, counted on an eager step (a graph's
+    # replay dispatches nothing to count); it is the first warm-up step.
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step(stats)
+    if trainer.graph is not None:
+        warmup = max(warmup, trainer.graph.steps_before_replay)  # time replays only
     for _ in range(warmup):
         trainer.train_step(stats)
     stats.means()
@@ -109,8 +147,6 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
         trainer.train_step(stats)
     values = stats.means()  # the one host sync, as in the loop
     seconds = time.perf_counter() - start
-    with FlopCounterMode(display=False) as counter:  # the arithmetic of one step, forward and backward
-        trainer.train_step(stats)
     images_per_s = steps * config.batch_size / seconds
     gflop_per_image = counter.get_total_flops() / config.batch_size / 1e9
     return {
@@ -121,6 +157,8 @@ def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, dev
         "loss_d": values["loss_d"],
         "gflop_per_image": gflop_per_image,
         "gflop_per_s": gflop_per_image * images_per_s,
+        "cuda_graph": trainer.graph is not None and trainer.graph.active,
+        "cuda_graph_dropped": trainer.graph.dropped if trainer.graph is not None else None,
         **auto,
     }
 
@@ -268,14 +306,17 @@ def main() -> None:
             flush=True,
         )
 
-    peak = matmul_gflop_per_s(args.device)
+    size = 8192 if args.device.startswith("cuda") else 2048  # a GPU needs a large product to fill it
+    peak = matmul_gflop_per_s(args.device, size=size)
     native_bf16 = cpu_has_native_bf16()  # recorded beside the figures; it decides nothing
-    peak_bf16 = matmul_gflop_per_s(args.device, dtype="bfloat16", repeats=3)
+    peak_bf16 = matmul_gflop_per_s(args.device, size=size, dtype="bfloat16", repeats=3)
+    gpu = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else None
+    card_peak = card_bf16_peak_tflops(gpu) if gpu else None
     ceiling = {"torch.float32": peak, "None": peak, "torch.bfloat16": peak_bf16}
     reference = next((r["images_per_s"] for r in rows if r["case"] == "reference-64"), None)
     print(
         f"\n{'case':<22} {'size':>4} {'img/s':>8} {'x reference':>12} {'precision':>10} {'GFLOP/s':>8} "
-        f"{'of ceiling':>10} {'peak MiB':>9}"
+        f"{'of ceiling':>10} {'peak MiB':>9}" + (f" {'of card bf16':>12} {'graph':>5}" if gpu else "")
     )
     for r in rows:
         ratio = f"{r['images_per_s'] / reference:.2f}" if reference else "-"
@@ -284,12 +325,24 @@ def main() -> None:
         r["share_of_ceiling"] = r["gflop_per_s"] / top if top and "gflop_per_s" in r else None
         share = f"{r['share_of_ceiling']:.0%}" if r["share_of_ceiling"] is not None else "-"
         dtype = {"None": "fp32", "torch.float32": "fp32"}.get(r["autocast"], r["autocast"].replace("torch.", ""))
+        card = ""
+        if gpu:
+            r["share_of_card_bf16_peak"] = (
+                r["gflop_per_s"] / (card_peak * 1000) if card_peak and "gflop_per_s" in r else None
+            )
+            of_card = f"{r['share_of_card_bf16_peak']:.1%}" if r["share_of_card_bf16_peak"] is not None else "-"
+            card = f" {of_card:>12} {'yes' if r.get('cuda_graph') else 'no':>5}"
         print(
             f"{r['case']:<22} {r['image_size']:>4} {r['images_per_s']:>8.0f} {ratio:>12} {dtype:>10} {flops:>8} "
-            f"{share:>10} {r['peak_rss_mib']:>9.0f}"
+            f"{share:>10} {r['peak_rss_mib']:>9.0f}" + card
         )
+        if r.get("cuda_graph_dropped"):
+            print(f"    {r['case']}: no CUDA graph, {r['cuda_graph_dropped']}")
     print(f"float32 matrix product on this device: {peak:.1f} GFLOP/s")
     print(f"bfloat16 matrix product on this device: {peak_bf16:.1f} GFLOP/s")
+    if gpu:
+        sheet = f"{card_peak:,.0f} TFLOP/s" if card_peak else "not listed in CARD_BF16_PEAK_TFLOPS"
+        print(f"{gpu}: bfloat16 peak on its data sheet {sheet}")
     for r in rows:
         if "auto_chosen" in r:
             family = r["case"].rsplit("-", 1)[0]
@@ -317,8 +370,9 @@ def main() -> None:
         "matmul_fp32_gflop_per_s": peak,
         "matmul_bf16_gflop_per_s": peak_bf16,
     }
-    if args.device.startswith("cuda"):
-        machine["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+    if gpu:
+        machine["gpu"] = gpu
+        machine["card_bf16_peak_tflops"] = card_peak
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("throughput.json" if args.device == "cpu" else "throughput-cuda.json")
     path.write_text(

@@ -1,4 +1,5 @@
-"""The GPU path: training in each precision, resume, export and sampling on a CUDA device.
+"""The GPU path: training in each precision, the step as a CUDA graph, resume, export and sampling
+on a CUDA device.
 
 These run only where a CUDA GPU is visible (the CPU suite checks the same logic on the CPU);
 `benchmarks/throughput.py --device cuda` measures the same path's speed.
@@ -14,8 +15,11 @@ import torch
 from helpers import tiny_config
 
 from productgan.checkpoint import load_checkpoint
+from productgan.config import resolve
+from productgan.data import open_dataset
 from productgan.sampling import load_generator
-from productgan.train import resume, train
+from productgan.train import Trainer, graphs, resume, train
+from productgan.train.logs import StepStats
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -62,3 +66,51 @@ def test_gpu_run_resumes_from_its_checkpoint(fake_packed, tmp_path):
     summary = resume(run, steps=8, progress=False)
     assert summary["step"] == 8
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 8
+
+
+def graph_trainer(data, out, mode: str, precision: str = "fp32") -> Trainer:
+    config = gpu_config(data, out, precision, steps=10)
+    config.model.conditional = True
+    config.train.augment = True
+    config.train.cuda_graph = mode
+    dataset = open_dataset(str(data))
+    resolve(config, dataset)
+    return Trainer(config, out, dataset)
+
+
+def test_the_step_as_a_cuda_graph_trains_as_the_eager_step(fake_packed, tmp_path):
+    """Ten steps (three eager, one checked, six replayed) against ten eager steps from the same
+    start: every tensor moved as the eager run moved it, within the check's own tolerance."""
+    states, sums, start = {}, {}, None
+    for mode in ("off", "on"):
+        trainer = graph_trainer(fake_packed, tmp_path / mode, mode)
+        stats = StepStats.zeros(trainer.device)
+        trainer.train_step(stats)  # creates the optimisers' state, so that every run lists the same tensors
+        if start is None:
+            start = [t.detach().clone() for t in trainer._step_state()]
+        for _ in range(9):
+            trainer.train_step(stats)
+        if mode == "on":
+            assert trainer.graph.active and trainer.graph.dropped is None
+        states[mode] = [t.detach().clone() for t in trainer._step_state()]
+        sums[mode] = stats.sums.cpu()
+    assert torch.allclose(sums["on"], sums["off"], rtol=1e-2, atol=1e-4)
+    assert graphs._differences(start, states["off"], states["on"]) == []
+
+
+def test_a_graphed_run_trains_in_bf16_and_resumes_on_the_cpu(fake_packed, tmp_path):
+    run = tmp_path / "run"
+    config = gpu_config(fake_packed, run, "bf16", steps=8)
+    config.train.cuda_graph = "on"
+    assert train(config, progress=False)["step"] == 8
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["opt_g"]["param_groups"][0]["capturable"]
+    cpu = tiny_config(fake_packed, run, steps=8)
+    cpu.train.device = "cpu"
+    dataset = open_dataset(str(fake_packed))
+    resolve(cpu, dataset)
+    trainer = Trainer(cpu, run, dataset, resume=True)
+    assert trainer.step == 8 and not trainer.opt_g.param_groups[0]["capturable"]
+    stats = StepStats.zeros(trainer.device)
+    trainer.train_step(stats)
+    assert all(math.isfinite(v) for v in stats.means().values())

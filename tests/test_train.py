@@ -295,13 +295,13 @@ def test_ema_ramps_up_and_tracks():
 def test_ema_half_life_counts_every_discriminator_batch(fake_packed, tmp_path, monkeypatch):
     """With two D updates per step a step sees two batches, and the average decays by both."""
     decays = []
-    real_update = EMA.update
+    real_weight = EMA.weight
 
-    def recording(self, source, batch_size, images_seen):
+    def recording(self, batch_size, images_seen):
         decays.append((batch_size, images_seen))
-        real_update(self, source, batch_size, images_seen)
+        return real_weight(self, batch_size, images_seen)
 
-    monkeypatch.setattr(EMA, "update", recording)
+    monkeypatch.setattr(EMA, "weight", recording)
     config = tiny_config(fake_packed, tmp_path / "run", steps=2)
     config.optim.d_steps_per_g_step = 2
     train(config, progress=False)

@@ -158,6 +158,11 @@ class TrainConfig:
         early_stop_patience: Stop after this many validation scores without a gain (0: never).
         compile: Compile G and D with torch.compile (slow start, faster steps where it helps;
             see benchmarks/throughput.py).
+        cuda_graph: On a CUDA GPU, run the training step as one CUDA graph (its kernels
+            launched at once instead of one by one), checked against the eager step before it
+            is used: 'auto' wherever the step can be graphed (one process, no float16 scaler,
+            no gradient penalty, no learning-rate decay, no --train.compile), 'on' to insist
+            (an error where it cannot be), 'off' never.
         sync_batchnorm: Under torchrun, share BatchNorm statistics across processes (for small
             per-GPU batches); off by default, as each rank's batch is already a fair sample.
         augment: DiffAugment: D sees real and generated images through the same random
@@ -189,6 +194,7 @@ class TrainConfig:
     eval_n: int = 2000
     early_stop_patience: int = 0
     compile: bool = False
+    cuda_graph: Literal["auto", "on", "off"] = "auto"
     sync_batchnorm: bool = False
     augment: Optional[bool] = None
     augment_policy: str = "color,translation,cutout"

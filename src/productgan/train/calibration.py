@@ -54,7 +54,8 @@ def step_key(config: RunConfig, dataset: PackedDataset, device: torch.device, wo
     """Everything the speed of a training step depends on: the device, torch, the networks, the
     batch per process, the update schedule and what runs inside the step."""
     c = to_dict(config)
-    train = {k: c["train"][k] for k in ("channels_last", "compile", "augment", "augment_policy", "hflip", "ema")}
+    inside = ("channels_last", "compile", "cuda_graph", "augment", "augment_policy", "hflip", "ema")
+    train = {k: c["train"][k] for k in inside}
     return {
         "device": device_name(device),
         "torch": torch.__version__,
@@ -78,6 +79,8 @@ def images_per_second(
     trial.batch_size = batch or config.batch_size
     warmup, least, most, seconds = (1, 1, 1, 0.0) if batch else (WARMUP_STEPS, MIN_TIMED, MAX_TIMED, TIMED_SECONDS)
     trainer = Trainer(trial, Path("unused"), dataset, device=device)
+    if trainer.graph is not None and not batch:
+        warmup = max(warmup, trainer.graph.steps_before_replay)  # time the replayed graph, as the run will run
     stats = StepStats.zeros(device)
     for _ in range(warmup):
         trainer.train_step(stats)

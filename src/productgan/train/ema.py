@@ -24,12 +24,24 @@ class EMA:
             half_life = min(half_life, images_seen * self.warmup)
         return 0.5 ** (batch_size / max(half_life, 1e-8))
 
-    @torch.no_grad()
+    def weight(self, batch_size: int, images_seen: int) -> float:
+        """How far the average moves towards the live weights after ``batch_size`` more images."""
+        return 1.0 - self.decay(batch_size, images_seen)
+
     def update(self, source: nn.Module, batch_size: int, images_seen: int) -> None:
-        beta = self.decay(batch_size, images_seen)
+        self.blend(source, self.weight(batch_size, images_seen))
+
+    @torch.no_grad()
+    def blend(self, source: nn.Module, weight: float | torch.Tensor) -> None:
+        """Move the average ``weight`` of the way to ``source``'s weights. A tensor weight (a
+        device scalar) is read when the kernels run, as a CUDA graph's replay needs."""
         ema_params = list(self.model.parameters())
         src_params = [p.detach() for p in source.parameters()]
-        torch._foreach_lerp_(ema_params, src_params, 1.0 - beta)
+        if isinstance(weight, torch.Tensor):
+            for average, live in zip(ema_params, src_params):
+                average.lerp_(live, weight)
+        else:
+            torch._foreach_lerp_(ema_params, src_params, weight)
         # BatchNorm running statistics are not averaged: they follow the live generator.
         for ema_buffer, buffer in zip(self.model.buffers(), source.buffers()):
             ema_buffer.copy_(buffer)

@@ -56,7 +56,11 @@ class StepStats:
         return cls(torch.zeros(len(cls.names), device=device))
 
     def add(self, *values: torch.Tensor) -> None:
-        self.sums += torch.stack([v.detach().float() for v in values])
+        self.add_values(torch.stack([v.detach().float() for v in values]))
+
+    def add_values(self, values: torch.Tensor) -> None:
+        """One step's statistics, already stacked in the order of ``names``."""
+        self.sums += values
         self.count += 1
 
     def means(self, context: Context = SINGLE) -> dict[str, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,10 @@ from productgan.train.batches import to_training_range, training_batches
 from productgan.train.budget import Budget, decay_learning_rates
 from productgan.train.device import setup_device
 from productgan.train.distributed import SINGLE, Context
+from productgan.train.graphs import StepGraph, use_graph
 from productgan.train.grids import SampleGrid, save_reals
 from productgan.train.logs import StepStats, TrainingLog, check_finite, discriminator_won, progress_bar
-from productgan.train.networks import build_networks
+from productgan.train.networks import build_networks, settle_optimizer
 from productgan.train.precision import Precision
 from productgan.train.signals import StopSignal
 from productgan.train.validation import Validator
@@ -52,7 +54,8 @@ class Trainer:
         t = config.train
         self.device = device if device is not None else setup_device(t, context)
         self.precision = Precision(t.precision, self.device)
-        self.nets = build_networks(config, dataset, self.device, context)
+        graphed = use_graph(config, self.device, self.precision.dtype, context)
+        self.nets = build_networks(config, dataset, self.device, context, graphed)
         self.G, self.D, self.ema = self.nets.G, self.nets.D, self.nets.ema
         self.opt_g, self.opt_d = self.nets.opt_g, self.nets.opt_d
         self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
@@ -62,6 +65,7 @@ class Trainer:
         self.pixel_range = pixel_range(config.model)
         self.batches = training_batches(dataset, config.batch_size, config.seed, self.device, context)
         self.noise_rng = torch.Generator(device=self.device)
+        self.graph = StepGraph(self._step, self._step_state, self.noise_rng, self._seed_noise) if graphed else None
         self.grid = SampleGrid(config, dataset, self.device)
         self.validator = Validator(config, dataset, self.device, context)
         self.step, self.images_seen, self.elapsed_s = 0, 0, 0.0
@@ -98,6 +102,8 @@ class Trainer:
                 self.ema.model.load_state_dict(state["G_ema"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
+            settle_optimizer(self.opt_g, self.graph is not None)
+            settle_optimizer(self.opt_d, self.graph is not None)
             self.precision.scaler_g.load_state_dict(state["scaler_g"])
             self.precision.scaler_d.load_state_dict(state["scaler_d"])
         except (KeyError, RuntimeError, ValueError) as error:
@@ -112,9 +118,8 @@ class Trainer:
         self.validator.load_state_dict(state)
         self._saved_step = self.step
 
-    def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Real images in the generator's range, and their labels (None unless conditional)."""
-        images, labels = self.batches.next()
+    def _real_batch(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A drawn batch's images in the generator's range, and its labels (None unless conditional)."""
         flip_rng = self.noise_rng if self.config.train.hflip else None
         batch = to_training_range(images, self.pixel_range, flip_rng).contiguous(memory_format=self.memory_format)
         return batch, labels if self.conditional else None
@@ -141,15 +146,32 @@ class Trainer:
         return penalties(critic, real, fake, self.config.loss, self.step, self.noise_rng, self.D.pack)
 
     def train_step(self, stats: StepStats) -> None:
-        """``d_steps_per_g_step`` discriminator updates, then ``g_steps_per_d_step`` generator
-        updates; the last fake batch of the D phase is reused by the first G update."""
+        """One step: the real batches drawn, the noise seeded, the device work (eager, or replayed
+        as a CUDA graph), the counters advanced."""
+        d_steps = self.config.optim.d_steps_per_g_step
+        reals = [self.batches.next() for _ in range(d_steps)]
+        self._seed_noise()
+        seen = self.config.batch_size * d_steps
+        # The EMA's half-life counts images seen: a step of several D updates sees several batches.
+        ema_weight = self.ema.weight(seen, self.images_seen + seen) if self.ema else 0.0
+        device_work = self.graph.step if self.graph is not None else self._step
+        values = device_work(reals, ema_weight)
+        self.images_seen += seen
+        self.step += 1
+        stats.add_values(values)
+
+    def _step(self, reals: Sequence[tuple[torch.Tensor, torch.Tensor]], ema_weight: float | torch.Tensor):
+        """The step's device work from drawn batches: ``d_steps_per_g_step`` discriminator
+        updates, then ``g_steps_per_d_step`` generator updates (the last fake batch of the D
+        phase is reused by the first G update), then the EMA; returns the step's statistics
+        (loss_d, loss_g, D(x), D(G(z))) as one device tensor. Nothing here waits for the device
+        or branches on a value it computes, so that a CUDA graph can capture it."""
         o, autocast = self.config.optim, self.precision.autocast
         scaler_d, scaler_g = self.precision.scaler_d, self.precision.scaler_g
-        self._seed_noise()
         fake = None
-        for d_step in range(o.d_steps_per_g_step):
+        for d_step, (images, drawn_labels) in enumerate(reals):
             # Fakes take the real batch's classes, so both sides share the data's class balance.
-            real, labels = self._real_batch()
+            real, labels = self._real_batch(images, drawn_labels)
             reuse = d_step == o.d_steps_per_g_step - 1
             with autocast(), torch.set_grad_enabled(reuse):
                 fake = self.nets.G_step(self._z(), labels)
@@ -163,7 +185,6 @@ class Trainer:
             scaler_d.scale(loss_d).backward()
             scaler_d.step(self.opt_d)
             scaler_d.update()
-            self.images_seen += self.config.batch_size
 
         # G's update needs gradients through D, not for D; the bare module keeps DDP from
         # waiting for D gradients that never come.
@@ -182,10 +203,17 @@ class Trainer:
         self.D.requires_grad_(True)
 
         if self.ema:
-            # The half-life counts images seen: a step of several D updates sees several batches.
-            self.ema.update(self.G, self.config.batch_size * o.d_steps_per_g_step, self.images_seen)
-        self.step += 1
-        stats.add(loss_d, loss_g, torch.sigmoid(real_logits.float()).mean(), torch.sigmoid(fake_logits.float()).mean())
+            self.ema.blend(self.G, ema_weight)
+        values = (loss_d, loss_g, torch.sigmoid(real_logits.float()).mean(), torch.sigmoid(fake_logits.float()).mean())
+        return torch.stack([v.detach().float() for v in values])
+
+    def _step_state(self) -> list[torch.Tensor]:
+        """Every tensor a step changes: weights, buffers, optimiser state, the EMA copy."""
+        modules = [self.G, self.D] + ([self.ema.model] if self.ema else [])
+        tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+        for opt in (self.opt_g, self.opt_d):
+            tensors += [v for state in opt.state.values() for v in state.values() if torch.is_tensor(v)]
+        return tensors
 
     @property
     def sampling_generator(self) -> Generator:

@@ -31,9 +31,10 @@ class Networks:
 
 
 def build_networks(
-    config: RunConfig, dataset: PackedDataset, device: torch.device, context: Context = SINGLE
+    config: RunConfig, dataset: PackedDataset, device: torch.device, context: Context = SINGLE, graphed: bool = False
 ) -> Networks:
-    """Seeded initial weights for ``dataset``'s images and classes, placed on ``device``."""
+    """Seeded initial weights for ``dataset``'s images and classes, placed on ``device``; with
+    ``graphed``, optimisers whose step a CUDA graph can capture."""
     t = config.train
     if context.enabled and t.sync_batchnorm and device.type != "cuda":
         raise UsageError(
@@ -61,7 +62,7 @@ def build_networks(
         D.compile()
     G_step, D_step = (_ddp(G, device), _ddp(D, device)) if context.enabled else (G, D)
     o = config.optim
-    return Networks(G, D, G_step, D_step, ema, optimizer(G, o, o.lr_g), optimizer(D, o, o.lr_d))
+    return Networks(G, D, G_step, D_step, ema, optimizer(G, o, o.lr_g, graphed), optimizer(D, o, o.lr_d, graphed))
 
 
 # Bytes a training step keeps per float of the networks' outputs, for each image: float32 (4),
@@ -104,10 +105,33 @@ def check_batch_memory(
     check_memory(needed, f"A training step at --batch-size {config.batch_size}", "lower --batch-size", free)
 
 
-def optimizer(module: torch.nn.Module, o: OptimConfig, lr: float) -> torch.optim.Optimizer:
+def optimizer(module: torch.nn.Module, o: OptimConfig, lr: float, graphed: bool = False) -> torch.optim.Optimizer:
+    """Adam or SGD for ``module``. ``graphed``: Adam keeps its step count on the device
+    (capturable), so that a CUDA graph can replay its update; SGD needs nothing of the kind."""
     if o.name == "adam":
-        return torch.optim.Adam(module.parameters(), lr=lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+        return torch.optim.Adam(
+            module.parameters(),
+            lr=lr,
+            betas=(o.beta1, o.beta2),
+            weight_decay=o.weight_decay,
+            capturable=graphed,
+        )
     return torch.optim.SGD(module.parameters(), lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def settle_optimizer(opt: torch.optim.Optimizer, graphed: bool) -> None:
+    """After loading a checkpoint: the capturable setting this run needs, whatever the run that
+    saved it used (a checkpoint from a graphed GPU run resumes on a CPU, and the other way), and
+    Adam's step counts where that setting keeps them."""
+    if not isinstance(opt, torch.optim.Adam):
+        return
+    for group in opt.param_groups:
+        group["capturable"] = graphed
+        for param in group["params"]:
+            state = opt.state.get(param, {})
+            if torch.is_tensor(state.get("step")):
+                where = param.device if graphed else torch.device("cpu")
+                state["step"] = state["step"].to(where, torch.float32)
 
 
 def _ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
