@@ -56,7 +56,9 @@ def cutout(x: torch.Tensor, generator: torch.Generator | None, fill: float = 0.0
     ys = torch.arange(h, device=x.device)[None, :, None]
     xs = torch.arange(w, device=x.device)[None, None, :]
     inside = (ys >= top) & (ys < top + ch) & (xs >= left) & (xs < left + cw)  # N x H x W
-    return torch.where(inside[:, None], torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
+    # The fill as a plain number: a tensor made from it would be a host-to-device copy, which a
+    # CUDA graph cannot capture.
+    return torch.where(inside[:, None], fill, x)
 
 
 def diff_augment(
