@@ -13,15 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import tiny_config
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from productgan.config import resolve
 from productgan.data import open_dataset
 from productgan.errors import UsageError
+from productgan.losses import build_loss
 from productgan.train import Trainer
 from productgan.train.distributed import Context
 from productgan.train.graphs import EagerCapture, StepGraph, graph_blockers, use_graph
 from productgan.train.logs import StepStats
-from productgan.train.networks import settle_optimizer
+from productgan.train.networks import optimizer, settle_optimizer
 
 CUDA = torch.device("cuda")  # only named: nothing here runs on it
 
@@ -201,3 +203,37 @@ def test_optimiser_state_saved_by_a_graphed_run_trains_on_where_it_is_loaded(fak
         p.grad = torch.full((5,), 0.5)
         opt.step()
     assert torch.equal(weights, twin)
+
+
+class HostWork(TorchDispatchMode):
+    """Records the operations a CUDA graph cannot capture: reading a value back to the host
+    (``.item()``, a sync) and making a tensor from host data (a host-to-device copy on a GPU)."""
+
+    CANNOT_CAPTURE = ("aten._local_scalar_dense", "aten.lift_fresh", "aten.nonzero", "aten.masked_select")
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func).startswith(self.CANNOT_CAPTURE):
+            self.found.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("loss", ["bce", "lsgan", "hinge"])
+def test_the_step_does_nothing_a_cuda_graph_cannot_capture(fake_packed, tmp_path, loss):
+    """Every part of a graphable step (conditional G and D, all DiffAugment transforms, mirror
+    flips, several D and G updates, the EMA with a device-scalar weight), run as the graph runs
+    it. SGD stands in for Adam, whose CPU update reads its step count back (the graphed Adam
+    keeps it on the device)."""
+    trainer = trainer_for(fake_packed, tmp_path, augment=True, hflip=True)
+    o = trainer.config.optim
+    trainer.config.loss.name, o.name, o.d_steps_per_g_step, o.g_steps_per_d_step = loss, "sgd", 2, 2
+    trainer.loss = build_loss(trainer.config.loss)
+    trainer.opt_g, trainer.opt_d = optimizer(trainer.G, o, 1e-3), optimizer(trainer.D, o, 1e-3)
+    reals, weight = [trainer.batches.next() for _ in range(2)], torch.tensor(0.1)
+    trainer._step(reals, weight)  # the optimisers' first step creates their state
+    with HostWork() as host:
+        trainer._step(reals, weight)
+    assert host.found == []
