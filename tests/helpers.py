@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from conftest import IDX_FILE_NAMES, _write_idx, fake_fashion_mnist_arrays
 
 from productgan.config import ModelConfig, RunConfig, TrainConfig
+from productgan.data import prepare
+from productgan.train import train
 
 # What an export of a Fashion-MNIST generator records of its data (sampling.export_generator's info).
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -37,6 +42,21 @@ def tiny_config(data, out, **overrides) -> RunConfig:
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
+
+
+def train_tiny_run(folder: Path) -> Path:
+    """A conditional run of two steps on the fake Fashion-MNIST (as ``fake_packed`` builds it), in
+    ``folder``/run: a run directory whose data and evaluator answer neighbours and projection
+    (about 10 s on two busy cores)."""
+    fake = folder / "fake"
+    fake.mkdir()
+    for key, array in fake_fashion_mnist_arrays().items():
+        _write_idx(fake / (IDX_FILE_NAMES[key] + ".gz"), array)
+    packed = prepare(fake, folder / "packed", image_size=32, val_size=20, seed=0)
+    config = tiny_config(packed, folder / "run", steps=2)
+    config.model.conditional = True
+    train(config, progress=False)
+    return folder / "run"
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5):

@@ -7,12 +7,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import IDX_FILE_NAMES, _write_idx, fake_fashion_mnist_arrays
-from helpers import tiny_config
+from helpers import train_tiny_run
 from PIL import Image
 
 from productgan.cli import main
-from productgan.data import prepare
 from productgan.errors import UsageError
 from productgan.evaluator.inference import native_images
 from productgan.explore import describe_fit
@@ -20,22 +18,12 @@ from productgan.latent import point, render
 from productgan.neighbours import COPY_COLOUR, NeighbourIndex, neighbour_sheet
 from productgan.projection import fit_photo, project
 from productgan.sampling import load_generator
-from productgan.train import train
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A conditional run of two steps on the fake Fashion-MNIST (as ``fake_packed`` builds it)."""
-    folder = tmp_path_factory.mktemp("neighbours")
-    fake = folder / "fake"
-    fake.mkdir()
-    for key, array in fake_fashion_mnist_arrays().items():
-        _write_idx(fake / (IDX_FILE_NAMES[key] + ".gz"), array)
-    packed = prepare(fake, folder / "packed", image_size=32, val_size=20, seed=0)
-    config = tiny_config(packed, folder / "run", steps=2)
-    config.model.conditional = True
-    train(config, progress=False)
-    return folder / "run"
+    return train_tiny_run(tmp_path_factory.mktemp("neighbours"))
 
 
 @pytest.fixture(scope="module")

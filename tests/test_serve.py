@@ -8,24 +8,19 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import IDX_FILE_NAMES, _write_idx, fake_fashion_mnist_arrays
-from helpers import tiny_config
 from PIL import Image
 
 import productgan.sampling as sampling_module
 from productgan.cli import main
 from productgan.config import ModelConfig
-from productgan.data import prepare
 from productgan.errors import ProductganError, UsageError
 from productgan.images import make_grid
 from productgan.models import Generator, init_weights
 from productgan.sampling import MAX_TEMPERATURE, export_generator, load_generator
-from productgan.train import train
 
 pytest.importorskip("fastapi")
 TestClient = pytest.importorskip("fastapi.testclient").TestClient  # needs httpx2 (the dev extra)
@@ -62,20 +57,6 @@ def export(folder, conditional: bool, seed: int = 0):
             if hasattr(module, "table"):
                 torch.nn.init.normal_(module.table.weight, 0.0, 0.5)
     return export_generator(generator.eval(), folder, INFO)
-
-
-def train_tiny_run(folder) -> Path:
-    """A conditional run of two steps on the fake Fashion-MNIST, in ``folder``/run: a run directory
-    whose data and evaluator answer neighbours and projection (about 10 s on two busy cores)."""
-    fake = folder / "fake"
-    fake.mkdir()
-    for key, array in fake_fashion_mnist_arrays().items():
-        _write_idx(fake / (IDX_FILE_NAMES[key] + ".gz"), array)
-    packed = prepare(fake, folder / "packed", image_size=32, val_size=20, seed=0)
-    config = tiny_config(packed, folder / "run", steps=2)
-    config.model.conditional = True
-    train(config, progress=False)
-    return folder / "run"
 
 
 @pytest.fixture(scope="module")

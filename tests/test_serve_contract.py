@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("fastapi")
 TestClient = pytest.importorskip("fastapi.testclient").TestClient
 
-from test_serve import train_tiny_run  # noqa: E402
+from helpers import train_tiny_run  # noqa: E402
 
 from productgan.sampling import MAX_TEMPERATURE  # noqa: E402
 from productgan.serve import create_app  # noqa: E402

@@ -23,7 +23,8 @@ from productgan.sampling import load_generator
 pytest.importorskip("fastapi")
 TestClient = pytest.importorskip("fastapi.testclient").TestClient
 
-from test_serve import export, png, train_tiny_run  # noqa: E402
+from helpers import train_tiny_run  # noqa: E402
+from test_serve import export, png  # noqa: E402
 
 from productgan.serve import create_app  # noqa: E402
 

@@ -52,13 +52,13 @@ def _browser_or_skip():
 
 _browser_or_skip()
 
+from helpers import train_tiny_run  # noqa: E402
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service as DriverService  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as seen  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
-from test_serve import train_tiny_run  # noqa: E402
 
 from productgan.latent import encode_frames, point, render, walk_images  # noqa: E402
 from productgan.sampling import load_generator  # noqa: E402
