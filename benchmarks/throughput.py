@@ -279,6 +279,8 @@ def main() -> None:
 
     from productgan.train.precision import cpu_has_native_bf16
 
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / ("throughput.json" if args.device == "cpu" else "throughput-cuda.json")
     rows = []
     for name in args.cases:
         out = subprocess.run(
@@ -301,6 +303,7 @@ def main() -> None:
             print(f"{name}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        write_results(path, {"device": args.device, "incomplete": True}, args.steps, rows)  # kept if cut short
         print(
             f"{name:<22} {rows[-1]['images_per_s']:8.0f} img/s   peak RSS {rows[-1]['peak_rss_mib']:6.0f} MiB",
             flush=True,
@@ -373,21 +376,18 @@ def main() -> None:
     if gpu:
         machine["gpu"] = gpu
         machine["card_bf16_peak_tflops"] = card_peak
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("throughput.json" if args.device == "cpu" else "throughput-cuda.json")
-    path.write_text(
-        json.dumps(
-            {
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "machine": machine,
-                "steps": args.steps,
-                "results": rows,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    write_results(path, machine, args.steps, rows)
     print(f"\nwritten to {path}")
+
+
+def write_results(path: Path, machine: dict, steps: int, rows: list[dict]) -> None:
+    record = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "steps": steps,
+        "results": rows,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

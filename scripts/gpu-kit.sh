@@ -2,7 +2,7 @@
 # Gather, on a machine with network, what scripts/gpu-check.sh needs on a GPU machine that has
 # PyTorch but nothing else of productgan's and no network: the pure-Python wheels of the
 # dependencies such a machine lacks, and the Fashion-MNIST idx files. Everything goes in
-# .gpu-kit/ (ignored by git), which travels with the working tree to the GPU machine.
+# .gpu-kit/ (ignored by git, about 31 MB): copy it to the GPU machine with the working tree.
 #
 #   scripts/gpu-kit.sh            # wheels for Python 3.12 (the GPU image's), then the data
 set -euo pipefail

@@ -31,6 +31,7 @@ CUDA = torch.device("cuda")  # only named: nothing here runs on it
 def trainer_for(data, tmp_path: Path, **train) -> Trainer:
     config = tiny_config(data, tmp_path / "unused", steps=8)
     config.model.conditional = True
+    config.train.device = "cpu"  # also where a GPU is visible: these are the CPU's tests
     for key, value in train.items():
         setattr(config.train, key, value)
     dataset = open_dataset(str(data))
@@ -97,8 +98,9 @@ def test_a_graph_that_does_not_update_is_dropped_and_training_goes_on_eagerly(fa
 
 
 def test_a_graph_that_keeps_what_it_saw_at_capture_is_caught(fake_packed, tmp_path):
-    """The capture sees deliberately wrong inputs and EMA weight, so a graph that baked them in
-    (instead of reading its buffers at replay) differs from the eager step."""
+    """The capture sees deliberately wrong inputs, EMA weight and noise seed, so a graph that
+    baked them in (instead of reading its buffers and its generator at replay) differs from the
+    eager step."""
     trainer = trainer_for(fake_packed, tmp_path, augment=True)
     graph = None
 
@@ -128,7 +130,17 @@ def test_a_graph_that_keeps_what_it_saw_at_capture_is_caught(fake_packed, tmp_pa
 
             return replay
 
-    for capture in (BakedWeight(), BakedInputs()):
+    class BakedNoise(EagerCapture):
+        def __call__(self, fn, generator):
+            at_capture = generator.get_state()
+
+            def replay():
+                generator.set_state(at_capture)
+                return fn()
+
+            return replay
+
+    for capture in (BakedWeight(), BakedInputs(), BakedNoise()):
         graph = graphed(trainer, capture)
         run_steps(trainer, 4)
         assert graph.dropped is not None and "differs" in graph.dropped, type(capture).__name__

@@ -25,6 +25,8 @@ def setup_device(train: TrainConfig, context: Context = SINGLE) -> torch.device:
     elif device.type == "cpu" and context.is_main:
         warn_if_busy()
     if device.type == "cuda":
+        if device.index is not None:
+            torch.cuda.set_device(device)  # streams, graphs and synchronisation use the current device
         torch.backends.cudnn.benchmark = train.cudnn_benchmark
     return device
 

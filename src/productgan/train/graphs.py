@@ -33,7 +33,8 @@ from productgan.train.distributed import SINGLE, Context
 
 WARMUP_STEPS = 3  # eager steps before the capture: cuDNN's autotuning, the optimisers' state
 RELATIVE_TOLERANCE = 0.05  # of each tensor's change in the eager step
-ABSOLUTE_TOLERANCE = 1e-6  # relative to each tensor's size, for tensors the step barely moves
+SIZE_TOLERANCE = 1e-6  # of each tensor's size, for tensors the step barely moves
+CAPTURE_SEED = 0x5EED_5EED  # the noise seed while capturing: not a step's, so baked-in noise shows
 
 Reals = Sequence[tuple[torch.Tensor, torch.Tensor]]  # (uint8 images, labels) per D update
 Body = Callable[[Reals, "float | torch.Tensor"], torch.Tensor]  # the step from its inputs: its four statistics
@@ -78,8 +79,9 @@ class CudaCapture:
     """Captures a function's CUDA work as a graph; replaying returns the function's outputs
     (the same tensors each time, overwritten by each replay)."""
 
-    def __init__(self):
-        self.stream = torch.cuda.Stream()
+    def __init__(self, device: torch.device | None = None):
+        self.device = device
+        self.stream = torch.cuda.Stream(device)
 
     def warm(self) -> AbstractContextManager:
         """Work run inside this context runs on a side stream, as work before a capture should."""
@@ -88,9 +90,13 @@ class CudaCapture:
     def __call__(self, fn: Callable[[], torch.Tensor], generator: torch.Generator) -> Callable[[], torch.Tensor]:
         graph = torch.cuda.CUDAGraph()
         graph.register_generator_state(generator)
-        torch.cuda.synchronize()
-        with torch.cuda.graph(graph, stream=self.stream):
-            outputs = fn()
+        torch.cuda.synchronize(self.device)
+        try:
+            with torch.cuda.graph(graph, stream=self.stream):
+                outputs = fn()
+        except Exception:
+            self._end_capture(generator)
+            raise
 
         def replay() -> torch.Tensor:
             graph.replay()
@@ -98,6 +104,17 @@ class CudaCapture:
 
         replay.graph = graph  # kept alive with the function
         return replay
+
+    def _end_capture(self, generator: torch.Generator) -> None:
+        """After a failed capture the generators it registered can be left expecting a graph
+        (each later draw then fails); one capture that succeeds sets them back."""
+        try:
+            graph = torch.cuda.CUDAGraph()
+            graph.register_generator_state(generator)
+            with torch.cuda.graph(graph, stream=self.stream):
+                torch.zeros(1, device=generator.device)
+        except Exception:
+            pass  # the first failure is the one worth reporting
 
 
 class _SideStream:
@@ -143,7 +160,7 @@ class StepGraph:
         warmup: int = WARMUP_STEPS,
     ):
         self.body, self.state, self.generator, self.reseed = body, state, generator, reseed
-        self.capture = capture if capture is not None else CudaCapture()
+        self.capture = capture if capture is not None else CudaCapture(generator.device)
         self.warmup = warmup
         self.eager_steps = 0
         self.replay: Callable[[], torch.Tensor] | None = None
@@ -180,9 +197,11 @@ class StepGraph:
             expected_values = self.body(reals, ema_weight).clone()
         expected = [t.detach().clone() for t in tensors]
         _put(tensors, before)
-        # Captured with inputs that are not the step's: the replay must read the real ones.
+        # Captured with inputs, EMA weight and noise seed that are not the step's: the replay
+        # must read the real ones.
         self._reals = [(torch.zeros_like(images), torch.zeros_like(labels)) for images, labels in reals]
         self._weight = torch.full((), 0.5, device=reals[0][0].device)
+        self.generator.manual_seed(CAPTURE_SEED)
         try:
             replay = self.capture(lambda: self.body(self._reals, self._weight), self.generator)
             for (images, labels), (static_images, static_labels) in zip(reals, self._reals):
@@ -192,10 +211,11 @@ class StepGraph:
             self.reseed()
             values = replay()
         except Exception as error:  # any failure to capture or replay leaves the eager step
-            why = f"it could not be captured here ({first_line(error)})"
+            cause = error.__context__ or error  # a failed capture's own error hides what broke it
+            why = f"it could not be captured here ({first_line(cause)})"
             return self._drop(why, tensors, expected, expected_values)
         differs = _differences(before, expected, tensors)
-        if not torch.allclose(values, expected_values, rtol=1e-3, atol=1e-5):
+        if not torch.allclose(values, expected_values, rtol=1e-3, atol=1e-5, equal_nan=True):
             differs.append("the step's losses")
         if differs:
             why = f"its step differs from the eager one in {differs[0]}"
@@ -226,7 +246,7 @@ def _differences(before, expected, actual) -> list[str]:
                 out.append(f"state tensor {i}")
             continue
         change = (e.double() - b.double()).norm()
-        allowed = RELATIVE_TOLERANCE * change + ABSOLUTE_TOLERANCE * (e.double().norm() + 1)
+        allowed = RELATIVE_TOLERANCE * change + SIZE_TOLERANCE * e.double().norm() + 1e-30
         if (a.double() - e.double()).norm() > allowed:
             out.append(f"state tensor {i} ({tuple(e.shape)})")
     return out

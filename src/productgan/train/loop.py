@@ -189,18 +189,20 @@ class Trainer:
         # G's update needs gradients through D, not for D; the bare module keeps DDP from
         # waiting for D gradients that never come.
         self.D.requires_grad_(False)
-        for g_step in range(o.g_steps_per_d_step):
-            if g_step > 0:
+        try:
+            for g_step in range(o.g_steps_per_d_step):
+                if g_step > 0:
+                    with autocast():
+                        fake = self.nets.G_step(self._z(), labels)
                 with autocast():
-                    fake = self.nets.G_step(self._z(), labels)
-            with autocast():
-                gen_logits = self.D(self._augment(fake), labels)
-            loss_g = self.loss.generator(gen_logits)
-            self.opt_g.zero_grad(set_to_none=True)
-            scaler_g.scale(loss_g).backward()
-            scaler_g.step(self.opt_g)
-            scaler_g.update()
-        self.D.requires_grad_(True)
+                    gen_logits = self.D(self._augment(fake), labels)
+                loss_g = self.loss.generator(gen_logits)
+                self.opt_g.zero_grad(set_to_none=True)
+                scaler_g.scale(loss_g).backward()
+                scaler_g.step(self.opt_g)
+                scaler_g.update()
+        finally:  # also when a CUDA graph's capture fails here and the run goes on eagerly
+            self.D.requires_grad_(True)
 
         if self.ema:
             self.ema.blend(self.G, ema_weight)
