@@ -4,7 +4,7 @@ Both train for the same wall-clock minutes on this machine, then both generators
 same way with productgan's evaluator at the native 28x28 (the reference's 64x64 output is
 scaled down with an antialiased filter): fid_productgan, precision / recall, the rarest class's
 share, on the validation and the test split, next to the real-data floor. Prints a table with
-the targets and writes benchmarks/results/quality.json.
+the targets and writes benchmarks/results/quality-<machine>-<minutes>min.json.
 
     python benchmarks/quality.py --minutes 10
 """
@@ -27,6 +27,7 @@ from productgan.config import PRESETS, RunConfig, apply_preset
 from productgan.data import open_dataset
 from productgan.evaluate import evaluate_run
 from productgan.evaluator import Evaluator, features_and_probabilities, native_images
+from productgan.machine import cpu_model, machine_label
 from productgan.run import load_run_config, preset_for
 from productgan.train import train
 from productgan.train.precision import cpu_has_native_bf16
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="runs/quality", help="Folder for productgan's run.")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--results", help="File name under benchmarks/results (default: per machine and minutes).")
     args = parser.parse_args()
 
     ours = run_productgan(
@@ -162,6 +164,8 @@ def main() -> None:
         "n": args.n,
         "seed": args.seed,
         "machine": {
+            "label": machine_label("cuda" if torch.cuda.is_available() else "cpu"),
+            "cpu_model": cpu_model(),
             "processor": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
@@ -173,8 +177,9 @@ def main() -> None:
         "reference": ref,
         "targets": checks,
     }
-    (RESULTS / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {RESULTS / 'quality.json'}")
+    path = RESULTS / (args.results or f"quality-{result['machine']['label']}-{args.minutes:g}min.json")
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py            # all cases, ~3 minutes on 2 CPU cores
     python benchmarks/throughput.py --steps 10 --cases default-fp32 reference-64
-    python benchmarks/throughput.py --device cuda --steps 200   # on a GPU: throughput-cuda.json
+    python benchmarks/throughput.py --device cuda --steps 200   # on a GPU
 
 The reference is the canonical DCGAN recipe as people usually run it: 64x64, 1 channel, nz 100,
 ngf = ndf = 64, batch 64, eager float32, fed by a DataLoader whose dataset decodes and resizes one
@@ -11,7 +11,8 @@ index. Each case runs in its own process (clean thread pool, its own peak memory
 images/s each productgan case reports the arithmetic it does (FLOPs of one step, counted by
 torch's FlopCounterMode) per second, and the run measures the device's float32 matrix-product
 speed: how close a step comes to what the hardware can do. Prints a table and writes
-benchmarks/results/throughput.json (throughput-cuda.json for a GPU run).
+benchmarks/results/throughput-<machine>.json (machine.machine_label: 'amd-epyc-2cpu-avx2',
+'nvidia-h200').
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from productgan.machine import cpu_model
+from productgan.machine import cpu_model, machine_label
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -264,6 +265,7 @@ def main() -> None:
         help="Default: every case (on a GPU also the GPU-only ones).",
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when one is visible).")
+    parser.add_argument("--results", help="Where the JSON goes (default: results/throughput-<machine>.json).")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # run one case in this process
     args = parser.parse_args()
 
@@ -280,7 +282,7 @@ def main() -> None:
     from productgan.train.precision import cpu_has_native_bf16
 
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("throughput.json" if args.device == "cpu" else "throughput-cuda.json")
+    path = Path(args.results) if args.results else RESULTS / f"throughput-{machine_label(args.device)}.json"
     rows = []
     for name in args.cases:
         out = subprocess.run(
@@ -373,6 +375,7 @@ def main() -> None:
         "matmul_fp32_gflop_per_s": peak,
         "matmul_bf16_gflop_per_s": peak_bf16,
     }
+    machine["label"] = machine_label(args.device)
     if gpu:
         machine["gpu"] = gpu
         machine["card_bf16_peak_tflops"] = card_peak

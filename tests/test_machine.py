@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from productgan import machine
@@ -25,3 +27,15 @@ def test_a_busy_machine_is_said_out_loud(capsys):
     message = warn_if_busy(load=16.0, cpus=2)
     assert "this machine is busy (load 16.0 on 2 CPUs)" in message and "--train.threads 1" in message
     assert message in capsys.readouterr().err
+
+
+def test_result_files_are_named_for_the_machine():
+    xeon = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile"
+    assert machine.cpu_label("Intel(R) Xeon(R) Processor", 2, xeon) == "intel-xeon-2cpu-avx512bf16"
+    assert machine.cpu_label("AMD EPYC", 2, "flags : fpu avx2") == "amd-epyc-2cpu-avx2"
+    assert (
+        machine.cpu_label("Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz", 8, "avx2 avx512f")
+        == "intel-core-i7-8650u-8cpu-avx512"
+    )
+    assert machine.cpu_label("Apple M2", 8, "") == "apple-m2-8cpu"
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", machine.machine_label())

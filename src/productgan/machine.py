@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from pathlib import Path
 
 from productgan.errors import UsageError
@@ -55,6 +56,34 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def machine_label(device: str = "cpu") -> str:
+    """A short, file-name-safe name of the machine a benchmark runs on, for its result files:
+    the GPU's name on a CUDA device ('nvidia-h200'), else the processor's model, its CPUs and the
+    widest vector extension /proc/cpuinfo lists ('amd-epyc-2cpu-avx2'). It names; it decides
+    nothing (speed is measured, not read from flags)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return slug(torch.cuda.get_device_name(torch.device(device)))
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    return cpu_label(cpu_model(), usable_cpus(), cpuinfo)
+
+
+def cpu_label(model: str, cpus: int, cpuinfo: str) -> str:
+    """'Intel(R) Xeon(R) Processor', 2 CPUs, flags with avx512_bf16 -> 'intel-xeon-2cpu-avx512bf16'."""
+    extensions = (("avx512_bf16", "avx512bf16"), ("avx512f", "avx512"), ("avx2", "avx2"))
+    found = next((label for flag, label in extensions if re.search(rf"\b{flag}\b", cpuinfo)), "")
+    model = re.sub(r"\((r|tm)\)|\bprocessor\b|\bcpu @ .*", " ", model, flags=re.IGNORECASE)
+    return slug(f"{model} {cpus}cpu {found}")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def usable_cpus() -> int:
