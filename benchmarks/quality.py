@@ -164,7 +164,7 @@ def main() -> None:
         "n": args.n,
         "seed": args.seed,
         "machine": {
-            "label": machine_label("cuda" if torch.cuda.is_available() else "cpu"),
+            "label": machine_label(torch.cuda.get_device_name() if torch.cuda.is_available() else None),
             "cpu_model": cpu_model(),
             "processor": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),

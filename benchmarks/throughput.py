@@ -282,7 +282,8 @@ def main() -> None:
     from productgan.train.precision import cpu_has_native_bf16
 
     RESULTS.mkdir(exist_ok=True)
-    path = Path(args.results) if args.results else RESULTS / f"throughput-{machine_label(args.device)}.json"
+    gpu = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else None
+    path = Path(args.results) if args.results else RESULTS / f"throughput-{machine_label(gpu)}.json"
     rows = []
     for name in args.cases:
         out = subprocess.run(
@@ -315,7 +316,6 @@ def main() -> None:
     peak = matmul_gflop_per_s(args.device, size=size)
     native_bf16 = cpu_has_native_bf16()  # recorded beside the figures; it decides nothing
     peak_bf16 = matmul_gflop_per_s(args.device, size=size, dtype="bfloat16", repeats=3)
-    gpu = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else None
     card_peak = card_bf16_peak_tflops(gpu) if gpu else None
     ceiling = {"torch.float32": peak, "None": peak, "torch.bfloat16": peak_bf16}
     reference = next((r["images_per_s"] for r in rows if r["case"] == "reference-64"), None)
@@ -375,7 +375,7 @@ def main() -> None:
         "matmul_fp32_gflop_per_s": peak,
         "matmul_bf16_gflop_per_s": peak_bf16,
     }
-    machine["label"] = machine_label(args.device)
+    machine["label"] = machine_label(gpu)
     if gpu:
         machine["gpu"] = gpu
         machine["card_bf16_peak_tflops"] = card_peak

@@ -39,3 +39,4 @@ def test_result_files_are_named_for_the_machine():
     )
     assert machine.cpu_label("Apple M2", 8, "") == "apple-m2-8cpu"
     assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", machine.machine_label())
+    assert machine.machine_label("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"

@@ -58,15 +58,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_label(device: str = "cpu") -> str:
+def machine_label(gpu: str | None = None) -> str:
     """A short, file-name-safe name of the machine a benchmark runs on, for its result files:
-    the GPU's name on a CUDA device ('nvidia-h200'), else the processor's model, its CPUs and the
-    widest vector extension /proc/cpuinfo lists ('amd-epyc-2cpu-avx2'). It names; it decides
-    nothing (speed is measured, not read from flags)."""
-    if device.startswith("cuda"):
-        import torch
-
-        return slug(torch.cuda.get_device_name(torch.device(device)))
+    the name of the GPU it ran on when given ('NVIDIA H200' -> 'nvidia-h200'), else the
+    processor's model, its CPUs and the widest vector extension /proc/cpuinfo lists
+    ('amd-epyc-2cpu-avx2'). It names; it decides nothing (speed is measured, not read from flags)."""
+    if gpu:
+        return slug(gpu)
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
     except OSError:
