@@ -180,10 +180,7 @@ class StepGraph:
     def step(self, reals: Reals, ema_weight: float) -> torch.Tensor:
         """One training step; returns its four statistics on the device."""
         if self.replay is not None:
-            for (images, labels), (static_images, static_labels) in zip(reals, self._reals):
-                static_images.copy_(images)
-                static_labels.copy_(labels)
-            self._weight.fill_(ema_weight)
+            self._feed(reals, ema_weight)
             return self.replay()
         if self.dropped is not None or self.eager_steps < self.warmup:
             self.eager_steps += 1
@@ -204,10 +201,7 @@ class StepGraph:
         self.generator.manual_seed(CAPTURE_SEED)
         try:
             replay = self.capture(lambda: self.body(self._reals, self._weight), self.generator)
-            for (images, labels), (static_images, static_labels) in zip(reals, self._reals):
-                static_images.copy_(images)
-                static_labels.copy_(labels)
-            self._weight.fill_(ema_weight)
+            self._feed(reals, ema_weight)
             self.reseed()
             values = replay()
         except Exception as error:  # any failure to capture or replay leaves the eager step
@@ -222,6 +216,13 @@ class StepGraph:
             return self._drop(why, tensors, expected, expected_values)
         self.replay = replay
         return values
+
+    def _feed(self, reals: Reals, ema_weight: float) -> None:
+        """The step's batches and EMA weight into the buffers the graph reads."""
+        for (images, labels), (static_images, static_labels) in zip(reals, self._reals):
+            static_images.copy_(images)
+            static_labels.copy_(labels)
+        self._weight.fill_(ema_weight)
 
     def _drop(self, why: str, tensors, expected, expected_values) -> torch.Tensor:
         """Go on without the graph, from the eager step's result."""

@@ -55,9 +55,6 @@ class StepStats:
     def zeros(cls, device: torch.device) -> StepStats:
         return cls(torch.zeros(len(cls.names), device=device))
 
-    def add(self, *values: torch.Tensor) -> None:
-        self.add_values(torch.stack([v.detach().float() for v in values]))
-
     def add_values(self, values: torch.Tensor) -> None:
         """One step's statistics, already stacked in the order of ``names``."""
         self.sums += values
