@@ -11,8 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from helpers import dead_pid, tiny_config
+from safetensors.torch import load_file
 
 from productgan.config import to_dict
 from productgan.errors import ProductganError
@@ -56,6 +58,11 @@ def test_export_run_rebuilds_the_generator_from_the_checkpoint(fake_packed, tmp_
     (tmp_path / "run" / "generator" / "model.safetensors").unlink()
     export_run(tmp_path / "run")
     assert (tmp_path / "run" / "generator" / "model.safetensors").read_bytes() == before
+    # the weight average is exported with BatchNorm statistics of its own, not the live generator's
+    exported = load_file(tmp_path / "run" / "generator" / "model.safetensors")
+    kept = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["G_ema"]
+    means = [name for name in exported if name.endswith("running_mean")]
+    assert means and not any(torch.allclose(exported[name], kept[name]) for name in means)
     with pytest.raises(ProductganError, match="it is kept only when training scores the validation split"):
         export_run(tmp_path / "run", "best")
     # An export cut short by a crash can leave the previous one parked; the next export clears it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -28,6 +29,7 @@ from productgan.sampling import (
     export_generator,
     find_export,
     load_generator,
+    measure_statistics,
     noise,
 )
 
@@ -633,3 +635,49 @@ def test_a_category_named_by_a_number_wins_over_the_index(tmp_path):
     sampler = load_generator(export)
     assert sampler.class_index("1") == 0 and sampler.class_index("0") == 1 and sampler.class_index("205") == 2
     assert sampler.class_index("2") == 2  # not a name: an index
+
+
+def _norm_buffers(generator: Generator) -> list[torch.Tensor]:
+    return [b.clone() for name, b in generator.named_buffers() if "running" in name]
+
+
+def test_measured_statistics_are_those_of_the_generators_own_samples():
+    """After ``measure_statistics`` the generator in eval mode draws as it does with the statistics
+    of a large batch of its own samples; with statistics it did not make, it does not."""
+    torch.manual_seed(3)
+    generator = Generator(ModelConfig(ngf=8, nz=NZ, conditional=True), 32, 1, num_classes=10)
+    init_weights(generator)
+    for name, buffer in generator.named_buffers():
+        if "running_mean" in name:
+            buffer.fill_(0.5)  # statistics that fit other weights
+        elif "running_var" in name:
+            buffer.fill_(4.0)
+    z, labels = torch.randn(512, NZ, generator=torch.Generator().manual_seed(9)), torch.arange(512) % 10
+
+    def eval_against_batch_statistics() -> float:
+        with torch.no_grad():
+            drawn = generator.eval()(z, labels)
+            batch = copy.deepcopy(generator).train()(z, labels)
+        return float((drawn - batch).abs().mean())
+
+    before = eval_against_batch_statistics()
+    pointers = [b.data_ptr() for b in generator.buffers()]
+    assert measure_statistics(generator, 64, seed=0) is generator
+    after = eval_against_batch_statistics()
+    assert after < 0.005 and before > 0.03, (after, before)
+    assert [b.data_ptr() for b in generator.buffers()] == pointers  # in place, as a CUDA graph needs
+    assert not generator.training
+
+
+def test_measured_statistics_depend_on_the_seed_only():
+    generator = build_generator(seed=4)
+    first = _norm_buffers(measure_statistics(generator, 64, seed=1))
+    for name, buffer in generator.named_buffers():
+        if "running" in name:
+            buffer.fill_(7.0)  # what the buffers held before does not matter
+    assert all(torch.equal(a, b) for a, b in zip(_norm_buffers(measure_statistics(generator, 64, seed=1)), first))
+    as_trained = copy.deepcopy(generator).to(memory_format=torch.channels_last)
+    measure_statistics(as_trained, 64, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(_norm_buffers(as_trained), first))
+    other = _norm_buffers(measure_statistics(generator, 64, seed=2))
+    assert not all(torch.equal(a, b) for a, b in zip(other, first))

@@ -316,7 +316,11 @@ def export_checkpoint(state: dict[str, Any], run_dir: Path) -> Path:
     classes = len(state["export_info"]["class_names"]) if model["conditional"] else 0
     description = {"model": model, "image_size": state["image_size"], "channels": state["channels"]}
     generator = build_generator({**description, "num_classes": classes})
-    generator.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
+    if state.get("G_ema") is None:
+        generator.load_state_dict(state["G"])
+    else:  # the weight average, with statistics measured as training's own export measures them
+        generator.load_state_dict(state["G_ema"])
+        sampling.measure_statistics(generator, state["config"]["batch_size"], state["config"]["seed"])
     return _export(generator, run_dir, state["export_info"])
 
 

@@ -7,6 +7,7 @@ so generate, evaluate and serve never touch the training code or a pickle.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from torch import nn
 
 from productgan.config import ModelConfig, from_dict, to_dict
 from productgan.errors import ProductganError, UsageError, first_line
@@ -32,6 +34,39 @@ EXPORT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 README_FILE = "README.md"  # the model card (productgan.model_card)
 ONNX_FILE = "model.onnx"  # written on request by productgan.export_onnx
+
+
+# Images a weight-averaged generator's BatchNorm statistics are measured on (``measure_statistics``).
+STATISTICS_IMAGES = 2048
+
+
+@torch.no_grad()
+def measure_statistics(generator: Generator, batch_size: int, seed: int) -> Generator:
+    """``generator`` with BatchNorm statistics of its own ("standing statistics", as in BigGAN):
+    measured over STATISTICS_IMAGES of its samples in batches of ``batch_size``, balanced over the
+    classes, noise from ``seed``. A weight average's statistics are copies of the live
+    generator's, which fit the live weights rather than the averaged ones; measured ones scored
+    higher recall and lower FID on every run tried (docs/training.md). The measurement runs on a
+    contiguous float32 copy, so a channels-last model in training and one rebuilt from its
+    checkpoint get the same statistics; they are written into ``generator``'s own buffers, in
+    place, as a captured CUDA graph needs."""
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return generator
+    work = copy.deepcopy(generator).to(memory_format=torch.contiguous_format).train()
+    device = next(work.parameters()).device
+    rng = torch.Generator(device=device).manual_seed(seed)
+    for norm in (m for m in work.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain mean over the batches
+    classes = generator.num_classes
+    for start in range(0, max(STATISTICS_IMAGES, batch_size), batch_size):
+        z = torch.randn(batch_size, generator.config.nz, device=device, generator=rng)
+        work(z, balanced_labels(batch_size, classes, start).to(device) if classes else None)
+    for norm, measured in zip(norms, (m for m in work.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))):
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            getattr(norm, name).copy_(getattr(measured, name))
+    return generator
 
 
 def pixel_range(model: ModelConfig) -> list[float]:

@@ -25,7 +25,7 @@ from productgan.data.augment import diff_augment
 from productgan.errors import ProductganError, UsageError, first_line
 from productgan.losses import build_loss, penalties
 from productgan.models import Generator
-from productgan.sampling import pixel_range
+from productgan.sampling import measure_statistics, pixel_range
 from productgan.train import distributed
 from productgan.train.batches import to_training_range, training_batches
 from productgan.train.budget import Budget, decay_learning_rates
@@ -219,7 +219,11 @@ class Trainer:
 
     @property
     def sampling_generator(self) -> Generator:
-        return self.ema.model if self.ema else self.G
+        """What grids, validation and the export draw with: the weight average, its BatchNorm
+        statistics measured on its own samples, or the live generator."""
+        if self.ema:
+            return measure_statistics(self.ema.model, self.config.batch_size, self.config.seed)
+        return self.G
 
     def export_info(self) -> dict[str, Any]:
         return run.export_info(self.dataset, self.config.seed, self.step, self.images_seen, self.ema is not None)
