@@ -662,7 +662,7 @@ def test_measured_statistics_are_those_of_the_generators_own_samples():
 
     before = eval_against_batch_statistics()
     pointers = [b.data_ptr() for b in generator.buffers()]
-    assert measure_statistics(generator, 64, seed=0) is generator
+    assert measure_statistics(generator, seed=0) is generator
     after = eval_against_batch_statistics()
     assert after < 0.005 and before > 0.03, (after, before)
     assert [b.data_ptr() for b in generator.buffers()] == pointers  # in place, as a CUDA graph needs
@@ -671,13 +671,13 @@ def test_measured_statistics_are_those_of_the_generators_own_samples():
 
 def test_measured_statistics_depend_on_the_seed_only():
     generator = build_generator(seed=4)
-    first = _norm_buffers(measure_statistics(generator, 64, seed=1))
+    first = _norm_buffers(measure_statistics(generator, seed=1))
     for name, buffer in generator.named_buffers():
         if "running" in name:
             buffer.fill_(7.0)  # what the buffers held before does not matter
-    assert all(torch.equal(a, b) for a, b in zip(_norm_buffers(measure_statistics(generator, 64, seed=1)), first))
+    assert all(torch.equal(a, b) for a, b in zip(_norm_buffers(measure_statistics(generator, seed=1)), first))
     as_trained = copy.deepcopy(generator).to(memory_format=torch.channels_last)
-    measure_statistics(as_trained, 64, seed=1)
+    measure_statistics(as_trained, seed=1)
     assert all(torch.equal(a, b) for a, b in zip(_norm_buffers(as_trained), first))
-    other = _norm_buffers(measure_statistics(generator, 64, seed=2))
+    other = _norm_buffers(measure_statistics(generator, seed=2))
     assert not all(torch.equal(a, b) for a, b in zip(other, first))

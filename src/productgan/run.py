@@ -320,7 +320,7 @@ def export_checkpoint(state: dict[str, Any], run_dir: Path) -> Path:
         generator.load_state_dict(state["G"])
     else:  # the weight average, with statistics measured as training's own export measures them
         generator.load_state_dict(state["G_ema"])
-        sampling.measure_statistics(generator, state["config"]["batch_size"], state["config"]["seed"])
+        sampling.measure_statistics(generator, state["config"]["seed"])
     return _export(generator, run_dir, state["export_info"])
 
 

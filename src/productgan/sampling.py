@@ -36,18 +36,19 @@ README_FILE = "README.md"  # the model card (productgan.model_card)
 ONNX_FILE = "model.onnx"  # written on request by productgan.export_onnx
 
 
-# Images a weight-averaged generator's BatchNorm statistics are measured on (``measure_statistics``).
-STATISTICS_IMAGES = 2048
+# Images a weight-averaged generator's BatchNorm statistics are measured on (``measure_statistics``),
+# and in batches of how many.
+STATISTICS_IMAGES, STATISTICS_BATCH = 2048, 256
 
 
 @torch.no_grad()
-def measure_statistics(generator: Generator, batch_size: int, seed: int) -> Generator:
+def measure_statistics(generator: Generator, seed: int) -> Generator:
     """``generator`` with BatchNorm statistics of its own ("standing statistics", as in BigGAN):
-    measured over STATISTICS_IMAGES of its samples in batches of ``batch_size``, balanced over the
-    classes, noise from ``seed``. A weight average's statistics are copies of the live
+    measured over STATISTICS_IMAGES of its samples in batches of STATISTICS_BATCH, balanced over
+    the classes, noise from ``seed``. A weight average's statistics are copies of the live
     generator's, which fit the live weights rather than the averaged ones; measured ones scored
     higher recall and lower FID on every run tried (docs/training.md). The measurement runs on a
-    contiguous float32 copy, so a channels-last model in training and one rebuilt from its
+    contiguous copy, so a channels-last model in training and one rebuilt from its
     checkpoint get the same statistics; they are written into ``generator``'s own buffers, in
     place, as a captured CUDA graph needs."""
     norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -60,9 +61,9 @@ def measure_statistics(generator: Generator, batch_size: int, seed: int) -> Gene
         norm.reset_running_stats()
         norm.momentum = None  # a plain mean over the batches
     classes = generator.num_classes
-    for start in range(0, max(STATISTICS_IMAGES, batch_size), batch_size):
-        z = torch.randn(batch_size, generator.config.nz, device=device, generator=rng)
-        work(z, balanced_labels(batch_size, classes, start).to(device) if classes else None)
+    for start in range(0, STATISTICS_IMAGES, STATISTICS_BATCH):
+        z = torch.randn(STATISTICS_BATCH, generator.config.nz, device=device, generator=rng)
+        work(z, balanced_labels(STATISTICS_BATCH, classes, start).to(device) if classes else None)
     for norm, measured in zip(norms, (m for m in work.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))):
         for name in ("running_mean", "running_var", "num_batches_tracked"):
             getattr(norm, name).copy_(getattr(measured, name))

@@ -222,7 +222,7 @@ class Trainer:
         """What grids, validation and the export draw with: the weight average, its BatchNorm
         statistics measured on its own samples, or the live generator."""
         if self.ema:
-            return measure_statistics(self.ema.model, self.config.batch_size, self.config.seed)
+            return measure_statistics(self.ema.model, self.config.seed)
         return self.G
 
     def export_info(self) -> dict[str, Any]:
