@@ -21,8 +21,8 @@ from pathlib import Path
 from productgan.checkpoint import load_checkpoint
 from productgan.evaluate import evaluate_run
 from productgan.machine import machine_label
-from productgan.run import GENERATOR_DIR, LAST_CHECKPOINT, export_checkpoint
-from productgan.sampling import build_generator, export_generator
+from productgan.run import GENERATOR_DIR, LAST_CHECKPOINT, checkpoint_generator, export_checkpoint
+from productgan.sampling import export_generator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("fid_productgan", "precision", "recall", "coverage")
@@ -30,13 +30,7 @@ METRICS = ("fid_productgan", "precision", "recall", "coverage")
 
 def export_as_kept(state: dict, run_dir: Path) -> None:
     """The checkpoint's weight average exported with the statistics it holds."""
-    model = state["config"]["model"]
-    classes = len(state["export_info"]["class_names"]) if model["conditional"] else 0
-    generator = build_generator(
-        {"model": model, "image_size": state["image_size"], "channels": state["channels"], "num_classes": classes}
-    )
-    generator.load_state_dict(state["G_ema"])
-    export_generator(generator, run_dir / GENERATOR_DIR, state["export_info"])
+    export_generator(checkpoint_generator(state), run_dir / GENERATOR_DIR, state["export_info"])
 
 
 def main() -> None:

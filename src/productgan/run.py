@@ -310,16 +310,21 @@ def export_info(dataset: PackedDataset, seed: int, step: int, images_seen: int, 
     }
 
 
-def export_checkpoint(state: dict[str, Any], run_dir: Path) -> Path:
-    """Export the generator held in a checkpoint (the EMA one when kept) to the run's generator/."""
+def checkpoint_generator(state: dict[str, Any]) -> Generator:
+    """The generator held in a checkpoint (the EMA one when kept), as the checkpoint holds it."""
     model = state["config"]["model"]
     classes = len(state["export_info"]["class_names"]) if model["conditional"] else 0
     description = {"model": model, "image_size": state["image_size"], "channels": state["channels"]}
     generator = build_generator({**description, "num_classes": classes})
-    if state.get("G_ema") is None:
-        generator.load_state_dict(state["G"])
-    else:  # the weight average, with statistics measured as training's own export measures them
-        generator.load_state_dict(state["G_ema"])
+    generator.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
+    return generator
+
+
+def export_checkpoint(state: dict[str, Any], run_dir: Path) -> Path:
+    """Export the generator held in a checkpoint (the EMA one when kept) to the run's generator/;
+    a weight average with statistics measured as training's own export measures them."""
+    generator = checkpoint_generator(state)
+    if state.get("G_ema") is not None:
         sampling.measure_statistics(generator, state["config"]["seed"])
     return _export(generator, run_dir, state["export_info"])
 
