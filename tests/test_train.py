@@ -493,3 +493,22 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(fake_packe
     with pytest.raises(UsageError, match="A training step at --batch-size 16 would need about .* lower --batch-size"):
         train(tiny_config(fake_packed, tmp_path / "run"), progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_averages_statistics_are_measured_once_per_step(fake_packed, tmp_path, monkeypatch):
+    """The grid, validation and export of one step draw from one measurement, and a new step
+    measures again."""
+    from productgan.data.packed import PackedDataset
+    from productgan.train import loop
+
+    dataset = PackedDataset.load(fake_packed)
+    trainer = Trainer(resolve(tiny_config(fake_packed, tmp_path / "run", steps=6), dataset), tmp_path / "run", dataset)
+    measured_at, real = [], loop.measure_statistics
+
+    def measure(generator, seed):
+        measured_at.append(trainer.step)
+        return real(generator, seed)
+
+    monkeypatch.setattr(loop, "measure_statistics", measure)
+    trainer.fit(progress=False)
+    assert measured_at == [3, 6]  # sample_every 3: the grid at step 3; the grid and export at step 6

@@ -51,20 +51,21 @@ def measure_statistics(generator: Generator, seed: int) -> Generator:
     contiguous copy, so a channels-last model in training and one rebuilt from its
     checkpoint get the same statistics; they are written into ``generator``'s own buffers, in
     place, as a captured CUDA graph needs."""
-    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return generator
     work = copy.deepcopy(generator).to(memory_format=torch.contiguous_format).train()
+    norms = nn.modules.batchnorm._BatchNorm
+    pairs = [(a, b) for a, b in zip(generator.modules(), work.modules()) if isinstance(a, norms)]
+    if not pairs:
+        return generator
     device = next(work.parameters()).device
     rng = torch.Generator(device=device).manual_seed(seed)
-    for norm in (m for m in work.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+    for _, norm in pairs:
         norm.reset_running_stats()
         norm.momentum = None  # a plain mean over the batches
     classes = generator.num_classes
     for start in range(0, STATISTICS_IMAGES, STATISTICS_BATCH):
         z = torch.randn(STATISTICS_BATCH, generator.config.nz, device=device, generator=rng)
         work(z, balanced_labels(STATISTICS_BATCH, classes, start).to(device) if classes else None)
-    for norm, measured in zip(norms, (m for m in work.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))):
+    for norm, measured in pairs:
         for name in ("running_mean", "running_var", "num_batches_tracked"):
             getattr(norm, name).copy_(getattr(measured, name))
     return generator

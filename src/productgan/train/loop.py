@@ -70,6 +70,7 @@ class Trainer:
         self.validator = Validator(config, dataset, self.device, context)
         self.step, self.images_seen, self.elapsed_s = 0, 0, 0.0
         self._saved_step: int | None = None  # the step last.pt holds
+        self._measured_step: int | None = None  # the step the average's statistics were measured at
         self._warned_balance = False
         if resume:
             self.load_state_dict(load_checkpoint(self.run_dir / run.LAST_CHECKPOINT))
@@ -221,9 +222,12 @@ class Trainer:
     def sampling_generator(self) -> Generator:
         """What grids, validation and the export draw with: the weight average, its BatchNorm
         statistics measured on its own samples, or the live generator."""
-        if self.ema:
-            return measure_statistics(self.ema.model, self.config.seed)
-        return self.G
+        if not self.ema:
+            return self.G
+        if self._measured_step != self.step:  # grid, validation and export at one step measure once
+            measure_statistics(self.ema.model, self.config.seed)
+            self._measured_step = self.step
+        return self.ema.model
 
     def export_info(self) -> dict[str, Any]:
         return run.export_info(self.dataset, self.config.seed, self.step, self.images_seen, self.ema is not None)
