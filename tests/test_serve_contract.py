@@ -62,8 +62,9 @@ def app(tmp_path_factory):
     app = create_app(run, max_images=MAX_IMAGES, max_projection_steps=PROJECTION_STEPS)
     # The training features, built now rather than by the server's warm-up thread while the fuzz's
     # own thread runs: CPython 3.11 keeps the AST builder's recursion count per interpreter, not
-    # per thread (cpython#106905), so two threads that parse at once (numpy reads .npy headers with ast.literal_eval,
-    # Hypothesis parses its filters) can fail one parse with "AST constructor recursion depth mismatch".
+    # per thread (cpython#106905), so two threads that parse at once (numpy reads .npy headers
+    # with ast.literal_eval, Hypothesis parses its filters) can fail one parse with "AST
+    # constructor recursion depth mismatch".
     app.state.service.neighbour_index()
     return app
 
