@@ -77,6 +77,8 @@ def test_resolve_is_idempotent():
         (RunConfig(train=TrainConfig(eval_every=5)), dataset(val=3), 1, "the val split holds 3 image"),
         (RunConfig(train=TrainConfig(augment_policy="zoom")), None, 1, "--train.augment-policy: unknown augmentation"),
         (RunConfig(loss=LossConfig(name="wgan-gp")), None, 1, "add --model.d-norm none"),
+        (RunConfig(loss=LossConfig(mode_seeking=-1.0)), None, 1, "--loss.mode-seeking is a weight: 0"),
+        (RunConfig(loss=LossConfig(r1_gamma=float("nan"))), None, 1, "--loss.r1-gamma is a weight"),
     ],
 )
 def test_resolve_refuses_what_no_run_can_have(config, facts, world, message):

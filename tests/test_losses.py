@@ -196,3 +196,32 @@ def test_penalties_of_a_packing_critic_are_per_pack():
     assert r1_penalty(packed, real, pack=2).item() == pytest.approx(expected_r1.item(), rel=1e-5)
     # Per image, R1 would be half as large: the same squared gradients averaged over twice the samples.
     assert r1_penalty(packed, real).item() == pytest.approx(expected_r1.item() / 2, rel=1e-5)
+
+
+def test_mode_seeking_term_is_the_inverse_ratio_of_image_to_latent_gaps():
+    from productgan.losses import mode_seeking
+
+    z = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 1.0], [1.0, -1.0]])  # pairs (0, 1), (2, 3): |dz| = 1 on average
+    images = torch.zeros(4, 1, 2, 2)
+    images[1] += 0.5
+    images[3] -= 0.5  # |dx| = 0.5 in both pairs
+    assert mode_seeking(images, z, None).item() == pytest.approx(1 / (0.5 + 1e-5))
+    # Images closer together score worse, and a gradient step on the term moves them apart.
+    close = (images * 0.2).requires_grad_(True)
+    term = mode_seeking(close, z, None)
+    assert term.item() > mode_seeking(images, z, None).item()
+    (grad,) = torch.autograd.grad(term, close)
+    moved = close.detach() - 0.01 * grad
+    assert (moved[1] - moved[0]).abs().mean() > (close[1] - close[0]).abs().mean()
+
+
+def test_mode_seeking_pairs_a_conditional_batch_within_classes():
+    """Each class draws one image whatever z is: within a class the images do not vary, so the
+    term is at its largest, though neighbours in the batch (of different classes) differ."""
+    from productgan.losses import mode_seeking
+
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    images = labels.float().view(6, 1, 1, 1).expand(6, 1, 4, 4)
+    z = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    assert mode_seeking(images, z, labels).item() > 1e4
+    assert mode_seeking(images, z, None).item() < 10

@@ -512,3 +512,24 @@ def test_the_averages_statistics_are_measured_once_per_step(fake_packed, tmp_pat
     monkeypatch.setattr(loop, "measure_statistics", measure)
     trainer.fit(progress=False)
     assert measured_at == [3, 6]  # sample_every 3: the grid at step 3; the grid and export at step 6
+
+
+def test_mode_seeking_changes_only_the_generators_update(fake_packed, tmp_path):
+    """One step from the same start with and without the term: D's update comes first and is
+    the same; G's differs, and its loss carries the term."""
+    from productgan.data import open_dataset
+    from productgan.train.logs import StepStats
+
+    after = {}
+    for weight in (0.0, 1.0):
+        config = tiny_config(fake_packed, tmp_path / f"w{weight}", steps=1)
+        config.model.conditional, config.loss.mode_seeking = True, weight
+        dataset = open_dataset(str(fake_packed))
+        trainer = Trainer(resolve(config, dataset), tmp_path / f"w{weight}", dataset)
+        stats = StepStats.zeros(trainer.device)
+        trainer.train_step(stats)
+        after[weight] = (trainer.D.state_dict(), trainer.G.state_dict(), stats.means()["loss_g"])
+    (d_off, g_off, loss_off), (d_on, g_on, loss_on) = after[0.0], after[1.0]
+    assert all(torch.equal(d_off[k], d_on[k]) for k in d_off)
+    assert not all(torch.equal(g_off[k], g_on[k]) for k in g_off)
+    assert loss_on > loss_off + 0.5  # the term is near 1 / (image gap / latent gap), well above 0.5 at the start

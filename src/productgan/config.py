@@ -81,6 +81,9 @@ class LossConfig:
         gp_weight: Weight of the WGAN-GP gradient penalty.
         r1_gamma: Weight of the R1 penalty on real images (0 turns it off); any loss.
         r1_every: Apply R1 every this many steps, scaled up to match (lazy regularisation).
+        mode_seeking: Weight of the mode-seeking term in G's loss (0 turns it off): G is pushed
+            to make images that differ as much as their latent vectors do, pairs drawn within a
+            class for a conditional model.
     """
 
     name: Literal["bce", "lsgan", "hinge", "wgan-gp"] = "bce"
@@ -88,6 +91,7 @@ class LossConfig:
     gp_weight: float = 10.0
     r1_gamma: float = 0.0
     r1_every: int = 16
+    mode_seeking: float = 0.0
 
 
 @dataclass
@@ -454,6 +458,10 @@ def _check_loss(config: RunConfig) -> None:
         )
     if config.loss.r1_every < 1:
         raise UsageError("--loss.r1-every must be at least 1.")
+    for name in ("r1_gamma", "mode_seeking"):
+        weight = getattr(config.loss, name)
+        if not 0 <= weight < float("inf"):
+            raise UsageError(f"--loss.{name.replace('_', '-')} is a weight: 0 (off) or more, not {weight}.")
 
 
 def _resolve_optim(optim: OptimConfig, loss: str) -> None:

@@ -99,6 +99,25 @@ def r1_penalty(discriminator, real: torch.Tensor, pack: int = 1) -> torch.Tensor
     return _per_sample(grad, pack).pow(2).sum(dim=1).mean()
 
 
+def mode_seeking(images: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """The mode-seeking term (Mao et al. 2019) for G to minimise: the inverse of how far apart a
+    batch's images lie for how far apart their latent vectors do, both as mean absolute
+    differences over pairs. A conditional batch is paired within classes (sorted by class,
+    neighbours paired) so that the term asks for variety inside a category, not between them.
+    Nothing here reads a value back from the device."""
+    if labels is None:
+        first, second = images[0::2], images[1::2]
+        z_first, z_second = z[0::2], z[1::2]
+    else:
+        order = torch.argsort(labels, stable=True)
+        first, second = images[order[0::2]], images[order[1::2]]
+        z_first, z_second = z[order[0::2]], z[order[1::2]]
+    n = min(first.shape[0], second.shape[0])
+    image_gap = (first[:n].float() - second[:n].float()).abs().mean()
+    z_gap = (z_first[:n].float() - z_second[:n].float()).abs().mean()
+    return 1.0 / (image_gap / z_gap + 1e-5)
+
+
 def _per_sample(grad: torch.Tensor, pack: int) -> torch.Tensor:
     """Input gradients (N x ...) flattened per D sample: per image, or per pack of ``pack``."""
     return (pack_images(grad, pack) if pack > 1 else grad).flatten(1)

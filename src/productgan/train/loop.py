@@ -23,7 +23,7 @@ from productgan.config import RunConfig, parse_policy, to_dict
 from productgan.data import PackedDataset
 from productgan.data.augment import diff_augment
 from productgan.errors import ProductganError, UsageError, first_line
-from productgan.losses import build_loss, penalties
+from productgan.losses import build_loss, mode_seeking, penalties
 from productgan.models import Generator
 from productgan.sampling import measure_statistics, pixel_range
 from productgan.train import distributed
@@ -169,13 +169,14 @@ class Trainer:
         or branches on a value it computes, so that a CUDA graph can capture it."""
         o, autocast = self.config.optim, self.precision.autocast
         scaler_d, scaler_g = self.precision.scaler_d, self.precision.scaler_g
-        fake = None
+        fake = z = None
         for d_step, (images, drawn_labels) in enumerate(reals):
             # Fakes take the real batch's classes, so both sides share the data's class balance.
             real, labels = self._real_batch(images, drawn_labels)
             reuse = d_step == o.d_steps_per_g_step - 1
             with autocast(), torch.set_grad_enabled(reuse):
-                fake = self.nets.G_step(self._z(), labels)
+                z = self._z()
+                fake = self.nets.G_step(z, labels)
             real, fake_seen = self._augment(real), self._augment(fake.detach())
             with autocast():
                 real_logits = self.nets.D_step(real, labels)
@@ -194,10 +195,13 @@ class Trainer:
             for g_step in range(o.g_steps_per_d_step):
                 if g_step > 0:
                     with autocast():
-                        fake = self.nets.G_step(self._z(), labels)
+                        z = self._z()
+                        fake = self.nets.G_step(z, labels)
                 with autocast():
                     gen_logits = self.D(self._augment(fake), labels)
                 loss_g = self.loss.generator(gen_logits)
+                if self.config.loss.mode_seeking > 0:
+                    loss_g = loss_g + self.config.loss.mode_seeking * mode_seeking(fake, z, labels)
                 self.opt_g.zero_grad(set_to_none=True)
                 scaler_g.scale(loss_g).backward()
                 scaler_g.step(self.opt_g)
