@@ -106,15 +106,13 @@ def mode_seeking(images: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | N
     neighbours paired) so that the term asks for variety inside a category, not between them.
     Nothing here reads a value back from the device."""
     if labels is None:
-        first, second = images[0::2], images[1::2]
-        z_first, z_second = z[0::2], z[1::2]
+        order = torch.arange(images.shape[0], device=images.device)
     else:
         order = torch.argsort(labels, stable=True)
-        first, second = images[order[0::2]], images[order[1::2]]
-        z_first, z_second = z[order[0::2]], z[order[1::2]]
-    n = min(first.shape[0], second.shape[0])
-    image_gap = (first[:n].float() - second[:n].float()).abs().mean()
-    z_gap = (z_first[:n].float() - z_second[:n].float()).abs().mean()
+    pairs = order[: order.shape[0] // 2 * 2].view(-1, 2)  # an odd batch leaves its last image out
+    first, second = pairs[:, 0], pairs[:, 1]
+    image_gap = (images[first].float() - images[second].float()).abs().mean()
+    z_gap = (z[first].float() - z[second].float()).abs().mean()
     return 1.0 / (image_gap / z_gap + 1e-5)
 
 
