@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
 
-    from productgan.evaluate import evaluate_run
+    from productgan.reports.evaluation import evaluate_run
 
     work = Path(args.work)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 
 from productgan.checkpoint import load_checkpoint
-from productgan.evaluate import evaluate_run
+from productgan.generator.export import write_export as export_generator
 from productgan.machine import machine_label
+from productgan.reports.evaluation import evaluate_run
 from productgan.run import GENERATOR_DIR, LAST_CHECKPOINT, checkpoint_generator, export_checkpoint
-from productgan.sampling import export_generator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("fid_productgan", "precision", "recall", "coverage")

@@ -29,13 +29,13 @@ import torch
 
 from productgan.evaluator import extract_features
 from productgan.evaluator.inference import native_images
-from productgan.images import to_pil
-from productgan.latent import point, render, variant_points, walk_images
+from productgan.explore.latent import point, render, variant_points, walk_images
+from productgan.explore.neighbours import NeighbourIndex
+from productgan.explore.projection import DEFAULT_RESTARTS, DEFAULT_STEPS, fit_photo, project
+from productgan.generator.grid import to_pil
+from productgan.generator.sampler import load_generator
 from productgan.machine import cpu_model
-from productgan.metrics.neighbours import nearest_neighbours
-from productgan.neighbours import NeighbourIndex
-from productgan.projection import DEFAULT_RESTARTS, DEFAULT_STEPS, fit_photo, project
-from productgan.sampling import load_generator
+from productgan.metrics.distances import nearest_neighbours
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -31,10 +31,12 @@ import torch
 
 from productgan.config import PRESETS, ModelConfig, from_dict
 from productgan.errors import ProductganError
-from productgan.export_onnx import OPSET, check_inputs, export_onnx, require_onnx, torch_images
+from productgan.generator.export import CONFIG_FILE, WEIGHTS_FILE, find_export
+from productgan.generator.export import write_export as export_generator
+from productgan.generator.onnx import OPSET, check_inputs, export_onnx, require_onnx, torch_images
+from productgan.generator.sampler import Sampler, load_generator
 from productgan.machine import busy_cpus, cpu_model, usable_cpus
 from productgan.models import Generator, init_weights
-from productgan.sampling import CONFIG_FILE, WEIGHTS_FILE, Sampler, export_generator, find_export, load_generator
 
 PRESET = "fmnist-32"
 FASHION_MNIST_CLASSES = 10

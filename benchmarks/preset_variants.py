@@ -117,7 +117,7 @@ def main() -> None:
         args.minutes = None
 
     from productgan.config import PRESETS
-    from productgan.evaluate import evaluate_run
+    from productgan.reports.evaluation import evaluate_run
 
     preset = PRESETS["fmnist-32"]
     preset_id = hashlib.sha1(fingerprint(preset).encode()).hexdigest()[:6]

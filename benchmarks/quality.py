@@ -23,12 +23,13 @@ import torch
 import torch.nn.functional as F
 from throughput import matmul_gflop_per_s
 
-from productgan.config import PRESETS, RunConfig, apply_preset
+from productgan.config import PRESETS, RunConfig, from_dict, preset_settings
 from productgan.data import open_dataset
-from productgan.evaluate import evaluate_run
+from productgan.data.source_kind import preset_for
 from productgan.evaluator import Evaluator, features_and_probabilities, native_images
 from productgan.machine import cpu_model, machine_label
-from productgan.run import load_run_config, preset_for
+from productgan.reports.evaluation import evaluate_run
+from productgan.run import load_run_config
 from productgan.train import train
 from productgan.train.precision import cpu_has_native_bf16
 
@@ -37,7 +38,7 @@ KEYS = ("fid_productgan", "precision", "recall", "rarest_class_share")
 
 
 def run_productgan(preset: str, minutes: float, seed: int, out: Path, n: int) -> dict:
-    config = apply_preset(RunConfig(out=str(out), minutes=minutes, seed=seed), preset)
+    config = from_dict(RunConfig, preset_settings(preset, {"out": str(out), "minutes": minutes, "seed": seed}))
     config.train.log_every = 100
     started = time.perf_counter()
     summary = train(config, progress=False)

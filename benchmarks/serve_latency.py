@@ -39,9 +39,9 @@ import torch
 from PIL import Image
 
 from productgan.config import ModelConfig
+from productgan.generator.export import write_export as export_generator
 from productgan.machine import cpu_model
 from productgan.models import Generator, init_weights
-from productgan.sampling import export_generator
 
 FASHION_MNIST = {
     "class_names": [

@@ -53,8 +53,8 @@ def full_scores(run_dir: Path, small: PackedDataset, n: int, seed: int) -> dict:
     import torch
 
     from productgan.evaluator import Evaluator, features_and_probabilities, native_images
+    from productgan.generator.sampler import load_generator
     from productgan.metrics import memorisation
-    from productgan.sampling import load_generator
 
     evaluator = Evaluator("fashion-mnist", open_dataset("fashion-mnist"), progress=False)
     feats, probs = features_and_probabilities(evaluator.net, load_generator(run_dir)(n=n, seed=seed).numpy())

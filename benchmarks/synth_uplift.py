@@ -50,16 +50,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from productgan.config import RunConfig, apply_preset
+from productgan.config import RunConfig, from_dict, preset_settings
 from productgan.data import PackedDataset, open_dataset
 from productgan.errors import ProductganError
 from productgan.evaluator import EvaluatorConfig, class_probabilities, features_and_probabilities, native_images
 from productgan.evaluator.training import train_evaluator
+from productgan.explore.guardrails import CHECKS, Guardrails, guardrails_for
+from productgan.explore.neighbours import NeighbourIndex
+from productgan.explore.synth import PACKED_DIR, synth_run
+from productgan.generator.sampler import load_generator
 from productgan.machine import cpu_model
-from productgan.metrics.neighbours import distance_blocks
-from productgan.neighbours import NeighbourIndex
-from productgan.sampling import load_generator
-from productgan.synth import CHECKS, PACKED_DIR, Guardrails, guardrails_for, synth_run
+from productgan.metrics.distances import distance_blocks
 from productgan.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -97,7 +98,7 @@ def train_gan(data: Path, out: Path, images: int) -> float:
     if (out / "generator" / "model.safetensors").is_file():
         return json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["elapsed_s"] / 60
     shutil.rmtree(out, ignore_errors=True)
-    config = apply_preset(RunConfig(), "fmnist-32")
+    config = from_dict(RunConfig, preset_settings("fmnist-32"))
     config.data, config.out, config.images, config.train.precision = str(data), str(out), images, "fp32"
     train(config, progress=False)
     return json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["elapsed_s"] / 60

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from productgan.evaluate import evaluate_run
-from productgan.sampling import load_generator
+from productgan.generator.sampler import load_generator
+from productgan.reports.evaluation import evaluate_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS = ("fid_productgan", "precision", "recall", "density", "coverage", "rarest_class_share")

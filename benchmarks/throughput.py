@@ -106,25 +106,21 @@ def peak_rss_mib() -> float:
 def run_productgan(image_size: int, settings: dict, steps: int, warmup: int, device: str) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from productgan.config import ModelConfig, RunConfig, TrainConfig, apply_preset, resolve
+    from productgan.config import ModelConfig, RunConfig, from_dict, preset_settings, resolve
     from productgan.data import open_dataset
     from productgan.train import Trainer
     from productgan.train.logs import StepStats
 
-    config = RunConfig(
-        out="unused",
-        train=TrainConfig(
-            precision=settings["precision"],
-            device=device,
-            compile=settings.get("compile", False),
-            channels_last=settings.get("channels_last", True),
-            cudnn_benchmark=settings.get("cudnn_benchmark", True),
-            cuda_graph=settings.get("cuda_graph", "auto"),
-            threads=settings.get("threads", 0),
-        ),
-    )
-    if settings.get("preset"):
-        apply_preset(config, settings["preset"])
+    train = {
+        "precision": settings["precision"],
+        "device": device,
+        "compile": settings.get("compile", False),
+        "channels_last": settings.get("channels_last", True),
+        "cudnn_benchmark": settings.get("cudnn_benchmark", True),
+        "cuda_graph": settings.get("cuda_graph", "auto"),
+        "threads": settings.get("threads", 0),
+    }
+    config = from_dict(RunConfig, preset_settings(settings.get("preset") or None, {"out": "unused", "train": train}))
     if not settings.get("default"):
         config.batch_size = CANONICAL["batch_size"]
         config.model = ModelConfig(**CANONICAL["model"])

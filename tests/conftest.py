@@ -1,4 +1,15 @@
-"""Shared fixtures: tiny, seeded stand-ins for Fashion-MNIST that every test can use."""
+"""Shared fixtures: tiny, seeded stand-ins for Fashion-MNIST that every test can use.
+
+How the tests stay fast: ``fake_fmnist`` writes seeded Fashion-MNIST look-alikes (200 train and
+50 test images as gzipped idx files) and ``fake_packed`` packs them at 32x32 (180 train, 20 val,
+50 test); ``one_torch_thread`` pins torch to one thread for the session, and ``own_user_cache``
+points PRODUCTGAN_CACHE at a folder of the session's own (some tests give theirs a fresh one).
+tests/helpers.py holds ``tiny_config`` (batch 16, 6 steps, nz 8, ngf = ndf = 4, fp32, a grid of
+4), ``train_tiny_run`` (a two-step conditional run to query), ``sigterm_after_step`` (stop
+training after a given step), ``assert_close`` and ``dead_pid``. tests/test_distributed.py gives
+every torchrun a timeout. Slow checks live in benchmarks/, which print figures and are not
+tests (docs/benchmarks.md).
+"""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ from helpers import TINY_FLAGS
 from PIL import Image
 
 from productgan.cli import main
-from productgan.sampling import load_generator, noise
+from productgan.generator.latents import noise
+from productgan.generator.sampler import load_generator
 
 TINY = ["--batch-size", "16", *TINY_FLAGS]
 
@@ -273,9 +274,9 @@ def test_optimiser_defaults_follow_the_loss(fake_packed, tmp_path):
 def test_products_preset_keeps_augmentation_on_unless_turned_off(fake_packed, tmp_path, preset, size):
     import yaml
 
-    from productgan.config import RunConfig, apply_preset
+    from productgan.config import RunConfig, from_dict, preset_settings
 
-    config = apply_preset(RunConfig(), preset)
+    config = from_dict(RunConfig, preset_settings(preset))
     assert (config.image_size, config.model.conditional, config.train.augment) == (size, True, True)
     run = tmp_path / "run"
     args = [
@@ -319,7 +320,7 @@ def test_the_data_chooses_the_recipe_unless_told_otherwise(fake_packed, tmp_path
 def test_which_recipe_fits_which_data(fake_packed, fake_fmnist, tmp_path):
     from PIL import Image
 
-    from productgan.run import preset_for
+    from productgan.data.source_kind import preset_for
 
     assert preset_for("fashion-mnist") == "fmnist-32"
     assert preset_for(str(fake_fmnist)) == "fmnist-32"  # the idx files
@@ -332,3 +333,55 @@ def test_which_recipe_fits_which_data(fake_packed, fake_fmnist, tmp_path):
     assert preset_for(str(photos.parent), "128") == "products-128"
     assert preset_for(str(photos.parent), "32") is None
     assert preset_for(str(tmp_path / "nowhere")) is None
+
+
+def test_call_forwards_options_by_parameter_name_and_drops_none():
+    from jsonargparse import ArgumentParser
+
+    from productgan.cli.common import call, parse
+
+    parser = ArgumentParser(exit_on_error=False, default_env=False)
+    parser.add_argument("source", type=str)
+    parser.add_argument("--n", type=int, default=3)
+    parser.add_argument("--of", dest="ref", type=str, default=None)
+    parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("--unread", type=int, default=0)
+
+    def library(source, ref, n=1, progress=True, label=None):
+        return {"source": source, "ref": ref, "n": n, "progress": progress, "label": label}
+
+    options = parse(parser, ["run", "--of", "7:3", "--no_progress"])
+    assert call(library, options, label="Bag") == {
+        "source": "run",
+        "ref": "7:3",
+        "n": 3,
+        "progress": False,  # --no_progress gives progress = not no_progress
+        "label": "Bag",  # what the command gives itself
+    }
+    assert call(library, options, n=5)["n"] == 5  # a given value wins over the option
+    with pytest.raises(TypeError, match="colour"):
+        call(library, options, colour="red")  # a value no parameter takes
+    with pytest.raises(TypeError, match="missing"):
+        call(lambda source, sheet: None, options)  # a parameter no option gives
+    with pytest.raises(TypeError, match="unread"), options:
+        call(library, options)  # an option that reached no parameter and that nothing read
+    with parse(parser, ["run"]) as options:
+        assert options.unread == 0 and call(library, options)["progress"] is True
+
+    def takes_the_rest(source, **folder_options):
+        return folder_options
+
+    with parse(parser, ["run", "--no_progress"]) as options:  # **kwargs get every other option
+        assert call(takes_the_rest, options) == {"n": 3, "ref": None, "progress": False, "unread": 0}
+
+
+def test_the_preset_flag_and_the_python_preset_rule_give_the_same_config():
+    from productgan.cli import training
+    from productgan.config import RunConfig, from_dict, preset_settings
+
+    for preset in ("fmnist-32", "products-64", "products-128"):
+        args = ["--data", "shop", "--preset", preset, "--model.ngf", "16", "--train.augment", "false", "--steps", "9"]
+        from_flags = training.run_config(training.read_train_options(args)[0])
+        given = {"data": "shop", "model": {"ngf": 16}, "train": {"augment": False}, "steps": 9}
+        assert from_flags == from_dict(RunConfig, preset_settings(preset, given))
+        assert from_flags.preset == preset and from_flags.model.conditional is True

@@ -13,8 +13,9 @@ from PIL import Image
 from productgan.cli import main
 from productgan.config import ModelConfig
 from productgan.errors import UsageError
+from productgan.generator.latents import noise
+from productgan.generator.sampler import load_generator
 from productgan.models import Discriminator, Generator, init_weights
-from productgan.sampling import load_generator, noise
 from productgan.train import train
 
 CONDITIONAL = ModelConfig(nz=8, ngf=4, ndf=4, conditional=True)

@@ -101,3 +101,39 @@ def test_a_recorded_value_of_the_wrong_kind_is_refused(change, message):
     values = {**to_dict(resolve(RunConfig())), **change}
     with pytest.raises(UsageError, match=message):
         resolve(parse_config(values))
+
+
+def test_a_preset_lies_under_everything_given():
+    from productgan.config import PRESETS, from_dict, preset_settings
+
+    config = from_dict(RunConfig, preset_settings("fmnist-32", {"batch_size": 16, "optim": {"lr_d": 1e-3}}))
+    assert config.preset == "fmnist-32" and config.model.conditional is True
+    assert (config.batch_size, config.optim.lr_d, config.optim.lr_g) == (16, 1e-3, 8e-4)  # given wins, per field
+    assert PRESETS["fmnist-32"]["optim"]["lr_d"] == 8e-4  # the preset itself is untouched
+    assert preset_settings("none", {"seed": 3}) == preset_settings(None, {"seed": 3}) == {"seed": 3}
+    with pytest.raises(UsageError, match="Unknown preset 'fmnist-64'; choose one of fmnist-32"):
+        preset_settings("fmnist-64")
+
+
+def test_the_measured_best_preset_per_kind_of_data():
+    from productgan.config import MEASURED_BEST, PRESETS, measured_preset
+
+    assert measured_preset("fashion-mnist", 32) == "fmnist-32"
+    assert measured_preset("fashion-mnist", 64) is None  # measured at 32x32 only
+    photos = [measured_preset("photos", size) for size in (32, 64, 128, 256)]
+    assert photos == [None, "products-64", "products-128", None]
+    assert set(MEASURED_BEST.values()) <= set(PRESETS)
+
+
+def test_the_config_package_imports_nothing_of_productgan_but_its_errors():
+    import ast
+    from pathlib import Path
+
+    import productgan.config
+
+    for path in Path(productgan.config.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("productgan"):
+                assert node.module == "productgan.errors" or node.module.startswith("productgan.config"), path
+            elif isinstance(node, ast.Import):
+                assert not any(alias.name.startswith("productgan") for alias in node.names), path

@@ -17,7 +17,7 @@ from helpers import tiny_config
 from productgan.checkpoint import load_checkpoint
 from productgan.config import resolve
 from productgan.data import open_dataset
-from productgan.sampling import load_generator
+from productgan.generator.sampler import load_generator
 from productgan.train import Trainer, graphs, resume, train
 from productgan.train.logs import StepStats
 

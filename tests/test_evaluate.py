@@ -9,8 +9,8 @@ from helpers import tiny_config
 
 from productgan.checkpoint import load_checkpoint
 from productgan.cli import main
-from productgan.evaluate import evaluate_run
 from productgan.evaluator import Evaluator
+from productgan.reports.evaluation import evaluate_run
 from productgan.train import train
 
 
@@ -165,7 +165,8 @@ def test_validation_keeps_best_checkpoint_and_exports_it(fake_packed, tmp_path, 
 def test_validation_vectors_are_not_the_ones_evaluate_scores(fake_packed, tmp_path, monkeypatch):
     """best.pt is picked on one set of latent vectors; `evaluate` (seed 0, the default, which is
     also the run's seed here) scores the test split on others, so the pick does not flatter it."""
-    from productgan.sampling import Sampler, noise
+    from productgan.generator.latents import noise
+    from productgan.generator.sampler import Sampler
 
     seen = []
     real_from_noise = Sampler.from_noise

@@ -14,12 +14,13 @@ import pytest
 import torch
 from helpers import tiny_config
 
-from productgan import export_onnx as export_onnx_module
 from productgan.cli import main
 from productgan.data import prepare
 from productgan.errors import ProductganError
-from productgan.export_onnx import MISSING_EXTRA, OPSET, export_onnx
-from productgan.sampling import load_generator, noise
+from productgan.generator import onnx as export_onnx_module
+from productgan.generator.latents import noise
+from productgan.generator.onnx import MISSING_EXTRA, OPSET, export_onnx
+from productgan.generator.sampler import load_generator
 from productgan.train import train
 
 HAS_ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime", "onnxscript"))

@@ -151,11 +151,12 @@ def test_check_writable_finds_an_unwritable_output_before_the_work(tmp_path):
 
 def test_evaluate_finds_an_unwritable_out_before_evaluating(tmp_path, monkeypatch, capsys):
     from productgan import cli
+    from productgan.cli import reports
 
     def evaluate_run(*args, **kwargs):
         raise AssertionError("the evaluation ran before the output was checked")
 
-    monkeypatch.setattr(cli, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(reports, "evaluate_run", evaluate_run)
     (tmp_path / "notes.txt").write_text("x")
     run = tmp_path / "run"
     run.mkdir()

@@ -17,7 +17,9 @@ from PIL import Image
 from productgan.cli import main
 from productgan.data import PackedDataset
 from productgan.data import folder as folder_module
-from productgan.data.folder import Options, load_image, parse_background, parse_split, prepare_folder, split_by_class
+from productgan.data import photos as photos_module
+from productgan.data.folder import parse_split, prepare_folder, split_by_class
+from productgan.data.photos import Options, load_image, parse_background
 from productgan.errors import ProductganError, UsageError
 from productgan.train import train
 
@@ -189,8 +191,8 @@ def test_existing_output_is_kept_and_interrupts_leave_nothing(photos, packed, tm
             raise KeyboardInterrupt
         return original(task)
 
-    original = folder_module._process
-    monkeypatch.setattr(folder_module, "_process", interrupted)
+    original = folder_module.decode_file
+    monkeypatch.setattr(folder_module, "decode_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         prepare_folder(photos, packed, size=32, split="0.5,0.25,0.25", workers=1, progress=False, overwrite=True)
     assert (packed / "images.npy").read_bytes() == before
@@ -375,7 +377,7 @@ def test_pipes_sockets_and_devices_are_skipped_unread(tmp_path):
 def test_a_file_turned_pipe_after_listing_is_refused_without_blocking(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     with gives_up_after(20):
-        digest, image, reason = folder_module._process((str(tmp_path / "pipe.png"), Options(32, 3, "pad", WHITE)))
+        digest, image, reason = photos_module.decode_file((str(tmp_path / "pipe.png"), Options(32, 3, "pad", WHITE)))
     assert image is None and reason == "not a regular file (named pipe)"
 
 
@@ -389,7 +391,7 @@ def test_files_over_the_size_cap_are_skipped_unread(tmp_path, monkeypatch):
     # The cap holds at read time too, for a file that grew after it was listed.
     (tmp_path / "grown.png").write_bytes(b"\0" * 5000)
     options = Options(32, 3, "pad", WHITE, max_file_bytes=4000)
-    assert folder_module._process((str(tmp_path / "grown.png"), options))[2].startswith("too big")
+    assert photos_module.decode_file((str(tmp_path / "grown.png"), options))[2].startswith("too big")
 
 
 def test_no_single_file_can_end_the_run(tmp_path, monkeypatch):
@@ -397,7 +399,7 @@ def test_no_single_file_can_end_the_run(tmp_path, monkeypatch):
     three_images(src / "a")
     save(Image.new("RGB", (8, 8), (9, 9, 9)), src / "a" / "memory.png")
     save(Image.new("RGB", (8, 8), (7, 7, 7)), src / "a" / "bug.png")
-    original = folder_module.load_image
+    original = photos_module.load_image
 
     def failing(data, options):
         image = original(data, options)
@@ -407,7 +409,7 @@ def test_no_single_file_can_end_the_run(tmp_path, monkeypatch):
             raise RuntimeError("decoder bug\nmore detail")
         return image
 
-    monkeypatch.setattr(folder_module, "load_image", failing)
+    monkeypatch.setattr(photos_module, "load_image", failing)
     out = prepare_folder(src, tmp_path / "out", size=32, workers=1, progress=False)
     found = reasons(out)
     assert found["a/memory.png"] == "out of memory while decoding"
@@ -529,7 +531,7 @@ def test_workers_below_one_are_refused_and_many_are_capped(tmp_path, monkeypatch
 def test_a_folder_that_cannot_be_listed_does_not_look_like_photos(tmp_path, monkeypatch):
     from PIL import Image
 
-    from productgan.data.folder import looks_like_image_folder
+    from productgan.data.listing import looks_like_image_folder
 
     shoes = tmp_path / "photos" / "shoes"
     shoes.mkdir(parents=True)

@@ -8,6 +8,8 @@ the fallback are all exercised here; tests/test_cuda.py captures a real graph on
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -21,11 +23,22 @@ from productgan.errors import UsageError
 from productgan.losses import build_loss
 from productgan.train import Trainer
 from productgan.train.distributed import Context
-from productgan.train.graphs import EagerCapture, StepGraph, graph_blockers, use_graph
+from productgan.train.graphs import StepGraph, graph_blockers, use_graph
 from productgan.train.logs import StepStats
 from productgan.train.networks import optimizer, settle_optimizer
 
 CUDA = torch.device("cuda")  # only named: nothing here runs on it
+
+
+class EagerCapture:
+    """A capture (train/graphs.py's ``Capture``) without a GPU: "replaying" calls the function,
+    so everything around the graph (buffers, check, fallback) runs on a CPU."""
+
+    def warm(self) -> AbstractContextManager:
+        return nullcontext()
+
+    def __call__(self, fn: Callable[[], torch.Tensor], generator: torch.Generator) -> Callable[[], torch.Tensor]:
+        return fn
 
 
 def trainer_for(data, tmp_path: Path, **train) -> Trainer:
@@ -68,14 +81,13 @@ def eager(fake_packed, tmp_path):
 def test_replayed_steps_train_as_the_eager_steps_do(fake_packed, tmp_path, eager):
     trainer = trainer_for(fake_packed, tmp_path, augment=True)
     calls = []
-    capture = EagerCapture()
 
-    def counting(fn, generator):
-        calls.append(generator)
-        return capture(fn, generator)
+    class Counting(EagerCapture):
+        def __call__(self, fn, generator):
+            calls.append(generator)
+            return super().__call__(fn, generator)
 
-    capture_fn = type("Counting", (), {"warm": capture.warm, "__call__": staticmethod(counting)})()
-    graph = graphed(trainer, capture_fn)
+    graph = graphed(trainer, Counting())
     state, sums = run_steps(trainer, 6)
     assert graph.active and graph.dropped is None
     assert calls == [trainer.noise_rng]  # captured once, with the run's noise generator

@@ -12,8 +12,8 @@ from helpers import tiny_config
 
 from productgan.cli import main
 from productgan.errors import ProductganError
-from productgan.evaluate import evaluate_run
 from productgan.metrics.inception import FEATURE_DIM, FIDInception, inception_features, load_inception
+from productgan.reports.evaluation import evaluate_run
 from productgan.train import train
 
 

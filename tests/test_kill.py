@@ -1,30 +1,24 @@
 """kill -9 of real training and export processes, resumed: a short version of
-benchmarks/kill_campaign.py (which repeats it at random moments, many times)."""
+benchmarks/kill_campaign.py (which repeats it at random moments, many times); the machinery of
+both is tests/kill.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from productgan.checkpoint import load_checkpoint
+from kill import Campaign, ChainSpec, Plan, state_differences, temporaries
 
-_SPEC = importlib.util.spec_from_file_location(
-    "kill_campaign", Path(__file__).resolve().parents[1] / "benchmarks" / "kill_campaign.py"
-)
-kill_campaign = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = kill_campaign  # dataclasses look their module up by name
-_SPEC.loader.exec_module(kill_campaign)
-Plan, ChainSpec = kill_campaign.Plan, kill_campaign.ChainSpec
+from productgan.checkpoint import load_checkpoint
 
 # Each landing that a temporary of the killed process proves was inside a write.
 INSIDE_A_WRITE = ("checkpoint write", "sample grid write", "export: ")
 
 
 def test_sigkill_anywhere_resumes_to_the_same_bytes(tmp_path):
-    campaign = kill_campaign.Campaign(tmp_path, steps=10, grid_size=4, log=None)
+    campaign = Campaign(tmp_path, steps=10, grid_size=4, log=None)
     campaign.reference()
     assert campaign.failures == []
     rng = random.Random(0)
@@ -56,8 +50,8 @@ def test_sigkill_anywhere_resumes_to_the_same_bytes(tmp_path):
         run_dir = Path(result.run_dir)
         assert (run_dir / "generator" / "model.safetensors").read_bytes() == campaign.ref_weights
         last_pt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-        assert kill_campaign.state_differences(last_pt, campaign.ref_state) == []
-        assert kill_campaign.temporaries(run_dir) == []
+        assert state_differences(last_pt, campaign.ref_state) == []
+        assert temporaries(run_dir) == []
         last = result.commands[-1]
         assert not last.killed and last.returncode == 0
     landings = [c.landed for r in results for c in r.commands if c.killed]

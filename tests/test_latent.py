@@ -13,7 +13,7 @@ from PIL import Image
 from productgan.cli import main
 from productgan.config import ModelConfig
 from productgan.errors import UsageError
-from productgan.latent import (
+from productgan.explore.latent import (
     MAX_FRAMES,
     ImageName,
     Point,
@@ -30,8 +30,9 @@ from productgan.latent import (
     walk,
     walk_images,
 )
+from productgan.generator.export import write_export as export_generator
+from productgan.generator.sampler import load_generator
 from productgan.models import Generator, init_weights
-from productgan.sampling import export_generator, load_generator
 
 
 def make_export(folder, conditional: bool):

@@ -19,12 +19,12 @@ from productgan.metrics import (
     classifier_score,
     compute_all,
     density_coverage,
+    distances,
     fid_bootstrap,
     fid_from_features,
     frechet_distance,
     kid,
     memorisation,
-    neighbours,
     precision_recall,
     rarest_class_share,
 )
@@ -174,7 +174,7 @@ def test_chunked_distances_give_the_same_answers(real_clusters, monkeypatch):
         memorisation(real_clusters, fake),
     )
     # 7 distances per block forces hundreds of ragged blocks.
-    monkeypatch.setattr(neighbours, "MAX_BLOCK_ELEMENTS", 7 * len(real_clusters))
+    monkeypatch.setattr(distances, "MAX_BLOCK_ELEMENTS", 7 * len(real_clusters))
     chunked = (
         precision_recall(real_clusters, fake),
         density_coverage(real_clusters, fake),

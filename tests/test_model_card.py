@@ -11,7 +11,7 @@ from helpers import tiny_config
 from PIL import Image
 
 from productgan.cli import main
-from productgan.model_card import licence_id, model_card
+from productgan.generator.card import licence_id, model_card
 from productgan.run import export_run
 from productgan.train import train
 

@@ -13,11 +13,11 @@ from PIL import Image
 from productgan.cli import main
 from productgan.errors import UsageError
 from productgan.evaluator.inference import native_images
-from productgan.explore import describe_fit
-from productgan.latent import point, render
-from productgan.neighbours import COPY_COLOUR, NeighbourIndex, neighbour_sheet
-from productgan.projection import fit_photo, project
-from productgan.sampling import load_generator
+from productgan.explore.commands import describe_fit
+from productgan.explore.latent import point, render
+from productgan.explore.neighbours import COPY_COLOUR, NeighbourIndex, neighbour_sheet
+from productgan.explore.projection import fit_photo, project
+from productgan.generator.sampler import load_generator
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_a_noisy_copy_is_caught_by_its_pixels(index):
 
 
 def test_training_features_are_cached(tiny_run, index, monkeypatch):
-    import productgan.neighbours as module
+    import productgan.explore.neighbours as module
 
     calls = []
     original = module.extract_features

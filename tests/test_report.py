@@ -8,7 +8,7 @@ import re
 from helpers import tiny_config
 
 from productgan.cli import main
-from productgan.report import FIGURE_FILES, build_report, read_metrics
+from productgan.reports.html import FIGURE_FILES, build_report, read_metrics
 from productgan.train import train
 
 
@@ -136,7 +136,7 @@ def test_report_labels_a_conditional_generator_by_row(fake_packed, tmp_path, mon
     from PIL import Image
 
     from productgan.config import ModelConfig
-    from productgan.report import LABELLED_COLUMNS, labelled_samples
+    from productgan.reports.html import LABELLED_COLUMNS, labelled_samples
 
     monkeypatch.setenv("PRODUCTGAN_CACHE", str(tmp_path / "cache"))
     config = tiny_config(

@@ -197,7 +197,7 @@ def test_a_restarted_process_resumes_its_run_and_never_trains_into_foreign_files
 
 
 def test_a_damaged_packed_dataset_chooses_no_recipe(tmp_path):
-    from productgan.run import preset_for
+    from productgan.data.source_kind import preset_for
 
     for text in ("{not json", '{"shape": []}', '{"shape": [1, 1, 64, 64], "meta": [1]}'):
         (tmp_path / "dataset.json").write_text(text)

@@ -17,21 +17,15 @@ from PIL import Image
 
 from productgan.cli import main
 from productgan.config import ModelConfig
+from productgan.data.pixels import to_native, to_uint8
 from productgan.errors import ProductganError, UsageError
-from productgan.generate import generate_to_path
-from productgan.images import make_grid
+from productgan.generator.export import CONFIG_FILE, WEIGHTS_FILE, find_export, write_export
+from productgan.generator.grid import make_grid
+from productgan.generator.latents import noise
+from productgan.generator.output import generate_to_path
+from productgan.generator.sampler import Sampler, load_generator
+from productgan.generator.statistics import measure_statistics
 from productgan.models import Generator, init_weights
-from productgan.pixels import to_native, to_uint8
-from productgan.sampling import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    Sampler,
-    export_generator,
-    find_export,
-    load_generator,
-    measure_statistics,
-    noise,
-)
 
 NZ = 100
 
@@ -52,7 +46,7 @@ def generator() -> Generator:
 def run_dir(tmp_path, generator) -> Path:
     """A run directory with the export in generator/, as training leaves it."""
     run = tmp_path / "00000-fashion-mnist-32"
-    export_generator(generator, run / "generator", FMNIST_INFO)
+    write_export(generator, run / "generator", FMNIST_INFO)
     return run
 
 
@@ -99,7 +93,7 @@ def test_export_writes_weights_and_a_complete_config(export_dir):
 
 
 def test_sigmoid_export_records_zero_to_one_pixels(tmp_path):
-    folder = export_generator(build_generator(g_output="sigmoid"), tmp_path / "gen", FMNIST_INFO)
+    folder = write_export(build_generator(g_output="sigmoid"), tmp_path / "gen", FMNIST_INFO)
     assert json.loads((folder / CONFIG_FILE).read_text())["pixel_range"] == [0.0, 1.0]
     sampler = load_generator(folder)
     with torch.no_grad():
@@ -110,9 +104,9 @@ def test_sigmoid_export_records_zero_to_one_pixels(tmp_path):
 
 def test_export_replaces_an_earlier_export_whole(tmp_path):
     folder = tmp_path / "gen"
-    export_generator(build_generator(seed=1), folder, FMNIST_INFO)
+    write_export(build_generator(seed=1), folder, FMNIST_INFO)
     second = build_generator(seed=2)
-    export_generator(second, folder, {**FMNIST_INFO, "step": 7})
+    write_export(second, folder, {**FMNIST_INFO, "step": 7})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen"]
     sampler = load_generator(folder)
     assert sampler.info["step"] == 7
@@ -321,7 +315,7 @@ def test_temperature_scales_the_latent_vectors(tmp_path):
         for module in generator.modules():
             if isinstance(module, torch.nn.ConvTranspose2d):
                 module.weight.mul_(5)
-    export = export_generator(generator, tmp_path / "gen", FMNIST_INFO)
+    export = write_export(generator, tmp_path / "gen", FMNIST_INFO)
     plain = load_generator(export)
     assert plain.temperature == 1.0
     assert torch.equal(plain(n=6, seed=4, temperature=1.0), by_hand(generator, 6, 4))
@@ -345,7 +339,7 @@ def test_temperature_scales_the_latent_vectors(tmp_path):
 
 def test_a_64_pixel_generator_samples_at_native_size(tmp_path):
     generator = build_generator(image_size=64, channels=3)
-    sampler = load_generator(export_generator(generator, tmp_path / "gen64", FMNIST_INFO))
+    sampler = load_generator(write_export(generator, tmp_path / "gen64", FMNIST_INFO))
     assert sampler(n=2, seed=0).shape == (2, 3, 28, 28)
     assert sampler(n=2, seed=0, size="training").shape == (2, 3, 64, 64)
 
@@ -581,7 +575,7 @@ def conditional_export(tmp_path) -> Path:
     torch.manual_seed(0)
     generator = Generator(ModelConfig(ngf=8, conditional=True), 32, 1, len(CLASS_NAMES))
     init_weights(generator)
-    return export_generator(generator.eval(), tmp_path / "generator", FMNIST_INFO)
+    return write_export(generator.eval(), tmp_path / "generator", FMNIST_INFO)
 
 
 def test_images_that_cannot_fit_in_memory_are_refused_before_any_is_made(
@@ -629,9 +623,7 @@ def test_a_category_named_by_a_number_wins_over_the_index(tmp_path):
     torch.manual_seed(0)
     generator = Generator(ModelConfig(ngf=8, conditional=True), 32, 1, 3)
     init_weights(generator)
-    export = export_generator(
-        generator.eval(), tmp_path / "generator", {**FMNIST_INFO, "class_names": ["1", "0", "205"]}
-    )
+    export = write_export(generator.eval(), tmp_path / "generator", {**FMNIST_INFO, "class_names": ["1", "0", "205"]})
     sampler = load_generator(export)
     assert sampler.class_index("1") == 0 and sampler.class_index("0") == 1 and sampler.class_index("205") == 2
     assert sampler.class_index("2") == 2  # not a name: an index
@@ -681,3 +673,24 @@ def test_measured_statistics_depend_on_the_seed_only():
     assert all(torch.equal(a, b) for a, b in zip(_norm_buffers(as_trained), first))
     other = _norm_buffers(measure_statistics(generator, seed=2))
     assert not all(torch.equal(a, b) for a, b in zip(other, first))
+
+
+def test_save_pretrained_and_from_pretrained_are_a_pair(run_dir, tmp_path):
+    """A sampler saved and loaded again gives the same pixels and describes itself the same way."""
+    sampler = Sampler.from_pretrained(run_dir)
+    copy_dir = sampler.save_pretrained(tmp_path / "copy")
+    again = Sampler.from_pretrained(copy_dir)
+    assert torch.equal(again(n=6, seed=3), sampler(n=6, seed=3))
+    assert again.info == sampler.info
+    assert torch.equal(load_generator(copy_dir)(n=2, seed=1), sampler(n=2, seed=1))
+
+
+def test_the_old_import_path_still_loads_and_warns(run_dir):
+    import importlib
+    import sys
+
+    sys.modules.pop("productgan.sampling", None)
+    with pytest.warns(DeprecationWarning, match="productgan.sampling is deprecated"):
+        old = importlib.import_module("productgan.sampling")
+    assert old.load_generator is load_generator and old.Sampler is Sampler
+    assert torch.equal(old.load_generator(run_dir)(n=2, seed=0), load_generator(run_dir)(n=2, seed=0))

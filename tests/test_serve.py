@@ -14,13 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
-import productgan.sampling as sampling_module
+import productgan.generator.latents as latents_module
 from productgan.cli import main
 from productgan.config import ModelConfig
 from productgan.errors import ProductganError, UsageError
-from productgan.images import make_grid
+from productgan.generator.export import write_export
+from productgan.generator.grid import make_grid
+from productgan.generator.latents import MAX_TEMPERATURE
+from productgan.generator.sampler import load_generator
 from productgan.models import Generator, init_weights
-from productgan.sampling import MAX_TEMPERATURE, export_generator, load_generator
 
 pytest.importorskip("fastapi")
 TestClient = pytest.importorskip("fastapi.testclient").TestClient  # needs httpx2 (the dev extra)
@@ -56,7 +58,7 @@ def export(folder, conditional: bool, seed: int = 0):
         for module in generator.modules():
             if hasattr(module, "table"):
                 torch.nn.init.normal_(module.table.weight, 0.0, 0.5)
-    return export_generator(generator.eval(), folder, INFO)
+    return write_export(generator.eval(), folder, INFO)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +146,7 @@ def test_an_index_far_down_a_seed_is_its_row_whatever_max_images(conditional_exp
     """index has a bound of its own, not --max-images; its vector is drawn a chunk at a time."""
     sampler = load_generator(conditional_export)
     client = TestClient(create_app(sampler, max_images=2))
-    monkeypatch.setattr(sampling_module, "NOISE_CHUNK", 3)  # several chunks, the last one short
+    monkeypatch.setattr(latents_module, "NOISE_CHUNK", 3)  # several chunks, the last one short
     z = sampler.latents(11, 7, 0.8)[10:]
     expected = sampler.from_noise(z, labels=sampler.labels(1, "Dress")).numpy()[0, 0]
     assert np.array_equal(

@@ -16,7 +16,7 @@ TestClient = pytest.importorskip("fastapi.testclient").TestClient
 
 from helpers import train_tiny_run  # noqa: E402
 
-from productgan.sampling import MAX_TEMPERATURE  # noqa: E402
+from productgan.generator.latents import MAX_TEMPERATURE  # noqa: E402
 from productgan.serve import create_app  # noqa: E402
 from productgan.serve.service import MAX_INDEX, MAX_SEED  # noqa: E402
 
@@ -262,7 +262,7 @@ def test_a_fuzz_of_every_operation_finds_nothing_the_description_does_not_say(ap
 def test_the_fuzz_finds_a_server_that_departs_from_its_description(app, monkeypatch):
     """The contract test can fail: an image route that answers in an undeclared type, and one
     that fails with 500, are both found."""
-    from productgan.serve import images
+    from productgan.serve.routes import images
 
     monkeypatch.setattr(images, "NPY", "text/plain")
     monkeypatch.setattr(app.state.service, "make_one", lambda *args: 1 / 0)

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from productgan.cli import main
-from productgan.explore import describe_fit
-from productgan.latent import point, render
-from productgan.neighbours import NeighbourIndex
-from productgan.sampling import load_generator
+from productgan.explore.commands import describe_fit
+from productgan.explore.latent import point, render
+from productgan.explore.neighbours import NeighbourIndex
+from productgan.generator.sampler import load_generator
 
 pytest.importorskip("fastapi")
 TestClient = pytest.importorskip("fastapi.testclient").TestClient

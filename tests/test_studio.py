@@ -60,8 +60,8 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as seen  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from productgan.latent import encode_frames, point, render, walk_images  # noqa: E402
-from productgan.sampling import load_generator  # noqa: E402
+from productgan.explore.latent import encode_frames, point, render, walk_images  # noqa: E402
+from productgan.generator.sampler import load_generator  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,20 @@ import torch
 from helpers import tiny_config
 from PIL import Image
 
-from productgan import synth
 from productgan.cli import main
 from productgan.config import ModelConfig
 from productgan.data import PackedDataset
 from productgan.errors import ProductganError
 from productgan.evaluator import class_probabilities, native_images
-from productgan.latent import ImageName
+from productgan.explore import guardrails, synth
+from productgan.explore.guardrails import guardrails_for, synthesize
+from productgan.explore.latent import ImageName
+from productgan.explore.neighbours import NeighbourIndex
+from productgan.explore.synth import synth_run
+from productgan.generator.export import write_export as export_generator
+from productgan.generator.latents import noise
+from productgan.generator.sampler import load_generator
 from productgan.models import Generator, init_weights
-from productgan.neighbours import NeighbourIndex
-from productgan.sampling import export_generator, load_generator, noise
-from productgan.synth import guardrails_for, synth_run, synthesize
 from productgan.train import train
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -171,7 +174,7 @@ def test_a_copy_of_a_training_image_is_dropped_and_replaced(setup, tmp_path, mon
 
 def test_an_image_of_another_category_is_dropped(setup, monkeypatch):
     _, sampler, index = setup
-    original = synth.features_and_probabilities
+    original = guardrails.features_and_probabilities
 
     def sure_of_the_next_category(net, images):  # the evaluator is sure row 0 shows class 4
         features, probabilities = original(net, images)
@@ -184,8 +187,8 @@ def test_an_image_of_another_category_is_dropped(setup, monkeypatch):
     confidence, predicted = class_probabilities(index.net, native_images(index.dataset, "val")).max(dim=1)
     right = predicted.numpy() == index.dataset.labels[index.dataset.indices("val")]
     assert rails.min_confidence == pytest.approx(np.median(confidence.numpy()[right]))
-    assert rails.min_confidence < synth.MIN_CONFIDENCE
-    monkeypatch.setattr(synth, "features_and_probabilities", sure_of_the_next_category)
+    assert rails.min_confidence < guardrails.MIN_CONFIDENCE
+    monkeypatch.setattr(guardrails, "features_and_probabilities", sure_of_the_next_category)
     result = synthesize(sampler, index, {3: 4}, seed=0, guardrails=rails)
     first = result.records[0]
     assert (first["status"], first["reason"], first["predicted"], first["confidence"]) == (

@@ -1,6 +1,6 @@
 """productgan: Deep Convolutional GANs for product imagery."""
 
-from productgan.sampling import Sampler, load_generator
+from productgan.generator.sampler import Sampler, load_generator
 
 __version__ = "0.1.0"
 __all__ = ["load_generator", "Sampler", "__version__"]

@@ -1,4 +1,28 @@
-"""Training checkpoints: tensors and plain values only, written atomically."""
+"""Training checkpoints: tensors and plain values only, written atomically.
+
+``save_checkpoint`` writes ``{"version": CHECKPOINT_VERSION, **Trainer.state_dict()}`` with
+``torch.save``, through ``files.write_atomic``:
+
+    G, D, G_ema          the networks' state dicts (G_ema None without an EMA)
+    opt_g, opt_d         the optimisers' state dicts
+    scaler_g, scaler_d   the loss scalers' state (pass-through unless float16)
+    step, images_seen,   the run's position (train/loop.py: everything random is a function of
+    batches_drawn,       these counters, so no random-number state is saved)
+    elapsed_s
+    best_val,            the validator's state
+    evals_without_gain
+    config               the resolved config as a dict (config.to_dict)
+    export_info          what an export records beside the weights (run.export_info)
+    image_size, channels the generator's image shape
+
+``load_checkpoint`` loads with ``weights_only=True`` (a file holding other objects is refused,
+never run), checks the version, then ``REQUIRED_FIELDS`` (each with its plain type) and that
+``WEIGHT_FIELDS`` map names to tensors (G_ema only when kept). Every failure is one sentence
+naming the file. A generator is rebuilt from a checkpoint alone (``run.checkpoint_generator``:
+``config["model"]``, ``image_size``, ``channels`` and ``export_info["class_names"]``), so
+``productgan export`` needs nothing else. A field added to the state must be added to
+``Trainer.load_state_dict`` too, and to ``REQUIRED_FIELDS`` when every checkpoint must hold it.
+"""
 
 from __future__ import annotations
 

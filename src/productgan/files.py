@@ -1,5 +1,24 @@
 """Writing files so that a crash never leaves half of one: a temporary file beside the target,
-then a rename over it (atomic on one file system)."""
+then a rename over it (atomic on one file system).
+
+- A file: ``write_atomic(path, write)`` (``write_text_atomic`` for text) fills a temporary
+  ``.NAME.tmp-HOST-PID-XXXX`` beside the target, then renames it over the target. Checkpoints,
+  PNGs, config.yaml, evaluation reports, model cards and ``.npy`` outputs go through it; a
+  failure is an OSError naming the target (``write_error``: ENOSPC for a full disk).
+- A folder (a run's generator/, a packed dataset, a folder of generated images) is built in
+  ``staging_dir(target)`` and put in place by ``replace_dir``, which swaps it in one step where
+  the system can (``renameat2(RENAME_EXCHANGE)`` on Linux), else parks the old folder as
+  ``.NAME.old-HOST-PID-XXXX`` first.
+- ``remove_stale_temporaries`` deletes what a crash left, the temporaries of processes that no
+  longer run (host and pid are in the name), and puts back a parked folder whose original is
+  missing. ``staging_dir``, ``run.check_new_run_dir`` and the run lock (``run.locked``, which
+  clears the whole run) call it.
+- Not everything is atomic: metrics.jsonl is appended line by line, and a line cut short is
+  dropped by its readers (run/folder.py); ``save_tensors`` writes in place, so it is called on a
+  temporary file or inside a staging folder.
+- ``refuse_to_replace`` and ``check_writable`` refuse before any slow work: an output the user
+  did not ask to replace, a place where no file can be written.
+"""
 
 from __future__ import annotations
 

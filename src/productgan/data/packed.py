@@ -7,7 +7,18 @@ On disk it is a directory of plain ``.npy`` arrays and one ``dataset.json``::
     split.npy     int8   N   (0 train, 1 val, 2 test)
     dataset.json  class names, split sizes and everything ``prepare`` recorded (``meta``)
 
-``.npy`` keeps loading a memory map away and needs no pickle.
+``.npy`` keeps loading a memory map away and needs no pickle. ``dataset.json`` holds
+``format`` (FORMAT), ``format_version``, ``class_names``, ``shape``, ``split_sizes`` and
+``meta``: the source, the fitting (native size, fit, pad, background), the split's seed and
+sizes, and what was skipped. Field by field: docs/prepare.md, "The packed dataset".
+
+``PackedDataset.save`` builds the folder in ``files.staging_dir`` (dataset.json last, since
+``is_packed_dataset`` keys on it) and puts it in place with ``files.replace_dir``, so a dataset
+is whole or absent. ``PackedDataset.load`` checks every field it reads (``_INFO_FIELDS``,
+``_META_FIELDS``) and the arrays' dtypes and shape, naming the first problem in one sentence.
+``data.prepare.open_dataset`` memory-maps the images when they would take half the free memory
+or more (``fits_in_memory``); training then gathers its batches through
+``train.batches.MappedImages``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from productgan.data.fashion_mnist import (
     load_fashion_mnist,
     missing_files,
 )
-from productgan.data.folder import looks_like_image_folder, prepare_folder
+from productgan.data.folder import prepare_folder
+from productgan.data.listing import looks_like_image_folder
 from productgan.data.packed import (
     IMAGES_FILE,
     SPLITS,

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 
 from productgan.data import PackedDataset
+from productgan.data.subsets import seeded_subset
 from productgan.errors import UsageError
 from productgan.evaluator.config import DEFAULT_CONFIG, EvaluatorConfig
 from productgan.evaluator.inference import accuracy, native_images
 from productgan.evaluator.training import train_evaluator
-from productgan.subsets import seeded_subset
 
 
 class LabelledImageSource(Protocol):
-    """What CAS scores: a class-conditional ``productgan.sampling.Sampler``, or anything alike."""
+    """What CAS scores: a class-conditional ``productgan.generator.sampler.Sampler``, or anything alike."""
 
     @property
     def conditional(self) -> bool: ...

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from productgan.data.pixels import to_native
 from productgan.evaluator.network import EvaluatorNet, as_uint8_images
-from productgan.pixels import to_native
 
 
 @torch.no_grad()

@@ -7,20 +7,20 @@ from typing import Any, Protocol
 import torch
 
 from productgan.data import PackedDataset
+from productgan.data.subsets import seeded_subset
 from productgan.evaluator.cache import evaluator_cache_dir, load_or_train_evaluator
 from productgan.evaluator.config import DEFAULT_CONFIG, EvaluatorConfig
 from productgan.evaluator.inference import features_and_probabilities, native_images
 from productgan.evaluator.training import CLASSES_TASK
 from productgan.metrics import compute_all, memorisation
 from productgan.metrics.registry import METRICS
-from productgan.subsets import seeded_subset
 
 MEMORISATION_REFERENCE = 10_000  # training images the memorisation check compares against
 CLASS_METRICS = ("classifier_score", "class_histogram")  # need the dataset's own classes
 
 
 class ImageSource(Protocol):
-    """What gets scored: ``productgan.sampling.Sampler``, or anything called the same way."""
+    """What gets scored: ``productgan.generator.sampler.Sampler``, or anything called the same way."""
 
     def __call__(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` uint8 images N x C x H x W at the dataset's native size, fixed by ``seed``."""

@@ -20,7 +20,7 @@ import torch
 
 from productgan.errors import ProductganError
 from productgan.metrics.common import as_features, check_same_width
-from productgan.metrics.neighbours import distance_blocks, kth_neighbour_distances
+from productgan.metrics.distances import distance_blocks, kth_neighbour_distances
 
 
 def density_coverage(real, fake, k: int = 5) -> tuple[float, float]:

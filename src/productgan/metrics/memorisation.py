@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from productgan.metrics.common import as_features, check_same_width
-from productgan.metrics.neighbours import distance_blocks, nearest_neighbours
+from productgan.metrics.distances import distance_blocks, nearest_neighbours
 
 
 def memorisation(train_feats, fake_feats) -> float:

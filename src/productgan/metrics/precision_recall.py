@@ -16,7 +16,7 @@ import torch
 
 from productgan.errors import ProductganError
 from productgan.metrics.common import as_features, check_same_width
-from productgan.metrics.neighbours import distance_blocks, kth_neighbour_distances
+from productgan.metrics.distances import distance_blocks, kth_neighbour_distances
 
 
 def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:

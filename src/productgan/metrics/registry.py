@@ -36,7 +36,7 @@ KID_SUBSET_SIZE = 1000
 PRECISION_RECALL_K = 3
 DENSITY_COVERAGE_K = 5
 CLASSIFIER_SCORE_SPLITS = 10
-# MIN_GENERATED and MIN_REFERENCE, the image counts these k's need, are defined in config.py, whose
+# MIN_GENERATED and MIN_REFERENCE, the image counts these k's need, are defined in config/settings.py, whose
 # checks refuse a validation setting before training starts; this module re-exports them.
 
 

@@ -12,7 +12,7 @@ sampler, byte for byte. FastAPI, uvicorn and fastapi-offline come with the ``ser
     GET /health         {"status": "ok"}, at once however busy the server is
     GET /docs, /redoc   the API description (/openapi.json), rendered by files the server serves
 
-The routes live in modules of their own (serve/images.py, serve/status.py, serve/pages.py), each
+The routes live in modules of their own (serve/routes/: images.py, status.py, pages.py, ...), each
 a function ``routes(service) -> APIRouter`` over the shared ``Service``; a new group of routes is a
 module and one ``include_router`` line in ``create_app``. serve/static/ holds the pages' files.
 
@@ -33,9 +33,9 @@ from pathlib import Path
 
 from productgan import __version__
 from productgan.errors import ProductganError, UsageError
+from productgan.generator.sampler import Sampler, load_generator
 from productgan.machine import usable_cpus
 from productgan.run import CONFIG_FILE as RUN_CONFIG
-from productgan.sampling import Sampler, load_generator
 
 DEFAULT_MAX_IMAGES = 1024
 # The most optimisation steps one projection request may ask for: some seconds on a CPU.
@@ -60,8 +60,9 @@ try:  # the serve extra; the rest of the package works without it, and create_ap
     from fastapi.routing import APIRoute
     from fastapi.staticfiles import StaticFiles
 
-    from productgan.serve import explore, images, pages, problems, status, training
+    from productgan.serve import problems
     from productgan.serve.middleware import QueryLimit, SecurityHeaders
+    from productgan.serve.routes import explore, images, pages, status, training
     from productgan.serve.service import Service
     from productgan.serve.work import WorkQueue
 except ModuleNotFoundError as error:

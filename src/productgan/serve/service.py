@@ -23,9 +23,10 @@ import torch
 from fastapi import Response
 
 from productgan.errors import ProductganError, UsageError, first_line
-from productgan.latent import Point, point
-from productgan.neighbours import NeighbourIndex
-from productgan.sampling import MAX_TEMPERATURE, Sampler, balanced_labels, check_temperature, noise_row
+from productgan.explore.latent import Point, point
+from productgan.explore.neighbours import NeighbourIndex
+from productgan.generator.latents import MAX_TEMPERATURE, balanced_labels, check_temperature, noise_row
+from productgan.generator.sampler import Sampler
 from productgan.serve.problems import NotServed, shown_input
 from productgan.serve.work import WorkQueue
 

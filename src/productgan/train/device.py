@@ -7,8 +7,8 @@ import sys
 import torch
 
 from productgan.config import TrainConfig
+from productgan.generator.sampler import resolve_device
 from productgan.machine import busy_cpus, usable_cpus
-from productgan.sampling import resolve_device
 from productgan.train import distributed
 from productgan.train.distributed import SINGLE, Context
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 import torch
 from tqdm import tqdm
@@ -73,6 +73,21 @@ def use_graph(config: RunConfig, device: torch.device, dtype: torch.dtype | None
             f"use --train.cuda-graph auto to use a graph only where one can be used."
         )
     return not blockers
+
+
+class Capture(Protocol):
+    """What StepGraph needs of a graph capture; ``CudaCapture`` is the one runs use, and tests
+    pass one that runs on a CPU.
+
+    ``warm()`` is the context the checked eager step runs in (work before a CUDA capture belongs
+    on a side stream). Called with ``(fn, generator)``, it records ``fn``'s work with
+    ``generator`` registered, so each replay draws from the generator's seed at that time, and
+    returns a function that replays the work and returns ``fn``'s outputs.
+    """
+
+    def warm(self) -> AbstractContextManager: ...
+
+    def __call__(self, fn: Callable[[], torch.Tensor], generator: torch.Generator) -> Callable[[], torch.Tensor]: ...
 
 
 class CudaCapture:
@@ -131,23 +146,13 @@ class _SideStream:
         torch.cuda.current_stream().wait_stream(self.stream)
 
 
-class EagerCapture:
-    """The capture interface without a GPU: "replaying" calls the function, so everything
-    around the graph (buffers, check, fallback) can be exercised on a CPU."""
-
-    def warm(self) -> AbstractContextManager:
-        return nullcontext()
-
-    def __call__(self, fn: Callable[[], torch.Tensor], generator: torch.Generator) -> Callable[[], torch.Tensor]:
-        return fn
-
-
 class StepGraph:
     """Runs a training step through a captured graph once it has been warmed up and checked.
 
     ``body(reals, ema_weight)`` is the step's device work; ``state()`` lists every tensor the
     step changes (weights, buffers, optimiser state, EMA); ``reseed()`` sets the step's noise seed
-    on ``generator``. The caller reseeds before each ``step``.
+    on ``generator``. The caller reseeds before each ``step``. ``capture`` records and replays the
+    step (a ``CudaCapture`` on the generator's device unless one is given).
     """
 
     def __init__(
@@ -156,7 +161,7 @@ class StepGraph:
         state: Callable[[], list[torch.Tensor]],
         generator: torch.Generator,
         reseed: Callable[[], None],
-        capture: Any = None,
+        capture: Capture | None = None,
         warmup: int = WARMUP_STEPS,
     ):
         self.body, self.state, self.generator, self.reseed = body, state, generator, reseed

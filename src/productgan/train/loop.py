@@ -1,8 +1,12 @@
 """The training loop: alternate discriminator and generator updates, log, sample, checkpoint.
 
-One ``Trainer`` owns the run's state (networks, optimizers, EMA, RNG, data position); its
-``state_dict()`` is the checkpoint, and loading it continues the run bit for bit on the CPU.
-It receives a config that ``config.resolve`` has checked and completed, and only trains.
+One ``Trainer`` owns the run's state (networks, optimizers, EMA, data position, counters); its
+``state_dict()`` is the checkpoint, and loading it continues the run bit for bit on the CPU. It
+receives a config that ``config.resolve`` has checked and completed, and only trains. How a run
+gets here: ``train/__init__.py``.
+
+The loop, the life of one training step and what keeps a resumed run bit-exact: the docstring of
+``train/__init__.py``.
 """
 
 from __future__ import annotations
@@ -23,19 +27,20 @@ from productgan.config import RunConfig, parse_policy, to_dict
 from productgan.data import PackedDataset
 from productgan.data.augment import diff_augment
 from productgan.errors import ProductganError, UsageError, first_line
+from productgan.generator.export import pixel_range
+from productgan.generator.statistics import measure_statistics
 from productgan.losses import build_loss, mode_seeking, penalties
 from productgan.models import Generator
-from productgan.sampling import measure_statistics, pixel_range
 from productgan.train import distributed
 from productgan.train.batches import to_training_range, training_batches
 from productgan.train.budget import Budget, decay_learning_rates
 from productgan.train.device import setup_device
 from productgan.train.distributed import SINGLE, Context
 from productgan.train.graphs import StepGraph, use_graph
-from productgan.train.grids import SampleGrid, save_reals
 from productgan.train.logs import StepStats, TrainingLog, check_finite, discriminator_won, progress_bar
 from productgan.train.networks import build_networks, settle_optimizer
 from productgan.train.precision import Precision
+from productgan.train.samples import SampleGrid, save_reals
 from productgan.train.signals import StopSignal
 from productgan.train.validation import Validator
 

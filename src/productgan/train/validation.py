@@ -10,8 +10,10 @@ import torch
 from productgan.config import RunConfig
 from productgan.data import PackedDataset
 from productgan.evaluator import Evaluator, features_and_probabilities
+from productgan.generator.export import pixel_range
+from productgan.generator.latents import balanced_labels, noise
+from productgan.generator.sampler import Sampler
 from productgan.models import Generator, eval_mode
-from productgan.sampling import Sampler, balanced_labels, noise, pixel_range
 from productgan.train import distributed
 from productgan.train.distributed import SINGLE, Context
 

@@ -1,0 +1,383 @@
+"""Latent vectors as values: names of images, saved vectors, walks between images and variants of one.
+
+An image of a generator is fixed by a point of its input space: a latent vector z and, for a
+class-conditional generator, what conditions it (a class, or a blend of classes on a walk from one
+category to another). Points come from
+
+- a **name**, ``SEED:INDEX[:CLASS][@TEMPERATURE]``: image ``INDEX`` of ``productgan generate
+  --seed SEED [--label CLASS] [--temperature T]``, pixel for pixel (``7:3``, ``7:3:Sneaker``,
+  ``7:3:Sneaker@0.8``; without a class a conditional generator makes class INDEX mod the number
+  of classes, as ``generate`` does when every class is made in turn);
+- a **saved vector**, ``PATH.npy[:CLASS]``: a float32 vector of the generator's ``nz`` numbers,
+  as ``save_latent``, ``productgan project`` and ``productgan variants --save-latents`` write;
+- a **vector in the name itself**, ``z:BASE64[:CLASS]`` (``vector_name``): the nz float32 numbers,
+  little-endian, in URL-safe base64, so that a web client can hand back a projected or varied
+  vector without any file on the server.
+
+Typical use::
+
+    sampler = load_generator("runs/00000-fashion-mnist-32")
+    a, b = point(sampler, "7:3"), point(sampler, "7:5:Sandal")
+    frames = walk_images(sampler, [a, b], frames=24)           # uint8 24 x C x H x W
+    images, points = variants(sampler, a, n=16, spread=0.3, seed=1)
+    encode_frames(frames, "gif")                               # bytes, as the CLI and API write them
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from productgan.errors import UsageError
+from productgan.files import write_atomic
+from productgan.generator.grid import make_grid, to_pil
+from productgan.generator.latents import check_temperature, noise, noise_row
+from productgan.generator.sampler import Sampler
+
+MAX_FRAMES = 1000  # frames of one walk: more than a minute of animation at 12 per second
+MAX_VARIANTS = 1024
+MAX_SEED = 2**63 - 1  # numpy's generators take any non-negative int; this bound keeps names parseable
+MAX_INDEX = 1_000_000  # image INDEX of a seed needs INDEX + 1 vectors drawn first
+FRAME_FORMATS = ("gif", "webp", "png", "npy")
+MIN_FPS, MAX_FPS = 0.1, 60.0  # ten seconds a frame at the slowest
+
+_NAME = re.compile(r"(?P<seed>[0-9]{1,19}):(?P<index>[0-9]{1,7})(?::(?P<label>.*?))?(?:@(?P<temperature>[^@:]*))?")
+
+
+@dataclass(frozen=True)
+class ImageName:
+    """Image ``index`` of ``seed`` (of class ``label``, when given) at latent ``temperature``."""
+
+    seed: int
+    index: int
+    label: str | None = None
+    temperature: float = 1.0
+
+    def __str__(self) -> str:
+        text = f"{self.seed}:{self.index}"
+        if self.label is not None:
+            text += f":{self.label}"
+        if self.temperature != 1.0:  # positional, never 1e-05: names are parsed by patterns too
+            text += "@" + np.format_float_positional(self.temperature, trim="-")
+        return text
+
+    @classmethod
+    def parse(cls, text: str) -> ImageName:
+        """``SEED:INDEX[:CLASS][@TEMPERATURE]`` -> an ImageName, or a UsageError that says the form."""
+        match = _NAME.fullmatch(str(text).strip())
+        if not match:
+            shown = text if len(str(text)) <= 40 else str(text)[:40] + "..."
+            raise UsageError(
+                f"{shown!r} names no image; write SEED:INDEX[:CLASS][@TEMPERATURE] (for example 7:3, "
+                f"7:3:Sneaker or 7:3@0.8) or the path of a saved vector, PATH.npy[:CLASS]."
+            )
+        seed, index = int(match["seed"]), int(match["index"])
+        if seed > MAX_SEED or index >= MAX_INDEX:
+            raise UsageError(f"{text!r}: the seed must be below 2**63 and the index below {MAX_INDEX:,}.")
+        temperature = 1.0
+        if match["temperature"] is not None:
+            try:
+                temperature = float(match["temperature"])
+            except ValueError:
+                temperature = float("nan")
+            temperature = check_temperature(temperature)
+        label = match["label"] if match["label"] else None
+        return cls(seed, index, label, temperature)
+
+
+@dataclass
+class Point:
+    """A point of the generator's input space: ``z`` (nz, float32) and its conditioning: a class
+    index, class weights (a blend, summing to 1), or None for an unconditional generator."""
+
+    z: torch.Tensor
+    label: int | torch.Tensor | None = None
+
+    def weights(self, num_classes: int) -> torch.Tensor | None:
+        """The conditioning as class weights (one-hot for a single class)."""
+        if num_classes == 0 or self.label is None:
+            return None
+        if isinstance(self.label, torch.Tensor):
+            return self.label.float()
+        return torch.nn.functional.one_hot(torch.tensor(self.label), num_classes).float()
+
+
+def name_point(sampler: Sampler, name: ImageName) -> Point:
+    """The point an ImageName stands for: row ``index`` of the seed's latent vectors, as generate draws them."""
+    z = noise_row(name.index, sampler.generator.config.nz, name.seed)
+    if name.temperature != 1.0:
+        z = z * name.temperature
+    if not sampler.conditional:
+        if name.label is not None:
+            sampler.class_index(name.label)  # the sentence that says this generator has no classes
+        return Point(z)
+    label = sampler.class_index(name.label) if name.label is not None else name.index % sampler.generator.num_classes
+    return Point(z, label)
+
+
+def save_latent(path: str | os.PathLike, z: torch.Tensor | np.ndarray) -> Path:
+    """Write one latent vector (nz) or several (N x nz) as a float32 .npy file, atomically."""
+    array = np.ascontiguousarray(np.asarray(z, dtype=np.float32))
+    return write_atomic(Path(path), lambda tmp: np.save(tmp, array))
+
+
+def load_latent(path: str | os.PathLike, nz: int) -> torch.Tensor:
+    """A saved latent vector as a float32 tensor (nz), or one sentence on what is wrong with the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file; give a latent vector saved as .npy.")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{path} is not a readable .npy array ({str(error).strip()[:80]}).")
+    return check_latent(array, nz, str(path))
+
+
+def check_latent(array, nz: int, what: str = "the latent vector") -> torch.Tensor:
+    """``array`` as a float32 tensor of nz finite numbers (a 1 x nz array is accepted too)."""
+    array = np.asarray(array)
+    if array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.dtype.kind not in "fiu" or array.ndim != 1 or array.shape[0] != nz:
+        raise UsageError(
+            f"{what} holds a {array.dtype} array of shape {tuple(array.shape)}; this generator takes "
+            f"{nz} numbers (float32, shape ({nz},))."
+        )
+    if not np.isfinite(array).all():
+        raise UsageError(f"{what} holds NaN or infinite values; a latent vector must be finite numbers.")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def vector_name(z: torch.Tensor, label: str | None = None) -> str:
+    """``z:BASE64[:CLASS]``: a latent vector written into a name (see the module's docstring)."""
+    data = np.ascontiguousarray(np.asarray(z, dtype="<f4")).tobytes()
+    text = "z:" + base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+    return text if label is None else f"{text}:{label}"
+
+
+def _named_vector_point(sampler: Sampler, text: str) -> Point:
+    _, _, rest = text.partition(":")
+    encoded, _, label = rest.partition(":")
+    nz = sampler.generator.config.nz
+    try:
+        data = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        data = b"?"
+    if len(data) != 4 * nz:
+        raise UsageError(
+            f"The vector in the name holds {len(data)} bytes, not the {4 * nz} of {nz} float32 numbers "
+            f"(URL-safe base64, as vector_name writes it)."
+        )
+    z = check_latent(np.frombuffer(data, dtype="<f4").copy(), nz, "The vector in the name")
+    return _with_label(sampler, z, label or None, "z:...")
+
+
+def point(
+    sampler: Sampler, ref: str | os.PathLike | ImageName, label: str | int | None = None, files: bool = True
+) -> Point:
+    """A point named by an image name, an ImageName, ``z:BASE64[:CLASS]`` or ``PATH.npy[:CLASS]``;
+    ``label`` (when given) sets the class instead of the one the reference carries. With
+    ``files=False`` (a server's requests) a reference is never read as the path of a file."""
+    if isinstance(ref, ImageName):
+        found = name_point(sampler, ref)
+    else:
+        text = str(ref).strip()
+        path, sep, npy_label = text.rpartition(":")
+        if text.startswith("z:"):
+            found = _named_vector_point(sampler, text)
+        elif files and sep and path.lower().endswith(".npy"):
+            found = _vector_point(sampler, path, npy_label or None)
+        elif files and text.lower().endswith(".npy"):
+            found = _vector_point(sampler, text, None)
+        else:
+            found = name_point(sampler, ImageName.parse(text))
+    if label is not None and str(label).strip():
+        found = Point(found.z, sampler.class_index(label))
+    return found
+
+
+def _vector_point(sampler: Sampler, path: str, label: str | None) -> Point:
+    return _with_label(sampler, load_latent(path, sampler.generator.config.nz), label, path)
+
+
+def _with_label(sampler: Sampler, z: torch.Tensor, label: str | None, path: str) -> Point:
+    if not sampler.conditional:
+        if label is not None:
+            sampler.class_index(label)
+        return Point(z)
+    if label is None:
+        raise UsageError(
+            f"{path} is a latent vector without a class, and this generator needs one: write "
+            f"{path}:CLASS (one of {', '.join(sampler.class_names)})."
+        )
+    return Point(z, sampler.class_index(label))
+
+
+def render(sampler: Sampler, points: list[Point], size: str = "native") -> torch.Tensor:
+    """The images of ``points``: uint8 N x C x H x W."""
+    if not points:
+        raise UsageError("There are no points to make images of.")
+    z = torch.stack([p.z for p in points])
+    labels = None
+    if sampler.conditional:
+        classes = sampler.generator.num_classes
+        if all(isinstance(p.label, int) for p in points):
+            labels = torch.tensor([p.label for p in points], dtype=torch.long)
+        else:
+            labels = torch.stack([p.weights(classes) for p in points])
+    sampler.check_memory(len(points), size)
+    return sampler.from_noise(z, size, labels=labels)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation from ``a`` (t = 0, returned exactly) to ``b`` (t = 1, exactly).
+
+    Latent vectors drawn from a Gaussian lie near a sphere; a straight line between two of them
+    passes through its inside, where the generator saw few vectors, so walks follow the arc.
+    """
+    if t <= 0:
+        return a.clone()
+    if t >= 1:
+        return b.clone()
+    a64, b64 = a.double(), b.double()
+    cosine = torch.dot(a64, b64) / (a64.norm() * b64.norm()).clamp_min(1e-12)
+    angle = torch.arccos(cosine.clamp(-1.0, 1.0))
+    if angle < 1e-4:  # nearly parallel: the arc is a line
+        out = (1 - t) * a64 + t * b64
+    else:
+        out = (torch.sin((1 - t) * angle) * a64 + torch.sin(t * angle) * b64) / torch.sin(angle)
+    return out.float()
+
+
+def walk(sampler: Sampler, points: list[Point], frames: int) -> list[Point]:
+    """``frames`` points evenly spaced along the path through ``points`` (two or more), the first
+    and last being the first and last point. z follows arcs (``slerp``); between two classes the
+    conditioning blends from one to the other."""
+    if len(points) < 2:
+        raise UsageError("A walk needs at least two images: give --from and --to (and --via for more stops).")
+    if not isinstance(frames, int) or isinstance(frames, bool) or not 2 <= frames <= MAX_FRAMES:
+        raise UsageError(f"A walk has between 2 and {MAX_FRAMES} frames, not {frames!r}.")
+    classes = sampler.generator.num_classes
+    legs = len(points) - 1
+    out = []
+    for frame in range(frames):
+        position = frame * legs / (frames - 1)
+        leg = min(int(position), legs - 1)
+        t = position - leg
+        start, end = points[leg], points[leg + 1]
+        z = slerp(start.z, end.z, t)
+        if classes == 0:
+            label = None
+        elif t <= 0 or (t < 1 and _same_class(start, end)):
+            label = start.label
+        elif t >= 1:
+            label = end.label
+        else:
+            label = (1 - t) * start.weights(classes) + t * end.weights(classes)
+        out.append(Point(z, label))
+    return out
+
+
+def _same_class(a: Point, b: Point) -> bool:
+    if isinstance(a.label, int) and isinstance(b.label, int):
+        return a.label == b.label
+    return False
+
+
+def walk_images(sampler: Sampler, points: list[Point], frames: int, size: str = "native") -> torch.Tensor:
+    """The frames of ``walk``: uint8 frames x C x H x W."""
+    return render(sampler, walk(sampler, points, frames), size)
+
+
+def check_spread(spread: float) -> float:
+    try:
+        value = float(spread)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise UsageError(f"The spread must be above 0 and at most 1 (1: as far as a new random image), not {spread!r}.")
+    return value
+
+
+def variant_points(sampler: Sampler, base: Point, n: int, spread: float, seed: int = 0) -> list[Point]:
+    """``n`` points near ``base``: z' = sqrt(1 - s^2) z + s e, with e drawn from ``seed`` at the
+    base vector's own scale. s = ``spread``: near 0 almost the same image, 1 an unrelated one; the
+    mix keeps z' as spread as the generator's training vectors when z is."""
+    spread = check_spread(spread)
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_VARIANTS:
+        raise UsageError(f"The number of variants must be between 1 and {MAX_VARIANTS}, not {n!r}.")
+    if seed < 0 or seed > MAX_SEED:
+        raise UsageError(f"The seed must be 0 or more (below 2**63), not {seed}.")
+    nz = sampler.generator.config.nz
+    scale = float(base.z.norm()) / math.sqrt(nz)
+    offsets = noise(n, nz, (seed, 1)) * scale  # a stream of its own, apart from the images of seed
+    keep = math.sqrt(1.0 - spread * spread)
+    return [Point(keep * base.z + spread * offset, base.label) for offset in offsets]
+
+
+def variants(
+    sampler: Sampler, base: Point, n: int, spread: float, seed: int = 0, label: str | int | None = None
+) -> tuple[torch.Tensor, list[Point]]:
+    """``n`` images near ``base`` (optionally in class ``label`` instead of its own) and their points."""
+    if label is not None and str(label).strip():
+        base = Point(base.z, sampler.class_index(label))
+    points = variant_points(sampler, base, n, spread, seed)
+    return render(sampler, points), points
+
+
+def enlarge(frames: np.ndarray, scale: int) -> np.ndarray:
+    """uint8 N x C x H x W, each pixel repeated ``scale`` times each way (crisp, not blurred)."""
+    if scale == 1:
+        return frames
+    return frames.repeat(scale, axis=2).repeat(scale, axis=3)
+
+
+def encode_frames(frames: np.ndarray | torch.Tensor, fmt: str, fps: float = 12.0, scale: int = 1) -> bytes:
+    """A walk's frames (uint8 N x C x H x W) as the bytes of one file: an animated GIF or WebP
+    (looping, ``fps`` frames per second), a PNG strip (the frames side by side), or a .npy array.
+    The CLI and the API write exactly these bytes."""
+    frames = np.asarray(frames)
+    if fmt not in FRAME_FORMATS:
+        raise UsageError(f"A walk is written as {', '.join(FRAME_FORMATS)}, not {fmt!r}.")
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise UsageError(f"The frame rate must be between {MIN_FPS:g} and {MAX_FPS:g} frames per second, not {fps!r}.")
+    if not isinstance(scale, int) or not 1 <= scale <= 16:
+        raise UsageError(f"The scale must be a whole number from 1 to 16, not {scale!r}.")
+    buffer = io.BytesIO()
+    if fmt == "npy":
+        np.save(buffer, frames)
+        return buffer.getvalue()
+    frames = enlarge(frames, scale)
+    if fmt == "png":
+        to_pil(make_grid(frames, nrow=len(frames))).save(buffer, format="PNG")
+        return buffer.getvalue()
+    pictures = [to_pil(frame) for frame in frames]
+    duration = round(1000 / fps)
+    if fmt == "gif":
+        pictures = [p.convert("P", palette=Image.Palette.ADAPTIVE) if p.mode == "RGB" else p for p in pictures]
+        pictures[0].save(
+            buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=duration, loop=0, optimize=False
+        )
+    else:
+        pictures[0].save(
+            buffer, format="WEBP", save_all=True, append_images=pictures[1:], duration=duration, loop=0, lossless=True
+        )
+    return buffer.getvalue()
+
+
+def frame_format(path: str | os.PathLike) -> str:
+    """The frame format a file name asks for (walk.gif -> 'gif'), or a UsageError."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FRAME_FORMATS:
+        raise UsageError(f"--out {path}: a walk is written as .gif, .webp, .png (a strip) or .npy (the frames).")
+    return suffix

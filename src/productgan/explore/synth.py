@@ -1,0 +1,352 @@
+"""``productgan synth``: a labelled synthetic training set from a run's generator, with guardrails
+on what goes in.
+
+``productgan synth RUN --out DIR`` makes images by category, scores each with the run's
+evaluator, keeps or drops it (``productgan.explore.guardrails``: near-copy, off-category,
+near-duplicate), and draws replacements for the dropped ones until every category holds the
+count asked for (within ``max_attempts`` candidates per image asked).
+
+What it writes, all at once (a staging folder, then one swap)::
+
+    DIR/synth.json              the request, the thresholds, counts and drops per reason, timing
+    DIR/manifest.csv            one row per candidate, kept or dropped (also manifest.jsonl)
+    DIR/<category>/SEED-INDEX.png
+    DIR/packed/                 with ``packed``: a packed dataset (synthetic train split, the
+                                run's real val and test splits)
+
+Every image is named ``SEED:INDEX[:CLASS][@TEMPERATURE]`` (``productgan.explore.latent.ImageName``):
+image INDEX of ``productgan generate --seed SEED --label CLASS --temperature T``. All categories
+draw from the one stream of latent vectors of the seed, each vector used once, so no two images
+share a vector.
+
+Typical use::
+
+    summary = synth_run("runs/00000-fashion-mnist-32", "synthetic", per_class=1000)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from productgan.data import PackedDataset
+from productgan.data.packed import SPLITS
+from productgan.errors import ProductganError, UsageError
+from productgan.explore.guardrails import (
+    CHECKS,
+    MAX_ATTEMPTS,
+    UNLABELLED,
+    Guardrails,
+    SynthResult,
+    check_settings,
+    guardrails_for,
+    synthesize,
+)
+from productgan.explore.latent import MAX_INDEX, ImageName
+from productgan.explore.neighbours import NeighbourIndex
+from productgan.files import check_writable, refuse_to_replace, replace_dir, staging_dir
+from productgan.generator.grid import to_pil
+from productgan.generator.output import file_safe
+from productgan.generator.sampler import Sampler, load_generator
+from productgan.run import load_run_config
+
+FORMAT = "productgan.explore.synth"
+FORMAT_VERSION = 1
+SUMMARY_FILE = "synth.json"
+MANIFEST_CSV = "manifest.csv"
+MANIFEST_JSONL = "manifest.jsonl"
+PACKED_DIR = "packed"
+# One per candidate: the record Selection.judge writes, with the file write_synth fills in.
+MANIFEST_COLUMNS = (
+    "name",
+    "file",
+    "category",
+    "seed",
+    "index",
+    "temperature",
+    "status",
+    "reason",
+    "flags",
+    "predicted",
+    "confidence",
+    "nearest_train_index",
+    "nearest_train_distance",
+    "nearest_train_thumbnail_distance",
+    "nearest_generated",
+    "nearest_generated_distance",
+    "copy_threshold",
+    "thumbnail_threshold",
+    "duplicate_threshold",
+    "min_confidence",
+)
+
+
+def check_request(conditional: bool, per_class: int | None, n: int | None, balance: bool) -> None:
+    """One sentence unless exactly one of ``per_class``, ``n`` and ``balance`` says how many
+    images to make, within bounds, and the generator has the categories it needs."""
+    given = [flag for flag, value in (("--per-class", per_class), ("--n", n)) if value is not None]
+    if len(given) + bool(balance) != 1:
+        raise UsageError(
+            "Say how many images to make with exactly one of --per-class N (each category), --n N (in all) "
+            "or --balance (top every category up to the largest)."
+        )
+    for flag, value in (("--per-class", per_class), ("--n", n)):
+        if value is not None and (isinstance(value, bool) or not 1 <= value <= MAX_INDEX):
+            raise UsageError(f"{flag} must be between 1 and {MAX_INDEX:,}, not {value}.")
+    if not conditional and n is None:
+        raise UsageError(
+            f"{given[0] if given else '--balance'} makes images by category, and this generator is not "
+            f"class-conditional; ask for --n N images instead, or train a generator with --conditional."
+        )
+
+
+def planned_counts(
+    sampler: Sampler,
+    train_labels: np.ndarray,
+    per_class: int | None = None,
+    n: int | None = None,
+    balance: bool = False,
+) -> dict[int | None, int]:
+    """Images to make per class index (None: the one key of an unconditional generator), from
+    exactly one of ``per_class``, ``n`` (split evenly over the categories) and ``balance`` (each
+    category topped up to the largest one in ``train_labels``, the run's training split)."""
+    check_request(sampler.conditional, per_class, n, balance)
+    if not sampler.conditional:
+        return {None: n}
+    classes = sampler.generator.num_classes
+    if per_class is not None:
+        counts = dict.fromkeys(range(classes), per_class)
+    elif n is not None:
+        counts = {c: n // classes + (c < n % classes) for c in range(classes)}
+    else:
+        held = np.bincount(np.asarray(train_labels, np.int64), minlength=classes)
+        counts = {c: int(held.max() - held[c]) for c in range(classes)}
+        if not any(counts.values()):
+            raise UsageError(
+                f"Every category of the run's training split already holds {int(held.max()):,} images, so "
+                f"--balance has nothing to add; use --per-class N to add N images to each."
+            )
+    total = sum(counts.values())
+    if total > MAX_INDEX:
+        raise UsageError(f"{total:,} images were asked for; one seed names at most {MAX_INDEX:,}, so ask for fewer.")
+    return {c: count for c, count in counts.items() if count > 0}
+
+
+def category_folders(names: list[str]) -> list[str]:
+    """A folder name for each category: the name made file-safe, never hidden, never one of
+    synth's own files, and distinct (a clash is told apart by the class index)."""
+    reserved = {SUMMARY_FILE, MANIFEST_CSV, MANIFEST_JSONL, PACKED_DIR}
+    folders = []
+    for name in names:
+        folder = file_safe(name)
+        if folder.startswith(".") or folder.casefold() in reserved:
+            folder = "_" + folder
+        folders.append(folder)
+    folded = [f.casefold() for f in folders]
+    return [f if folded.count(f.casefold()) == 1 else f"{i:02d}-{f}" for i, f in enumerate(folders)]
+
+
+def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
+    """``out`` as a Path when synth may write there, else one sentence: a new or empty folder,
+    or with ``overwrite`` an earlier synth output (never a folder of other files)."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the synthetic images.")
+    if out.is_dir() and any(out.iterdir()):
+        refuse_to_replace([out], overwrite)
+        if not (out / SUMMARY_FILE).is_file():
+            raise ProductganError(
+                f"{out} holds files synth did not write (it has no {SUMMARY_FILE}); --overwrite replaces only an "
+                f"earlier synth output, so choose another --out."
+            )
+    check_writable(out / SUMMARY_FILE)
+    return out
+
+
+def manifest_csv(records: list[dict[str, Any]]) -> str:
+    """The manifest as CSV text: a header row of ``MANIFEST_COLUMNS``, then one row per candidate."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return text.getvalue()
+
+
+def packed_dataset(result: SynthResult, sampler: Sampler, dataset: PackedDataset, meta: dict) -> PackedDataset:
+    """The kept images at training size as the train split, with the run's real val and test
+    splits: a packed dataset productgan trains and evaluates on as it does on prepare's."""
+    training_size = sampler.from_noise(
+        result.latents, "training", labels=None if result.labels is None else torch.from_numpy(result.labels)
+    ).numpy()
+    held_out = np.concatenate([dataset.indices("val"), dataset.indices("test")])
+    if result.labels is None:  # an unconditional generator: one class, real images included
+        class_names = [UNLABELLED]
+        synthetic_labels = np.zeros(len(training_size), np.int64)
+        real_labels = np.zeros(len(held_out), np.int64)
+    else:
+        class_names = list(sampler.class_names)
+        synthetic_labels, real_labels = result.labels, dataset.labels[held_out]
+    return PackedDataset(
+        images=np.concatenate([training_size, np.asarray(dataset.images[held_out])]),
+        labels=np.concatenate([synthetic_labels, real_labels]).astype(np.int64),
+        class_names=class_names,
+        split=np.concatenate([np.zeros(len(training_size), np.int8), dataset.split[held_out]]).astype(np.int8),
+        meta=meta,
+    )
+
+
+def write_synth(
+    result: SynthResult,
+    out: str | os.PathLike,
+    summary: dict[str, Any],
+    sampler: Sampler,
+    dataset: PackedDataset,
+    packed: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Write the image tree, both manifests, synth.json and (``packed``) the packed dataset into
+    a staging folder, then put it at ``out`` in one step: a crash leaves the old folder or the
+    new one. Fills in each kept record's ``file``."""
+    out = check_output(out, overwrite)
+    folders = category_folders(sampler.class_names) if sampler.conditional else [UNLABELLED]
+    width = max(6, len(str(max(r["index"] for r in result.records))))
+    files = {}
+    for position, name in enumerate(result.names):
+        parsed = ImageName.parse(name)
+        folder = folders[0] if result.labels is None else folders[int(result.labels[position])]
+        files[name] = f"{folder}/{parsed.seed}-{parsed.index:0{width}d}.png"
+    for record in result.records:
+        record["file"] = files.get(record["name"], "") if record["status"] == "kept" else ""
+    tmp = staging_dir(out)
+    try:
+        for folder in {files[name].partition("/")[0] for name in files}:
+            (tmp / folder).mkdir()
+        for position, name in enumerate(result.names):
+            to_pil(result.images[position]).save(tmp / files[name], format="PNG")
+        (tmp / MANIFEST_CSV).write_text(manifest_csv(result.records), encoding="utf-8")
+        lines = [json.dumps({column: r[column] for column in MANIFEST_COLUMNS}) for r in result.records]
+        (tmp / MANIFEST_JSONL).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        if packed:
+            meta = _packed_meta(summary, dataset)
+            packed_dataset(result, sampler, dataset, meta).save(tmp / PACKED_DIR)
+        # synth.json goes last: check_output keys on it.
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        return replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _packed_meta(summary: dict[str, Any], dataset: PackedDataset) -> dict[str, Any]:
+    keys = ("native_size", "fit", "padded_size", "pad", "background", "licence")
+    return {
+        **{k: dataset.meta[k] for k in keys if k in dataset.meta},
+        "source": f"productgan synth of {summary['run']}",
+        "synthetic": {
+            SPLITS[0]: f"generated by productgan synth (seed {summary['seed']}; {MANIFEST_CSV} names every image)",
+            SPLITS[1]: f"real: the val split of {dataset.meta.get('source', 'the run dataset')}",
+            SPLITS[2]: f"real: the test split of {dataset.meta.get('source', 'the run dataset')}",
+        },
+    }
+
+
+def synth_run(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    per_class: int | None = None,
+    n: int | None = None,
+    balance: bool = False,
+    seed: int = 0,
+    temperature: float = 1.0,
+    guardrails: bool = True,
+    packed: bool = False,
+    overwrite: bool = False,
+    max_attempts: int = MAX_ATTEMPTS,
+    device: str = "cpu",
+    progress: bool = True,
+    index: NeighbourIndex | None = None,
+) -> dict[str, Any]:
+    """``productgan synth``: make, check and write a labelled synthetic training set from the
+    generator of ``run_dir``; returns synth.json's contents. Arguments are checked and ``out``
+    judged before anything slow starts; ``index`` (the run's NeighbourIndex) is built when not given."""
+    started = time.perf_counter()
+    load_run_config(run_dir)  # one sentence when this is not a run
+    temperature = check_settings(seed, temperature, max_attempts)
+    check_output(out, overwrite)
+    sampler = load_generator(run_dir, device=device)
+    check_request(sampler.conditional, per_class, n, balance)
+    index = index or NeighbourIndex.from_run(run_dir, progress=progress, device=device)
+    train_labels = index.dataset.labels[index.dataset.indices("train")]
+    counts = planned_counts(sampler, train_labels, per_class, n, balance)
+    rails = guardrails_for(index, sampler, enabled=guardrails)
+    setup_seconds = time.perf_counter() - started
+    result = synthesize(sampler, index, counts, seed, temperature, rails, max_attempts, progress=progress)
+    summary = synth_summary(run_dir, sampler, rails, result, seed, temperature, per_class, n, balance, max_attempts)
+    summary["setup_seconds"] = round(setup_seconds, 3)  # the generator, the index, the thresholds
+    summary["files"]["packed"] = PACKED_DIR if packed else None
+    started = time.perf_counter()
+    summary["out"] = str(write_synth(result, out, summary, sampler, index.dataset, packed, overwrite))
+    summary["write_seconds"] = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def synth_summary(
+    run_dir: str | os.PathLike,
+    sampler: Sampler,
+    rails: Guardrails,
+    result: SynthResult,
+    seed: int,
+    temperature: float,
+    per_class: int | None,
+    n: int | None,
+    balance: bool,
+    max_attempts: int,
+) -> dict[str, Any]:
+    """synth.json: the request, the generator, the thresholds, and counts per category and reason."""
+    stats = result.stats
+    tried = sum(stats["tried"].values())
+    kept = sum(stats["kept"].values())
+    dropped = {reason: sum(d[reason] for d in stats["dropped"].values()) for reason in CHECKS}
+    flagged = {reason: sum(reason in r["flags"].split(";") for r in result.records) for reason in CHECKS}
+    request = (
+        {"per_class": per_class}
+        if per_class
+        else {"n": n}
+        if n
+        else {"balance": "every category topped up to the largest of the run's training split"}
+    )
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "run": str(Path(run_dir).resolve()),
+        "generator": {k: sampler.info.get(k) for k in ("dataset", "step", "images_seen", "ema", "seed")},
+        "request": {**request, "max_attempts": max_attempts},
+        "seed": seed,
+        "temperature": temperature,
+        "guardrails": rails.describe(),
+        "candidates": tried,
+        "kept": kept,
+        "dropped": dropped,
+        "flagged": flagged,
+        "drop_rates": {reason: round(dropped[reason] / tried, 6) if tried else 0.0 for reason in CHECKS},
+        "categories": {
+            name: {
+                "asked": stats["asked"][name],
+                "kept": stats["kept"][name],
+                "candidates": stats["tried"][name],
+                "dropped": stats["dropped"][name],
+            }
+            for name in stats["asked"]
+        },
+        "seconds": round(stats["seconds"], 3),  # generating, scoring and choosing; not setup or writing
+        "kept_per_second": round(kept / stats["seconds"], 1) if stats["seconds"] > 0 else None,
+        "files": {"manifest": [MANIFEST_CSV, MANIFEST_JSONL], "packed": None},
+    }

@@ -1,0 +1,91 @@
+"""The run layer: the run folder's every name, the config and dataset it records, the lock, the export.
+
+Everything that reads or writes a run folder goes through this package (``from productgan import
+run``; ``run.CONFIG_FILE``, ``run.locked``, ``run.export_run``): `folder.py` names the files and
+holds the lock, `records.py` reads and writes what the run records, `export.py` writes its
+generator.
+"""
+
+from productgan.run.export import (
+    checkpoint_generator,
+    evaluation_reports,
+    export_checkpoint,
+    export_final,
+    export_info,
+    export_run,
+    export_run_onnx,
+    export_step,
+    final_export_is_current,
+    refresh_model_card,
+)
+from productgan.run.folder import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    EVALUATION_DIR,
+    GENERATOR_DIR,
+    LAST_CHECKPOINT,
+    LOCK_FILE,
+    METRICS_FILE,
+    REALS_FILE,
+    REPORT_DIR,
+    RUN_NAMES,
+    SAMPLES_DIR,
+    TENSORBOARD_DIR,
+    append_metrics,
+    check_new_run_dir,
+    check_resumable,
+    dataset_slug,
+    evaluation_report_path,
+    locked,
+    new_run_dir,
+    require_run_dir,
+    sample_path,
+    trim_metrics,
+)
+from productgan.run.records import (
+    load_run_config,
+    open_new_dataset,
+    open_recorded_dataset,
+    open_run_dir,
+    record_config,
+)
+
+__all__ = [
+    "BEST_CHECKPOINT",
+    "CONFIG_FILE",
+    "EVALUATION_DIR",
+    "GENERATOR_DIR",
+    "LAST_CHECKPOINT",
+    "LOCK_FILE",
+    "METRICS_FILE",
+    "REALS_FILE",
+    "REPORT_DIR",
+    "RUN_NAMES",
+    "SAMPLES_DIR",
+    "TENSORBOARD_DIR",
+    "append_metrics",
+    "check_new_run_dir",
+    "check_resumable",
+    "checkpoint_generator",
+    "dataset_slug",
+    "evaluation_report_path",
+    "evaluation_reports",
+    "export_checkpoint",
+    "export_final",
+    "export_info",
+    "export_run",
+    "export_run_onnx",
+    "export_step",
+    "final_export_is_current",
+    "load_run_config",
+    "locked",
+    "new_run_dir",
+    "open_new_dataset",
+    "open_recorded_dataset",
+    "open_run_dir",
+    "record_config",
+    "refresh_model_card",
+    "require_run_dir",
+    "sample_path",
+    "trim_metrics",
+]
