@@ -6,16 +6,23 @@ VENV ?= .venv
 # for the CPU-only build, or TORCH="torch" / a CUDA wheel spec for a GPU.
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.productgan-installed
+# What running needs (torch and productgan), then what developing needs on top (the dev extra:
+# the test tools, the browser driver, every optional extra): `make demo` waits only for the first.
+RUN_STAMP := $(VENV)/.productgan-run
+DEV_STAMP := $(VENV)/.productgan-dev
 
 .PHONY: setup data browser demo test lint format bench clean-venv
 
-setup: $(STAMP)
+setup: $(DEV_STAMP)
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): $(RUN_STAMP)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
@@ -34,8 +41,13 @@ browser:
 
 # A short run on Fashion-MNIST that ends with a sample grid (a few minutes on a laptop CPU): the
 # recipe train chooses for the data by itself (the fmnist-32 preset), for 192,000 images.
-demo: setup data
+demo: $(RUN_STAMP) data
 	$(BIN)/productgan train --images 192000
+	@run=$$(ls -d runs/*/ | tail -n 1); run=$${run%/}; \
+	echo; echo "Next, with the run that was just written:"; \
+	echo "  $(BIN)/productgan generate $$run --n 64 --seed 7 --out sneakers.png --label Sneaker"; \
+	echo "  $(BIN)/productgan report $$run        # $$run/report/index.html: curves, grids, scores"; \
+	echo "  $(BIN)/pip install -e '.[serve]' && $(BIN)/productgan serve $$run   # the studio at http://127.0.0.1:8000/"
 
 test: setup
 	$(BIN)/python -m pytest

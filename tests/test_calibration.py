@@ -116,3 +116,55 @@ def test_a_precision_that_cannot_train_here_is_not_chosen(fake_packed, tmp_path)
 
     record = choose_precision(config, dataset, torch.device("cpu"), measure=measure)
     assert record["chosen"] == "fp32" and record["images_per_s"] == {"fp32": 300.0, "bf16": None}
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_busy_machine_trains_on_the_thread_count_that_measured_faster(
+    fake_packed, tmp_path, monkeypatch, two_threads
+):
+    dataset = PackedDataset.load(fake_packed)
+    config = resolve(tiny_config(fake_packed, tmp_path / "run"), dataset)
+    monkeypatch.setattr(calibration, "busy_elsewhere", lambda: 3.0)
+    timed = []
+
+    def measure(config, dataset, device, precision, batch):
+        timed.append(torch.get_num_threads())
+        return {2: 95.0, 1: 316.0}[torch.get_num_threads()]
+
+    record = calibration.choose_threads(config, dataset, torch.device("cpu"), measure=measure)
+    assert timed == [2, 1] and record["chosen"] == 1 and record["images_per_s"] == {2: 95.0, 1: 316.0}
+    assert config.train.threads == 1 and torch.get_num_threads() == 1
+    assert "Threads: 1 (3.0 CPUs busy elsewhere; measured 2 threads 95, 1 thread 316" in calibration.describe_threads(
+        record
+    )
+
+
+def test_an_idle_machine_keeps_the_default_count_without_timing(fake_packed, tmp_path, monkeypatch, two_threads):
+    dataset = PackedDataset.load(fake_packed)
+    config = resolve(tiny_config(fake_packed, tmp_path / "run"), dataset)
+    monkeypatch.setattr(calibration, "busy_elsewhere", lambda: 0.1)
+    record = calibration.choose_threads(config, dataset, torch.device("cpu"), measure=lambda *a: pytest.fail("timed"))
+    assert record["chosen"] == 2 and config.train.threads == 2
+
+
+def test_a_recorded_thread_count_is_kept_on_resume(fake_packed, tmp_path, monkeypatch, two_threads):
+    """config.yaml records the count train decided, and a resume trains with it whatever the
+    machine measures then."""
+    monkeypatch.setattr(calibration, "busy_elsewhere", lambda: 3.0)
+    monkeypatch.setattr(
+        calibration, "images_per_second", lambda c, d, dev, p, b: {2: 95.0, 1: 316.0}[torch.get_num_threads()]
+    )
+    train(tiny_config(fake_packed, tmp_path / "run", steps=2), progress=False)
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert recorded["train"]["threads"] == 1
+    torch.set_num_threads(2)
+    monkeypatch.setattr(calibration, "busy_elsewhere", lambda: pytest.fail("measured again on resume"))
+    resume(tmp_path / "run", steps=3, progress=False)
+    assert torch.get_num_threads() == 1

@@ -86,8 +86,8 @@ def conditional_run(fake_packed, tmp_path):
 
 def test_training_writes_a_grid_with_one_row_per_class(conditional_run):
     grid = Image.open(conditional_run / "samples" / "step-000006.png")
-    # 28x28 tiles with 2 px padding: 10 rows of 2.
-    assert grid.size == (2 * 30 + 2, 10 * 30 + 2)
+    # 28x28 tiles with 2 px padding: 10 rows of 2, each pixel repeated 3 times to make 640 or more.
+    assert grid.size == (3 * (2 * 30 + 2), 3 * (10 * 30 + 2))
     info = json.loads((conditional_run / "generator" / "config.json").read_text())
     assert info["num_classes"] == 10 and info["model"]["conditional"] is True
 

@@ -694,3 +694,15 @@ def test_the_old_import_path_still_loads_and_warns(run_dir):
         old = importlib.import_module("productgan.sampling")
     assert old.load_generator is load_generator and old.Sampler is Sampler
     assert torch.equal(old.load_generator(run_dir)(n=2, seed=0), load_generator(run_dir)(n=2, seed=0))
+
+
+def test_a_grid_is_enlarged_by_whole_pixels_to_a_readable_size(tmp_path):
+    from productgan.generator.grid import enlarge, save_grid
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 1, 28, 28), dtype=np.uint8)
+    small = make_grid(images)
+    big = enlarge(small, 400)  # 62 pixels: 7 times makes 434
+    assert big.shape[:2] == (434, 434) and np.array_equal(big[::7, ::7], small)
+    assert enlarge(small, 10) is small  # already large enough
+    assert enlarge(small, 10_000).shape[0] == small.shape[0] * 8  # at most 8 times
+    assert Image.open(save_grid(images, tmp_path / "g.png", least=400)).size == (434, 434)

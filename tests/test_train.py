@@ -533,3 +533,21 @@ def test_mode_seeking_changes_only_the_generators_update(fake_packed, tmp_path):
     assert all(torch.equal(d_off[k], d_on[k]) for k in d_off)
     assert not all(torch.equal(g_off[k], g_on[k]) for k in g_off)
     assert loss_on > loss_off + 0.5  # the term is near 1 / (image gap / latent gap), well above 0.5 at the start
+
+
+def test_identical_runs_record_the_same_config_in_their_checkpoints(fake_packed, tmp_path, monkeypatch):
+    """How auto precision was decided (rates, whether from the cache) stays in config.yaml, out of
+    the checkpoint: the first run measures, the second reads the cache, and their checkpoints'
+    configs are the same."""
+    from productgan.train import calibration
+
+    monkeypatch.setattr(calibration, "images_per_second", lambda config, dataset, device, precision, batch: 100.0)
+    for name in ("first", "second"):
+        config = tiny_config(fake_packed, tmp_path / name, steps=2)
+        config.train.precision = "auto"
+        train(config, progress=False)
+    first, second = checkpoint_of(tmp_path / "first"), checkpoint_of(tmp_path / "second")
+    assert first["config"]["train"]["precision_measured"] is None
+    assert {**first["config"], "out": None} == {**second["config"], "out": None}
+    recorded = [load_run_config(tmp_path / name).train.precision_measured for name in ("first", "second")]
+    assert [record["cached"] for record in recorded] == [False, True]

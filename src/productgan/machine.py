@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import time
 from pathlib import Path
 
 from productgan.errors import UsageError
@@ -98,3 +99,32 @@ def busy_cpus() -> float | None:
         return os.getloadavg()[0]
     except (OSError, AttributeError):
         return None
+
+
+def _busy_and_total_ticks() -> tuple[int, int]:
+    """The system's CPU time so far, in clock ticks: (busy, all), from /proc/stat's first line."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def _own_ticks() -> int:
+    """CPU time this process (all its threads) has used, in clock ticks."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def busy_elsewhere(seconds: float = 0.1) -> float | None:
+    """How many CPUs other processes keep busy right now: the system's busy time over ``seconds``
+    less this process's own, in CPUs (a measurement, not the load average, which lags a
+    minute behind); None where /proc cannot be read."""
+    try:
+        busy0, total0, own0 = *_busy_and_total_ticks(), _own_ticks()
+        time.sleep(seconds)
+        busy1, total1, own1 = *_busy_and_total_ticks(), _own_ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    cpus = os.cpu_count() or 1
+    return max(0.0, (busy1 - busy0 - (own1 - own0)) / (total1 - total0) * cpus)

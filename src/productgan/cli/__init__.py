@@ -15,7 +15,7 @@ import os
 import sys
 
 from productgan.cli import explore, images, reports, serving, training
-from productgan.cli.common import Command, normalise
+from productgan.cli.common import Command, normalise, share_busy_cpus
 from productgan.errors import ProductganError
 
 COMMANDS: dict[str, Command] = {
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"productgan: error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
+    if command != "train":  # train times its own step to decide (train/calibration.py)
+        share_busy_cpus()
     try:
         return COMMANDS[command].handler(args)
     except ProductganError as error:

@@ -9,7 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import torch
 from jsonargparse import ArgumentParser, Namespace
+
+from productgan.machine import busy_elsewhere, usable_cpus
 
 Result = TypeVar("Result")
 
@@ -37,6 +40,18 @@ class Command:
     name: str  # productgan NAME
     help: str  # its line in `productgan --help`, and the description of `productgan NAME --help`
     handler: Callable[[list[str]], int]  # takes the normalised arguments after NAME, returns the exit code
+
+
+def share_busy_cpus() -> int:
+    """Run torch on one thread when other processes already keep the CPUs busy (measured now, as
+    ``machine.busy_elsewhere``): its threads would wait for one another there, which cost
+    training two thirds of its speed beside three busy neighbours on 2 cores. ``train`` decides by
+    timing its own step instead (``train.calibration.choose_threads``). Returns the count used."""
+    cpus = torch.get_num_threads()
+    busy = busy_elsewhere(0.05) if cpus > 1 else None
+    if busy is not None and busy >= usable_cpus() - 0.5:
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
 
 
 def normalise(argv: list[str]) -> list[str]:

@@ -144,7 +144,8 @@ class TrainConfig:
             as recorded in a packed dataset).
         split_seed: Seed of the train / validation split, kept apart from the run seed so runs
             with different seeds see the same split (unset: 0, or as recorded).
-        threads: CPU threads for torch (0 leaves torch's default).
+        threads: CPU threads for torch; 0 decides at the start of the run, by measurement on a busy
+            machine (train/calibration.py), and records the count here in place of 0.
         eval_every: Steps between validation scores (fid_productgan of eval_n generated images
             against the validation split); 0 turns validation off. The best score keeps
             checkpoints/best.pt, and the export follows it.

@@ -46,5 +46,15 @@ def save_png(picture: np.ndarray, path: str | os.PathLike) -> Path:
     return write_atomic(path, lambda tmp: to_pil(picture).save(tmp, format="PNG"))
 
 
-def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int | None = None) -> Path:
-    return save_png(make_grid(images, nrow), path)
+def enlarge(picture: np.ndarray, least: int, most_times: int = 8) -> np.ndarray:
+    """``picture`` (H x W x C) with each pixel repeated the fewest whole times that make its
+    longer side ``least`` pixels or more (at most ``most_times``): a grid of 28-pixel images
+    becomes one a screen shows at a readable size, with no pixel blurred."""
+    times = max(1, min(most_times, math.ceil(least / max(picture.shape[:2]))))
+    return picture if times == 1 else picture.repeat(times, axis=0).repeat(times, axis=1)
+
+
+def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int | None = None, least: int = 0) -> Path:
+    """A grid of ``images`` as a PNG, enlarged to ``least`` pixels on its longer side when given."""
+    grid = make_grid(images, nrow)
+    return save_png(enlarge(grid, least) if least else grid, path)

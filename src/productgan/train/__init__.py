@@ -192,7 +192,7 @@ from productgan import run
 from productgan.config import RunConfig, resolve
 from productgan.errors import UsageError
 from productgan.train import distributed
-from productgan.train.calibration import choose_precision, describe_choice
+from productgan.train.calibration import choose_precision, choose_threads, describe_choice, describe_threads
 from productgan.train.device import setup_device
 from productgan.train.loop import Trainer
 
@@ -241,6 +241,9 @@ def resume(run_dir: str | Path, steps=None, images=None, minutes=None, progress:
 def _fit(config: RunConfig, run_dir: Path, dataset, context, progress: bool, resume: bool, doing: str) -> dict:
     try:
         device = setup_device(config.train, context)
+        threads = choose_threads(config, dataset, device, context)
+        if threads is not None and context.is_main and progress:
+            print(describe_threads(threads), file=sys.stderr)
         if config.train.precision == "auto":
             record = choose_precision(config, dataset, device, context)
             if context.is_main and progress:

@@ -26,7 +26,7 @@ from productgan.data import PackedDataset
 from productgan.errors import ProductganError
 from productgan.evaluator.cache import cache_root
 from productgan.files import write_text_atomic
-from productgan.machine import cpu_model
+from productgan.machine import busy_elsewhere, cpu_model
 from productgan.train import distributed
 from productgan.train.distributed import SINGLE, Context
 from productgan.train.logs import StepStats
@@ -149,6 +149,50 @@ def choose_precision(
     record = record or {"chosen": chosen, "device": device_name(device), "measured_on": "rank 0"}
     config.train.precision, config.train.precision_measured = chosen, record
     return record
+
+
+# Other processes keeping at least this many CPUs busy make the thread count worth measuring:
+# torch's threads then wait for one another, and one thread has trained three times as fast as two
+# beside three busy neighbours on a 2-core machine (docs/training.md, "A busy machine").
+BUSY_CPUS = 0.5
+
+
+def choose_threads(
+    config: RunConfig, dataset: PackedDataset, device: torch.device, context: Context = SINGLE, measure=None
+) -> dict[str, Any] | None:
+    """Decide ``--train.threads 0`` for a CPU run (in place: config.train.threads becomes the
+    count, so config.yaml records it and a resume trains with the same one); returns what the
+    decision rests on, or None where there was nothing to decide (a GPU, a count given, torchrun,
+    or torch already on one thread). On an idle machine the count is torch's default; when other
+    processes keep BUSY_CPUS or more busy, this run's own step is timed with the default count and
+    with one thread (a few seconds), and the faster is kept."""
+    default = torch.get_num_threads()
+    if device.type != "cpu" or config.train.threads > 0 or context.enabled or default == 1:
+        return None
+    busy = busy_elsewhere()
+    record: dict[str, Any] = {"chosen": default, "busy_cpus": busy, "images_per_s": None}
+    if busy is not None and busy >= BUSY_CPUS:
+        measure = measure or images_per_second
+        precision = "fp32" if config.train.precision == "auto" else config.train.precision
+        rates = {}
+        for threads in (default, 1):
+            torch.set_num_threads(threads)
+            rates[threads] = _timed(measure, config, dataset, device, precision, config.batch_size) or 0.0
+        record["chosen"], record["images_per_s"] = max(rates, key=rates.get), rates
+    torch.set_num_threads(record["chosen"])
+    config.train.threads = record["chosen"]
+    return record
+
+
+def describe_threads(record: dict[str, Any]) -> str:
+    """One line for the start of a run: the thread count and what it rests on."""
+    busy = "not measured" if record["busy_cpus"] is None else f"{record['busy_cpus']:.1f} CPUs busy elsewhere"
+    if not record["images_per_s"]:
+        return f"Threads: {record['chosen']} ({busy})."
+    rates = ", ".join(
+        f"{threads} thread{'s' * (threads > 1)} {rate:,.0f}" for threads, rate in record["images_per_s"].items()
+    )
+    return f"Threads: {record['chosen']} ({busy}; measured {rates} images/s)."
 
 
 def _timed(measure, config, dataset, device, precision: str, batch: int) -> float | None:

@@ -22,8 +22,8 @@ def setup_device(train: TrainConfig, context: Context = SINGLE) -> torch.device:
         device = resolve_device(train.device, "--train.device")
     if train.threads > 0:
         torch.set_num_threads(train.threads)
-    elif device.type == "cpu" and context.is_main:
-        warn_if_busy()
+    elif device.type == "cpu" and context.enabled and context.is_main:
+        warn_if_busy()  # one process alone decides its thread count by measurement (calibration)
     if device.type == "cuda":
         if device.index is not None:
             torch.cuda.set_device(device)  # streams, graphs and synchronisation use the current device

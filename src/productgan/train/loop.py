@@ -94,11 +94,20 @@ class Trainer:
             "batches_drawn": self.batches.batches_drawn,
             "elapsed_s": self.elapsed_s,
             **self.validator.state_dict(),
-            "config": to_dict(self.config),
+            "config": self._recorded_config(),
             "export_info": self.export_info(),
             "image_size": self.G.image_size,
             "channels": self.G.channels,
         }
+
+    def _recorded_config(self) -> dict[str, Any]:
+        """The config as the checkpoint holds it: the settings, without the record of how ``auto``
+        precision was decided (its rates and whether they came from the cache differ between
+        identical runs, which would keep their checkpoints from matching byte for byte;
+        config.yaml keeps it)."""
+        values = to_dict(self.config)
+        values["train"]["precision_measured"] = None
+        return values
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         try:

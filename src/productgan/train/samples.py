@@ -16,6 +16,10 @@ from productgan.generator.grid import save_grid
 from productgan.generator.latents import noise
 from productgan.models import Generator, eval_mode
 
+# Pixels on the longer side of the grids a run writes, at least: native 28-pixel images are
+# enlarged (each pixel repeated) so that a grid is readable on a screen as it is opened.
+GRID_PIXELS = 640
+
 
 class SampleGrid:
     """The same latent vectors at every sample step, so the grids show one run's progress. A
@@ -37,7 +41,7 @@ class SampleGrid:
         with eval_mode(generator):  # running BatchNorm statistics, and no update of them
             images = generator(self.noise, self.labels).float()
         images = to_uint8(to_native(images, self.meta), self.pixel_range).cpu().numpy()
-        return save_grid(images, run.sample_path(run_dir, step), nrow=self.columns)
+        return save_grid(images, run.sample_path(run_dir, step), nrow=self.columns, least=GRID_PIXELS)
 
 
 def save_reals(run_dir: Path, dataset: PackedDataset, count: int, seed: int) -> Path:
@@ -45,4 +49,4 @@ def save_reals(run_dir: Path, dataset: PackedDataset, count: int, seed: int) -> 
     rows = dataset.indices("train")
     picks = seeded_subset(len(rows), count, seed)
     images = to_native(torch.from_numpy(dataset.images[rows[picks]]).float(), dataset.meta)
-    return save_grid(to_uint8(images, (0, 255)).numpy(), run_dir / run.REALS_FILE)
+    return save_grid(to_uint8(images, (0, 255)).numpy(), run_dir / run.REALS_FILE, least=GRID_PIXELS)
