@@ -27,7 +27,7 @@ VARIANTS = {
     "hinge + spectral norm D": ["--loss.name", "hinge", "--model.d-norm", "spectral"],
     "least squares": ["--loss.name", "lsgan"],
     "R1 (gamma 0.1)": ["--loss.r1-gamma", "0.1"],
-    "DiffAugment": ["--train.augment", "true"],
+    "DiffAugment": ["--train.augment", "on"],
     "batch 128, lr 4e-4": ["--batch-size", "128", "--optim.lr-g", "4e-4", "--optim.lr-d", "4e-4"],
 }
 

@@ -1,6 +1,7 @@
-"""Small data: train on a stratified 1% of Fashion-MNIST with and without DiffAugment.
+"""Small data: train on a stratified 1% of Fashion-MNIST with DiffAugment off, on every image, and
+adaptive (``--augment off|on|auto``).
 
-Both runs see the same training images (1% of the 55,000-image train split: 550), the same steps
+The runs see the same training images (1% of the 55,000-image train split: 550), the same steps
 and seed, and are scored during training on the same 5,000 validation images (fid_productgan of
 2,000 generated images, with the evaluator productgan trains on the small train split, as a user
 with that data would get). The exported (best) generators are then scored on the test split with
@@ -10,13 +11,15 @@ images, the failure augmentation is meant to prevent. Prints a table and writes
 benchmarks/results/small_data.json.
 
     python benchmarks/small_data.py --fraction 0.01 --steps 3000
+    python benchmarks/small_data.py --arms off auto --steps 2000
+
+Each run also records the adaptive strength it ended with (``augment_p``, for ``auto``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -24,6 +27,7 @@ import numpy as np
 
 from productgan.config import RunConfig, TrainConfig
 from productgan.data import PackedDataset, open_dataset
+from productgan.machine import cpu_model, machine_label, usable_cpus
 from productgan.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,6 +82,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="runs/small-data", help="Folder for the dataset and both runs.")
     parser.add_argument("--n", type=int, default=5000, help="Generated images per test score.")
+    parser.add_argument("--arms", nargs="+", default=["off", "on", "auto"], choices=["off", "on", "auto"])
     args = parser.parse_args()
 
     work = Path(args.work)
@@ -86,8 +91,8 @@ def main() -> None:
     sizes = PackedDataset.load(data).split_sizes()
     print(f"dataset: {sizes['train']} train / {sizes['val']} val / {sizes['test']} test images")
     rows = []
-    for augment in (False, True):
-        name = "diffaugment" if augment else "plain"
+    for augment in args.arms:
+        name = {"off": "plain", "on": "diffaugment", "auto": "adaptive"}[augment]
         train_done = (work / name / "generator").is_dir()  # trained by an earlier call: score it again
         config = RunConfig(
             data=str(data),
@@ -103,6 +108,7 @@ def main() -> None:
         log = [json.loads(line) for line in (work / name / "metrics.jsonl").read_text().splitlines()]
         val = [r for r in log if "val_fid_productgan" in r]
         best = min(val, key=lambda r: r["val_fid_productgan"])
+        strength = [r["augment_p"] for r in log if "augment_p" in r]
         test = full_scores(work / name, small, args.n, args.seed)
         rows.append(
             {
@@ -114,6 +120,7 @@ def main() -> None:
                 "best_val_fid_productgan": best["val_fid_productgan"],
                 "best_val_recall": best["val_recall"],
                 "best_val_precision": best["val_precision"],
+                "final_augment_p": strength[-1] if strength else None,
                 "test_full_evaluator": test,
             }
         )
@@ -131,10 +138,12 @@ def main() -> None:
         "steps": args.steps,
         "seed": args.seed,
         "split_sizes": sizes,
-        "machine": platform.processor() or platform.machine(),
+        "machine": f"{cpu_model()}, {usable_cpus()} CPUs",
         "runs": rows,
     }
-    (RESULTS / "small_data.json").write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULTS / f"small_data-{machine_label()}-{'-'.join(args.arms)}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -130,3 +130,47 @@ def test_checkpoint_is_weights_only_and_atomic(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ProductganError, match="cannot be read"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_a_refused_pickle_of_any_protocol_never_quotes_torchs_advice_to_load_it_unsafely(tmp_path, capsys, protocol):
+    path = tmp_path / "last.pt"
+    with open(path, "wb") as file:
+        pickle.dump({"x": Payload()}, file, protocol=protocol)  # torch's guard stops at FRAME, naming nothing
+    with pytest.raises(ProductganError) as raised:
+        load_checkpoint(path)
+    message = str(raised.value)
+    assert PAYLOAD_MARK not in capsys.readouterr().out
+    assert "holds objects other than tensors and plain values (builtins.print)" in message, message
+    assert "weights_only" not in message and "Weights only" not in message and "succeed" not in message
+    assert message.count(". ") == 0
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"not a checkpoint", r"cannot be read \(its pickled data is damaged"),
+        (pickle.dumps({"step": 4}, protocol=4), "is a pickle that torch.save did not write"),
+    ],
+)
+def test_damaged_or_foreign_pickles_are_named_without_torchs_text(tmp_path, data, words):
+    path = tmp_path / "last.pt"
+    path.write_bytes(data)
+    with pytest.raises(ProductganError, match=words) as raised:
+        load_checkpoint(path)
+    assert "weights_only" not in str(raised.value) and "Weights only" not in str(raised.value)
+
+
+def test_inception_weights_refused_by_torch_never_quote_its_advice(tmp_path):
+    from productgan.metrics.inception import load_inception
+
+    for protocol in (2, 4):
+        path = tmp_path / f"evil{protocol}.pth"
+        path.write_bytes(pickle.dumps({"w": Payload()}, protocol=protocol))
+        with pytest.raises(ProductganError) as raised:
+            load_inception(path)
+        assert "weights_only" not in str(raised.value) and "Weights only" not in str(raised.value)
+    (tmp_path / "junk.pth").write_bytes(b"not weights")
+    with pytest.raises(ProductganError) as raised:
+        load_inception(tmp_path / "junk.pth")
+    assert "weights_only" not in str(raised.value) and "Weights only" not in str(raised.value)

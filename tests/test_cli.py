@@ -277,7 +277,7 @@ def test_products_preset_keeps_augmentation_on_unless_turned_off(fake_packed, tm
     from productgan.config import RunConfig, from_dict, preset_settings
 
     config = from_dict(RunConfig, preset_settings(preset))
-    assert (config.image_size, config.model.conditional, config.train.augment) == (size, True, True)
+    assert (config.image_size, config.model.conditional, config.train.augment) == (size, True, "on")
     run = tmp_path / "run"
     args = [
         "train",
@@ -297,7 +297,7 @@ def test_products_preset_keeps_augmentation_on_unless_turned_off(fake_packed, tm
         "10",
     ]
     assert main(args) == 0
-    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["augment"] is False
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["augment"] == "off"
 
 
 def test_the_data_chooses_the_recipe_unless_told_otherwise(fake_packed, tmp_path, capsys):
@@ -385,3 +385,51 @@ def test_the_preset_flag_and_the_python_preset_rule_give_the_same_config():
         given = {"data": "shop", "model": {"ngf": 16}, "train": {"augment": False}, "steps": 9}
         assert from_flags == from_dict(RunConfig, preset_settings(preset, given))
         assert from_flags.preset == preset and from_flags.model.conditional is True
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A two-step conditional run (helpers.train_tiny_run), shared by the tests of bad outputs."""
+    from helpers import train_tiny_run
+
+    return train_tiny_run(tmp_path_factory.mktemp("outputs"))
+
+
+def test_an_empty_out_is_refused_in_one_sentence_by_every_command(tiny_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # '' must never come to mean this folder
+    (tmp_path / "photo.png").write_bytes((tiny_run / "reals.png").read_bytes())
+    run = str(tiny_run)
+    for command, flag in (
+        (["generate", run, "--n", "2", "--overwrite"], "--out"),
+        (["interpolate", run, "--from", "1:1", "--to", "1:2"], "--out"),
+        (["variants", run, "--of", "7:3", "--n", "2"], "--out"),
+        (["variants", run, "--of", "7:3", "--n", "2", "--out", "v.png", "--save-latents"], "--save-latents"),
+        (["project", run, "photo.png", "--no-progress"], "--out"),
+        (["neighbours", run, "--no-progress"], "--out"),
+        (["synth", run, "--n", "4", "--no-progress"], "--out"),
+        (["evaluate", run, "--n", "10", "--no-progress"], "--out"),
+        (["report", run], "--out"),
+    ):
+        line = [*command, ""] if flag == "--save-latents" else [*command, "--out", ""]
+        assert main(line) == 2, command
+        err = capsys.readouterr().err
+        assert f"{flag} is empty" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_generate_overwrite_never_deletes_a_folder_of_someone_elses_pngs(tiny_run, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "holiday.png").write_bytes(b"mine")
+    args = ["generate", str(tiny_run), "--n", "2", "--out", str(folder)]
+    assert main([*args, "--overwrite"]) == 1
+    assert "(holiday.png), files productgan generate did not write" in capsys.readouterr().err
+    assert [p.name for p in folder.iterdir()] == ["holiday.png"]
+
+
+def test_yaml_anchors_in_any_commands_value_are_refused_before_jsonargparse_reads_them(tmp_path, capsys):
+    """jsonargparse reads a string given for a number as YAML: an alias bomb there would never end."""
+    bomb = "{a: &a [x, x], b: [*a, *a]}"
+    code = main(["generate", str(tmp_path), "--n", bomb, "--out", str(tmp_path / "x.png")])
+    assert code == 2 and "A value on the command line is refused: it uses the YAML anchor &a" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -9,9 +9,11 @@ import pytest
 
 from productgan.config import (
     LOSS_OPTIM_DEFAULTS,
+    ConfigRefused,
     LossConfig,
     RunConfig,
     TrainConfig,
+    load_config_yaml,
     parse_config,
     resolve,
     target_steps,
@@ -57,11 +59,12 @@ def _wgan() -> RunConfig:
 
 def test_resolve_takes_what_the_dataset_decides_and_records_it():
     config = resolve(RunConfig(batch_size=16), dataset(train=180, image_size=64, split={"val_size": 7, "seed": 3}))
-    assert config.image_size == 64 and config.train.augment is True  # 180 training images: below 500
+    assert config.image_size == 64 and config.train.augment == "auto"  # adaptive unless set
     assert (config.train.val_size, config.train.split_seed) == (7, 3)
-    assert resolve(RunConfig(batch_size=16), dataset(train=5000)).train.augment is False
+    assert resolve(RunConfig(batch_size=16), dataset(train=5000)).train.augment == "auto"
     off = RunConfig(batch_size=16, train=TrainConfig(augment=False))
-    assert resolve(off, dataset(train=20)).train.augment is False  # a choice given is kept
+    assert resolve(off, dataset(train=20)).train.augment == "off"  # a choice given is kept, as a mode
+    assert resolve(RunConfig(batch_size=16, train=TrainConfig(augment=True)), dataset()).train.augment == "on"
 
 
 def test_resolve_is_idempotent():
@@ -137,3 +140,78 @@ def test_the_config_package_imports_nothing_of_productgan_but_its_errors():
                 assert node.module == "productgan.errors" or node.module.startswith("productgan.config"), path
             elif isinstance(node, ast.Import):
                 assert not any(alias.name.startswith("productgan") for alias in node.names), path
+
+
+# --- hostile YAML (issue 34) ---------------------------------------------------------------
+
+# 332 bytes that expand to 10**9 strings: each line ten aliases of the one above.
+ALIAS_BOMB = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{name}: &{name} [{','.join(['*' + above] * 10)}]\n" for above, name in zip("abcdefgh", "bcdefghi")
+)
+DEEP = "steps: " + "[" * 20_000 + "]" * 20_000 + "\n"
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (ALIAS_BOMB, "uses the YAML anchor &a"),
+        ("a: 1\nb: *a\n", "uses the YAML alias"),
+        (DEEP, "nests values more than 20 levels deep"),
+        ("a:\n" + "".join(" " * depth + "- \n" for depth in range(1, 40)), "nests values"),
+        ("x" * 300_000, "characters"),
+    ],
+)
+def test_config_yaml_with_aliases_deep_nesting_or_no_end_is_refused_before_parsing(text, words):
+    def never(text):
+        raise AssertionError("parsed")
+
+    with pytest.raises(ConfigRefused, match=words):
+        load_config_yaml(text, loader=never)
+    assert len(ALIAS_BOMB.encode()) == 332
+
+
+def test_a_recorded_config_holding_yaml_in_a_string_value_is_refused():
+    # jsonargparse reads a string given for a number as YAML again, with aliases
+    values = to_dict(RunConfig())
+    values["model"]["nz"] = "{" + ", ".join(ALIAS_BOMB.splitlines()) + "}"
+    with pytest.raises(ValueError, match="model.nz|anchor &a"):
+        parse_config(values)
+    values["model"]["nz"] = "[" * 30 + "]" * 30
+    with pytest.raises(ValueError, match="nests values"):
+        parse_config(values)
+
+
+@pytest.mark.parametrize("option", ["--config", "--model", "--train"])
+def test_train_refuses_an_alias_bomb_or_deep_config_file_naming_it(tmp_path, capsys, option):
+    from productgan.cli import main
+
+    for name, text, words in (("bomb.yaml", ALIAS_BOMB, "anchor &a"), ("deep.yaml", DEEP, "nests values")):
+        path = tmp_path / name
+        path.write_text(text)
+        assert main(["train", option, str(path), "--steps", "1", "--out", str(tmp_path / "run")]) == 2
+        error = capsys.readouterr().err
+        assert f"The file {path} given to {option} is refused: it " in error and words in error, error
+        assert error.count(". ") == 0 and not (tmp_path / "run").exists()
+    nested = tmp_path / "nested.yaml"  # a --config inside a --config: the parser's own loader refuses it
+    nested.write_text(f"config: {tmp_path / 'bomb.yaml'}\n")
+    assert main(["train", "--config", str(nested), "--steps", "1", "--out", str(tmp_path / "run")]) == 2
+    assert "anchor &a" in capsys.readouterr().err
+
+
+def test_train_refuses_yaml_aliases_in_a_value_on_the_command_line(tmp_path, capsys):
+    from productgan.cli import main
+
+    bomb = "{" + ", ".join(ALIAS_BOMB.splitlines()) + "}"
+    assert main(["train", "--train.precision_measured", bomb, "--out", str(tmp_path / "run")]) == 2
+    assert "A value on the command line is refused: it uses the YAML anchor &a" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out", ["", "  "])
+def test_train_refuses_an_empty_out(tmp_path, capsys, monkeypatch, out):
+    from productgan.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", out, "--steps", "1", "--data", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert f"--out {out!r} names no folder" in error and error.count(". ") == 0
+    assert not (tmp_path / "runs").exists()

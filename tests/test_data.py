@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -325,7 +326,7 @@ def test_a_packed_dataset_gets_the_permissions_of_any_new_folder(fake_packed, tm
 
 def test_save_refuses_then_overwrites(fake_packed, fake_fmnist):
     smaller = build_fashion_mnist(fake_fmnist, val_size=10)
-    with pytest.raises(ProductganError, match="already exists; pass --overwrite"):
+    with pytest.raises(ProductganError, match="already exists; choose another --out or pass --overwrite"):
         smaller.save(fake_packed)
     assert PackedDataset.load(fake_packed).split_sizes()["val"] == 20
     smaller.save(fake_packed, overwrite=True)
@@ -338,7 +339,7 @@ def test_save_never_overwrites_other_folders(tmp_path, fake_fmnist):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
-    with pytest.raises(ProductganError, match="not a packed dataset"):
+    with pytest.raises(ProductganError, match=r"holds more than a packed dataset \(thesis.tex\)"):
         dataset.save(precious, overwrite=True)
     assert (precious / "thesis.tex").read_text() == "years of work"
     empty = tmp_path / "empty"
@@ -463,7 +464,7 @@ def test_open_dataset_rejects_anything_else(tmp_path):
 def test_prepare_checks_the_output_before_reading(fake_packed, tmp_path):
     with pytest.raises(ProductganError, match="already exists"):
         prepare(tmp_path / "no-such-source", fake_packed)
-    with pytest.raises(ProductganError, match="not a packed dataset"):
+    with pytest.raises(ProductganError, match="holds more than a packed dataset"):
         prepare(tmp_path / "no-such-source", tmp_path, overwrite=True)
 
 
@@ -487,3 +488,38 @@ def test_real_fashion_mnist():
     assert data.test_images.shape == (10000, 28, 28)
     np.testing.assert_array_equal(np.bincount(data.train_labels), [6000] * 10)
     np.testing.assert_array_equal(np.bincount(data.test_labels), [1000] * 10)
+
+
+def shut(monkeypatch, folder: Path) -> None:
+    """``folder`` as chmod 000 leaves it for anyone but root (the tests run as root): it cannot
+    be listed, and nothing inside it can be reached."""
+    real_scandir, real_stat = os.scandir, os.stat
+    inside = str(folder) + os.sep
+
+    def scandir(path="."):
+        if os.fspath(path).rstrip(os.sep) == str(folder):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    def stat(path, *args, **kwargs):
+        if os.fspath(path).startswith(inside):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "stat", stat)
+
+
+def test_an_unreadable_dataset_folder_is_named_not_a_file_inside_it(fake_packed, monkeypatch, tmp_path):
+    shut(monkeypatch, fake_packed)
+    for attempt in (lambda: open_dataset(fake_packed), lambda: prepare(fake_packed, tmp_path / "out")):
+        with pytest.raises(ProductganError, match=f"Cannot list {fake_packed} \\(Permission denied\\)") as raised:
+            attempt()
+        assert "dataset.json" not in str(raised.value)
+
+
+def test_a_packed_dataset_without_images_npy_says_so(fake_packed):
+    (fake_packed / "images.npy").unlink()
+    with pytest.raises(ProductganError, match=f"The packed dataset {fake_packed} lacks images.npy") as raised:
+        open_dataset(fake_packed)
+    assert "holds neither" not in str(raised.value) and str(raised.value).count(". ") == 0

@@ -43,7 +43,7 @@ def test_replace_dir_swaps_whole_folders(tmp_path, monkeypatch, exchange):
     from productgan import files
 
     if not exchange:  # systems without renameat2's exchange
-        monkeypatch.setattr(files, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(files.atomic, "_exchange", lambda a, b: False)
     out = tmp_path / "images"
     out.mkdir()
     (out / "old.png").write_text("old")
@@ -100,7 +100,7 @@ def test_a_failed_tensor_write_is_an_os_error_naming_the_file(tmp_path, monkeypa
 
     save_tensors({"w": torch.ones(2)}, tmp_path / "ok.safetensors")
     assert (tmp_path / "ok.safetensors").stat().st_mode & 0o777 == 0o666 & ~current_umask()
-    monkeypatch.setattr("productgan.files.save_file", full_disk)
+    monkeypatch.setattr("productgan.files.atomic.save_file", full_disk)
     with pytest.raises(OSError, match="No space left on device") as raised:
         save_tensors({"w": torch.ones(2)}, tmp_path / "model.safetensors")
     assert raised.value.filename == str(tmp_path / "model.safetensors")
@@ -166,3 +166,80 @@ def test_evaluate_finds_an_unwritable_out_before_evaluating(tmp_path, monkeypatc
     (run / "evaluation").write_text("a file where the reports' folder goes")
     assert cli.main(["evaluate", str(run)]) == 1
     assert str(run / "evaluation") in capsys.readouterr().err
+
+
+# --- Outputs: the one rule for folders, claims before the work, all or nothing (issue 34) ----------
+
+
+def test_a_folder_is_replaced_only_when_every_file_in_it_is_the_commands_own(tmp_path):
+    from productgan.errors import ProductganError, UsageError
+    from productgan.files import FolderKind, Outputs
+
+    kind = FolderKind("pictures", r"pic-\d+\.png")
+    out = tmp_path / "pics"
+    out.mkdir()
+    (out / "pic-1.png").write_text("old")
+    with pytest.raises(ProductganError, match="already exists; choose another --out or pass --overwrite"):
+        Outputs("draw").claim(out, overwrite=False, kind=kind)
+    with Outputs("draw") as outputs:  # only its own files: replaced with --overwrite
+        outputs.claim(out, overwrite=True, kind=kind)
+        outputs.write({out: lambda tmp: (tmp / "pic-2.png").write_text("new")})
+    assert [p.name for p in out.iterdir()] == ["pic-2.png"]
+    (out / "thesis.tex").write_text("mine")
+    (out / "notes").mkdir()
+    (out / "notes" / "a.txt").write_text("mine")
+    (out / "empty").mkdir()
+    with pytest.raises(ProductganError) as refused:
+        Outputs("draw").claim(out, overwrite=True, kind=kind)
+    message = str(refused.value)
+    assert "holds more than pictures (empty, notes/a.txt, thesis.tex)" in message and "productgan draw" in message
+    assert (out / "thesis.tex").read_text() == "mine" and (out / "notes" / "a.txt").exists()
+    with pytest.raises(UsageError, match="is a file"):
+        Outputs("draw").claim(out / "thesis.tex", overwrite=True, kind=kind)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pics"]  # no lock file left
+
+
+def test_outputs_are_written_all_or_nothing_and_a_full_disk_names_the_output(tmp_path):
+    from productgan.files import FolderKind, Outputs
+
+    first, folder = tmp_path / "a.npy", tmp_path / "made" / "deeper" / "frames"
+
+    def full_disk(tmp: Path) -> None:
+        (tmp / "frame-1.png").write_text("x")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as raised, Outputs("draw") as outputs:
+        outputs.claim(first)
+        outputs.claim(folder, kind=FolderKind("frames", r"frame-\d+\.png"))
+        outputs.write({first: lambda tmp: tmp.write_bytes(b"whole"), folder: full_disk})
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no a.npy, no folders made for it, no temporaries
+
+
+def test_a_second_writer_of_the_same_output_is_refused_at_once(tmp_path):
+    from productgan.errors import ProductganError
+    from productgan.files import Outputs
+
+    out = tmp_path / "set"
+    with Outputs("synth") as first:
+        first.claim(out)
+        with pytest.raises(ProductganError, match=rf"is being written by process {os.getpid()} \(productgan synth\)"):
+            Outputs("synth").claim(out)
+    with Outputs("synth") as second:  # free again once the first has ended
+        second.claim(out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_out_and_overlapping_outputs_are_refused(tmp_path):
+    from productgan.errors import UsageError
+    from productgan.files import Outputs
+
+    with pytest.raises(UsageError, match="--out is empty"):
+        Outputs("draw").claim("")
+    with pytest.raises(UsageError, match="--save-latents is empty"), Outputs("draw") as outputs:
+        outputs.claim(tmp_path / "grid.png")
+        outputs.claim("  ", flag="--save-latents")
+    with pytest.raises(UsageError, match="which draw also writes"), Outputs("draw") as outputs:
+        outputs.claim(tmp_path / "pics", kind=None)
+        outputs.claim(tmp_path / "pics" / "latents.npy", flag="--save-latents")
+    assert list(tmp_path.iterdir()) == []

@@ -270,7 +270,7 @@ def test_prepare_command_and_training_on_the_result(photos, tmp_path, capsys):
     config.train.grid_size = 4
     summary = train(config, progress=False)
     grid = Image.open(summary["samples"])
-    assert grid.mode == "RGB" and grid.size == (2 * 34 + 2, 2 * 34 + 2)  # 2 classes x 2 columns of 32 px
+    assert grid.mode == "RGB" and grid.size == (8 * (2 * 34 + 2),) * 2  # 2 classes x 2 columns of 32 px, 8 times
 
 
 def test_training_from_a_memory_mapped_dataset_matches_in_memory(packed, tmp_path, monkeypatch):
@@ -546,3 +546,13 @@ def test_a_folder_that_cannot_be_listed_does_not_look_like_photos(tmp_path, monk
 
     monkeypatch.setattr(Path, "iterdir", refuse)
     assert not looks_like_image_folder(tmp_path / "photos")  # no traceback
+
+
+def test_prepare_names_a_source_folder_it_cannot_read(photos, monkeypatch, tmp_path, capsys):
+    from test_data import shut
+
+    shut(monkeypatch, photos)
+    assert main(["prepare", str(photos), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    error = capsys.readouterr().err
+    assert f"Cannot list {photos} (Permission denied); check its permissions." in error, error
+    assert "dataset.json" not in error and not (tmp_path / "out").exists()

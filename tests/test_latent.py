@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -252,3 +253,78 @@ def test_a_vector_travels_inside_its_name(sampler):
     for bad in ("z:", "z:AAAA", "z:!!!!", vector_name(torch.full((8,), float("inf")), "Bag")):
         with pytest.raises(UsageError, match="bytes|NaN or infinite"):
             point(sampler, bad)
+
+
+def test_variants_overwrite_never_deletes_a_folder_of_other_files(tmp_path, conditional, capsys):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("mine")
+    args = ["variants", str(conditional), "--of", "7:3", "--n", "2", "--out", str(folder)]
+    assert main([*args, "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "thesis.tex" in err and "never replaces" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in folder.iterdir()] == ["thesis.tex"] and (folder / "thesis.tex").read_text() == "mine"
+    (folder / "thesis.tex").unlink()
+    assert main(args) == 0  # an empty folder is free
+    assert main(args) == 1 and "pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--seed", "1", "--overwrite"]) == 0  # its own earlier variants are replaced
+
+
+def test_variants_that_fail_leave_none_of_their_outputs(tmp_path, conditional, capsys, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    latents = tmp_path / "lat.npy"
+    args = ["variants", str(conditional), "--of", "7:3", "--n", "2", "--save-latents", str(latents)]
+    assert main([*args, "--out", str(blocker / "v.png")]) == 1  # its folder is a file: found before the work
+    assert str(blocker) in capsys.readouterr().err and not latents.exists()
+
+    saved = np.save
+
+    def full_disk(path, array, *rest, **options):
+        if str(path).endswith(".npy"):
+            raise OSError(28, "No space left on device")
+        return saved(path, array, *rest, **options)
+
+    monkeypatch.setattr(np, "save", full_disk)
+    assert main([*args, "--out", str(tmp_path / "v.png")]) == 1
+    assert f"No space left on device ({latents})" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no grid, no vectors, no temporaries
+
+
+def _npy_claiming(path, shape, descr="<f4", data=b""):
+    """A .npy file whose header claims ``shape``, followed by ``data`` only."""
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, {"descr": descr, "fortran_order": False, "shape": shape})
+        file.write(data)
+    return path
+
+
+def test_a_saved_vector_is_checked_by_its_header_before_it_is_loaded(tmp_path, conditional, capsys):
+    (tmp_path / "empty.npy").write_bytes(b"")
+    bad = {
+        _npy_claiming(tmp_path / "huge.npy", (10**12,), data=b"\0" * 16): "shape (1000000000000,)",
+        _npy_claiming(tmp_path / "huge2.npy", (1, 10**12)): "shape (1, 1000000000000)",
+        _npy_claiming(tmp_path / "short.npy", (8,), data=b"\0" * 16): "not a readable .npy array",
+        tmp_path / "empty.npy": "not a readable .npy array",
+    }
+    for path, words in bad.items():
+        with pytest.raises(UsageError, match=re.escape(words)) as raised:
+            load_latent(path, 8)
+        assert str(path) in str(raised.value) and str(raised.value).count(". ") == 0
+    for path, words in bad.items():
+        for args in (
+            ["interpolate", str(conditional), "--from", str(path) + ":Bag", "--to", "7:2", "--frames", "2"],
+            ["variants", str(conditional), "--of", str(path) + ":Bag", "--n", "2"],
+        ):
+            assert main([*args, "--out", str(tmp_path / "out.gif")]) == 2
+            err = capsys.readouterr().err
+            assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_image_name_ending_in_at_says_the_temperature_is_missing():
+    for text in ("7:3@", "7:3:Sneaker@", "7:3@ "):
+        with pytest.raises(UsageError, match="has no temperature after @") as raised:
+            ImageName.parse(text)
+        assert "nan" not in str(raised.value)
+    with pytest.raises(UsageError, match="not 'warm'"):
+        ImageName.parse("7:3@warm")

@@ -176,3 +176,125 @@ def test_project_command_writes_a_folder_that_walks_start_from(tiny_run, index, 
     bad = ["project", str(tiny_run), str(tmp_path / "junk.png"), "--out", str(tmp_path / "p2"), "--no-progress"]
     assert main(bad) == 2
     assert "cannot be used" in capsys.readouterr().err and not (tmp_path / "p2").exists()
+
+
+def header_only_png(width: int, height: int) -> bytes:
+    """A PNG that says it is ``width`` x ``height`` and holds a few bytes of pixels: enough for
+    Pillow to read its size."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_project_and_neighbours_judge_every_input_before_building_the_index(tiny_run, tmp_path, monkeypatch, capsys):
+    def no_index(*args, **kwargs):
+        raise AssertionError("the neighbour index was built before the inputs were checked")
+
+    monkeypatch.setattr(NeighbourIndex, "from_run", no_index)
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(np.zeros((28, 28), np.uint8)))
+    (tmp_path / "empty.png").write_bytes(b"")
+    noise = png_bytes(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8))
+    (tmp_path / "cut.png").write_bytes(noise[: len(noise) // 2])
+    (tmp_path / "huge.png").write_bytes(header_only_png(20_000, 20_000))
+    (tmp_path / "a-file").write_text("x")
+    out = ["--out", str(tmp_path / "p")]
+    for photo_path, flags, words in (
+        (tmp_path / "empty.png", out, "empty file"),
+        (tmp_path / "cut.png", out, "damaged or truncated"),
+        (tmp_path / "huge.png", out, "too large"),
+        (photo, ["--out", str(tmp_path / "a-file")], "is a file"),
+        (photo, [*out, "--steps", "100000"], "--steps must be between 1 and"),
+        (photo, [*out, "--restarts", "0"], "--restarts must be between 1 and"),
+        (photo, [*out, "--label", "Spaceship"], "Unknown class"),
+    ):
+        assert main(["project", str(tiny_run), str(photo_path), *flags, "--no-progress"]) == 2, words
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1
+    sheet = ["neighbours", str(tiny_run), "--out", str(tmp_path / "s.png"), "--no-progress"]
+    assert main([*sheet, "--k", "0"]) == 2 and "--k (neighbours per image) must be" in capsys.readouterr().err
+    assert main([*sheet, "--of", "nope"]) == 2 and "names no image" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "cut.png", "empty.png", "huge.png", "photo.png"]
+
+
+def test_neighbours_that_fail_leave_no_sheet(tiny_run, tmp_path, capsys):
+    out = tmp_path / "sheet.png"
+    (tmp_path / "sheet.json").mkdir()  # where its records would go: refused before any work
+    args = ["neighbours", str(tiny_run), "--of", "0:1", "--out", str(out), "--no-progress", "--overwrite"]
+    assert main(args) == 1
+    assert str(tmp_path / "sheet.json") in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.json"]
+
+
+def test_the_index_is_built_batch_by_batch_in_float32(tiny_run, index, tmp_path, monkeypatch):
+    """No split is held whole as images, nor its features or thumbnails twice: each is one float32
+    array filled BUILD_BATCH images at a time (whole splits in float64 took a Fashion-MNIST
+    index to 1.4 GB)."""
+    import torch
+
+    import productgan.explore.neighbours as module
+
+    monkeypatch.setenv("PRODUCTGAN_CACHE", str(tmp_path))  # features computed, not read from the cache
+    monkeypatch.setattr(module, "BUILD_BATCH", 16)
+    made = []
+    original = module.native_images
+    monkeypatch.setattr(
+        module,
+        "native_images",
+        lambda dataset, split, *args: made.append(len(dataset.indices(split))) or original(dataset, split, *args),
+    )
+    batched = NeighbourIndex.from_run(tiny_run)
+    assert made and max(made) <= 16 and sum(made) == 2 * (180 + 20)  # features, then thumbnails
+    assert batched.features.dtype == batched.thumbnails.dtype == index.features.dtype == torch.float32
+    assert torch.allclose(batched.features, index.features, atol=1e-5)
+    assert torch.equal(batched.thumbnails, index.thumbnails)
+    assert batched.threshold == pytest.approx(index.threshold) and batched.pixel_threshold == index.pixel_threshold
+
+
+def test_nearest_in_tiles_is_the_whole_answer(monkeypatch):
+    import torch
+
+    import productgan.explore.neighbours as module
+
+    monkeypatch.setattr(module, "QUERY_ROWS", 3)
+    monkeypatch.setattr(module, "REFERENCE_ROWS", 5)  # tiles of 3 x 5, the last ones short
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.randn(23, 6, generator=generator)  # float32, as the index keeps it
+    queries = torch.cat([torch.randn(7, 6, generator=generator), reference[[4, 17]]])
+    distances, positions = module.nearest(queries, reference, 4)
+    expected = torch.cdist(queries.double(), reference.double()).topk(4, dim=1, largest=False)
+    assert distances.dtype == torch.float64 and torch.equal(positions, expected.indices)
+    assert torch.allclose(distances, expected.values, atol=1e-9)
+    assert torch.equal(positions[-2:, 0], torch.tensor([4, 17])) and (distances[-2:, 0] == 0).all()  # copies at 0
+
+
+def test_a_build_stops_between_batches_once_asked(tiny_run, tmp_path, monkeypatch):
+    import threading
+
+    import productgan.explore.neighbours as module
+
+    monkeypatch.setenv("PRODUCTGAN_CACHE", str(tmp_path))
+    monkeypatch.setattr(module, "BUILD_BATCH", 16)
+    stop = threading.Event()
+    batches = []
+    original = module.extract_features
+
+    def counted(net, images):
+        batches.append(len(images))
+        if len(batches) == 3:
+            stop.set()  # as the server's Ctrl-C does, from another thread
+        return original(net, images)
+
+    monkeypatch.setattr(module, "extract_features", counted)
+    with pytest.raises(module.BuildStopped):
+        NeighbourIndex.from_run(tiny_run, stop=stop)
+    assert batches == [16, 16, 16]  # not one batch more
+    assert not list(tmp_path.rglob("*.npy"))  # nothing half-made is cached
+    with pytest.raises(module.BuildStopped):
+        NeighbourIndex.from_run(tiny_run, stop=stop)  # set before: nothing is computed
+    assert batches == [16, 16, 16]

@@ -24,11 +24,19 @@ def test_report_embeds_curves_grids_and_evaluation(fake_packed, tmp_path, monkey
     page = build_report(run)
     text = page.read_text()
     assert page == run / "report" / "index.html"
-    for figure in ("losses.png", "discriminator.png", "speed.png", "validation.png", "validation_pr.png"):
+    figures = (
+        "losses.png",
+        "discriminator.png",
+        "augmentation.png",
+        "speed.png",
+        "validation.png",
+        "validation_pr.png",
+    )
+    for figure in figures:
         assert (page.parent / figure).is_file(), figure
     images = re.findall(r'src="data:image/png;base64,', text)
-    # 5 figures + final grid + reals + labelled grid + neighbours sheet + the sample grids of steps 3 and 4
-    assert len(images) == 5 + 2 + 1 + 1 + 2
+    # 6 figures + final grid + reals + labelled grid + neighbours sheet + the sample grids of steps 3 and 4
+    assert len(images) == 6 + 2 + 1 + 1 + 2
     assert (page.parent / "labelled_samples.png").is_file()
     assert "Nearest training images" in text and "likely copies" in text
     assert "the class the evaluator sees in it" in text  # evaluate cached the evaluator

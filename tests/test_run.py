@@ -16,6 +16,7 @@ import yaml
 from helpers import dead_pid, tiny_config
 from safetensors.torch import load_file
 
+from productgan.cli import main
 from productgan.config import to_dict
 from productgan.errors import ProductganError
 from productgan.files import temp_prefix
@@ -203,3 +204,27 @@ def test_a_damaged_packed_dataset_chooses_no_recipe(tmp_path):
         (tmp_path / "dataset.json").write_text(text)
         (tmp_path / "images.npy").write_bytes(b"")
         assert preset_for(str(tmp_path)) is None  # opening it names the problem
+
+
+def _hostile_config_yaml():
+    alias_bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{name}: &{name} [{','.join(['*' + above] * 10)}]\n" for above, name in zip("abcdefgh", "bcdefghi")
+    )
+    return [
+        (alias_bomb, "it uses the YAML anchor &a"),
+        ("steps: " + "[" * 20_000 + "]" * 20_000 + "\n", "it nests values more than 20 levels deep"),
+        ("train:\n  x: " + "{a: " * 5_000 + "1" + "}" * 5_000 + "\n", "it nests values"),
+    ]
+
+
+@pytest.mark.parametrize("text, reason", _hostile_config_yaml())
+def test_a_config_yaml_of_aliases_or_deep_nesting_is_refused_in_one_sentence(tmp_path, capsys, text, reason):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(text)
+    with pytest.raises(ProductganError, match=f"config.yaml is damaged \\({reason}"):
+        load_run_config(run)
+    for command in (["train", "--resume", str(run)], ["evaluate", str(run), "--no-progress"]):
+        assert main(command) == 1
+        error = capsys.readouterr().err
+        assert f"config.yaml is damaged ({reason}" in error and "Traceback" not in error, error

@@ -706,3 +706,63 @@ def test_a_grid_is_enlarged_by_whole_pixels_to_a_readable_size(tmp_path):
     assert enlarge(small, 10) is small  # already large enough
     assert enlarge(small, 10_000).shape[0] == small.shape[0] * 8  # at most 8 times
     assert Image.open(save_grid(images, tmp_path / "g.png", least=400)).size == (434, 434)
+
+
+# --- the weights' SHA-256 and finite weights (issue 34) ------------------------------------
+
+
+def test_export_records_the_weights_sha256_and_refuses_flipped_bytes(export_dir, capsys):
+    import hashlib
+
+    weights = export_dir / WEIGHTS_FILE
+    config = json.loads((export_dir / CONFIG_FILE).read_text())
+    assert config["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    data = bytearray(weights.read_bytes())
+    for offset in range(len(data) - 64, len(data)):  # 64 bytes of tensor data: still a readable file
+        data[offset] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ProductganError, match="is not the file that was exported") as error:
+        load_generator(export_dir)
+    assert str(weights) in str(error.value) and str(error.value).count(". ") == 0
+    assert main(["generate", str(export_dir), "--n", "2", "--out", str(export_dir.parent / "g.png")]) == 1
+    assert "is not the file that was exported" in capsys.readouterr().err
+
+
+def test_an_export_without_the_sha256_field_loads_as_before(export_dir, generator):
+    config = json.loads((export_dir / CONFIG_FILE).read_text())
+    del config["weights_sha256"]
+    (export_dir / CONFIG_FILE).write_text(json.dumps(config))
+    assert torch.equal(load_generator(export_dir)(2, seed=0), by_hand(generator, 2, 0))
+    _edit_config(export_dir, weights_sha256="abc")
+    with pytest.raises(ProductganError, match="'weights_sha256'"):
+        load_generator(export_dir)
+
+
+def test_save_pretrained_records_the_hash_of_its_own_weights(export_dir, tmp_path):
+    sampler = load_generator(export_dir)
+    sampler.info["weights_sha256"] = "0" * 64  # what was loaded never replaces what is written
+    out = sampler.save_pretrained(tmp_path / "again")
+    assert load_generator(out)(1, seed=0).shape[0] == 1
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_at_export_and_at_load(export_dir, generator, tmp_path, value):
+    from safetensors.torch import load_file, save_file
+
+    broken = copy.deepcopy(generator)
+    with torch.no_grad():
+        next(broken.parameters()).view(-1)[0] = value
+    with pytest.raises(ProductganError, match="NaN or infinite values") as error:
+        write_export(broken, tmp_path / "broken", FMNIST_INFO)
+    assert not (tmp_path / "broken").exists() and str(error.value).count(". ") == 0
+    # An export written without the check (an older productgan) is refused when loaded.
+    state = load_file(export_dir / WEIGHTS_FILE)
+    name = next(iter(k for k, v in state.items() if v.is_floating_point()))
+    state[name].view(-1)[0] = value
+    save_file(state, str(export_dir / WEIGHTS_FILE), metadata={"format": "productgan-generator"})
+    config = json.loads((export_dir / CONFIG_FILE).read_text())
+    del config["weights_sha256"]
+    (export_dir / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(ProductganError, match=f"holds NaN or infinite weights \\(in {name}\\)") as error:
+        load_generator(export_dir)
+    assert str(error.value).count(". ") == 0

@@ -27,6 +27,7 @@ from productgan.models import Generator, init_weights
 pytest.importorskip("fastapi")
 TestClient = pytest.importorskip("fastapi.testclient").TestClient  # needs httpx2 (the dev extra)
 
+from productgan.serve import app as serve_app  # noqa: E402
 from productgan.serve import create_app  # noqa: E402
 from productgan.serve.app import check_port, local_url  # noqa: E402
 from productgan.serve.service import MAX_INDEX  # noqa: E402
@@ -349,35 +350,38 @@ def test_an_unconditional_generator_refuses_a_category(tmp_path):
     )
 
 
-def test_serve_command_loads_then_runs_uvicorn(conditional_export, monkeypatch, capsys):
-    import uvicorn
-
+def recorded_server(monkeypatch) -> list:
+    """Replace the server's run by a record of (app, announcement, uvicorn's settings)."""
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
+    monkeypatch.setattr(
+        serve_app, "run_server", lambda app, announcement, **kwargs: calls.append((app, announcement, kwargs))
+    )
+    return calls
+
+
+def test_serve_command_loads_then_runs_uvicorn(conditional_export, monkeypatch):
+    calls = recorded_server(monkeypatch)
     assert main(["serve", str(conditional_export), "--port", "0", "--max-images", "8"]) == 0
-    ((app, kwargs),) = calls
+    ((app, announcement, kwargs),) = calls
     assert kwargs["host"] == "127.0.0.1" and 0 < kwargs["port"] < 65536  # port 0: a free one, chosen and named
     assert TestClient(app).get("/info").json()["max_images"] == 8
-    assert f"at http://127.0.0.1:{kwargs['port']}/" in capsys.readouterr().out
+    assert f"at http://127.0.0.1:{kwargs['port']}/" in announcement
     assert kwargs["http"].request_timeout == 10 and kwargs["timeout_keep_alive"] == 5 and kwargs["root_path"] == ""
 
 
-def test_serve_command_passes_its_limits(conditional_export, monkeypatch, capsys):
-    import uvicorn
-
-    calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
+def test_serve_command_passes_its_limits(conditional_export, monkeypatch):
+    calls = recorded_server(monkeypatch)
     flags = ["--port", "0", "--workers", "3", "--queue", "5", "--request-timeout", "2.5", "--root-path", "/gan/"]
     origins = ["--cors-origin", "https://a.example", "--cors-origin", "http://b.example:8080"]
     assert main(["serve", str(conditional_export), *flags, *origins]) == 0
-    ((app, kwargs),) = calls
+    ((app, announcement, kwargs),) = calls
     assert kwargs["http"].request_timeout == 2.5 and kwargs["root_path"] == "/gan"
     work = app.state.service.work
     assert (work.workers, work.queue) == (3, 5)
     client = TestClient(app)
     for origin in ("https://a.example", "http://b.example:8080"):
         assert client.get("/health", headers={"Origin": origin}).headers["access-control-allow-origin"] == origin
-    assert "behind the proxy at /gan/" in capsys.readouterr().out
+    assert "behind the proxy at /gan/" in announcement
 
 
 @pytest.mark.parametrize(
@@ -396,9 +400,7 @@ def test_the_start_up_line_names_a_url_that_opens(host, url):
 
 
 def test_serve_command_errors_are_one_sentence(tmp_path, conditional_export, monkeypatch, capsys):
-    import uvicorn
-
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: pytest.fail("must not start"))
+    monkeypatch.setattr(serve_app, "run_server", lambda *args, **kwargs: pytest.fail("must not start"))
     assert main(["serve", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
     with socket.socket() as busy:
@@ -450,3 +452,59 @@ def test_a_missing_fastapi_is_named_with_the_extra(conditional_export):
     assert (
         "productgan serve needs FastAPI, uvicorn and fastapi-offline: pip install 'productgan[serve]'." in done.stderr
     )
+
+
+def damaged_run(folder, config_text: str):
+    """A run folder that serves images (the export of ``export``) and whose config.yaml holds
+    ``config_text``."""
+    export(folder / "generator", conditional=True)
+    (folder / "config.yaml").write_text(config_text)
+    return folder
+
+
+def assert_index_problem(client, reason: str) -> None:
+    """Every route over the training data answers 404 and the one sentence that names ``reason``."""
+    photo = io.BytesIO()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(photo, format="PNG")
+    answers = [
+        client.get("/neighbours.json", params={"of": "0:1"}),
+        client.get("/neighbours.png", params={"of": "0:1"}),
+        client.get("/training/0.png"),
+        client.post("/project", files={"photo": ("photo.png", photo.getvalue(), "image/png")}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 404, answer.text
+        detail = answer.json()["detail"]
+        assert detail.startswith("The run's training images cannot be compared with (") and reason in detail, detail
+        assert detail.endswith("nearest training images and projection are off.")
+
+
+def test_a_damaged_run_folder_gets_one_sentence_not_a_500(tmp_path):
+    run = damaged_run(tmp_path / "run", "data: " + "[" * 20_000 + "]" * 20_000 + "\n")
+    with TestClient(create_app(run)) as client:  # the start-up warm-up meets the problem first
+        assert client.get("/images.png", params={"n": 2}).status_code == 200  # the generator still serves
+        assert_index_problem(client, "config.yaml")
+
+
+@pytest.mark.parametrize(
+    "error, reason",
+    [
+        (RuntimeError("boom\nmore"), "the run folder seems damaged: RuntimeError: boom"),
+        (RecursionError("maximum recursion depth exceeded"), "RecursionError: maximum recursion depth exceeded"),
+        (ValueError(""), "the run folder seems damaged: ValueError)"),
+        (MemoryError(), "there is not enough free memory to build it"),
+    ],
+)
+def test_any_error_building_the_index_is_one_sentence(tmp_path, monkeypatch, error, reason):
+    from productgan.serve.service import NeighbourIndex
+
+    calls = []
+
+    def fail(*args, **kwargs):
+        calls.append(args)
+        raise error
+
+    monkeypatch.setattr(NeighbourIndex, "from_run", fail)
+    client = TestClient(create_app(damaged_run(tmp_path / "run", "a: 1\n")))
+    assert_index_problem(client, reason)
+    assert len(calls) == 1  # the sentence is kept: the folder is not read again per request

@@ -1,13 +1,20 @@
 """productgan serve under load and abuse, on a live uvicorn server: image requests queue within a
 bound and are refused beyond it with 503 and Retry-After, /health answers at once meanwhile, and a
-client that sends its request slowly, or never finishes it, is disconnected."""
+client that sends its request slowly, or never finishes it, is disconnected; and `productgan serve`
+in a process of its own: Ctrl-C while it builds its index, and the start-up line once it listens."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
+import re
+import select
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +26,7 @@ import pytest
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
+from helpers import train_tiny_run  # noqa: E402
 from test_serve import export  # noqa: E402
 
 from productgan.serve import create_app  # noqa: E402
@@ -212,3 +220,94 @@ def test_behind_a_proxy_that_strips_the_root_path(conditional_export):
             and get(port, "/static/swagger-ui-bundle.js")[0] == 200
         )
         assert json.loads(get(port, "/openapi.json")[2])["servers"] == [{"url": "/gan"}]
+
+
+# ``productgan serve`` in a process of its own, with a change made first (``python -c``); argv: the command.
+SERVE_WITH = """
+import sys
+{change}
+from productgan.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+# An index build that takes 0.05 s an image, spent in torch's native code as a real build's is, in
+# batches of 4 (BUILD_BATCH, the build's own test seam): some 10 s for the tiny run's 200 images.
+SLOW_BUILD = """
+import time
+import torch
+import productgan.explore.neighbours as neighbours
+original = neighbours.extract_features
+def slow(net, images, *args):
+    square = torch.ones(200, 200)
+    for _ in range(len(images)):
+        until = time.perf_counter() + 0.05
+        while time.perf_counter() < until:
+            torch.mm(square, square)
+    return original(net, images, *args)
+neighbours.extract_features = slow
+neighbours.BUILD_BATCH = 4
+"""
+# uvicorn half a second slower to listen (its configuration loads late).
+SLOW_LISTEN = """
+import time
+import uvicorn
+load = uvicorn.Config.load
+def slow_load(self):
+    time.sleep(0.5)
+    return load(self)
+uvicorn.Config.load = slow_load
+"""
+
+
+@contextmanager
+def serve_process(change: str, source, env: dict[str, str] | None = None):
+    """``productgan serve source --port 0`` after ``change``, started; yields (process, the port of
+    its start-up line) once it has printed that line, and kills it if the test leaves it running."""
+    script = SERVE_WITH.format(change=change)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, "serve", str(source), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        assert select.select([process.stdout], [], [], 120)[0], "serve printed nothing"
+        line = process.stdout.readline()
+        found = re.search(r"at http://127\.0\.0\.1:(\d+)/", line)
+        assert found, (line, process.stderr.read() if process.poll() is not None else "")
+        yield process, int(found.group(1))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return train_tiny_run(tmp_path_factory.mktemp("limits-run"))
+
+
+def test_ctrl_c_while_the_index_is_built_stops_cleanly(tiny_run, tmp_path):
+    """A Ctrl-C during the start-up's index build used to abort the process ("terminate called
+    without an active exception", 134): the build thread was still in torch when Python exited."""
+    cache = tmp_path / "cache"  # a cache of its own: the features are computed, slowly
+    with serve_process(SLOW_BUILD, tiny_run, {"PRODUCTGAN_CACHE": str(cache)}) as (process, port):
+        sleep(1.5)  # the build is under way (its features take some 10 s)
+        assert process.poll() is None
+        process.send_signal(signal.SIGINT)
+        start = perf_counter()
+        _, err = process.communicate(timeout=60)
+    assert "terminate called" not in err and "Traceback" not in err, err
+    assert process.returncode == 0, err
+    assert perf_counter() - start < 10  # stopped at a batch's end, not at the build's
+    assert not list(cache.rglob("*.npy"))  # it was stopped before the training features were made
+
+
+def test_the_start_up_line_is_printed_once_the_server_listens(conditional_export):
+    with serve_process(SLOW_LISTEN, conditional_export) as (process, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=5):  # refused if the line came first
+            pass
+        assert get(port, "/health")[0] == 200
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err

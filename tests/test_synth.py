@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -267,7 +268,7 @@ def test_synth_cli_refuses_to_replace_and_a_failed_write_keeps_the_old_output(se
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
     assert main(["synth", run_dir, "--out", str(mine), "--n", "10", "--no-progress", "--overwrite"]) == 1
-    assert "holds files synth did not write" in capsys.readouterr().err
+    assert "(notes.txt), files productgan synth did not write" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
@@ -307,3 +308,51 @@ def test_an_unconditional_generator_makes_n_images_and_refuses_categories(setup,
         assert name.label is None and row["file"].startswith("unlabelled/")
         pixels = np.asarray(Image.open(tmp_path / "out" / row["file"]))[None]
         assert np.array_equal(pixels, sampler(name.index + 1, seed=2)[-1].numpy())
+
+
+def test_synth_overwrite_never_deletes_files_a_user_added_to_its_output(setup, tmp_path, capsys):
+    run_dir = str(setup[0])
+    out = tmp_path / "synthetic"
+    args = ["synth", run_dir, "--out", str(out), "--n", "10", "--no-progress"]
+    assert main(args) == 0
+    (out / "my_labels_checked.csv").write_text("file,label\n")
+    kept = next(p for p in out.iterdir() if p.is_dir())
+    (kept / "my_photo.png").write_bytes(b"mine")
+    capsys.readouterr()
+    assert main([*args, "--seed", "1", "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "my_labels_checked.csv" in err and f"{kept.name}/my_photo.png" in err and "synth did not write" in err
+    assert (out / "my_labels_checked.csv").read_text() == "file,label\n" and (kept / "my_photo.png").exists()
+    assert json.loads((out / "synth.json").read_text())["seed"] == 0  # the earlier set is untouched
+    (out / "my_labels_checked.csv").unlink()
+    (kept / "my_photo.png").unlink()
+    assert main([*args, "--seed", "1", "--overwrite", "--packed"]) == 0  # its own files only: replaced
+    assert main([*args, "--seed", "2", "--overwrite"]) == 0  # packed/ was its own too
+    assert json.loads((out / "synth.json").read_text())["seed"] == 2
+
+
+def test_a_second_synth_into_the_same_folder_is_refused_before_any_work(setup, tmp_path, monkeypatch, capsys):
+    from productgan.files import Outputs
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the generator was loaded before the output was claimed")
+
+    monkeypatch.setattr(synth, "load_generator", no_work)
+    out = tmp_path / "synthetic"
+    with Outputs("synth") as running:
+        running.claim(out, kind=synth.SYNTH_OUTPUT)
+        assert main(["synth", str(setup[0]), "--out", str(out), "--n", "10", "--no-progress"]) == 1
+    assert "is being written by process" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_synth_on_a_full_disk_names_the_file_it_could_not_write(setup, tmp_path, monkeypatch, capsys):
+    def full_disk(picture):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(synth, "to_pil", full_disk)
+    out = tmp_path / "synthetic"
+    assert main(["synth", str(setup[0]), "--out", str(out), "--n", "10", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"No space left on device ({out}{os.sep}" in err and ".png); free some space" in err
+    assert list(tmp_path.iterdir()) == []

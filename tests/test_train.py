@@ -400,8 +400,8 @@ def test_discriminator_win_is_judged_from_its_mean_outputs():
     from productgan.train.logs import discriminator_won
 
     won = {"d_real": 0.9995, "d_fake": 0.0004}
-    assert "--augment" in discriminator_won(won, "bce", augment=False)
-    assert "--loss.r1-gamma" in discriminator_won(won, "lsgan", augment=True)
+    assert "--augment" in discriminator_won(won, "bce", augment="off")
+    assert "--loss.r1-gamma" in discriminator_won(won, "lsgan", augment="auto")
     assert discriminator_won(won, "wgan-gp", augment=False) is None
     assert discriminator_won({"d_real": 0.95, "d_fake": 0.0004}, "bce", augment=False) is None
     assert discriminator_won({"d_real": 0.9995, "d_fake": 0.02}, "bce", augment=False) is None

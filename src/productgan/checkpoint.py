@@ -26,9 +26,12 @@ naming the file. A generator is rebuilt from a checkpoint alone (``run.checkpoin
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import pickletools
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -75,17 +78,72 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return write_atomic(path, write)
 
 
-def refused_for_safety(error: BaseException) -> str | None:
-    """When ``torch.load(..., weights_only=True)`` refused a file for holding objects other than
-    tensors and plain values: a clause saying so, naming the object when torch does, to put in a
-    sentence about that file; else None. Torch's own message advises loading with
-    weights_only=False, which would run whatever the file holds, so it is never quoted."""
-    # Damaged bytes fail in the same unpickler ("Unsupported operand ..."): only a named object
-    # that the guard would not build is a refusal.
-    found = _GLOBAL.search(str(error)) if isinstance(error, pickle.UnpicklingError) else None
-    if not found or "weights only load failed" not in str(error).lower():
+def refused_for_safety(error: BaseException, path: str | os.PathLike | None = None) -> str | None:
+    """When ``torch.load(..., weights_only=True)`` refused the file at ``path``: a clause saying
+    so, to put in a sentence about that file; else None (the file is damaged, or the error is
+    another). Torch's own message advises loading with weights_only=False, which would run
+    whatever the file holds, so no line of it is ever quoted: the object is named from torch's
+    message (``GLOBAL module.name``) or, for pickle protocols whose instructions torch's guard
+    stops at before naming anything, from the pickle itself, read without running it. Without a
+    ``path`` a refusal that names nothing cannot be told from damage, and the clause says both."""
+    if not _is_weights_only_failure(error):
         return None
-    return f"it holds objects other than tensors and plain values ({found[1]}), so it was refused for safety"
+    found = _GLOBAL.search(str(error))
+    if found:
+        names = [found[1]]
+    elif path is None:
+        return "it is damaged or holds objects other than tensors and plain values, so it was not loaded"
+    else:
+        names = _pickled_globals(path)
+        if names is None:
+            return None  # no whole pickle: damaged bytes, which fail in the same unpickler
+    if not names:  # a pickle of plain values, in instructions the guard does not take
+        return "it is a pickle that torch.save did not write, so it was refused for safety"
+    shown = ", ".join(names[:3])
+    return f"it holds objects other than tensors and plain values ({shown}), so it was refused for safety"
+
+
+def load_failure(error: BaseException) -> str:
+    """The reason torch.load gave for not loading a file, to quote in a sentence: its first line,
+    except for the guard of weights_only, whose text advises turning the guard off."""
+    if _is_weights_only_failure(error):
+        return "its pickled data is damaged or not what torch.save writes"
+    return first_line(error)
+
+
+def _is_weights_only_failure(error: BaseException) -> bool:
+    return isinstance(error, pickle.UnpicklingError) and "weights only load failed" in str(error).lower()
+
+
+# What torch.save itself pickles beside tensors: not objects a refusal names.
+_TORCH_GLOBALS = ("torch.", "collections.OrderedDict")
+
+
+def _pickled_globals(path: str | os.PathLike) -> list[str] | None:
+    """The importable names a pickled file refers to (other than torch's own), read by
+    ``pickletools`` without building or running anything: the legacy format is a pickle, the zip
+    format holds one as ``*/data.pkl``. None when no whole pickle is there (damaged bytes)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+                if name is None:
+                    return None
+                stream = io.BytesIO(archive.read(name))
+        else:
+            stream = open(path, "rb")  # noqa: SIM115 - closed below
+        with stream:
+            names, strings = [], []
+            for opcode, argument, _ in pickletools.genops(stream):
+                if opcode.name in ("GLOBAL", "INST"):
+                    names.append(str(argument).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL":
+                    names.append(".".join(strings[-2:]) if len(strings) >= 2 else "an object")
+                elif isinstance(argument, str):
+                    strings.append(argument)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError):
+        return None
+    return [name for name in dict.fromkeys(names) if not name.startswith(_TORCH_GLOBALS)]
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -98,14 +156,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        refused = refused_for_safety(error)
+        refused = refused_for_safety(error, path)
         if refused:
             raise ProductganError(
                 f"The checkpoint {path} was not loaded: {refused}; use a checkpoint productgan wrote, or start a "
                 f"new run."
             )
         raise ProductganError(
-            f"The checkpoint {path} cannot be read ({first_line(error)}); it may be damaged or not a productgan "
+            f"The checkpoint {path} cannot be read ({load_failure(error)}); it may be damaged or not a productgan "
             "checkpoint."
         )
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import torch
 from jsonargparse import ArgumentParser, Namespace
 
+from productgan.config import AUGMENT_MODES, ConfigRefused, check_config_values, config_parser_mode
+from productgan.errors import UsageError
 from productgan.machine import busy_elsewhere, usable_cpus
 
 Result = TypeVar("Result")
@@ -20,8 +22,7 @@ Result = TypeVar("Result")
 ALIASES = {
     "--conditional": "--model.conditional=true",
     "--no_conditional": "--model.conditional=false",
-    "--augment": "--train.augment=true",
-    "--no_augment": "--train.augment=false",
+    "--no_augment": "--train.augment=off",
     "--tensorboard": "--train.tensorboard=true",
 }
 
@@ -55,13 +56,23 @@ def share_busy_cpus() -> int:
 
 
 def normalise(argv: list[str]) -> list[str]:
-    """``--batch-size 8`` -> ``--batch_size 8``: dashes in option names become underscores."""
+    """``--batch-size 8`` -> ``--batch_size 8``: dashes in option names become underscores; the
+    ALIASES become what they stand for; ``--augment [auto|on|off]`` is ``--train.augment`` (on
+    when no mode follows, as the switch it was before it took one)."""
     out = []
-    for token in argv:
+    tokens = iter(enumerate(argv))
+    for i, token in tokens:
         if token.startswith("--") and len(token) > 2:
             name, sep, value = token[2:].partition("=")
             token = "--" + name.replace("-", "_") + sep + value
             token = ALIASES.get(token, token)
+            if token == "--augment":
+                following = argv[i + 1] if i + 1 < len(argv) else ""
+                token = f"--train.augment={following if following in AUGMENT_MODES else 'on'}"
+                if following in AUGMENT_MODES:
+                    next(tokens)
+            elif token.startswith("--augment="):
+                token = "--train.augment=" + value
         out.append(token)
     return out
 
@@ -82,6 +93,7 @@ def add_shared_options(
 def new_parser(name: str, help: str) -> ArgumentParser:
     """The parser of command ``name``, with the options every command has (``--debug``)."""
     parser = ArgumentParser(prog=f"productgan {name}", description=help, exit_on_error=False, default_env=False)
+    config_parser_mode(parser)  # any YAML it reads (a dict value, a file) goes through the one checked reader
     parser.add_argument("--debug", action="store_true", help="Show tracebacks for errors.")
     return parser
 
@@ -130,7 +142,13 @@ class Options:
 
 
 def parse(parser: ArgumentParser, args: list[str]) -> Options:
-    """``args`` read by ``parser``; a bad flag or value is an ArgumentError, which main reports."""
+    """``args`` read by ``parser``; a bad flag or value is an ArgumentError, which main reports. A
+    value that is YAML the config reader refuses (anchors, aliases, deep nesting) is refused
+    before jsonargparse reads it as YAML."""
+    try:
+        check_config_values(args)
+    except ConfigRefused as error:
+        raise UsageError(f"A value on the command line is refused: {error}.")
     return Options(parser.parse_args(args))
 
 

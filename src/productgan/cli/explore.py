@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional
 
 from jsonargparse import ArgumentParser
@@ -115,7 +116,7 @@ def run_project(args: list[str]) -> int:
     with parse(_project_parser(), args) as options:
         photo = read_photo(options.photo)
         sampler = call(load_generator, options, source=options.run_dir)
-        index = call(NeighbourIndex.from_run, options)
+        index = partial(call, NeighbourIndex.from_run, options)  # built once every input is judged
         out, record = call(
             write_projection, options, sampler=sampler, index=index, photo=photo, label=chosen_label(options.label)
         )
@@ -147,8 +148,9 @@ def run_neighbours(args: list[str]) -> int:
     with parse(_neighbours_parser(), args) as options:
         refs = call(image_refs, options)
         sampler = call(load_generator, options, source=options.run_dir)
-        index = call(NeighbourIndex.from_run, options)
-        out, records = call(write_neighbours, options, sampler=sampler, index=index, refs=refs)
+        index = partial(call, NeighbourIndex.from_run, options)  # built once every input is judged
+        out, summary = call(write_neighbours, options, sampler=sampler, index=index, refs=refs)
+    records = summary["images"]
     copies = [r["name"] for r in records if r["likely_copy"]]
     for record in records:
         nearest = record["neighbours"][0]
@@ -156,8 +158,8 @@ def run_neighbours(args: list[str]) -> int:
         where = f"nearest training image {nearest['index']:>7}  distance {nearest['distance']:.3f}"
         print(f"{record['name']:>16}  {where}{flag}")
     print(
-        f"{len(copies)} of {len(records)} image(s) closer to a training image than {index.threshold:.3f} "
-        f"(features) or {index.pixel_threshold:.1f} (thumbnails), which 99.5% of held-out real images exceed; "
+        f"{len(copies)} of {len(records)} image(s) closer to a training image than {summary['copy_threshold']:.3f} "
+        f"(features) or {summary['thumbnail_threshold']:.1f} (thumbnails), which 99.5% of held-out real images exceed; "
         f"sheet: {out}"
     )
     return 0
@@ -192,7 +194,11 @@ def _synth_parser() -> ArgumentParser:
         default=MAX_ATTEMPTS,
         help="Candidates drawn per image asked for, at most, before a category counts as impossible to fill.",
     )
-    add_shared_options(parser, overwrite="Replace an earlier synth output at --out.", progress="No progress bar.")
+    add_shared_options(
+        parser,
+        overwrite="Replace an earlier synth output at --out (never a folder holding files synth did not write).",
+        progress="No progress bar.",
+    )
     return parser
 
 

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from jsonargparse import ArgumentParser
 
 from productgan import run
 from productgan.cli.common import TEMPERATURE_HELP, Command, call, new_parser, parse
-from productgan.files import check_writable, refuse_to_replace
+from productgan.files import check_writable, output_path, refuse_to_replace
 from productgan.reports.evaluation import evaluate_run, format_report, write_report
 from productgan.reports.html import build_report
 
@@ -62,8 +61,9 @@ def run_evaluate(args: list[str]) -> int:
         # An output that cannot be written is found before the slow part, not after it. The
         # default name is never refused: the same name means the same scores.
         out, overwrite = options.out, options.overwrite
-        if out:
-            refuse_to_replace([Path(out)], overwrite)
+        if out is not None:  # '' is refused, not read as the default
+            out = output_path(out)
+            refuse_to_replace([out], overwrite)
             check_writable(out)
         else:  # never a reports folder in a folder that is no run
             check_writable(call(run.evaluation_report_path, options, run_dir=run.require_run_dir(options.run_dir)))
@@ -90,7 +90,8 @@ def _report_parser() -> ArgumentParser:
 
 def run_report(args: list[str]) -> int:
     with parse(_report_parser(), args) as options:
-        print(f"Report written to {call(build_report, options)}")
+        out = None if options.out is None else output_path(options.out)  # '' is refused, not read as the default
+        print(f"Report written to {call(build_report, options, out=out)}")
     return 0
 
 

@@ -14,10 +14,20 @@ import sys
 from pathlib import Path
 from typing import Literal, Optional
 
+import yaml
 from jsonargparse import ArgumentParser
 
 from productgan.cli.common import Command, Options, call, new_parser, parse
-from productgan.config import NO_PRESET, RunConfig, from_dict, preset_settings
+from productgan.config import (
+    NO_PRESET,
+    ConfigRefused,
+    RunConfig,
+    check_config_values,
+    config_parser_mode,
+    from_dict,
+    preset_settings,
+    read_config_file,
+)
 from productgan.data import prepare
 from productgan.data.packed import INFO_FILE
 from productgan.data.prepare import FASHION_MNIST
@@ -137,7 +147,8 @@ def _print_dataset_summary(out: Path) -> None:
 
 
 def _train_parser() -> ArgumentParser:
-    parser = new_parser("train", TRAIN)
+    # Every YAML it loads (--config, --model FILE, dict values) is checked before it is parsed.
+    parser = config_parser_mode(new_parser("train", TRAIN))
     parser.add_argument("--config", action="config", help="A YAML file of options (flags given after it win).")
     # Here for --help only: a line with --resume and without --help is read by _resume_parser.
     parser.add_argument(
@@ -161,15 +172,46 @@ def _resume_parser() -> ArgumentParser:
     return parser
 
 
-def _option(args: list[str], name: str) -> str | None:
-    """The value given to ``--name`` in ``args`` (the last one wins), or None."""
-    value = None
+def _options(args: list[str], name: str) -> list[str]:
+    """Every value given to ``--name`` in ``args``, in order."""
+    values = []
     for i, token in enumerate(args):
         if token == f"--{name}" and i + 1 < len(args):
-            value = args[i + 1]
+            values.append(args[i + 1])
         elif token.startswith(f"--{name}="):
-            value = token.partition("=")[2]
-    return value
+            values.append(token.partition("=")[2])
+    return values
+
+
+def _option(args: list[str], name: str) -> str | None:
+    """The value given to ``--name`` in ``args`` (the last one wins), or None."""
+    values = _options(args, name)
+    return values[-1] if values else None
+
+
+# The options of train that take a YAML file (or YAML text) for jsonargparse to load.
+_FILE_OPTIONS = ("config", "model", "loss", "optim", "train")
+
+
+def check_yaml_given(args: list[str]) -> None:
+    """Refuse YAML that ``productgan.config.load_config_yaml`` refuses (anchors, aliases, deep
+    nesting) before jsonargparse reads any of it, naming the file: a file given to --config (or
+    to --model, --loss, --optim, --train), and any value on the line, which jsonargparse reads as
+    YAML when it is given for a number, a switch or a dict. The parser's own loader
+    (``config_parser_mode``) refuses the same, without naming the file."""
+    for name in _FILE_OPTIONS:
+        for value in _options(args, name):
+            try:
+                if Path(value).expanduser().is_file():
+                    read_config_file(Path(value).expanduser())
+            except ConfigRefused as error:
+                raise UsageError(f"The file {value} given to --{name} is refused: {error}.")
+            except (OSError, ValueError, yaml.YAMLError):
+                pass  # not a file (inline YAML, a name too long for one) or unreadable: jsonargparse says which
+    try:
+        check_config_values(args)
+    except ConfigRefused as error:
+        raise UsageError(f"A value on the command line is refused: {error}.")
 
 
 def expand_preset(args: list[str]) -> tuple[list[str], str | None]:
@@ -198,6 +240,7 @@ def expand_preset(args: list[str]) -> tuple[list[str], str | None]:
 
 def read_train_options(args: list[str]) -> tuple[Options, str | None]:
     """The options of ``productgan train ARGS`` (not resuming), and the preset the data chose."""
+    check_yaml_given(args)
     expanded, chosen = expand_preset(args)
     return parse(_train_parser(), expanded), chosen
 
@@ -209,6 +252,7 @@ def run_config(options: Options) -> RunConfig:
 
 def run_train(args: list[str]) -> int:
     if any(a == "--resume" or a.startswith("--resume=") for a in args) and not any(a in ("-h", "--help") for a in args):
+        check_yaml_given(args)  # jsonargparse reads a value given for a number as YAML
         try:
             options = parse(_resume_parser(), args)
         except argparse.ArgumentError as error:
@@ -220,6 +264,11 @@ def run_train(args: list[str]) -> int:
             summary = call(resume, options)
     else:
         options, chosen = read_train_options(args)
+        if options.out is not None and not options.out.strip():
+            raise UsageError(
+                f"--out {options.out!r} names no folder; give the run directory to write, or leave --out out for "
+                f"a new numbered run under runs/."
+            )
         with options:
             if chosen:
                 print(

@@ -18,7 +18,17 @@ from productgan.config.presets import (
     preset_settings,
     preset_values,
 )
-from productgan.config.records import from_dict, parse_config, to_dict
+from productgan.config.records import (
+    ConfigRefused,
+    check_config_values,
+    check_config_yaml,
+    config_parser_mode,
+    from_dict,
+    load_config_yaml,
+    parse_config,
+    read_config_file,
+    to_dict,
+)
 from productgan.config.resolve import (
     DatasetFacts,
     check_image_size,
@@ -29,8 +39,9 @@ from productgan.config.resolve import (
     target_steps,
 )
 from productgan.config.settings import (
-    AUGMENT_BELOW,
+    AUGMENT_MODES,
     AUGMENT_POLICIES,
+    AUGMENT_TARGET,
     DEFAULT_STEPS,
     IMAGE_SIZES,
     LOSS_OPTIM_DEFAULTS,
@@ -45,7 +56,8 @@ from productgan.config.settings import (
 )
 
 __all__ = [
-    "AUGMENT_BELOW",
+    "AUGMENT_MODES",
+    "AUGMENT_TARGET",
     "AUGMENT_POLICIES",
     "DEFAULT_STEPS",
     "IMAGE_SIZES",
@@ -56,6 +68,7 @@ __all__ = [
     "NO_PRESET",
     "PRESETS",
     "Activation",
+    "ConfigRefused",
     "DataKind",
     "DatasetFacts",
     "LossConfig",
@@ -63,15 +76,20 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
+    "check_config_values",
+    "check_config_yaml",
     "check_image_size",
     "check_pack",
     "check_seed",
+    "config_parser_mode",
     "from_dict",
+    "load_config_yaml",
     "measured_preset",
     "parse_config",
     "parse_policy",
     "preset_settings",
     "preset_values",
+    "read_config_file",
     "resolve",
     "target_steps",
     "to_dict",

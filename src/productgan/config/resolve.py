@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from productgan.config.settings import (
-    AUGMENT_BELOW,
+    AUGMENT_MODES,
     AUGMENT_POLICIES,
     DEFAULT_STEPS,
     IMAGE_SIZES,
@@ -171,10 +171,19 @@ def _check_train(train: TrainConfig, world_size: int) -> None:
         parse_policy(train.augment_policy)
     except ValueError as error:
         raise UsageError(f"--train.augment-policy: {error}.")
+    if isinstance(train.augment, bool):  # as runs before adaptive augmentation recorded it
+        train.augment = "on" if train.augment else "off"
+    if train.augment is not None and train.augment not in AUGMENT_MODES:
+        raise UsageError(f"--augment must be one of {', '.join(AUGMENT_MODES)}, not {train.augment!r}.")
+    if train.augment_p is not None and not 0.0 <= train.augment_p <= 1.0:
+        raise UsageError(f"--train.augment-p must be a probability from 0 to 1, not {train.augment_p}.")
+    if not 0.0 < train.augment_target < 1.0:
+        raise UsageError(f"--train.augment-target must lie between 0 and 1, not {train.augment_target}.")
 
 
 def _resolve_data(config: RunConfig, dataset: DatasetFacts) -> None:
-    """The settings that follow from the dataset: its size and split as recorded, DiffAugment."""
+    """The settings that follow from the dataset: its size and split as recorded, and the
+    augmentation mode (adaptive unless set)."""
     sizes = dataset.split_sizes()
     config.image_size = dataset.image_size
     split = dataset.meta.get("split", {})
@@ -185,8 +194,8 @@ def _resolve_data(config: RunConfig, dataset: DatasetFacts) -> None:
             f"The training split has {sizes['train']} images, fewer than one batch of {config.batch_size}; "
             f"lower --batch-size."
         )
-    if config.train.augment is None:  # decided once, and recorded in config.yaml
-        config.train.augment = sizes["train"] < AUGMENT_BELOW
+    if config.train.augment is None:  # recorded in config.yaml
+        config.train.augment = "auto"
     if config.train.eval_every and sizes["val"] < MIN_REFERENCE:
         raise UsageError(
             f"--train.eval-every: the val split holds {sizes['val']} image(s), and scoring needs at least "

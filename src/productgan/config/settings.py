@@ -12,10 +12,10 @@ AUGMENT_POLICIES = ("color", "translation", "cutout")  # DiffAugment's transform
 # sides, density / coverage (k = 5) on the real side.
 MIN_GENERATED, MIN_REFERENCE = 4, 6
 DEFAULT_STEPS = 3000  # the budget of a run given none
-# DiffAugment is on by default for training splits smaller than this. Measured (README, "Small
-# data"): with 550 Fashion-MNIST images and 2000 steps, augmentation still doubled the test
-# fid_productgan, so the automatic switch is kept below that size.
-AUGMENT_BELOW = 500
+# Adaptive augmentation's target for the mean sign of D's logits on real images (Karras et al.
+# 2020): above it D is taken to overfit, and the augmentation probability rises.
+AUGMENT_TARGET = 0.6
+AUGMENT_MODES = ("auto", "on", "off")
 
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid"]
 
@@ -161,9 +161,14 @@ class TrainConfig:
         sync_batchnorm: Under torchrun, share BatchNorm statistics across processes (for small
             per-GPU batches); off by default, as each rank's batch is already a fair sample.
         augment: DiffAugment: D sees real and generated images through the same random
-            transforms (augment_policy), which keeps it from memorising a small dataset. Unset:
-            on when the training split has fewer than AUGMENT_BELOW (500) images; config.yaml
-            records the choice.
+            transforms (augment_policy), which keeps it from memorising a small dataset. 'auto'
+            (the default): adaptive, each transform reaching each image with a probability that
+            starts at 0 and follows D's overfitting (train/augmentation.py); 'on': every image;
+            'off': none. true and false, as older runs recorded them, mean 'on' and 'off'.
+        augment_p: A fixed probability (0 to 1) for each transform and image, in place of the
+            mode's: every image for 'on', the adaptive one for 'auto'. Unset: the mode's.
+        augment_target: The mean sign of D's logits on real images that adaptive augmentation
+            keeps (0.6 as in the paper): a lower target augments sooner.
         augment_policy: Comma-separated DiffAugment transforms: color, translation, cutout.
         hflip: Mirror half of the real images at random (for products that may face either way).
         tensorboard: Also write every metrics.jsonl value to RUN_DIR/tensorboard for TensorBoard
@@ -191,7 +196,9 @@ class TrainConfig:
     compile: bool = False
     cuda_graph: Literal["auto", "on", "off"] = "auto"
     sync_batchnorm: bool = False
-    augment: Optional[bool] = None
+    augment: Optional[bool | Literal["auto", "on", "off"]] = None
+    augment_p: Optional[float] = None
+    augment_target: float = AUGMENT_TARGET
     augment_policy: str = "color,translation,cutout"
     hflip: bool = False
     tensorboard: bool = False

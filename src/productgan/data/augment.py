@@ -7,6 +7,12 @@ they are applied to both sides alike. Everything runs on the batch's device, bat
 from a given ``torch.Generator`` so that a run stays repeatable.
 
 Images are float tensors in the generator's range (``low``..``high``), N x C x H x W.
+
+With a probability ``p`` (adaptive augmentation, Karras et al. 2020), each transform reaches each
+image with that probability: D sees mostly clean images while ``p`` is low, and the generator
+learns no augmentation as long as ``p`` stays below about 0.8 (the paper's leak bound). ``p`` is
+a float, or a 0-dim tensor on the device (a CUDA graph reads it from there without being captured
+anew when it changes).
 """
 
 from __future__ import annotations
@@ -66,8 +72,11 @@ def diff_augment(
     policy: tuple[str, ...],
     generator: torch.Generator | None = None,
     pixel_range: tuple[float, float] | list[float] = (-1.0, 1.0),
+    p: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Apply the transforms of ``policy`` in order; differentiable with respect to ``x``."""
+    """Apply the transforms of ``policy`` in order; differentiable with respect to ``x``. With
+    ``p``, each transform reaches each image with probability ``p`` (one draw per image and
+    transform, made before the transform's own draws); without it, every image."""
     low, high = pixel_range
     memory_format = (
         torch.channels_last
@@ -75,10 +84,14 @@ def diff_augment(
         else torch.contiguous_format
     )
     for name in policy:
+        chosen = None if p is None else torch.rand(x.shape[0], 1, 1, 1, device=x.device, generator=generator) < p
         if name == "color":
-            x = color(x, generator, span=high - low)
+            augmented = color(x, generator, span=high - low)
         elif name == "translation":
-            x = translation(x, generator)
+            augmented = translation(x, generator)
         elif name == "cutout":
-            x = cutout(x, generator, fill=(low + high) / 2)
+            augmented = cutout(x, generator, fill=(low + high) / 2)
+        else:
+            continue
+        x = augmented if chosen is None else torch.where(chosen, augmented, x)
     return x.contiguous(memory_format=memory_format)

@@ -95,11 +95,27 @@ def _list_folder(folder: _Folder, listing: Listing) -> list[os.DirEntry] | None:
         with os.scandir(folder.path) as entries:
             return sorted(entries, key=lambda entry: entry.name)
     except OSError as error:
-        reason = error.strerror or type(error).__name__
         if not folder.shown:
-            raise ProductganError(f"Cannot list {readable_name(folder.path)} ({reason}); check its permissions.")
-        listing.skip(folder.shown + "/", f"cannot list: {reason}")
+            raise _unlistable(folder.path, error)
+        listing.skip(folder.shown + "/", f"cannot list: {error.strerror or type(error).__name__}")
         return None
+
+
+def check_listable(path: str | os.PathLike) -> None:
+    """A ProductganError naming the folder ``path`` when it cannot be listed or its entries
+    reached (no read or search permission), before anything looks for a file in it; a file
+    inside would otherwise be named as the one that cannot be read."""
+    try:
+        with os.scandir(path) as entries:
+            next(entries, None)
+        os.stat(os.path.join(path, os.curdir))  # needs search (x) permission on the folder
+    except OSError as error:
+        raise _unlistable(str(path), error) from None
+
+
+def _unlistable(path: str, error: OSError) -> ProductganError:
+    reason = error.strerror or type(error).__name__
+    return ProductganError(f"Cannot list {readable_name(path)} ({reason}); check its permissions.")
 
 
 def _is_folder(entry: os.DirEntry) -> bool:

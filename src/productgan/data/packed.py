@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from productgan.errors import ProductganError, UsageError
-from productgan.files import replace_dir, staging_dir
+from productgan.files import FolderKind, check_folder, replace_dir, staging_dir
 
 SPLITS = ("train", "val", "test")
 FORMAT = "productgan.packed-dataset"
@@ -50,24 +50,16 @@ def is_packed_dataset(path: str | os.PathLike) -> bool:
     return (path / INFO_FILE).is_file() and (path / IMAGES_FILE).is_file()
 
 
-def check_output_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """``out_dir`` as a Path if a packed dataset may be written there, else a ProductganError.
+# A packed dataset's own files, for the one rule of folder writers (files.check_folder).
+PACKED_FOLDER = FolderKind("a packed dataset", r"(images|labels|split)\.npy|dataset\.json")
 
-    Overwriting replaces only a packed dataset: a mistyped path must never cost someone their
-    unrelated files. An empty folder holds nothing to lose, so it is free without ``overwrite``.
-    """
-    out = Path(out_dir).expanduser()
-    if not (out.exists() or out.is_symlink()) or _is_empty_dir(out):
-        return out
-    if not is_packed_dataset(out):
-        raise ProductganError(
-            f"{out} exists and is not a packed dataset, so it will not be overwritten; choose another output folder."
-        )
-    if not overwrite:
-        raise ProductganError(
-            f"The packed dataset {out} already exists; pass --overwrite to replace it or choose another output folder."
-        )
-    return out
+
+def check_output_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``out_dir`` as a Path if a packed dataset may be written there, else one sentence: the rule
+    every folder writer keeps (``files.check_folder``). A missing or empty folder is free; a
+    packed dataset is replaced only with ``overwrite``; a folder holding any other file never is,
+    so a mistyped path never costs someone their files."""
+    return check_folder(Path(out_dir).expanduser(), overwrite, PACKED_FOLDER, "prepare")
 
 
 def _json_default(value):
@@ -311,7 +303,3 @@ def _info_problem(info: dict) -> str | None:
                 shown = shown if len(shown) <= 40 else shown[:37] + "..."
                 return f"holds {shown} in the field {name!r}{where}, where {belongs} belongs"
     return None
-
-
-def _is_empty_dir(path: Path) -> bool:
-    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())

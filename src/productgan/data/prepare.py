@@ -19,9 +19,10 @@ from productgan.data.fashion_mnist import (
     missing_files,
 )
 from productgan.data.folder import prepare_folder
-from productgan.data.listing import looks_like_image_folder
+from productgan.data.listing import check_listable, looks_like_image_folder
 from productgan.data.packed import (
     IMAGES_FILE,
+    INFO_FILE,
     SPLITS,
     PackedDataset,
     check_output_folder,
@@ -227,6 +228,7 @@ def open_dataset(
     # A folder that exists wins over the name, so `--data fashion-mnist` finds a packed
     # dataset prepared into ./fashion-mnist.
     if path.is_dir():
+        check_listable(path)
         if is_packed_dataset(path):
             dataset = PackedDataset.load(path, mmap=not fits_in_memory(path / IMAGES_FILE))
             _check_packed_matches(dataset, path, image_size, val_size, seed)
@@ -244,6 +246,11 @@ def open_dataset(
         )
     if not path.exists():
         problem = f"{str(data)!r} is neither the name {FASHION_MNIST!r} nor an existing folder"
+    elif (path / INFO_FILE).is_file():  # is_packed_dataset wants both files
+        raise ProductganError(
+            f"The packed dataset {path} lacks {IMAGES_FILE} (its {INFO_FILE} is there); put the file back, or "
+            f"prepare the dataset again with `productgan prepare`."
+        )
     elif path.is_dir():
         problem = (
             f"The folder {path} holds neither a packed dataset (dataset.json) nor the four Fashion-MNIST idx files"
@@ -294,6 +301,8 @@ def prepare(
             f"{path} {problem}; prepare takes a folder of product photos (one sub-folder per "
             f"category), a folder with the Fashion-MNIST idx files, or the name {FASHION_MNIST}."
         )
+    if path.is_dir():
+        check_listable(path)
     if path.is_dir() and not is_packed_dataset(path) and len(missing_files(path)) == len(FILES):
         if val_size is not None:
             raise UsageError(

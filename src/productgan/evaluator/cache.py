@@ -40,7 +40,7 @@ from productgan.evaluator.config import DEFAULT_CONFIG, EvaluatorConfig
 from productgan.evaluator.inference import accuracy, native_images
 from productgan.evaluator.network import EvaluatorNet
 from productgan.evaluator.training import ROTATION_CLASSES, ROTATION_TASK, task_data, task_for, train_evaluator
-from productgan.files import save_tensors, write_atomic, write_text_atomic
+from productgan.files import file_sha256, save_tensors, write_atomic, write_text_atomic
 
 EVALUATOR_FORMAT = "productgan-evaluator"
 EVALUATOR_VERSION = 1
@@ -91,12 +91,9 @@ def data_fingerprint(images_uint8, labels) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
+def tagged_sha256(path: Path) -> str:
+    """``sha256:`` and the file's digest, as the evaluator's description records it."""
+    return "sha256:" + file_sha256(path)
 
 
 def recipe_record(config: EvaluatorConfig, task: str, images_shape, num_classes: int) -> dict[str, Any]:
@@ -129,7 +126,7 @@ def load_evaluator(cache_dir: Path, fingerprint: str, recipe: dict) -> tuple[Eva
         return None
     try:
         # The hash also catches a weights file left from another save that was cut short.
-        if file_sha256(weights_path) != info.get("weights_sha256"):
+        if tagged_sha256(weights_path) != info.get("weights_sha256"):
             return None
         net = EvaluatorNet(**info["architecture"])
         net.load_state_dict(load_file(str(weights_path)), strict=True)
@@ -154,7 +151,7 @@ def store_evaluator(
     cache_dir.mkdir(parents=True, exist_ok=True)
     weights_path = cache_dir / WEIGHTS_FILE
     write_atomic(weights_path, lambda tmp: save_tensors(state, tmp, metadata={"format": EVALUATOR_FORMAT}))
-    info = {**info, "weights_sha256": file_sha256(weights_path)}
+    info = {**info, "weights_sha256": tagged_sha256(weights_path)}
     write_text_atomic(cache_dir / INFO_FILE, json.dumps(info, indent=2) + "\n")
     return info
 

@@ -1,12 +1,14 @@
 """The exploring commands: a walk between images, variants of one, a photo projected into the
-generator, and the nearest training images of generated ones. Each writes its output whole or
-not at all, and never replaces an earlier one without ``overwrite``."""
+generator, and the nearest training images of generated ones. Each judges every input and
+output first (``files.Outputs``: before the neighbour index, which takes a minute on real
+data), writes its outputs whole or not at all, and never replaces an earlier one without
+``overwrite``, nor a folder of files it did not write at all."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +17,34 @@ import numpy as np
 from productgan.errors import UsageError
 from productgan.explore.latent import (
     ImageName,
-    Point,
     encode_frames,
     enlarge,
     frame_format,
     point,
     render,
-    save_latent,
     variants,
     walk_images,
 )
-from productgan.explore.neighbours import NeighbourIndex, Neighbours, neighbour_sheet
+from productgan.explore.neighbours import MAX_K, NeighbourIndex, neighbour_sheet
 from productgan.explore.projection import (
     DEFAULT_RESTARTS,
     DEFAULT_STEPS,
     MAX_PHOTO_BYTES,
+    MAX_RESTARTS,
+    MAX_STEPS,
     Projection,
     fit_photo,
     project,
 )
-from productgan.files import refuse_to_replace, replace_dir, staging_dir, write_atomic, write_text_atomic
-from productgan.generator.grid import make_grid, save_png
+from productgan.files import FolderKind, Outputs, output_path
+from productgan.generator.grid import make_grid, save_png, to_pil
 from productgan.generator.sampler import Sampler
 
 PROJECTION_FILES = ("target.png", "reconstruction.png", "comparison.png", "latent.npy", "projection.json")
+PROJECTION = FolderKind("a projection", "|".join(name.replace(".", r"\.") for name in PROJECTION_FILES))
+VARIANTS = FolderKind("variants", r"variant-\d{4,}\.png|latents\.npy")
+# The index of a run's training images, or how to build it once every input has been checked.
+IndexSource = NeighbourIndex | Callable[[], NeighbourIndex]
 
 
 def write_walk(
@@ -51,12 +57,14 @@ def write_walk(
     overwrite: bool = False,
 ) -> Path:
     """A walk through the images ``refs`` names, written as ``out``'s suffix says (gif, webp, png, npy)."""
-    out = Path(out)
+    out = output_path(out)
     fmt = frame_format(out)
-    refuse_to_replace([out], overwrite)
-    points = [point(sampler, ref) for ref in refs]
-    data = encode_frames(walk_images(sampler, points, frames).numpy(), fmt, fps, scale)
-    return write_atomic(out, lambda tmp: tmp.write_bytes(data))
+    with Outputs("interpolate") as outputs:
+        out = outputs.claim(out, overwrite)
+        points = [point(sampler, ref) for ref in refs]
+        data = encode_frames(walk_images(sampler, points, frames).numpy(), fmt, fps, scale)
+        outputs.write({out: lambda tmp: tmp.write_bytes(data)})
+    return out
 
 
 def write_variants(
@@ -72,26 +80,32 @@ def write_variants(
 ) -> Path:
     """``n`` variants of one image as a PNG grid, a .npy array or a folder of PNGs; with
     ``save_latents`` their vectors too (N x nz float32), so any of them can be walked from."""
-    out = Path(out)
+    out = output_path(out)
     kind = out.suffix.lower() if out.suffix.lower() in (".png", ".npy") else "dir"
-    refuse_to_replace([p for p in (out, save_latents) if p is not None], overwrite)
-    base = point(sampler, ref)
-    images, points = variants(sampler, base, n, spread, seed, label)
-    images = images.numpy()
-    if save_latents is not None:
-        save_latent(save_latents, np.stack([p.z.numpy() for p in points]))
-    if kind == ".npy":
-        return write_atomic(out, lambda tmp: np.save(tmp, images))
-    if kind == ".png":
-        return save_png(make_grid(images), out)
-    tmp = staging_dir(out)
-    try:
-        for index, image in enumerate(images):
-            save_png(image, tmp / f"variant-{index:04d}.png")
-        np.save(tmp / "latents.npy", np.stack([p.z.numpy() for p in points]))
-        return replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with Outputs("variants") as outputs:
+        out = outputs.claim(out, overwrite, VARIANTS if kind == "dir" else None)
+        if save_latents is not None:
+            save_latents = outputs.claim(save_latents, overwrite, flag="--save-latents")
+        base = point(sampler, ref)
+        images, points = variants(sampler, base, n, spread, seed, label)
+        images = images.numpy()
+        latents = np.stack([p.z.numpy() for p in points]).astype(np.float32)
+
+        def fill(tmp: Path) -> None:
+            if kind == ".npy":
+                np.save(tmp, images)
+            elif kind == ".png":
+                to_pil(make_grid(images)).save(tmp, format="PNG")
+            else:
+                for index, image in enumerate(images):
+                    save_png(image, tmp / f"variant-{index:04d}.png")
+                np.save(tmp / "latents.npy", latents)
+
+        fills = {out: fill}
+        if save_latents is not None:
+            fills[save_latents] = lambda tmp: np.save(tmp, latents)
+        outputs.write(fills)
+    return out
 
 
 def describe_fit(distance: float, typical: float) -> str:
@@ -134,7 +148,7 @@ def projection_record(result: Projection, typical: float, latent_file: str = "la
 
 def write_projection(
     sampler: Sampler,
-    index: NeighbourIndex,
+    index: IndexSource,
     photo: bytes,
     out: str | os.PathLike,
     label: str | None = None,
@@ -145,66 +159,72 @@ def write_projection(
     progress: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Project a photo and write its folder: the fitted photo, the reconstruction, both side by
-    side (enlarged), the latent vector and projection.json."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} is a file; --out takes a folder.")
-    if out.is_dir() and any(out.iterdir()):
-        refuse_to_replace([out], overwrite)
-        others = sorted(p.name for p in out.iterdir() if p.name not in PROJECTION_FILES)
-        if others:
-            raise UsageError(f"{out} holds other files ({', '.join(others[:3])}); choose another --out.")
+    side (enlarged), the latent vector and projection.json. The photo, the settings and ``out``
+    are judged before ``index`` (a function that builds it) is built."""
+    if not 1 <= steps <= MAX_STEPS:
+        raise UsageError(f"--steps must be between 1 and {MAX_STEPS}, not {steps}.")
+    if not 1 <= restarts <= MAX_RESTARTS:
+        raise UsageError(f"--restarts must be between 1 and {MAX_RESTARTS}, not {restarts}.")
+    if label is not None and str(label).strip():
+        sampler.class_index(label)  # the sentence naming the classes, now rather than after the index
+    out = output_path(out)
     fitted = fit_photo(photo, sampler.info, sampler.generator.image_size, sampler.generator.channels)
-    result = project(sampler, fitted, index.net, label, steps, restarts, seed, progress=progress)
-    record = projection_record(result, index.typical)
-    tmp = staging_dir(out)
-    try:
-        save_png(result.target, tmp / "target.png")
-        save_png(result.reconstruction, tmp / "reconstruction.png")
-        pair = enlarge(np.stack([result.target, result.reconstruction]), max(1, 128 // result.target.shape[-1]))
-        save_png(make_grid(pair, nrow=2, padding=4, fill=255), tmp / "comparison.png")
-        np.save(tmp / "latent.npy", result.point.z.numpy())
-        (tmp / "projection.json").write_text(json.dumps(record, indent=2) + "\n")
-        replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with Outputs("project") as outputs:
+        out = outputs.claim(out, overwrite, PROJECTION)
+        index = index() if callable(index) else index
+        result = project(sampler, fitted, index.net, label, steps, restarts, seed, progress=progress)
+        record = projection_record(result, index.typical)
+
+        def fill(tmp: Path) -> None:
+            save_png(result.target, tmp / "target.png")
+            save_png(result.reconstruction, tmp / "reconstruction.png")
+            pair = enlarge(np.stack([result.target, result.reconstruction]), max(1, 128 // result.target.shape[-1]))
+            save_png(make_grid(pair, nrow=2, padding=4, fill=255), tmp / "comparison.png")
+            np.save(tmp / "latent.npy", result.point.z.numpy())
+            (tmp / "projection.json").write_text(json.dumps(record, indent=2) + "\n")
+
+        outputs.write({out: fill})
     return out, record
-
-
-def neighbours_of(
-    sampler: Sampler, index: NeighbourIndex, refs: list[str], k: int = 3
-) -> tuple[np.ndarray, Neighbours, list[Point]]:
-    points = [point(sampler, ref) for ref in refs]
-    images = render(sampler, points).numpy()
-    return images, index.query(images, k), points
 
 
 def write_neighbours(
     sampler: Sampler,
-    index: NeighbourIndex,
+    index: IndexSource,
     refs: list[str],
     out: str | os.PathLike,
     k: int = 3,
     overwrite: bool = False,
-) -> tuple[Path, list[dict[str, Any]]]:
+) -> tuple[Path, dict[str, Any]]:
     """A side-by-side sheet (PNG) of each named image and its k nearest training images, and the
-    records (name, neighbours, copy flag) that ``out`` with .json beside it holds."""
-    out = Path(out)
+    summary (thresholds; per image its name, neighbours and copy flag) that ``out`` with .json
+    beside it holds. The names, ``k`` and both outputs are judged before ``index`` (a function
+    that builds it) is built."""
+    out = output_path(out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: the neighbours sheet is a .png file.")
-    report = out.with_suffix(".json")
-    refuse_to_replace([out, report], overwrite)
-    images, found, _ = neighbours_of(sampler, index, refs, k)
-    records = [{"name": str(ref), **record} for ref, record in zip(refs, found.records())]
-    summary = {
-        "copy_threshold": found.threshold,
-        "thumbnail_threshold": found.pixel_threshold,
-        "typical_real_distance": found.typical,
-        "images": records,
-    }
-    save_png(neighbour_sheet(images, found, index), out)
-    write_text_atomic(report, json.dumps(summary, indent=2) + "\n")
-    return out, records
+    if not 1 <= k <= MAX_K:
+        raise UsageError(f"--k (neighbours per image) must be between 1 and {MAX_K}, not {k}.")
+    points = [point(sampler, ref) for ref in refs]
+    with Outputs("neighbours") as outputs:
+        out = outputs.claim(out, overwrite)
+        report = outputs.claim(out.with_suffix(".json"), overwrite)
+        index = index() if callable(index) else index
+        images = render(sampler, points).numpy()
+        found = index.query(images, k)
+        summary = {
+            "copy_threshold": found.threshold,
+            "thumbnail_threshold": found.pixel_threshold,
+            "typical_real_distance": found.typical,
+            "images": [{"name": str(ref), **record} for ref, record in zip(refs, found.records())],
+        }
+        sheet = neighbour_sheet(images, found, index)
+        outputs.write(
+            {
+                out: lambda tmp: to_pil(sheet).save(tmp, format="PNG"),
+                report: lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"),
+            }
+        )
+    return out, summary
 
 
 def image_refs(refs: list[str] | None, n: int | None, seed: int) -> list[str]:

@@ -86,11 +86,12 @@ class ImageName:
             raise UsageError(f"{text!r}: the seed must be below 2**63 and the index below {MAX_INDEX:,}.")
         temperature = 1.0
         if match["temperature"] is not None:
-            try:
-                temperature = float(match["temperature"])
-            except ValueError:
-                temperature = float("nan")
-            temperature = check_temperature(temperature)
+            if not match["temperature"].strip():
+                raise UsageError(
+                    f"{str(text).strip()!r} has no temperature after @; write one (7:3@0.8), or leave out the @ "
+                    f"for the temperature trained with."
+                )
+            temperature = check_temperature(match["temperature"])  # its sentence quotes what was written
         label = match["label"] if match["label"] else None
         return cls(seed, index, label, temperature)
 
@@ -137,22 +138,56 @@ def load_latent(path: str | os.PathLike, nz: int) -> torch.Tensor:
     if not path.is_file():
         raise UsageError(f"{path} is not a file; give a latent vector saved as .npy.")
     try:
+        # The header first: the shape and dtype it claims are checked before any memory is taken
+        # for them (a header may claim a terabyte in a file of a hundred bytes).
+        shape, dtype = _npy_header(path)
+    except (OSError, ValueError, EOFError) as error:
+        raise UsageError(f"{path} is not a readable .npy array ({_reason(error, path)}).")
+    _check_latent_shape(shape, dtype, nz, str(path))
+    try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"{path} is not a readable .npy array ({str(error).strip()[:80]}).")
+    except (OSError, ValueError, EOFError) as error:
+        raise UsageError(f"{path} is not a readable .npy array ({_reason(error, path)}).")
     return check_latent(array, nz, str(path))
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype the header of the .npy file at ``path`` claims, nothing else read."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(file)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(file)
+        else:
+            raise ValueError(f".npy format version {version[0]}.{version[1]}, where 1.0 or 2.0 is read")
+    return shape, dtype
+
+
+def _reason(error: BaseException, path: Path) -> str:
+    """numpy's reason for refusing a .npy file, its first sentence cut short; it has none for an empty one."""
+    reason = str(error).strip().split(". ")[0].rstrip(".")[:80]
+    if not reason:
+        reason = "the file is empty" if path.stat().st_size == 0 else "the file ends early"
+    return reason
+
+
+def _check_latent_shape(shape: tuple[int, ...], dtype: np.dtype, nz: int, what: str) -> None:
+    """A UsageError unless ``shape`` and ``dtype`` are those of a latent vector: nz numbers (1 x nz too)."""
+    vector = shape[1:] if len(shape) == 2 and shape[0] == 1 else shape
+    if dtype.kind not in "fiu" or len(vector) != 1 or vector[0] != nz:
+        raise UsageError(
+            f"{what} holds a {dtype} array of shape {tuple(shape)}; this generator takes "
+            f"{nz} numbers (float32, shape ({nz},))."
+        )
 
 
 def check_latent(array, nz: int, what: str = "the latent vector") -> torch.Tensor:
     """``array`` as a float32 tensor of nz finite numbers (a 1 x nz array is accepted too)."""
     array = np.asarray(array)
-    if array.ndim == 2 and array.shape[0] == 1:
+    _check_latent_shape(array.shape, array.dtype, nz, what)
+    if array.ndim == 2:
         array = array[0]
-    if array.dtype.kind not in "fiu" or array.ndim != 1 or array.shape[0] != nz:
-        raise UsageError(
-            f"{what} holds a {array.dtype} array of shape {tuple(array.shape)}; this generator takes "
-            f"{nz} numbers (float32, shape ({nz},))."
-        )
     if not np.isfinite(array).all():
         raise UsageError(f"{what} holds NaN or infinite values; a latent vector must be finite numbers.")
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

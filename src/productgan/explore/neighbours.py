@@ -20,6 +20,13 @@ Typical use::
 
 The training split's features are computed once per evaluator and dataset and kept in the user
 cache (``$PRODUCTGAN_CACHE/neighbours``).
+
+Memory: the index keeps its features and thumbnails in float32 (what the evaluator and the pooling
+compute in), each in one array allocated before it is filled, ``BUILD_BATCH`` images at a time, so
+that no split is ever held whole as images or as a list of parts; distances are taken in float64 a
+tile at a time (``QUERY_ROWS`` x ``REFERENCE_ROWS``), so an exact copy is at distance 0. A build
+given a ``stop`` event checks it between batches and tiles and raises ``BuildStopped`` once it is
+set (the server's Ctrl-C).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +54,17 @@ COPY_QUANTILE = 0.01  # held-out real images flagged at most this often (half by
 THUMBNAIL = 16  # side of the thumbnails the pixel test compares
 MAX_K = 32
 REFERENCE_SPLIT = "val"  # calibrates the flag; test stays untouched for evaluate's final score
+# Images per batch of a build: made native, turned into features and thumbnails, then dropped; a
+# stop request is honoured between batches. A test seam too: tests make it small to lengthen a build.
+BUILD_BATCH = 2048
+# Rows of one tile of a distance computation: 256 x 8192 float64 distances (16 MiB), a few such
+# temporaries at a time whatever the size of the training split.
+QUERY_ROWS = 256
+REFERENCE_ROWS = 8192
+
+
+class BuildStopped(Exception):
+    """A build of a NeighbourIndex given up because its ``stop`` event was set."""
 
 
 @dataclass
@@ -81,53 +101,91 @@ class Neighbours:
         ]
 
 
-def nearest(queries: torch.Tensor, reference: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distances, positions) of each query's k nearest reference rows, nearest first (N x k)."""
+def nearest(
+    queries: torch.Tensor, reference: torch.Tensor, k: int, stop: threading.Event | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distances, positions) of each query's k nearest reference rows, nearest first (float64 and
+    int64, N x k), taken a tile of QUERY_ROWS x REFERENCE_ROWS at a time in float64 whatever the
+    inputs' precision; BuildStopped between tiles once ``stop`` is set."""
     k = min(k, len(reference))
-    distances = torch.empty(len(queries), k, dtype=reference.dtype)
+    distances = torch.empty(len(queries), k, dtype=torch.float64)
     positions = torch.empty(len(queries), k, dtype=torch.int64)
-    for start, block in distance_blocks(queries.to(reference.dtype), reference):
-        values, where = block.topk(k, dim=1, largest=False)
-        distances[start : start + len(block)] = values
-        positions[start : start + len(block)] = where
+    for start in range(0, len(queries), QUERY_ROWS):
+        block = queries[start : start + QUERY_ROWS].double()
+        values, columns = [], []  # each tile's k nearest, then the k nearest of those
+        for first in range(0, len(reference), REFERENCE_ROWS):
+            check_stop(stop)
+            tile = reference[first : first + REFERENCE_ROWS].double()
+            ((_, tile_distances),) = distance_blocks(block, tile)  # one block: a tile is under its limit
+            found = tile_distances.topk(min(k, len(tile)), dim=1, largest=False)
+            values.append(found.values)
+            columns.append(found.indices + first)
+        best, order = torch.cat(values, dim=1).topk(k, dim=1, largest=False)
+        distances[start : start + len(block)] = best
+        positions[start : start + len(block)] = torch.cat(columns, dim=1).gather(1, order)
     return distances, positions
+
+
+def check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise BuildStopped("The nearest-training-images index was stopped before it was built.")
 
 
 class NeighbourIndex:
     """The training split of a run's dataset in the evaluator's feature space, with the copy
-    threshold calibrated on the held-out ``REFERENCE_SPLIT``."""
+    threshold calibrated on the held-out ``REFERENCE_SPLIT``. ``stop``: an event that, once set,
+    ends the build at its next batch with BuildStopped."""
 
-    def __init__(self, net: EvaluatorNet, info: dict, dataset: PackedDataset, progress: bool = False):
-        self.net, self.dataset = net, dataset
+    def __init__(
+        self,
+        net: EvaluatorNet,
+        info: dict,
+        dataset: PackedDataset,
+        progress: bool = False,
+        stop: threading.Event | None = None,
+    ):
+        self.net, self.dataset, self._stop = net, dataset, stop
         self.positions = dataset.indices("train")
         if len(self.positions) == 0:
             raise UsageError("The run's dataset has no training images to compare with.")
-        self.features = self._features("train", info, progress)
+        self.features = self._features("train", info, progress)  # float32 N x F
         if len(dataset.indices(REFERENCE_SPLIT)) == 0:
             raise UsageError(
                 f"The run's dataset has no {REFERENCE_SPLIT} images, which calibrate what counts as a copy; "
                 f"prepare it with a validation split."
             )
         reference = self._features(REFERENCE_SPLIT, info, progress)
-        self.reference_distances = nearest(reference, self.features, 1)[0][:, 0].numpy()
+        self.reference_distances = nearest(reference, self.features, 1, stop)[0][:, 0].numpy()
         self.threshold = float(np.quantile(self.reference_distances, COPY_QUANTILE / 2))
         self.typical = float(np.median(self.reference_distances))
-        self.thumbnails = thumbnails(native_images(dataset, "train"))
-        held_out = thumbnails(native_images(dataset, REFERENCE_SPLIT))
-        self.pixel_threshold = float(
-            np.quantile(nearest(held_out, self.thumbnails, 1)[0][:, 0].numpy(), COPY_QUANTILE / 2)
-        )
+        self.thumbnails = self._thumbnails("train")  # float32 N x C*T*T
+        held_out = nearest(self._thumbnails(REFERENCE_SPLIT), self.thumbnails, 1, stop)[0][:, 0].numpy()
+        self.pixel_threshold = float(np.quantile(held_out, COPY_QUANTILE / 2))
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, progress: bool = False, device: str = "cpu") -> NeighbourIndex:
+    def from_run(
+        cls,
+        run_dir: str | os.PathLike,
+        progress: bool = False,
+        device: str = "cpu",
+        stop: threading.Event | None = None,
+    ) -> NeighbourIndex:
         """The index of a run's training images (the evaluator is loaded, or trained once)."""
         config = load_run_config(run_dir)
         dataset = open_recorded_dataset(config, run_dir)
+        check_stop(stop)
         evaluator = Evaluator(config.data, dataset, progress=progress, device=device)
-        return cls(evaluator.net, evaluator.info, dataset, progress)
+        return cls(evaluator.net, evaluator.info, dataset, progress, stop)
+
+    def _batches(self, split: str) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, native uint8 images) of one split, BUILD_BATCH images at a time."""
+        positions = self.dataset.indices(split)
+        for start in range(0, len(positions), BUILD_BATCH):
+            check_stop(self._stop)
+            yield start, native_images(_IndexedSplit(self.dataset, positions[start : start + BUILD_BATCH]), "picked")
 
     def _features(self, split: str, info: dict, progress: bool) -> torch.Tensor:
-        """The evaluator's features of one split (float64), from the user cache when this
+        """The evaluator's features of one split (float32), from the user cache when this
         evaluator has computed them for this data before."""
         count = len(self.dataset.indices(split))
         key = f"{info.get('weights_sha256', '')}|{info.get('train_fingerprint', '')}|{split}|{count}"
@@ -135,23 +193,33 @@ class NeighbourIndex:
         if path.is_file():
             try:
                 cached = np.load(path, allow_pickle=False)
-                if cached.shape == (count, self.net.feature_dim):
-                    return torch.from_numpy(cached).double()
+                if cached.shape == (count, self.net.feature_dim) and cached.dtype == np.float32:
+                    return torch.from_numpy(cached)
             except (OSError, ValueError):
                 pass  # a damaged cache file is computed again
         if progress:
             print(f"Computing evaluator features of {count:,} {split} images (once)...", flush=True)
-        features = extract_features(self.net, native_images(self.dataset, split)).float()
+        features = torch.empty(count, self.net.feature_dim, dtype=torch.float32)
+        for start, images in self._batches(split):
+            features[start : start + len(images)] = extract_features(self.net, images)
         with contextlib.suppress(OSError):  # a read-only cache costs time on the next call, nothing else
             write_atomic(path, lambda tmp: np.save(tmp, features.numpy()))
-        return features.double()
+        return features
+
+    def _thumbnails(self, split: str) -> torch.Tensor:
+        """``thumbnails`` of one split, float32 N x C*T*T."""
+        count = len(self.dataset.indices(split))
+        out = torch.empty(count, self.dataset.channels * THUMBNAIL * THUMBNAIL, dtype=torch.float32)
+        for start, images in self._batches(split):
+            out[start : start + len(images)] = thumbnails(images)
+        return out
 
     def query_features(self, features: torch.Tensor, k: int = 3, images_uint8=None) -> Neighbours:
         """The k nearest training images of images given by their evaluator features; with the
         images themselves (uint8 native size) the flag also applies the pixel test."""
         if not 1 <= k <= MAX_K:
             raise UsageError(f"k (neighbours per image) must be between 1 and {MAX_K}, not {k}.")
-        distances, positions = nearest(features.double(), self.features, k)
+        distances, positions = nearest(features, self.features, k)
         distances = distances.numpy()
         copy = distances[:, 0] < self.threshold
         pixel = None
@@ -187,10 +255,10 @@ class NeighbourIndex:
 
 def thumbnails(images_uint8) -> torch.Tensor:
     """uint8 images N x C x H x W -> their THUMBNAIL x THUMBNAIL area averages per channel, on
-    0..255, flattened (float64 N x C*T*T): what the pixel test of the copy flag compares."""
+    0..255, flattened (float32 N x C*T*T): what the pixel test of the copy flag compares."""
     images = torch.as_tensor(np.asarray(images_uint8)).float()
     small = torch.nn.functional.adaptive_avg_pool2d(images, THUMBNAIL) if len(images) else images
-    return small.reshape(len(images), -1).double()
+    return small.reshape(len(images), -1)
 
 
 class _IndexedSplit:

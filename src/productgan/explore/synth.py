@@ -6,7 +6,7 @@ evaluator, keeps or drops it (``productgan.explore.guardrails``: near-copy, off-
 near-duplicate), and draws replacements for the dropped ones until every category holds the
 count asked for (within ``max_attempts`` candidates per image asked).
 
-What it writes, all at once (a staging folder, then one swap)::
+What it writes, all at once (a staging folder, then one swap; ``files.Outputs``)::
 
     DIR/synth.json              the request, the thresholds, counts and drops per reason, timing
     DIR/manifest.csv            one row per candidate, kept or dropped (also manifest.jsonl)
@@ -19,6 +19,11 @@ image INDEX of ``productgan generate --seed SEED --label CLASS --temperature T``
 draw from the one stream of latent vectors of the seed, each vector used once, so no two images
 share a vector.
 
+``--out`` is judged, and locked against a second synth, before any work; with ``--overwrite``
+it replaces only an earlier synth output holding nothing but the files its synth.json and
+manifest.csv list (``SYNTH_OUTPUT``): a file a user added there (checked labels, notes) makes
+it refuse, naming the file, so nothing the user made is ever deleted.
+
 Typical use::
 
     summary = synth_run("runs/00000-fashion-mnist-32", "synthetic", per_class=1000)
@@ -30,7 +35,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +43,8 @@ import numpy as np
 import torch
 
 from productgan.data import PackedDataset
-from productgan.data.packed import SPLITS
-from productgan.errors import ProductganError, UsageError
+from productgan.data.packed import IMAGES_FILE, INFO_FILE, LABELS_FILE, SPLIT_FILE, SPLITS
+from productgan.errors import UsageError
 from productgan.explore.guardrails import (
     CHECKS,
     MAX_ATTEMPTS,
@@ -53,7 +57,7 @@ from productgan.explore.guardrails import (
 )
 from productgan.explore.latent import MAX_INDEX, ImageName
 from productgan.explore.neighbours import NeighbourIndex
-from productgan.files import check_writable, refuse_to_replace, replace_dir, staging_dir
+from productgan.files import FolderKind, Outputs, write_error
 from productgan.generator.grid import to_pil
 from productgan.generator.output import file_safe
 from productgan.generator.sampler import Sampler, load_generator
@@ -90,9 +94,10 @@ MANIFEST_COLUMNS = (
 )
 
 
-def check_request(conditional: bool, per_class: int | None, n: int | None, balance: bool) -> None:
+def check_request(conditional: bool | None, per_class: int | None, n: int | None, balance: bool) -> None:
     """One sentence unless exactly one of ``per_class``, ``n`` and ``balance`` says how many
-    images to make, within bounds, and the generator has the categories it needs."""
+    images to make, within bounds, and the generator has the categories it needs (not checked
+    while ``conditional`` is None: before the generator is loaded)."""
     given = [flag for flag, value in (("--per-class", per_class), ("--n", n)) if value is not None]
     if len(given) + bool(balance) != 1:
         raise UsageError(
@@ -102,7 +107,7 @@ def check_request(conditional: bool, per_class: int | None, n: int | None, balan
     for flag, value in (("--per-class", per_class), ("--n", n)):
         if value is not None and (isinstance(value, bool) or not 1 <= value <= MAX_INDEX):
             raise UsageError(f"{flag} must be between 1 and {MAX_INDEX:,}, not {value}.")
-    if not conditional and n is None:
+    if conditional is False and n is None:
         raise UsageError(
             f"{given[0] if given else '--balance'} makes images by category, and this generator is not "
             f"class-conditional; ask for --n N images instead, or train a generator with --conditional."
@@ -155,21 +160,25 @@ def category_folders(names: list[str]) -> list[str]:
     return [f if folded.count(f.casefold()) == 1 else f"{i:02d}-{f}" for i, f in enumerate(folders)]
 
 
-def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
-    """``out`` as a Path when synth may write there, else one sentence: a new or empty folder,
-    or with ``overwrite`` an earlier synth output (never a folder of other files)."""
-    out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder for the synthetic images.")
-    if out.is_dir() and any(out.iterdir()):
-        refuse_to_replace([out], overwrite)
-        if not (out / SUMMARY_FILE).is_file():
-            raise ProductganError(
-                f"{out} holds files synth did not write (it has no {SUMMARY_FILE}); --overwrite replaces only an "
-                f"earlier synth output, so choose another --out."
-            )
-    check_writable(out / SUMMARY_FILE)
-    return out
+def synth_files(out: Path) -> set[str]:
+    """The files an earlier synth wrote in ``out`` (paths inside it), as its synth.json and
+    manifest.csv list them; none when it has no synth.json of this format."""
+    try:
+        summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8"))
+        if not isinstance(summary, dict) or summary.get("format") != FORMAT:
+            return set()
+        with open(out / MANIFEST_CSV, newline="", encoding="utf-8") as handle:
+            images = {row.get("file") for row in csv.DictReader(handle)}
+    except (OSError, ValueError, csv.Error):
+        return set()
+    packed = (summary.get("files") or {}).get("packed") == PACKED_DIR
+    own = {SUMMARY_FILE, MANIFEST_CSV, MANIFEST_JSONL, *(f for f in images if isinstance(f, str) and f)}
+    if packed:
+        own |= {f"{PACKED_DIR}/{name}" for name in (IMAGES_FILE, LABELS_FILE, SPLIT_FILE, INFO_FILE)}
+    return own
+
+
+SYNTH_OUTPUT = FolderKind("a synth output", synth_files)
 
 
 def manifest_csv(records: list[dict[str, Any]]) -> str:
@@ -206,43 +215,41 @@ def packed_dataset(result: SynthResult, sampler: Sampler, dataset: PackedDataset
 
 def write_synth(
     result: SynthResult,
-    out: str | os.PathLike,
+    folder: Path,
     summary: dict[str, Any],
     sampler: Sampler,
     dataset: PackedDataset,
     packed: bool = False,
-    overwrite: bool = False,
 ) -> Path:
     """Write the image tree, both manifests, synth.json and (``packed``) the packed dataset into
-    a staging folder, then put it at ``out`` in one step: a crash leaves the old folder or the
-    new one. Fills in each kept record's ``file``."""
-    out = check_output(out, overwrite)
+    ``folder`` (the staging folder ``files.Outputs`` puts in place in one step, so a crash leaves
+    the old output or the new one). Fills in each kept record's ``file``."""
     folders = category_folders(sampler.class_names) if sampler.conditional else [UNLABELLED]
     width = max(6, len(str(max(r["index"] for r in result.records))))
     files = {}
     for position, name in enumerate(result.names):
         parsed = ImageName.parse(name)
-        folder = folders[0] if result.labels is None else folders[int(result.labels[position])]
-        files[name] = f"{folder}/{parsed.seed}-{parsed.index:0{width}d}.png"
+        category = folders[0] if result.labels is None else folders[int(result.labels[position])]
+        files[name] = f"{category}/{parsed.seed}-{parsed.index:0{width}d}.png"
     for record in result.records:
         record["file"] = files.get(record["name"], "") if record["status"] == "kept" else ""
-    tmp = staging_dir(out)
-    try:
-        for folder in {files[name].partition("/")[0] for name in files}:
-            (tmp / folder).mkdir()
-        for position, name in enumerate(result.names):
-            to_pil(result.images[position]).save(tmp / files[name], format="PNG")
-        (tmp / MANIFEST_CSV).write_text(manifest_csv(result.records), encoding="utf-8")
-        lines = [json.dumps({column: r[column] for column in MANIFEST_COLUMNS}) for r in result.records]
-        (tmp / MANIFEST_JSONL).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        if packed:
-            meta = _packed_meta(summary, dataset)
-            packed_dataset(result, sampler, dataset, meta).save(tmp / PACKED_DIR)
-        # synth.json goes last: check_output keys on it.
-        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        return replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    for category in {files[name].partition("/")[0] for name in files}:
+        (folder / category).mkdir()
+    for position, name in enumerate(result.names):
+        path = folder / files[name]
+        try:
+            to_pil(result.images[position]).save(path, format="PNG")
+        except OSError as error:  # named, so that a full disk says where (files.Outputs names it in --out)
+            raise write_error(error, path) from None
+    (folder / MANIFEST_CSV).write_text(manifest_csv(result.records), encoding="utf-8")
+    lines = [json.dumps({column: r[column] for column in MANIFEST_COLUMNS}) for r in result.records]
+    (folder / MANIFEST_JSONL).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    if packed:
+        meta = _packed_meta(summary, dataset)
+        packed_dataset(result, sampler, dataset, meta).save(folder / PACKED_DIR)
+    # synth.json goes last: synth_files keys on it.
+    (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return folder
 
 
 def _packed_meta(summary: dict[str, Any], dataset: PackedDataset) -> dict[str, Any]:
@@ -280,21 +287,24 @@ def synth_run(
     started = time.perf_counter()
     load_run_config(run_dir)  # one sentence when this is not a run
     temperature = check_settings(seed, temperature, max_attempts)
-    check_output(out, overwrite)
-    sampler = load_generator(run_dir, device=device)
-    check_request(sampler.conditional, per_class, n, balance)
-    index = index or NeighbourIndex.from_run(run_dir, progress=progress, device=device)
-    train_labels = index.dataset.labels[index.dataset.indices("train")]
-    counts = planned_counts(sampler, train_labels, per_class, n, balance)
-    rails = guardrails_for(index, sampler, enabled=guardrails)
-    setup_seconds = time.perf_counter() - started
-    result = synthesize(sampler, index, counts, seed, temperature, rails, max_attempts, progress=progress)
-    summary = synth_summary(run_dir, sampler, rails, result, seed, temperature, per_class, n, balance, max_attempts)
-    summary["setup_seconds"] = round(setup_seconds, 3)  # the generator, the index, the thresholds
-    summary["files"]["packed"] = PACKED_DIR if packed else None
-    started = time.perf_counter()
-    summary["out"] = str(write_synth(result, out, summary, sampler, index.dataset, packed, overwrite))
-    summary["write_seconds"] = round(time.perf_counter() - started, 3)
+    check_request(None, per_class, n, balance)
+    with Outputs("synth") as outputs:
+        out = outputs.claim(out, overwrite, SYNTH_OUTPUT)  # held until written: a second synth is refused now
+        sampler = load_generator(run_dir, device=device)
+        check_request(sampler.conditional, per_class, n, balance)
+        index = index or NeighbourIndex.from_run(run_dir, progress=progress, device=device)
+        train_labels = index.dataset.labels[index.dataset.indices("train")]
+        counts = planned_counts(sampler, train_labels, per_class, n, balance)
+        rails = guardrails_for(index, sampler, enabled=guardrails)
+        setup_seconds = time.perf_counter() - started
+        result = synthesize(sampler, index, counts, seed, temperature, rails, max_attempts, progress=progress)
+        summary = synth_summary(run_dir, sampler, rails, result, seed, temperature, per_class, n, balance, max_attempts)
+        summary["setup_seconds"] = round(setup_seconds, 3)  # the generator, the index, the thresholds
+        summary["files"]["packed"] = PACKED_DIR if packed else None
+        started = time.perf_counter()
+        outputs.write({out: lambda tmp: write_synth(result, tmp, summary, sampler, index.dataset, packed)})
+        summary["out"] = str(out)
+        summary["write_seconds"] = round(time.perf_counter() - started, 3)
     return summary
 
 

@@ -15,14 +15,17 @@ the run layer (``run.export_final``, ``run.export_run``).
   the caller's ``info`` (for a run, ``run.export_info``: ``class_names``, the fit fields the
   dataset records (``native_size``, ``fit``, ``padded_size``, ``pad``, ``background``),
   ``dataset`` (its source), ``split_sizes``, ``licence``, ``step``, ``images_seen``, ``ema``,
-  ``seed``).
+  ``seed``), and last ``weights_sha256``, the SHA-256 of model.safetensors.
 - README.md: the model card (generator/card.py), when a ``readme`` is given.
 - model.onnx: only on request, written beside the others later (generator/onnx.py).
 
 ``read_export`` finds the folder (``find_export``: a run folder, the export folder or its
 model.safetensors), checks ``format``, then every field against ``_EXPORT_FIELDS`` and the
 model's settings by the type of their defaults (``_config_problem``), so that a bad field is
-named before anything is built; it then builds the ``Generator`` and loads the weights strictly.
+named before anything is built; it then checks the weights against ``weights_sha256`` (an export
+written before the field was recorded has none, and loads unchecked), builds the ``Generator``,
+loads the weights strictly and refuses NaN or infinite ones, which would give blank images.
+``write_export`` refuses those too.
 How an image is named from an export (seed, index, class, temperature): generator/latents.py.
 """
 
@@ -30,17 +33,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from safetensors.torch import load_file
 
 from productgan.config import ModelConfig, from_dict, to_dict
 from productgan.errors import ProductganError, first_line
-from productgan.files import replace_dir, save_tensors, staging_dir
+from productgan.files import file_sha256, replace_dir, save_tensors, staging_dir
 from productgan.models import Generator
 
 EXPORT_FORMAT = "productgan-generator"
@@ -72,6 +77,13 @@ def write_export(
     into the same folder swap as README.md.
     """
     out_dir = Path(out_dir)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
+    bad = _non_finite(state)
+    if bad:
+        raise ProductganError(
+            f"The generator's weights hold NaN or infinite values (in {bad}), which give blank images, so they are "
+            f"not exported to {out_dir}; export an earlier checkpoint, or train again with a lower learning rate."
+        )
     config = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -82,16 +94,24 @@ def write_export(
         "pixel_range": pixel_range(generator.config),
         **info,
     }
-    state = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
     tmp = staging_dir(out_dir)
     try:
         save_tensors(state, tmp / WEIGHTS_FILE, metadata={"format": EXPORT_FORMAT})
+        config["weights_sha256"] = file_sha256(tmp / WEIGHTS_FILE)  # last: no info given can replace it
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         if readme is not None:
             (tmp / README_FILE).write_text(readme(config), encoding="utf-8")
         return replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _non_finite(state: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor of ``state`` holding NaN or an infinity, or None."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
 def build_generator(description: dict[str, Any]) -> Generator:
@@ -143,6 +163,11 @@ _EXPORT_FIELDS: dict[str, tuple[bool, Any, str]] = {  # name: (required, check, 
     "native_size": (False, lambda v: _int_list(v, 2, 1), "a list of two sizes in pixels"),
     "padded_size": (False, lambda v: _int_list(v, 2, 1), "a list of two sizes in pixels"),
     "pad": (False, lambda v: _int_list(v, 4, 0), "a list of four margins in pixels"),
+    "weights_sha256": (
+        False,
+        lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None,
+        f"the SHA-256 of {WEIGHTS_FILE} as 64 hex digits",
+    ),
 }
 
 
@@ -208,11 +233,24 @@ def read_export(source: str | os.PathLike) -> tuple[Generator, dict[str, Any]]:
             f"{folder / WEIGHTS_FILE} cannot be read ({first_line(error)}); it is damaged or "
             f"not a safetensors file: export the generator again from its run."
         )
+    # After reading it, so that a file safetensors cannot read is named as such, not as a changed one.
+    recorded = config.get("weights_sha256")
+    if recorded is not None and file_sha256(folder / WEIGHTS_FILE) != recorded:
+        raise ProductganError(
+            f"{folder / WEIGHTS_FILE} is not the file that was exported (its SHA-256 differs from the one "
+            f"{CONFIG_FILE} records), so it was changed or damaged since; export the generator again from its run."
+        )
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise ProductganError(
             f"The weights in {folder / WEIGHTS_FILE} do not match the architecture in {CONFIG_FILE} "
             f"({first_line(error, skip_headers=True)}); export the generator again from its run."
+        )
+    bad = _non_finite(state)
+    if bad:
+        raise ProductganError(
+            f"{folder / WEIGHTS_FILE} holds NaN or infinite weights (in {bad}), which give blank images; export the "
+            f"generator again from a checkpoint trained before they appeared."
         )
     return generator.eval().requires_grad_(False), config

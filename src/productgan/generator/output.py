@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from productgan.errors import ProductganError, UsageError
-from productgan.files import refuse_to_replace, replace_dir, staging_dir, write_atomic
-from productgan.generator.grid import make_grid, save_png
+from productgan.errors import UsageError
+from productgan.files import FolderKind, Outputs, output_path
+from productgan.generator.grid import make_grid, save_png, to_pil
 from productgan.generator.sampler import Sampler, load_generator
 
 # Extensions that name a file generate cannot write (it writes .npy, .png or a folder).
@@ -32,6 +31,8 @@ OTHER_FILE_TYPES = {
     ".tar",
     ".gz",
 }
+# A folder of images from generate: image_file_name's names, nothing else.
+GENERATED_IMAGES = FolderKind("images", r"-?\d+-\d{6,}(-[^/]+)?\.png")
 
 
 def generate_to_path(
@@ -48,7 +49,7 @@ def generate_to_path(
     """Write n images for ``seed`` (of class ``label`` for a conditional generator; every
     class in turn when it is not given) at latent ``temperature``. ``source`` is a run or export
     folder, or a loaded Sampler (which brings its own device and temperature)."""
-    out = Path(out)
+    out = output_path(out)
     kind = "npy" if out.suffix.lower() == ".npy" else "png" if out.suffix.lower() == ".png" else "dir"
     if kind == "dir" and out.suffix.lower() in OTHER_FILE_TYPES and not out.is_dir():
         raise UsageError(
@@ -56,36 +57,28 @@ def generate_to_path(
         )
     if out.exists() and kind == "dir" and not out.is_dir():
         raise UsageError(f"{out} is a file; give a folder, a .png or a .npy path.")
-    if kind != "dir" or (out.is_dir() and any(out.iterdir())):  # an empty folder is no output yet
-        refuse_to_replace([out], overwrite)
-    if out.is_dir() and overwrite:
-        others = sorted(p.name for p in out.iterdir() if not (p.is_file() and p.suffix.lower() == ".png"))
-        if others:
-            raise ProductganError(
-                f"{out} holds more than images ({', '.join(others[:3])}"
-                f"{', ...' if len(others) > 3 else ''}); --overwrite replaces only a folder of "
-                f"PNG images, so choose another --out."
-            )
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}.")
-    sampler = source if isinstance(source, Sampler) else load_generator(source, device=device, temperature=temperature)
-    images = sampler(n=n, seed=seed, size=size, label=label).numpy()  # checks the memory first
-    labels = sampler.labels(n, label)
+    with Outputs("generate") as outputs:
+        outputs.claim(out, overwrite, GENERATED_IMAGES if kind == "dir" else None)
+        if not isinstance(source, Sampler):
+            source = load_generator(source, device=device, temperature=temperature)
+        sampler = source
+        images = sampler(n=n, seed=seed, size=size, label=label).numpy()  # checks the memory first
+        labels = sampler.labels(n, label)
+        names = sampler.class_names
 
-    if kind == "npy":
-        write_atomic(out, lambda tmp: np.save(tmp, images))
-    elif kind == "png":
-        save_png(make_grid(images, sampler.grid_columns(n, label)), out)
-    else:
-        tmp = staging_dir(out)
-        try:
-            names = sampler.class_names
-            for index, image in enumerate(images):
-                category = None if labels is None else names[int(labels[index])]
-                save_png(image, tmp / image_file_name(seed, index, n, category))
-            replace_dir(tmp, out)  # the old images or the new ones, never a mix
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        def fill(tmp: Path) -> None:
+            if kind == "npy":
+                np.save(tmp, images)
+            elif kind == "png":
+                to_pil(make_grid(images, sampler.grid_columns(n, label))).save(tmp, format="PNG")
+            else:
+                for index, image in enumerate(images):
+                    category = None if labels is None else names[int(labels[index])]
+                    save_png(image, tmp / image_file_name(seed, index, n, category))
+
+        outputs.write({out: fill})  # the old images or the new ones, never a mix
     return out
 
 

@@ -23,7 +23,16 @@ from productgan.machine import check_memory
 from productgan.models import Generator
 
 # The fields of an export's config.json that write_export derives from the generator itself.
-DERIVED_FIELDS = ("format", "version", "model", "image_size", "channels", "num_classes", "pixel_range")
+DERIVED_FIELDS = (
+    "format",
+    "version",
+    "model",
+    "image_size",
+    "channels",
+    "num_classes",
+    "pixel_range",
+    "weights_sha256",
+)
 
 
 def resolve_device(name: str | torch.device, flag: str = "--device") -> torch.device:

@@ -14,7 +14,6 @@ compare with published ones; any other file that fits the architecture is used b
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from productgan.checkpoint import refused_for_safety
-from productgan.errors import ProductganError, first_line
+from productgan.checkpoint import load_failure, refused_for_safety
+from productgan.errors import ProductganError
+from productgan.files import file_sha256
 
 STANDARD_SHA256_PREFIX = "6726825d"
 FEATURE_DIM = 2048
@@ -208,14 +208,6 @@ class FIDInception(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_inception(path: str | Path, device: str | torch.device = "cpu") -> tuple[FIDInception, dict]:
     """The FID Inception network with the weights in ``path``, and a description of the file.
 
@@ -232,7 +224,7 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> tupl
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch errors alike mean "not a weights file"
-        reason = refused_for_safety(error) or first_line(error)
+        reason = refused_for_safety(error, path) or load_failure(error)
         raise ProductganError(f"{path} is not a PyTorch weights file ({reason}); {redo}.")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -255,7 +247,7 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> tupl
             f"{path} is not the FID Inception-v3 weights: {', '.join(f for f in found if f)} tensors; {redo}."
         )
     net.load_state_dict(dict(state), strict=False)
-    sha = _sha256(path)
+    sha = file_sha256(path)
     info = {"file": str(path), "sha256": sha, "standard": sha.startswith(STANDARD_SHA256_PREFIX)}
     return net.eval().requires_grad_(False).to(device), info
 

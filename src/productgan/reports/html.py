@@ -116,6 +116,13 @@ def make_figures(run_dir: Path, out_dir: Path) -> dict[str, Path]:
         "speed": _plot(
             plt, out_dir / "speed.png", "Throughput", [("images/s", *column(train, "images_per_s"))], "images/s"
         ),
+        "augmentation": _plot(
+            plt,
+            out_dir / "augmentation.png",
+            "Augmentation strength (the probability of each transform per image)",
+            [("p", *column(train, "augment_p"))],
+            "p",
+        ),
         "validation": _plot(
             plt,
             out_dir / "validation.png",
@@ -281,6 +288,7 @@ def _evaluation_table(report: dict[str, Any]) -> str | None:
 FIGURE_FILES = (
     "losses.png",
     "discriminator.png",
+    "augmentation.png",
     "speed.png",
     "validation.png",
     "validation_pr.png",
@@ -343,7 +351,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             else ""
         ),
         "<h2>Training curves</h2>"
-        + "".join(_img(figures[k], k) for k in ("losses", "discriminator", "speed") if k in figures),
+        + "".join(_img(figures[k], k) for k in ("losses", "discriminator", "augmentation", "speed") if k in figures),
     ]
     if "validation" in figures:
         sections.append(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from productgan.config import RunConfig, parse_config, resolve, to_dict
+from productgan.config import RunConfig, parse_config, read_config_file, resolve, to_dict
 from productgan.data import FILES, PackedDataset, is_packed_dataset, open_dataset
 from productgan.data.fashion_mnist import missing_files
 from productgan.data.prepare import FASHION_MNIST
@@ -19,7 +19,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     """The configuration recorded in ``run_dir``, or one sentence naming what is wrong with it."""
     path = require_run_dir(run_dir) / CONFIG_FILE
     try:
-        config = parse_config(yaml.safe_load(path.read_text()))
+        config = parse_config(read_config_file(path))
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
         reason = first_line(error).strip("'\"")  # a KeyError's message comes quoted
         raise ProductganError(f"{path} is damaged ({reason}); restore it from a copy of the run, or start a new run.")

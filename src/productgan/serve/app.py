@@ -28,7 +28,7 @@ import ipaddress
 import os
 import re
 import socket
-import threading
+import sys
 from pathlib import Path
 
 from productgan import __version__
@@ -73,6 +73,20 @@ try:
     import uvicorn
 
     from productgan.serve.protocol import timed_protocol
+
+    class ListeningServer(uvicorn.Server):
+        """uvicorn's server, which prints ``announcement`` once its socket listens (uvicorn's own
+        line is below the log level the server runs at)."""
+
+        def __init__(self, config: uvicorn.Config, announcement: str):
+            super().__init__(config)
+            self.announcement = announcement
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                print(self.announcement, flush=True)
+
 except ModuleNotFoundError as error:
     if not _missing_extra(error):
         raise
@@ -139,10 +153,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        if run_dir is not None:  # the training split's features, ready before the first request needs them
-            threading.Thread(target=_warm, args=(service,), name="productgan-neighbours", daemon=True).start()
+        service.start_warm_up()  # a run's training features, ready before the first request needs them
         yield
-        service.work.close()  # at shutdown: requests still in line are dropped
+        service.close()  # requests still in line are dropped; an index build stops within a batch
 
     app = fastapi.FastAPI(
         lifespan=lifespan,
@@ -185,11 +198,6 @@ def create_app(
         )
     app.add_middleware(SecurityHeaders)
     return app
-
-
-def _warm(service) -> None:
-    with contextlib.suppress(Exception):  # a problem is answered, as a sentence, to the requests that need it
-        service.neighbour_index()
 
 
 def _with_head(router):
@@ -265,7 +273,8 @@ def serve(
     cors_origins: list[str] | tuple[str, ...] = (),
     root_path: str = "",
 ) -> None:
-    """Load the generator, then serve it until interrupted (None: the default of a setting)."""
+    """Load the generator, then serve it until Ctrl-C (None: the default of a setting). Ctrl-C at
+    any moment, start-up included, stops it cleanly: the index build at its next batch."""
     if fastapi is None or uvicorn is None:
         raise ProductganError(MISSING_EXTRA)
     queue = DEFAULT_QUEUE if queue is None else queue
@@ -273,13 +282,39 @@ def serve(
     if not 0 < request_timeout <= 3600:
         raise UsageError(f"--request-timeout must be above 0 and at most 3600 seconds, not {request_timeout}.")
     root_path = check_root_path(root_path)
-    app = create_app(
-        source, device=device, max_images=max_images, workers=workers, queue=queue, cors_origins=cors_origins
-    )
-    port = check_port(host, port)
-    behind = f"; behind the proxy at {root_path}/" if root_path else ""
-    print(f"Serving {source} at {local_url(host, port)} (API docs at /docs{behind}); Ctrl-C stops.", flush=True)
-    uvicorn.run(app, **server_settings(host, port, request_timeout, root_path))
+    app = None
+    try:
+        app = create_app(
+            source, device=device, max_images=max_images, workers=workers, queue=queue, cors_origins=cors_origins
+        )
+        port = check_port(host, port)
+        behind = f"; behind the proxy at {root_path}/" if root_path else ""
+        announcement = f"Serving {source} at {local_url(host, port)} (API docs at /docs{behind}); Ctrl-C stops."
+        run_server(app, announcement, **server_settings(host, port, request_timeout, root_path))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C before uvicorn listens, or the one uvicorn raises again once it has shut down
+    finally:
+        if app is not None:
+            _shut_down(app.state.service)
+
+
+def run_server(app, announcement: str, **settings) -> None:
+    """Serve ``app`` with uvicorn's ``settings`` until stopped; ``announcement`` is printed once the
+    socket listens (tests replace this function)."""
+    ListeningServer(uvicorn.Config(app, **settings), announcement).run()
+
+
+def _shut_down(service) -> None:
+    """Stop the service's background work and wait for it (uvicorn does at shutdown, unless a
+    second Ctrl-C hurried it). A Ctrl-C while waiting here, where the work is not one that stops
+    between batches (an evaluator being trained), ends the process at once: past the interpreter's
+    own exit, which a native thread still running would abort."""
+    try:
+        service.close()
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def server_settings(host: str, port: int, request_timeout: float, root_path: str = "") -> dict:

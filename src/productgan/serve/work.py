@@ -39,6 +39,14 @@ class Busy(Exception):
         self.retry_after = retry_after
 
 
+class Closing(Busy):
+    """Work refused because the server is shutting down (503 and Retry-After, as Busy)."""
+
+    def __init__(self):
+        Exception.__init__(self, "The server is shutting down; ask again once it is back.")
+        self.retry_after = RETRY_AFTER_RANGE[1]
+
+
 class WorkQueue:
     """Runs jobs on ``workers`` threads with at most ``queue`` waiting; refuses more with Busy.
 

@@ -18,7 +18,7 @@ The life of one run
 3. ``run.open_new_dataset`` opens the data (``data.open_dataset``: a packed folder, or
    Fashion-MNIST packed in memory) and records in ``config.data`` the absolute path it was read
    from; ``resolve(config, dataset, world_size)`` then fills what depends on the data: the image
-   size, the split's size and seed, and DiffAugment on below ``AUGMENT_BELOW`` training images.
+   size, the split's size and seed, and the augmentation mode (``auto`` unless set).
 4. The run folder is ``--out``, checked by ``run.check_new_run_dir`` (never a folder holding a
    run or someone's files), or else the next numbered one, ``run.new_run_dir``.
 5. ``_fit`` sets up the device (``device.setup_device``: the process group under torchrun,

@@ -98,15 +98,15 @@ def open_tensorboard(run_dir: Path, step: int):
     return SummaryWriter(str(run_dir / run.TENSORBOARD_DIR), purge_step=step if step else None)
 
 
-def discriminator_won(values: dict[str, float], loss: str, augment: bool | None) -> str | None:
+def discriminator_won(values: dict[str, float], loss: str, augment: str | bool | None) -> str | None:
     """A sentence when D's mean outputs over a log interval say it tells every real image from
     every generated one (sigmoid of its logits above 0.99 on real, below 0.01 on generated), else
     None. Not judged for wgan-gp, whose critic values have no fixed scale."""
     if loss == "wgan-gp" or values["d_real"] <= 0.99 or values["d_fake"] >= 0.01:
         return None
     advice = (
-        "turn on DiffAugment (--augment) and start again"
-        if not augment
+        "turn on DiffAugment (--augment auto) and start again"
+        if augment in (None, False, "off")
         else "lower the discriminator's learning rate (--optim.lr-d) or add an R1 penalty (--loss.r1-gamma)"
     )
     return (

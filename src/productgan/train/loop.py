@@ -32,6 +32,7 @@ from productgan.generator.statistics import measure_statistics
 from productgan.losses import build_loss, mode_seeking, penalties
 from productgan.models import Generator
 from productgan.train import distributed
+from productgan.train.augmentation import AugmentStrength
 from productgan.train.batches import to_training_range, training_batches
 from productgan.train.budget import Budget, decay_learning_rates
 from productgan.train.device import setup_device
@@ -66,11 +67,23 @@ class Trainer:
         self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
         self.conditional = self.G.num_classes > 0
         self.loss = build_loss(config.loss)
-        self.augment_policy = parse_policy(t.augment_policy) if t.augment else ()
+        self.augment_policy = parse_policy(t.augment_policy) if t.augment != "off" else ()
         self.pixel_range = pixel_range(config.model)
         self.batches = training_batches(dataset, config.batch_size, config.seed, self.device, context)
+        d_steps = config.optim.d_steps_per_g_step
+        self.augment = AugmentStrength(
+            t.augment,
+            t.augment_p,
+            t.augment_target,
+            images_per_step=config.batch_size * d_steps,
+            logits_per_step=d_steps * self.batches.local_batch // config.model.d_pack,
+            device=self.device,
+            context=context,
+        )
         self.noise_rng = torch.Generator(device=self.device)
         self.graph = StepGraph(self._step, self._step_state, self.noise_rng, self._seed_noise) if graphed else None
+        if graphed:
+            self.augment.use_device_p()  # a graph reads p from the device; it never skips the transforms
         self.grid = SampleGrid(config, dataset, self.device)
         self.validator = Validator(config, dataset, self.device, context)
         self.step, self.images_seen, self.elapsed_s = 0, 0, 0.0
@@ -94,6 +107,7 @@ class Trainer:
             "batches_drawn": self.batches.batches_drawn,
             "elapsed_s": self.elapsed_s,
             **self.validator.state_dict(),
+            **self.augment.state_dict(),
             "config": self._recorded_config(),
             "export_info": self.export_info(),
             "image_size": self.G.image_size,
@@ -131,6 +145,7 @@ class Trainer:
         self.batches.batches_drawn = int(state["batches_drawn"])
         self.elapsed_s = float(state["elapsed_s"])
         self.validator.load_state_dict(state)
+        self.augment.load_state_dict(state)
         self._saved_step = self.step
 
     def _real_batch(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -149,10 +164,11 @@ class Trainer:
         self.noise_rng.manual_seed(int(words[0]) << 32 | int(words[1]) >> 1)
 
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
-        """What D sees: the images through DiffAugment when it is on (the same for real and fake)."""
-        if not self.augment_policy:
+        """What D sees: the images through DiffAugment at the run's strength (the same for real
+        and fake); the images themselves while that is 0."""
+        if not self.augment_policy or self.augment.skips:
             return images
-        return diff_augment(images, self.augment_policy, self.noise_rng, self.pixel_range)
+        return diff_augment(images, self.augment_policy, self.noise_rng, self.pixel_range, self.augment.probability())
 
     def _penalties(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | float:
         """Gradient penalties, in float32 on the bare D (DDP does not support double backward;
@@ -174,6 +190,7 @@ class Trainer:
         self.images_seen += seen
         self.step += 1
         stats.add_values(values)
+        self.augment.after_step(self.step)
 
     def _step(self, reals: Sequence[tuple[torch.Tensor, torch.Tensor]], ema_weight: float | torch.Tensor):
         """The step's device work from drawn batches: ``d_steps_per_g_step`` discriminator
@@ -195,6 +212,7 @@ class Trainer:
             with autocast():
                 real_logits = self.nets.D_step(real, labels)
                 fake_logits = self.nets.D_step(fake_seen, labels)
+            self.augment.observe(real_logits)
             loss_d = self.loss.discriminator(real_logits, fake_logits)
             loss_d = loss_d + self._penalties(real, fake_seen, labels)
             self.opt_d.zero_grad(set_to_none=True)
@@ -229,9 +247,12 @@ class Trainer:
         return torch.stack([v.detach().float() for v in values])
 
     def _step_state(self) -> list[torch.Tensor]:
-        """Every tensor a step changes: weights, buffers, optimiser state, the EMA copy."""
+        """Every tensor a step changes: weights, buffers, optimiser state, the EMA copy, the
+        adaptive augmentation's signal."""
         modules = [self.G, self.D] + ([self.ema.model] if self.ema else [])
         tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+        if self.augment.adaptive:
+            tensors.append(self.augment.signs)
         for opt in (self.opt_g, self.opt_d):
             tensors += [v for state in opt.state.values() for v in state.values() if torch.is_tensor(v)]
         return tensors
@@ -378,6 +399,8 @@ class Trainer:
                 values = stats.means(ctx)
                 check_finite(values, self.step, self.run_dir / run.LAST_CHECKPOINT)
                 values["images_per_s"] = (self.images_seen - last_log_images) / max(now - last_log_time, 1e-9)
+                if self.augment.p is not None:
+                    values["augment_p"] = self.augment.p
                 if log is not None:
                     self.check_balance(values)
                     log.write(self._where(), values)

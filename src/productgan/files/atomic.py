@@ -1,29 +1,10 @@
-"""Writing files so that a crash never leaves half of one: a temporary file beside the target,
-then a rename over it (atomic on one file system).
-
-- A file: ``write_atomic(path, write)`` (``write_text_atomic`` for text) fills a temporary
-  ``.NAME.tmp-HOST-PID-XXXX`` beside the target, then renames it over the target. Checkpoints,
-  PNGs, config.yaml, evaluation reports, model cards and ``.npy`` outputs go through it; a
-  failure is an OSError naming the target (``write_error``: ENOSPC for a full disk).
-- A folder (a run's generator/, a packed dataset, a folder of generated images) is built in
-  ``staging_dir(target)`` and put in place by ``replace_dir``, which swaps it in one step where
-  the system can (``renameat2(RENAME_EXCHANGE)`` on Linux), else parks the old folder as
-  ``.NAME.old-HOST-PID-XXXX`` first.
-- ``remove_stale_temporaries`` deletes what a crash left, the temporaries of processes that no
-  longer run (host and pid are in the name), and puts back a parked folder whose original is
-  missing. ``staging_dir``, ``run.check_new_run_dir`` and the run lock (``run.locked``, which
-  clears the whole run) call it.
-- Not everything is atomic: metrics.jsonl is appended line by line, and a line cut short is
-  dropped by its readers (run/folder.py); ``save_tensors`` writes in place, so it is called on a
-  temporary file or inside a staging folder.
-- ``refuse_to_replace`` and ``check_writable`` refuse before any slow work: an output the user
-  did not ask to replace, a place where no file can be written.
-"""
+"""Atomic writes of files and folders, and the temporaries a crash leaves (see the package's docstring)."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -46,13 +27,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     OSError naming ``path`` (ENOSPC when the disk is full, however the writer words it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The suffix is kept for writers that add a missing one (numpy's .npy).
-    handle, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=path.suffix.lower(), dir=path.parent)
-    tmp = Path(name)
-    try:
-        os.fchmod(handle, 0o666 & ~current_umask())  # mkstemp's file is private; the result should not be
-    finally:
-        os.close(handle)
+    tmp = temporary_file(path)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -61,6 +36,18 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def temporary_file(path: Path) -> Path:
+    """A new, empty temporary file beside ``path`` (its folder exists), with the usual
+    permissions: exclusive create under a name no one can guess, no link followed."""
+    # The suffix is kept for writers that add a missing one (numpy's .npy).
+    handle, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=path.suffix.lower(), dir=path.parent)
+    try:
+        os.fchmod(handle, 0o666 & ~current_umask())  # mkstemp's file is private; the result should not be
+    finally:
+        os.close(handle)
+    return Path(name)
 
 
 FULL_DISK_WORDS = ("no space left", "os error 28", "errno 28", "disk quota exceeded", "os error 122")
@@ -280,3 +267,12 @@ def check_writable(path: str | os.PathLike) -> Path:
     os.close(handle)
     os.unlink(name)
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of the file at ``path`` as 64 hex digits, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
