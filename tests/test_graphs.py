@@ -255,7 +255,8 @@ def test_the_step_does_nothing_a_cuda_graph_cannot_capture(fake_packed, tmp_path
     o = trainer.config.optim
     trainer.config.loss.name, o.name, o.d_steps_per_g_step, o.g_steps_per_d_step = loss, "sgd", 2, 2
     trainer.loss = build_loss(trainer.config.loss)
-    trainer.opt_g, trainer.opt_d = optimizer(trainer.G, o, 1e-3), optimizer(trainer.D, o, 1e-3)
+    trainer.opt_g = optimizer(trainer.G.parameters(), o, 1e-3)
+    trainer.opt_d = optimizer(trainer.D.parameters(), o, 1e-3)
     reals, weight = [trainer.batches.next() for _ in range(2)], torch.tensor(0.1)
     trainer._step(reals, weight)  # the optimisers' first step creates their state
     with HostWork() as host:

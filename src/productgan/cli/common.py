@@ -25,6 +25,8 @@ ALIASES = {
     "--no_augment": "--train.augment=off",
     "--tensorboard": "--train.tensorboard=true",
 }
+# Short names of options that take a value: ``--init-from RUN`` is ``--train.init_from RUN``.
+SHORT_NAMES = {"--init_from": "--train.init_from", "--freeze_d": "--train.freeze_d"}
 
 SOURCE_HELP = "A run directory or an exported generator folder."
 DEVICE_HELP = "cpu, cuda or cuda:N."
@@ -73,6 +75,8 @@ def normalise(argv: list[str]) -> list[str]:
                     next(tokens)
             elif token.startswith("--augment="):
                 token = "--train.augment=" + value
+            elif token.split("=", 1)[0] in SHORT_NAMES:
+                token = SHORT_NAMES[token.split("=", 1)[0]] + token[len(token.split("=", 1)[0]) :]
         out.append(token)
     return out
 

@@ -177,8 +177,18 @@ def _check_train(train: TrainConfig, world_size: int) -> None:
         raise UsageError(f"--augment must be one of {', '.join(AUGMENT_MODES)}, not {train.augment!r}.")
     if train.augment_p is not None and not 0.0 <= train.augment_p <= 1.0:
         raise UsageError(f"--train.augment-p must be a probability from 0 to 1, not {train.augment_p}.")
+    if train.freeze_d < 0:
+        raise UsageError(f"--freeze-d must be 0 (train every block of D) or more, not {train.freeze_d}.")
+    if train.init_from is not None and not str(train.init_from).strip():
+        raise UsageError("--init-from is empty; give a run directory (RUN, or RUN:best for its best checkpoint).")
     if not 0.0 < train.augment_target < 1.0:
         raise UsageError(f"--train.augment-target must lie between 0 and 1, not {train.augment_target}.")
+
+
+def d_blocks(image_size: int) -> int:
+    """The strided blocks of a DCGAN discriminator for ``image_size`` (models/dcgan.py): one per
+    halving from the image down to 4 x 4."""
+    return max(1, int(image_size).bit_length() - 3)
 
 
 def _resolve_data(config: RunConfig, dataset: DatasetFacts) -> None:
@@ -196,6 +206,12 @@ def _resolve_data(config: RunConfig, dataset: DatasetFacts) -> None:
         )
     if config.train.augment is None:  # recorded in config.yaml
         config.train.augment = "auto"
+    blocks = d_blocks(config.image_size)
+    if config.train.freeze_d >= blocks:
+        raise UsageError(
+            f"--freeze-d {config.train.freeze_d} would freeze all {blocks} blocks of a {config.image_size}x"
+            f"{config.image_size} discriminator; freeze at most {blocks - 1}, to leave it something to learn."
+        )
     if config.train.eval_every and sizes["val"] < MIN_REFERENCE:
         raise UsageError(
             f"--train.eval-every: the val split holds {sizes['val']} image(s), and scoring needs at least "

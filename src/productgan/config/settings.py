@@ -169,6 +169,14 @@ class TrainConfig:
             mode's: every image for 'on', the adaptive one for 'auto'. Unset: the mode's.
         augment_target: The mean sign of D's logits on real images that adaptive augmentation
             keeps (0.6 as in the paper): a lower target augments sooner.
+        init_from: Start G, D and the weight average from another run's checkpoint: RUN (its
+            last.pt) or RUN:best (train/init_from.py); the architecture and image size must
+            match, categories are matched by name, and a new one starts from the mean of the
+            others. A new run only: a resume continues from its own checkpoint.
+        freeze_d: Keep the first K blocks of D as they are (FreezeD, Mo et al. 2020), for
+            fine-tuning on few images; 0 trains every block.
+        init_source: Recorded by init_from, not a setting: the source run, its checkpoint, step
+            and SHA-256, and what was adapted (categories added, channels).
         augment_policy: Comma-separated DiffAugment transforms: color, translation, cutout.
         hflip: Mirror half of the real images at random (for products that may face either way).
         tensorboard: Also write every metrics.jsonl value to RUN_DIR/tensorboard for TensorBoard
@@ -199,6 +207,9 @@ class TrainConfig:
     augment: Optional[bool | Literal["auto", "on", "off"]] = None
     augment_p: Optional[float] = None
     augment_target: float = AUGMENT_TARGET
+    init_from: Optional[str] = None
+    freeze_d: int = 0
+    init_source: Optional[dict] = None
     augment_policy: str = "color,translation,cutout"
     hflip: bool = False
     tensorboard: bool = False

@@ -194,6 +194,7 @@ from productgan.errors import UsageError
 from productgan.train import distributed
 from productgan.train.calibration import choose_precision, choose_threads, describe_choice, describe_threads
 from productgan.train.device import setup_device
+from productgan.train.init_from import describe_start, start_from
 from productgan.train.loop import Trainer
 
 __all__ = ["train", "resume", "Trainer"]
@@ -254,6 +255,10 @@ def _fit(config: RunConfig, run_dir: Path, dataset, context, progress: bool, res
             if context.is_main and not resume:
                 run.check_new_run_dir(run_dir, restarted=context.restarted)
             trainer = Trainer(config, run_dir, dataset, resume=resume, context=context, device=device)
+            if config.train.init_from and not resume:
+                record = start_from(trainer.nets, config, dataset)
+                if context.is_main and progress:
+                    print(describe_start(record), file=sys.stderr)
             return trainer.fit(progress=progress)
     finally:
         distributed.shutdown()

@@ -222,7 +222,7 @@ class Trainer:
 
         # G's update needs gradients through D, not for D; the bare module keeps DDP from
         # waiting for D gradients that never come.
-        self.D.requires_grad_(False)
+        self.nets.train_d(False)
         try:
             for g_step in range(o.g_steps_per_d_step):
                 if g_step > 0:
@@ -239,7 +239,7 @@ class Trainer:
                 scaler_g.step(self.opt_g)
                 scaler_g.update()
         finally:  # also when a CUDA graph's capture fails here and the run goes on eagerly
-            self.D.requires_grad_(True)
+            self.nets.train_d(True)
 
         if self.ema:
             self.ema.blend(self.G, ema_weight)

@@ -28,6 +28,12 @@ class Networks:
     ema: EMA | None
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
+    d_trained: list[torch.nn.Parameter]  # D's parameters that learn (all but --freeze-d's blocks)
+
+    def train_d(self, learns: bool) -> None:
+        """Turn D's gradients off for the G phase and on again; frozen blocks stay frozen."""
+        for parameter in self.d_trained:
+            parameter.requires_grad_(learns)
 
 
 def build_networks(
@@ -60,9 +66,26 @@ def build_networks(
         # In place, so the DDP wrappers, the penalties and the G phase all use compiled code.
         G.compile()
         D.compile()
+    frozen = {id(p) for p in frozen_d_parameters(D, t.freeze_d)}
+    for parameter in D.parameters():
+        parameter.requires_grad_(id(parameter) not in frozen)
+    d_trained = [p for p in D.parameters() if id(p) not in frozen]
     G_step, D_step = (_ddp(G, device), _ddp(D, device)) if context.enabled else (G, D)
     o = config.optim
-    return Networks(G, D, G_step, D_step, ema, optimizer(G, o, o.lr_g, graphed), optimizer(D, o, o.lr_d, graphed))
+    opt_g, opt_d = optimizer(G.parameters(), o, o.lr_g, graphed), optimizer(d_trained, o, o.lr_d, graphed)
+    return Networks(G, D, G_step, D_step, ema, opt_g, opt_d, d_trained)
+
+
+def frozen_d_parameters(D: Discriminator, blocks: int) -> list[torch.nn.Parameter]:
+    """The parameters of D's first ``blocks`` strided blocks (each a convolution with its
+    normalisation and activation): what --freeze-d keeps fixed."""
+    frozen, block = [], -1
+    for layer in D.main[:-1]:  # the last convolution is the head, never frozen
+        if isinstance(layer, torch.nn.Conv2d):
+            block += 1
+        if block < blocks:
+            frozen += list(layer.parameters())
+    return frozen
 
 
 # Bytes a training step keeps per float of the networks' outputs, for each image: float32 (4),
@@ -105,18 +128,18 @@ def check_batch_memory(
     check_memory(needed, f"A training step at --batch-size {config.batch_size}", "lower --batch-size", free)
 
 
-def optimizer(module: torch.nn.Module, o: OptimConfig, lr: float, graphed: bool = False) -> torch.optim.Optimizer:
-    """Adam or SGD for ``module``. ``graphed``: Adam keeps its step count on the device
+def optimizer(parameters, o: OptimConfig, lr: float, graphed: bool = False) -> torch.optim.Optimizer:
+    """Adam or SGD for ``parameters``. ``graphed``: Adam keeps its step count on the device
     (capturable), so that a CUDA graph can replay its update; SGD needs nothing of the kind."""
     if o.name == "adam":
         return torch.optim.Adam(
-            module.parameters(),
+            parameters,
             lr=lr,
             betas=(o.beta1, o.beta2),
             weight_decay=o.weight_decay,
             capturable=graphed,
         )
-    return torch.optim.SGD(module.parameters(), lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.SGD(parameters, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def settle_optimizer(opt: torch.optim.Optimizer, graphed: bool) -> None:
