@@ -445,7 +445,7 @@ def test_packed_discriminator_trains_and_odd_batches_are_refused(fake_packed, tm
 
 
 def test_the_final_checkpoint_is_written_once(fake_packed, tmp_path, monkeypatch):
-    import productgan.train.loop as loop
+    import productgan.train.trainer as loop
 
     written = []
     real_save = loop.save_checkpoint
@@ -499,7 +499,7 @@ def test_the_averages_statistics_are_measured_once_per_step(fake_packed, tmp_pat
     """The grid, validation and export of one step draw from one measurement, and a new step
     measures again."""
     from productgan.data.packed import PackedDataset
-    from productgan.train import loop
+    from productgan.train import trainer as loop
 
     dataset = PackedDataset.load(fake_packed)
     trainer = Trainer(resolve(tiny_config(fake_packed, tmp_path / "run", steps=6), dataset), tmp_path / "run", dataset)

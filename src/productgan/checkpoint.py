@@ -6,7 +6,7 @@
     G, D, G_ema          the networks' state dicts (G_ema None without an EMA)
     opt_g, opt_d         the optimisers' state dicts
     scaler_g, scaler_d   the loss scalers' state (pass-through unless float16)
-    step, images_seen,   the run's position (train/loop.py: everything random is a function of
+    step, images_seen,   the run's position (train/trainer.py: everything random is a function of
     batches_drawn,       these counters, so no random-number state is saved)
     elapsed_s
     best_val,            the validator's state

@@ -1,8 +1,8 @@
 """Training: the ``train`` and ``resume`` commands over the run layer and the ``Trainer``.
 
-The loop and its parts live in the modules beside this one: ``loop`` (the Trainer: its state, the
-step and the loop, described below), ``batches``, ``networks``, ``precision``,
-``calibration``, ``graphs``, ``budget``, ``ema``, ``samples``, ``logs``, ``validation``,
+The loop and its parts live in the modules beside this one: ``trainer`` (the Trainer: its state and
+its step), ``loop`` (the loop; both described below), ``batches``, ``networks``, ``precision``,
+``calibration``, ``graphs``, ``budget``, ``ema``, ``augmentation``, ``init_from``, ``samples``, ``logs``, ``validation``,
 ``signals``, ``device`` and ``distributed``.
 
 The life of one run
@@ -32,10 +32,10 @@ The life of one run
    DDP wrappers), the loss, the DiffAugment policy, ``training_batches`` (a ``BatchSource``),
    ``noise_rng``, a ``StepGraph`` where one can be used, ``SampleGrid`` and ``Validator``; a
    resume loads checkpoints/last.pt through ``load_state_dict``.
-7. ``Trainer.fit`` refuses a resume whose budget is already spent (when the export is current),
+7. ``Trainer.fit`` (``loop.fit``) refuses a resume whose budget is already spent (when the export is current),
    readies the folder (``run.open_run_dir`` writes config.yaml and trims metrics.jsonl;
-   ``save_reals``; ``TrainingLog``), installs ``StopSignal``, and runs ``_run_steps`` until the
-   budget ends or a stop is agreed (``loop.py`` describes the loop and the step).
+   ``save_reals``; ``TrainingLog``), installs ``StopSignal``, and runs ``loop.run_steps`` until the
+   budget ends or a stop is agreed.
 8. At the end: ``save_checkpoint`` (after ``check_finite``), a last sample grid, and
    ``run.export_final``, which writes generator/ from checkpoints/best.pt when validation kept
    one, else from the sampling generator (the EMA one, with its own BatchNorm statistics, when
@@ -46,8 +46,8 @@ The life of one run
 ``resolve``), ``run.check_resumable``, the new budget if one is given,
 ``run.open_recorded_dataset``, and ``Trainer(..., resume=True)``.
 
-The loop (``_run_steps``)
--------------------------
+The loop (``loop.run_steps``)
+-----------------------------
 Until ``Budget.steps_done``, each iteration: update ``elapsed_s``; at a log boundary (every step
 in a single process) agree on stops with one ``max_over_ranks`` of (time up, early stop,
 signal); apply the linear learning-rate decay (``decay_learning_rates``, from
@@ -195,7 +195,7 @@ from productgan.train import distributed
 from productgan.train.calibration import choose_precision, choose_threads, describe_choice, describe_threads
 from productgan.train.device import setup_device
 from productgan.train.init_from import describe_start, start_from
-from productgan.train.loop import Trainer
+from productgan.train.trainer import Trainer
 
 __all__ = ["train", "resume", "Trainer"]
 

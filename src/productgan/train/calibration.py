@@ -30,7 +30,7 @@ from productgan.machine import busy_elsewhere, cpu_model
 from productgan.train import distributed
 from productgan.train.distributed import SINGLE, Context
 from productgan.train.logs import StepStats
-from productgan.train.loop import Trainer
+from productgan.train.trainer import Trainer
 
 CACHE_FILE = "precision.json"
 WARMUP_STEPS = 2
