@@ -29,7 +29,8 @@ import torch
 
 from productgan.evaluator import extract_features
 from productgan.evaluator.inference import native_images
-from productgan.explore.latent import point, render, variant_points, walk_images
+from productgan.explore.latent import render, walk_images
+from productgan.explore.names import point, variant_points
 from productgan.explore.neighbours import NeighbourIndex
 from productgan.explore.projection import DEFAULT_RESTARTS, DEFAULT_STEPS, fit_photo, project
 from productgan.generator.grid import to_pil

@@ -141,7 +141,7 @@ def main() -> None:
         "machine": f"{cpu_model()}, {usable_cpus()} CPUs",
         "runs": rows,
     }
-    out = RESULTS / f"small_data-{machine_label()}-{'-'.join(args.arms)}.json"
+    out = RESULTS / f"small_data-{machine_label()}-{'-'.join(args.arms)}-seed{args.seed}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {out}")
 

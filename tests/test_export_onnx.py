@@ -1,5 +1,6 @@
 """export --format onnx: model.onnx gives the Sampler's images with ONNX Runtime alone, for any
-batch size; the docs' example runs as written; a missing extra or a bad flag is one sentence."""
+batch size; the docs' example and the model card's run as written; a missing extra or a bad flag
+is one sentence."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from productgan.data import prepare
 from productgan.errors import ProductganError
 from productgan.generator import onnx as export_onnx_module
 from productgan.generator.latents import noise
-from productgan.generator.onnx import MISSING_EXTRA, OPSET, export_onnx
+from productgan.generator.onnx import MISSING_EXTRA, OPSET, export_onnx, recorded_output
 from productgan.generator.sampler import load_generator
 from productgan.train import train
 
@@ -95,6 +96,28 @@ def check_docs_example(run: Path, workdir: Path) -> None:
     assert images.shape == (16, 1, 28, 28) and np.array_equal(images, expected)
 
 
+CARD_SECTION = "### With ONNX Runtime alone"
+
+
+def check_card_example(run: Path) -> str:
+    """The model card's ONNX example, run in the export folder (where a hub reader has it) by a
+    Python that never imports productgan or torch, gives the images productgan makes for seed 7.
+    Returns the card."""
+    folder = run / "generator"
+    card = (folder / "README.md").read_text()
+    section = card[card.index(CARD_SECTION) :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    # Nothing a hub reader lacks: no file of productgan's repository (a web address is fine).
+    assert len(code.strip().splitlines()) <= 12 and re.search(r"(?<![/\w])docs/", card) is None
+    code += "numpy.save('card-images.npy', images)\n"
+    code += "import sys\nassert not {'productgan', 'torch'} & set(sys.modules), sorted(sys.modules)\n"
+    subprocess.run([sys.executable, "-c", code], cwd=folder, check=True, timeout=120)
+    images = np.load(folder / "card-images.npy")
+    (folder / "card-images.npy").unlink()
+    assert np.array_equal(images, load_generator(run)(n=16, seed=7).numpy())
+    return card
+
+
 @needs_onnx
 def test_a_conditional_generator_exported_to_onnx_gives_the_samplers_images(fake_packed, tmp_path, capsys):
     config = tiny_config(fake_packed, tmp_path / "run")
@@ -111,8 +134,10 @@ def test_a_conditional_generator_exported_to_onnx_gives_the_samplers_images(fake
     inputs = session(run / "generator" / "model.onnx").get_inputs()
     assert [(i.name, i.type) for i in inputs] == [("z", "tensor(float)"), ("class_index", "tensor(int64)")]
     assert isinstance(inputs[0].shape[0], str) and inputs[0].shape[1] == 8  # a free batch size, nz 8
-    card = (run / "generator" / "README.md").read_text()
-    assert "this folder holds `model.onnx`" in card and "- onnx\n" in card
+    assert recorded_output(run / "generator" / "model.onnx") == "uint8"
+    card = check_card_example(run)
+    assert "output: `images`, uint8 N x C x H x W at the native size (28x28)" in card and "- onnx\n" in card
+    assert "class_index = numpy.arange(n, dtype=numpy.int64) % 10" in card
 
     check_docs_example(run, tmp_path)
     check_parity(run, conditional=True)
@@ -135,7 +160,15 @@ def test_an_unconditional_generator_at_64_pixels_exported_to_onnx_gives_the_samp
     assert "output uint8 images of 28x28, 1 channel; largest difference from PyTorch on 4 images: 0)" in out
     assert (run / "generator" / "model.safetensors").stat().st_mtime_ns != weights
     assert [i.name for i in session(run / "generator" / "model.onnx").get_inputs()] == ["z"]
+    assert "class_index" not in check_card_example(run)
     check_parity(run, conditional=False)
+    assert main(["export", str(run), "--format", "onnx", "--onnx-output", "float"]) == 0
+    assert recorded_output(run / "generator" / "model.onnx") == "float"
+    card = (run / "generator" / "README.md").read_text()
+    assert (
+        "output: `images`, float32 N x C x S x S at the training size (64x64) in the generator's range -1 to 1" in card
+    )
+    assert "`images` then gives, once mapped to 0..255, the images" in card
 
 
 def test_a_missing_onnx_extra_is_one_sentence(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import numpy as np
@@ -14,22 +15,19 @@ from PIL import Image
 from productgan.cli import main
 from productgan.config import ModelConfig
 from productgan.errors import UsageError
-from productgan.explore.latent import (
-    MAX_FRAMES,
+from productgan.explore.latent import MAX_FRAMES, encode_frames, render, slerp, variants, walk, walk_images
+from productgan.explore.names import (
+    DEFAULT_SPREAD,
     ImageName,
     Point,
+    VariantName,
     check_latent,
-    encode_frames,
     load_latent,
     point,
-    render,
     save_latent,
-    slerp,
+    variant_names,
     variant_points,
-    variants,
     vector_name,
-    walk,
-    walk_images,
 )
 from productgan.generator.export import write_export as export_generator
 from productgan.generator.sampler import load_generator
@@ -132,6 +130,46 @@ def test_variants_are_seeded_and_their_distance_grows_with_the_spread(sampler):
     assert not torch.equal(moved, first[:2])
 
 
+def test_a_variant_has_a_short_name_that_gives_its_pixels(sampler):
+    names = variant_names(sampler, "7:3", 4, 0.5, seed=0)
+    assert names == [f"7:3~0.5/0#{i}" for i in range(4)]
+    images, points = variants(sampler, point(sampler, "7:3"), 4, 0.5, seed=0)
+    for name, expected, image in zip(names, points, images):
+        found = point(sampler, name)
+        assert torch.equal(found.z, expected.z) and found.label == expected.label
+        assert torch.equal(render(sampler, [found])[0], image)
+        assert str(VariantName.parse(name)) == name
+    # A class and a temperature travel in the base name; a category asked for, after the variant.
+    names = variant_names(sampler, "7:3@0.8", 3, 0.35, seed=4, label="bag")
+    assert names == [f"7:3@0.8~0.35/4#{i}:Bag" for i in range(3)]
+    images, _ = variants(sampler, point(sampler, "7:3@0.8"), 3, 0.35, seed=4, label="Bag")
+    assert torch.equal(render(sampler, [point(sampler, name) for name in names]), images)
+    again = point(sampler, "7:3~0.5/0#2~0.3/1#1")  # a variant of a variant
+    assert torch.equal(again.z, variant_points(sampler, point(sampler, "7:3~0.5/0#2"), 2, 0.3, seed=1)[1].z)
+    assert VariantName.parse("7:3:T-shirt/top~0.25/9#7") == VariantName("7:3:T-shirt/top", 0.25, 9, 7)
+    assert VariantName.parse("7:3") is None and VariantName.parse("z:AAAA:Bag") is None
+
+
+def test_a_variant_of_a_vector_is_named_by_its_vector(sampler, tmp_path):
+    base = point(sampler, "6:2:Bag")
+    saved = save_latent(tmp_path / "base.npy", base.z)
+    for ref in (vector_name(base.z, "Bag"), f"{saved}:Bag"):
+        names = variant_names(sampler, ref, 2, 0.5, seed=3)
+        _, points = variants(sampler, base, 2, 0.5, seed=3)
+        assert all(name.startswith("z:") and name.endswith(":Bag") for name in names)
+        assert [point(sampler, name).z.tolist() for name in names] == [p.z.tolist() for p in points]
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [("7:3~1.5/0#0", "spread"), ("7:3~0.5/0#5000", "variant below"), ("7:3~0.5/0#1:Spaceship", "Unknown class")],
+)
+def test_a_bad_variant_name_is_one_sentence(sampler, text, words):
+    with pytest.raises(UsageError, match=words):
+        point(sampler, text)
+    assert 0 < DEFAULT_SPREAD <= 1
+
+
 def test_saved_vectors_load_back_and_bad_ones_are_refused(tmp_path, sampler):
     z = point(sampler, "9:4").z
     save_latent(tmp_path / "z.npy", z)
@@ -230,7 +268,11 @@ def test_variants_command_writes_grid_folder_and_vectors(tmp_path, conditional, 
     latents = tmp_path / "v.npy"
     args = ["variants", str(conditional), "--of", "2:3", "--n", "4", "--spread", "0.2", "--seed", "5"]
     assert main([*args, "--out", str(folder), "--save-latents", str(latents)]) == 0
-    assert sorted(p.name for p in folder.iterdir()) == ["latents.npy"] + [f"variant-000{i}.png" for i in range(4)]
+    listed = ["latents.npy"] + [f"variant-000{i}.png" for i in range(4)] + ["variants.json"]
+    assert sorted(p.name for p in folder.iterdir()) == listed
+    manifest = json.loads((folder / "variants.json").read_text())
+    assert [v["name"] for v in manifest["variants"]] == [f"2:3~0.2/5#{i}" for i in range(4)]
+    assert manifest["variants"][2] == {"file": "variant-0002.png", "name": "2:3~0.2/5#2", "category": "Dress"}
     vectors = np.load(latents)
     assert vectors.shape == (4, 8) and np.array_equal(np.load(folder / "latents.npy"), vectors)
     expected, _ = variants(sampler, point(sampler, "2:3"), 4, 0.2, seed=5)

@@ -11,7 +11,8 @@ from helpers import tiny_config
 from PIL import Image
 
 from productgan.cli import main
-from productgan.generator.card import licence_id, model_card
+from productgan.generator.card import WEIGHTS_LICENCE_NAME, model_card
+from productgan.generator.card_sections import licence_id
 from productgan.run import export_run
 from productgan.train import train
 
@@ -89,11 +90,13 @@ def test_the_card_holds_the_data_training_and_figures_of_this_export():
     reports = [("test-n1000-seed0-step3000.json", report(3000)), ("val-n1000-seed0-step1000.json", report(1000))]
     card = model_card(EXPORT, RUN, reports)
     header = front_matter(card)
-    assert header["license"] == "cc-by-4.0" and header["library_name"] == "productgan"
+    assert header["license"] == "other" and header["library_name"] == "productgan"
     assert "class-conditional" in header["tags"] and "datasets" not in header  # a local folder has no hub id
+    assert header["pipeline_tag"] == "unconditional-image-generation"  # the hub has no class-conditional task
     assert "| dataset | a folder of product photos packed by `productgan prepare` (shop-64) |" in card
     assert "| images per split | train 800 / val 100 / test 100 |" in card
-    assert "| categories | 3: Shirt, Sneaker, Bag |" in card and "| licence of the data | CC BY 4.0 |" in card
+    assert "| categories | 3: Shirt, Sneaker, Bag |" in card
+    assert "| licence of the data | CC BY 4.0 (the hub's id: `cc-by-4.0`) |" in card
     assert "| steps | 3,000 |" in card and "| images seen | 192,000 |" in card and "| preset | products-64 |" in card
     assert "| precision | bf16 (chosen by timing the run's own step: images/s fp32 410, bf16 655) |" in card
     assert "| hardware | Test CPU (2 threads) |" in card
@@ -113,13 +116,14 @@ def test_a_card_without_evaluations_or_run_says_what_is_not_known():
     export = {**EXPORT, "num_classes": 0, "licence": None, "split_sizes": None, "step": 5}
     card = model_card(export, None, [("test-n1000-seed0-step3000.json", report(3000))], onnx=True)
     header = front_matter(card)
-    assert header["license"] == "unknown" and header["pipeline_tag"] == "unconditional-image-generation"
+    assert header["license"] == "other" and header["pipeline_tag"] == "unconditional-image-generation"
     assert "onnx" in header["tags"]
     assert "| licence of the data | not recorded (`productgan prepare --licence TEXT` records it) |" in card
     assert "| images per split | not recorded |" in card and "| preset | not recorded |" in card
     assert "Not evaluated yet: run `productgan evaluate RUN_DIR`" in card and "holds 1 other report(s)" in card
     assert "Memorisation (whether it reproduces training images) and the categories" in card
-    assert "this folder holds `model.onnx`, with inputs `z` (float32, N x nz, standard normal) and the output" in card
+    assert "Inputs: `z` (float32, N x nz, standard normal); output: `images`, uint8 N x C x H x W" in card
+    assert "(or, for a file exported with `--onnx-output float`, float32" in card  # the file did not say which
     assert "sampler(n=16, seed=7)  # uint8" in card
 
 
@@ -137,10 +141,39 @@ def test_balanced_categories_are_not_named_and_no_class_figures_are_said_to_be_m
 )
 def test_a_recorded_licence_becomes_the_hubs_identifier_or_other(recorded, expected):
     assert licence_id(recorded) == expected
-    header = front_matter(model_card({**EXPORT, "licence": recorded}))
-    assert header["license"] == expected
-    if expected == "other":
-        assert header["license_name"] == "proprietary-acme-ltd"
+    card = model_card({**EXPORT, "licence": recorded})
+    assert front_matter(card)["license"] == "other"  # the data's licence is not the weights'
+    shown = f"| licence of the data | {recorded} |" if expected == "other" else f"(the hub's id: `{expected}`) |"
+    assert shown in card
+
+
+def test_the_weights_licence_is_the_owners_and_the_datas_licence_is_the_datas():
+    card = model_card({**EXPORT, "dataset": "fashion-mnist", "licence": "MIT"}, RUN)
+    header = front_matter(card)
+    assert header["license"] == "other" and header["license_name"] == WEIGHTS_LICENCE_NAME
+    assert "mit" not in yaml.safe_dump(header).lower().split("datasets")[0]  # nowhere in the model's fields
+    assert header["datasets"] == ["zalando-datasets/fashion_mnist"]
+    assert "# license: the licence of these weights, which is their owner's to choose" in card
+    assert (
+        "That is the licence of the training data" in card and "The licence of these weights is their owner's" in card
+    )
+
+
+@pytest.mark.parametrize("output", ["uint8", "float"])
+def test_the_onnx_section_reproduces_a_seed_and_names_its_output(output):
+    card = model_card(EXPORT, RUN, onnx=output)
+    assert "z = numpy.random.default_rng(seed).standard_normal((n, nz), dtype=numpy.float32)" in card
+    assert "n, nz, seed = 16, 100, 7" in card and "class_index = numpy.arange(n, dtype=numpy.int64) % 3" in card
+    assert "numpy.full(n, 2, dtype=numpy.int64)  (Bag)" in card
+    if output == "uint8":
+        assert "output: `images`, uint8 N x C x H x W at the native size (64x64)" in card and "float32 N" not in card
+    else:
+        assert "output: `images`, float32 N x C x S x S at the training size (64x64)" in card
+        assert "`(images - -1) * 127.5` on 0..255" in card and "uint8 N" not in card
+    assert "docs/serving.md" not in card and "productgan.sampling" not in card
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["pipeline_tag"] == "unconditional-image-generation" and "onnx" in header["tags"]
+    assert "# pipeline_tag: the hub has no class-conditional task" in card
 
 
 def test_text_from_the_data_cannot_break_the_front_matter_or_a_table():
@@ -155,9 +188,10 @@ def test_training_writes_the_card_and_evaluate_puts_its_figures_on_it(fake_packe
     run = tmp_path / "run"
     card = (run / "generator" / "README.md").read_text()
     header = front_matter(card)
-    assert header["license"] == "mit" and header["datasets"] == ["zalando-datasets/fashion_mnist"]
+    assert header["license"] == "other" and header["datasets"] == ["zalando-datasets/fashion_mnist"]
     assert "Fashion-MNIST (Zalando Research, https://github.com/zalandoresearch/fashion-mnist)" in card
-    assert "| images per split | train 180 / val 20 / test 50 |" in card and "| licence of the data | MIT |" in card
+    assert "| images per split | train 180 / val 20 / test 50 |" in card
+    assert "| licence of the data | MIT (the hub's id: `mit`) |" in card
     assert "| steps | 2 |" in card and "| images seen | 32 |" in card and "| precision | fp32 |" in card
     assert "Not evaluated yet" in card
 

@@ -14,9 +14,11 @@ from productgan.cli import main
 from productgan.errors import UsageError
 from productgan.evaluator.inference import native_images
 from productgan.explore.commands import describe_fit
-from productgan.explore.latent import point, render
+from productgan.explore.latent import render
+from productgan.explore.names import point
 from productgan.explore.neighbours import COPY_COLOUR, NeighbourIndex, neighbour_sheet
-from productgan.explore.projection import fit_photo, project
+from productgan.explore.photos import expected_photo, fit_to_generator
+from productgan.explore.projection import ProjectionCancelled, fit_photo, project, project_photo
 from productgan.generator.sampler import load_generator
 
 
@@ -112,7 +114,8 @@ def test_photos_are_fitted_as_prepare_fits_the_data(index):
     rgba[..., 0] = 255
     rgba[10:30, 5:15, 3] = 255  # a red block on a transparent sheet: transparent becomes the black background
     fitted = fit_photo(png_bytes(rgba, "RGBA"), sampler_info, 32, 1)
-    assert fitted[0, 16, 16] > 40 and fitted[0, 3, 16] == 0
+    # ... and the block is trimmed and centred as Fashion-MNIST's products are: 28 high, 14 wide.
+    assert fitted[0, 16, 16] > 40 and fitted[0, 3, 16] > 40 and fitted[0, 16, 4] == 0 and fitted[0, 1, 16] == 0
     cmyk = io.BytesIO()
     Image.new("CMYK", (30, 30), (0, 255, 255, 0)).save(cmyk, format="JPEG")
     assert fit_photo(cmyk.getvalue(), {"fit": "pad", "background": [255, 255, 255]}, 32, 3).shape == (3, 32, 32)
@@ -144,6 +147,96 @@ def test_projection_finds_an_image_the_generator_made(tiny_run, index):
     assert again.label == "Bag" and list(again.per_class) == ["Bag"]
     with pytest.raises(UsageError, match="steps"):
         project(sampler, fitted, index.net, steps=0)
+
+
+def test_a_projection_stops_at_its_deadline_with_the_best_so_far(tiny_run, index, monkeypatch):
+    import productgan.explore.projection as module
+
+    sampler = load_generator(tiny_run)
+    fitted = fit_photo(png_bytes(native_images(index.dataset, "test")[0, 0]), sampler.info, 32, 1)
+    clock = iter(range(1000))
+    monkeypatch.setattr(module.time, "monotonic", lambda: float(next(clock)))  # one second a look
+    result = project(sampler, fitted, index.net, label="Bag", steps=50, restarts=1, deadline=3.0)
+    # The first step always runs; the clock is read before each later one: 0, 1, 2 go on, 3 stops.
+    assert result.stopped_early and result.steps_done == 4 and result.label == "Bag"
+    assert result.reconstruction.shape == (1, 28, 28) and np.isfinite(result.feature_distance)
+    whole = project(sampler, fitted, index.net, label="Bag", steps=4, restarts=1, deadline=1e9)
+    assert not whole.stopped_early and whole.steps_done == 4
+
+
+def test_a_cancelled_projection_raises_before_its_next_step(tiny_run, index):
+    sampler = load_generator(tiny_run)
+    fitted = fit_photo(png_bytes(native_images(index.dataset, "test")[0, 0]), sampler.info, 32, 1)
+    asked = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) > 2
+
+    with pytest.raises(ProjectionCancelled):
+        project(sampler, fitted, index.net, label="Bag", steps=50, restarts=1, cancelled=cancelled)
+    assert len(asked) == 3  # asked before every step: two steps ran, the third was refused
+
+
+def landscape(height: int = 60, width: int = 90) -> np.ndarray:
+    """A landscape-like photo: a noisy gradient from a light sky to dark ground, no product."""
+    rows = np.linspace(0.0, 1.0, height)[:, None, None]
+    sky, ground = np.array([150.0, 190.0, 240.0]), np.array([40.0, 90.0, 30.0])
+    noise = np.random.default_rng(0).normal(0.0, 20.0, (height, width, 3))
+    return np.clip(sky * (1 - rows) + ground * rows + noise, 0, 255).astype(np.uint8)
+
+
+def test_a_photo_unlike_the_training_data_gets_no_match_verdict(tiny_run, index):
+    sampler = load_generator(tiny_run)
+    judged = project_photo(sampler, index, png_bytes(landscape()), steps=2, restarts=1)
+    verdict = judged.verdict()
+    assert verdict.startswith("Does not look like the training data: ") and "match" not in verdict.split(".")[0]
+    assert "light products on a black background, 28x28 grey" in verdict
+    record = judged.record()
+    assert record["match"] is None and record["likeness"]["looks_like_training_data"] is False
+    assert record["likeness"]["unlike_because"] and record["label"] in sampler.class_names
+
+
+def test_a_dark_product_on_white_is_inverted_then_matched(tiny_run, index):
+    """A test image as a catalogue photo: dark on white, with a margin. It is inverted, trimmed
+    back to the product, found to look like the data, and given a category verdict."""
+    test = native_images(index.dataset, "test")[5, 0]
+    photo = np.full((56, 56), 255, np.uint8)
+    photo[14:42, 14:42] = 255 - test
+    sampler = load_generator(tiny_run)
+    fitted = fit_to_generator(png_bytes(photo), sampler)
+    assert fitted.inverted and fitted.trimmed and fitted.opposite and fitted.border_grey == 255
+    as_is = fit_photo(png_bytes(test), sampler.info, 32, 1)[0, 2:30, 2:30].astype(float)
+    assert np.abs(fitted.pixels[0, 2:30, 2:30] - as_is).mean() < 25  # the product as the dataset holds it
+    assert np.abs(fit_to_generator(png_bytes(photo), sampler, invert=False).pixels[0] - as_is.mean()).mean() > 60
+    judged = project_photo(sampler, index, fitted, steps=2, restarts=1)
+    record = judged.record()
+    assert record["likeness"]["looks_like_training_data"], record["likeness"]
+    assert record["match"] in ("close", "good", "loose", "poor") and record["fit"]["inverted"]
+    assert record["verdict"].startswith(f"{record['match'].capitalize()} match as {record['label']}: ")
+    assert "it was inverted" in record["verdict"]
+    own = np.pad(test[1:-1, 1:-1], 1)  # as Fashion-MNIST's own images are: on black, filling the frame
+    plain = fit_to_generator(png_bytes(own), sampler)
+    assert not plain.inverted and not plain.trimmed and np.array_equal(plain.pixels[0, 2:30, 2:30], own)
+
+
+def test_what_the_generator_expects(tiny_run):
+    from types import SimpleNamespace
+
+    assert expected_photo(load_generator(tiny_run))["text"] == "light products on a black background, 28x28 grey"
+    colour = SimpleNamespace(
+        info={"fit": "pad", "background": [255, 255, 255]},
+        generator=SimpleNamespace(image_size=32, channels=3),
+        native_size=[32, 32],
+    )
+    expected = expected_photo(colour)
+    assert expected["text"] == "products on a white background, 32x32 colour"
+    assert expected["opposite_background"] == "kept" and expected["light_background"]
+    dark = np.zeros((40, 40, 3), np.uint8)
+    dark[10:30, 10:30] = (200, 30, 30)  # a red product on black, for a generator of products on white
+    fitted = fit_to_generator(png_bytes(dark), colour)
+    assert fitted.opposite and not fitted.inverted and "change a colour product's colours" in fitted.note
+    assert tuple(fitted.pixels[:, 16, 16]) == (200, 30, 30)
 
 
 def test_fit_in_words():

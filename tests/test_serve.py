@@ -18,6 +18,7 @@ import productgan.generator.latents as latents_module
 from productgan.cli import main
 from productgan.config import ModelConfig
 from productgan.errors import ProductganError, UsageError
+from productgan.explore.photos import expected_photo
 from productgan.generator.export import write_export
 from productgan.generator.grid import make_grid
 from productgan.generator.latents import MAX_TEMPERATURE
@@ -85,6 +86,19 @@ def test_info_describes_the_generator_and_the_limits(client):
     assert info["nz"] == 8 and info["step"] == 40 and info["max_images"] == 64
     assert info["max_index"] == MAX_INDEX and info["max_temperature"] == MAX_TEMPERATURE
     assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_info_says_what_a_photo_should_look_like_for_an_export_too(client, conditional_export, tmp_path):
+    expected = client.get("/info").json()["expected_photo"]
+    assert expected == expected_photo(load_generator(conditional_export))
+    assert expected["text"] == "light products on a black background, 28x28 grey"
+    assert expected["opposite_background"] == "inverted" and expected["light_background"] is False
+    # a background the export's checks let through but no photo can be fitted on: null, not a 500
+    odd = TestClient(create_app(write_export(load_generator(conditional_export).generator, tmp_path, BAD_BACKGROUND)))
+    assert odd.get("/info").json()["expected_photo"] is None
+
+
+BAD_BACKGROUND = {**INFO, "background": "white"}
 
 
 def test_head_requests_answer_like_get(client):
@@ -508,3 +522,18 @@ def test_any_error_building_the_index_is_one_sentence(tmp_path, monkeypatch, err
     client = TestClient(create_app(damaged_run(tmp_path / "run", "a: 1\n")))
     assert_index_problem(client, reason)
     assert len(calls) == 1  # the sentence is kept: the folder is not read again per request
+
+
+def test_a_server_fault_is_a_500_with_the_security_headers(conditional_export, monkeypatch):
+    app = create_app(conditional_export)
+    monkeypatch.setattr(app.state.service, "make", lambda images: 1 / 0)
+    response = TestClient(app, raise_server_exceptions=False).get("/images.png", params={"n": 1})
+    assert response.status_code == 500 and response.json()["detail"].startswith("The server failed")
+    assert response.headers["x-content-type-options"] == "nosniff" and "content-security-policy" in response.headers
+
+
+def test_headers_past_16_kib_are_refused_with_431(client):
+    assert client.get("/health", headers={"X-Note": "a" * 15_000}).status_code == 200
+    refused = client.get("/health", headers={"X-Note": "a" * 17_000})
+    assert refused.status_code == 431 and "this server reads at most 16,384" in refused.json()["detail"]
+    assert refused.headers["x-frame-options"] == "DENY"

@@ -144,19 +144,19 @@ def test_every_answer_is_declared_with_its_media_type_and_body(description, clie
     for path, _, operation in operations(description):
         responses = operation["responses"]
         assert all(answer.get("description") for answer in responses.values()), path
-        assert responses["414"]["content"] == problem, path
+        assert responses["414"]["content"] == problem and responses["431"]["content"] == problem, path
         if operation.get("parameters") or operation.get("requestBody"):
             assert responses["422"]["content"] == problem, path
         run_only = {"404"} if path in RUN_ONLY else set()
         if path in IMAGE_ROUTES:
-            assert set(responses) == {"200", "304", "414", "422", "503"} | run_only, path
+            assert set(responses) == {"200", "304", "414", "422", "431", "503"} | run_only, path
             assert responses["200"]["content"] == {
                 IMAGE_ROUTES[path]: {"schema": {"type": "string", "format": "binary"}}
             }
             assert {"ETag", "Cache-Control"} <= set(responses["200"]["headers"]) and "content" not in responses["304"]
         elif path in UNCACHED_WORK:
             body = {"413"} if operation.get("requestBody") else set()
-            assert set(responses) == {"200", "414", "422", "503"} | run_only | body, path
+            assert set(responses) == {"200", "414", "422", "431", "503"} | run_only | body, path
             assert set(responses["200"]["content"]) == {UNCACHED_WORK[path]}, path
         else:
             assert "503" not in responses, path

@@ -9,22 +9,28 @@ import io
 import json
 import tempfile
 import zipfile
+from time import perf_counter
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from productgan.cli import main
-from productgan.explore.commands import describe_fit
-from productgan.explore.latent import point, render
+from productgan.config import ModelConfig
+from productgan.errors import UsageError
+from productgan.explore.latent import render
+from productgan.explore.names import DEFAULT_SPREAD, point, vector_name
 from productgan.explore.neighbours import NeighbourIndex
+from productgan.generator.export import write_export
 from productgan.generator.sampler import load_generator
+from productgan.models import Generator, init_weights
 
 pytest.importorskip("fastapi")
 TestClient = pytest.importorskip("fastapi.testclient").TestClient
 
 from helpers import train_tiny_run  # noqa: E402
-from test_serve import export, png  # noqa: E402
+from test_serve import INFO, export, png  # noqa: E402
 
 from productgan.serve import create_app  # noqa: E402
 
@@ -79,9 +85,9 @@ def test_variants_are_the_bytes_variants_writes_and_are_named(client, generator,
         assert client.get(f"/variants.{suffix}", params=query).content == out.read_bytes(), suffix
     listed = client.get("/variants.json", params=query).json()
     assert listed["of"] == "7:3" and len(listed["variants"]) == 6
-    assert all(
-        v["name"].startswith("z:") and v["name"].endswith(":Bag") and v["category"] == "Bag" for v in listed["variants"]
-    )
+    # short handles (explore.latent.variant_names), each the pixels of its variant
+    assert [v["name"] for v in listed["variants"]] == [f"7:3~0.4/2#{i}:Bag" for i in range(6)]
+    assert all(v["category"] == "Bag" for v in listed["variants"])
     # each name gives its row of the .npy, through /named.png as well
     images = np.load(tmp_path / "more.npy")
     for row, variant in enumerate(listed["variants"]):
@@ -90,6 +96,39 @@ def test_variants_are_the_bytes_variants_writes_and_are_named(client, generator,
     name = listed["variants"][0]["name"]
     assert client.get("/variants.json", params={"of": name, "n": 2}).status_code == 200
     assert client.get("/walk.gif", params={"from": name, "to": "1:1"}).status_code == 200
+
+
+def test_variants_default_to_the_measured_spread(client, generator, tmp_path):
+    out = tmp_path / "more.png"
+    assert main(["variants", str(generator), "--of", "7:3", "--n", "4", "--out", str(out)]) == 0
+    assert client.get("/variants.png", params={"of": "7:3", "n": 4}).content == out.read_bytes()
+    listed = client.get("/variants.json", params={"of": "7:3", "n": 4}).json()
+    assert listed["spread"] == DEFAULT_SPREAD
+    assert [v["name"] for v in listed["variants"]] == [f"7:3~{DEFAULT_SPREAD:g}/0#{i}" for i in range(4)]
+    description = client.get("/openapi.json").json()["paths"]
+    for path in ("/variants.png", "/variants.npy", "/variants.json"):
+        (spread,) = (p for p in description[path]["get"]["parameters"] if p["name"] == "spread")
+        assert spread["schema"]["default"] == DEFAULT_SPREAD, path
+
+
+def test_variants_of_variants_nest_four_deep_then_go_by_vector(client):
+    name = "7:3:Bag@0.8"
+    for depth in range(1, 5):  # each level named by its handle, and read back
+        name = client.get("/variants.json", params={"of": name, "n": 2, "seed": depth}).json()["variants"][1]["name"]
+        assert name.count("~") == depth and name.endswith(f"~0.5/{depth}#1"), name
+        assert client.get("/named.png", params={"name": name}).status_code == 200
+    deeper = client.get("/variants.json", params={"of": name, "n": 3}).json()["variants"]
+    assert all(v["name"].startswith("z:") and v["name"].endswith(":Bag") for v in deeper)
+    images = np.load(io.BytesIO(client.get("/variants.npy", params={"of": name, "n": 3}).content))
+    for row, variant in enumerate(deeper):
+        assert np.array_equal(png(client.get("/named.png", params={"name": variant["name"]})), images[row, 0])
+    too_deep = f"{name}~0.5/0#0"
+    for path, params in (("/named.png", {"name": too_deep}), ("/variants.json", {"of": too_deep})):
+        response = client.get(path, params=params)
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"]
+        assert "is a variant of variants 5 deep, and this API reads them at most 4 deep" in detail
+        assert detail.endswith("; use the z: name /variants.json gives for a variant that deep.")
 
 
 def test_a_named_image_is_the_samplers_enlarged_pixel_for_pixel(client, generator):
@@ -158,6 +197,10 @@ def test_a_selection_as_a_zip(client):
         ("/walk.gif", {"from": "1:1", "to": "1:2", "fps": 0.01}, "fps must be a number from 0.1 to 60"),
         ("/walk.gif", {"from": "1:1"}, "to is required."),
         ("/variants.png", {"of": "1:1", "spread": 0}, "spread must be a number above 0 and at most 1"),
+        ("/named.png", {"name": "1:1~0.5/0#1024"}, "the variant below 1024"),
+        ("/named.png", {"name": "1:1~0/0#1"}, "name '1:1~0/0#1' names no image"),
+        ("/named.png", {"name": "1:1~0.5/0#1:Hat"}, "names no image"),
+        ("/named.png", {"name": "x.npy~0.5/0#1"}, "names no image"),
         ("/variants.png", {"of": "1:1", "label": "Hat"}, "Unknown class 'Hat'; this generator knows: T-shirt/top"),
     ],
 )
@@ -211,10 +254,37 @@ def test_a_photo_is_projected_in_memory(run, run_client, monkeypatch):
     assert response.status_code == 200, response.text
     result = response.json()
     assert result["name"].startswith("z:") and result["label"] in result["per_class_loss"]
-    assert result["verdict"] == describe_fit(result["feature_distance"], result["typical_real_distance"])
+    # noise is no product: the verdict says so first, and gives no match
+    assert result["verdict"].startswith("Does not look like the training data: ") and result["match"] is None
+    assert result["likeness"]["looks_like_training_data"] is False and result["likeness"]["unlike_because"]
     reconstruction = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["reconstruction"].split(",", 1)[1]))))
     assert np.array_equal(png(run_client.get("/named.png", params={"name": result["name"]})), reconstruction)
     assert result["target"].startswith("data:image/png;base64,")
+
+
+def test_a_projection_is_the_clis_record_and_vector(run, run_client, tmp_path):
+    """The API's answer for a photo is `productgan project`'s projection.json, field for field, and its
+    name the vector of latent.npy: one projection (project_photo) with one verdict."""
+    photo = np.full((48, 40), 250, np.uint8)  # a dark product on white: the fitting inverts it
+    photo[10:40, 12:30] = 40
+    (tmp_path / "photo.png").write_bytes(photo_bytes(photo))
+    out = tmp_path / "projected"
+    flags = ["--steps", "4", "--restarts", "2", "--seed", "3", "--label", "Bag"]
+    assert main(["project", str(run), str(tmp_path / "photo.png"), "--out", str(out), *flags]) == 0
+    record = json.loads((out / "projection.json").read_text())
+    query = {"steps": 4, "restarts": 2, "seed": 3, "label": "bag"}
+    response = run_client.post("/project", params=query, files={"photo": ("photo.png", photo_bytes(photo))})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert {key: answer[key] for key in record if key != "ref"} == {k: v for k, v in record.items() if k != "ref"}
+    assert answer["name"] == vector_name(torch.from_numpy(np.load(out / "latent.npy")), "Bag")
+    assert answer["fit"]["inverted"] is True and "it was inverted" in answer["verdict"]
+    assert answer["expected"] == "light products on a black background, 28x28 grey"
+    assert answer["match"] in (None, "close", "good", "loose", "poor") and answer["steps_done"] == 4
+    first = "Does not look like the training data: " if answer["match"] is None else f"{answer['match']} match as Bag: "
+    assert answer["verdict"].lower().startswith(first.lower())
+    reconstruction = (out / "reconstruction.png").read_bytes()
+    assert base64.b64decode(answer["reconstruction"].split(",", 1)[1]) == reconstruction
 
 
 @pytest.mark.parametrize(
@@ -239,3 +309,86 @@ def test_a_huge_photo_is_refused_by_its_header(run_client):
         "/project", content=b"-" * (21 * 2**20), headers={"Content-Type": "multipart/form-data; boundary=x"}
     )
     assert large.status_code == 413
+
+
+@pytest.fixture(scope="module")
+def budget_client(run):
+    """A run's server that allows 1,000 steps and gives a projection half a second."""
+    return TestClient(create_app(run, max_images=16, projection_seconds=0.5))
+
+
+def test_a_projection_answers_its_best_fit_when_its_time_runs_out(budget_client):
+    photo = photo_bytes(np.random.default_rng(2).integers(0, 256, (40, 40), dtype=np.uint8))
+    start = perf_counter()
+    response = budget_client.post(
+        "/project", params={"steps": 1000, "restarts": 8, "label": "Bag"}, files={"photo": ("p.png", photo)}
+    )
+    took = perf_counter() - start
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["stopped_early"] is True and 1 <= result["steps_done"] < 1000, result["steps_done"]
+    assert result["name"].startswith("z:") and took < 5
+    quick = budget_client.post("/project", params={"steps": 2, "restarts": 1}, files={"photo": ("p.png", photo)})
+    assert quick.json()["stopped_early"] is False and quick.json()["steps_done"] == 2
+
+
+def test_a_projection_beyond_the_work_bound_is_refused_before_its_photo_is_read(budget_client):
+    refused = budget_client.post(
+        "/project", params={"steps": 1000, "restarts": 8}, content=b"{}", headers={"Content-Type": "text/plain"}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"] == (
+        "steps x restarts x categories tried must be at most 20,000, not 1,000 x 8 x 10 = 80,000 (10 categories); "
+        "ask for fewer steps or restarts, or one category with label."
+    )
+    one = budget_client.post("/project", params={"steps": 1000, "restarts": 8, "label": "Bag"}, content=b"{}")
+    assert one.status_code == 422 and one.json()["detail"].startswith("Send the photo as multipart/form-data")
+
+
+def test_the_form_is_read_up_to_the_photo_only():
+    from productgan.serve.routes.training import form_file
+
+    photo = b'--x\r\nContent-Disposition: form-data; name="photo"; filename="p.png"\r\n\r\nPIXELS\r\n'
+    assert form_file(photo + b"--x\r\n" + b"garbage" * 1000, "multipart/form-data; boundary=x", "photo") == b"PIXELS"
+    note = b'--x\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n'
+    assert form_file(note * 8 + photo + b"--x--\r\n", "multipart/form-data; boundary=x", "photo") == b"PIXELS"
+    with pytest.raises(UsageError, match="more than 8 parts before a field 'photo'"):
+        form_file(note * 9 + photo + b"--x--\r\n", "multipart/form-data; boundary=x", "photo")
+
+
+def test_json_nested_deeper_than_the_parser_goes_is_a_422_with_the_headers(client):
+    for depth in (1_000, 100_000):
+        body = b'{"names": ' + b"[" * depth + b"]" * depth + b"}"
+        response = client.post("/selection.zip", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422 and response.json()["detail"].startswith("The body must be JSON")
+        assert response.headers["x-content-type-options"] == "nosniff" and response.headers["x-frame-options"]
+
+
+def test_the_query_cap_admits_the_most_names_a_route_describes(tmp_path):
+    """At nz 100, the 2 KiB query cap admitted 3 z: names where the description allows 16."""
+    torch.manual_seed(0)
+    generator = Generator(ModelConfig(nz=100, ngf=4, conditional=True), 32, 1, num_classes=10)
+    init_weights(generator)
+    wide = TestClient(create_app(write_export(generator.eval(), tmp_path / "nz100", INFO), max_images=16))
+    base = vector_name(torch.randn(100, generator=torch.Generator().manual_seed(0)), "T-shirt/top")
+    variants = wide.get("/variants.json", params={"of": base, "n": 16}).json()["variants"]
+    names = [variant["name"] for variant in variants]  # the longest names: z: (a vector's) and the longest category
+    assert len(names[0]) > 540 and names[0].endswith(":T-shirt/top")
+    description = wide.get("/openapi.json").json()["paths"]
+    (of,) = (p for p in description["/neighbours.json"]["get"]["parameters"] if p["name"] == "of")
+    assert of["schema"]["maxItems"] == 16
+    # neighbours need a run (404), but the query of 16 names is read: not 414
+    neighbours = wide.get("/neighbours.json", params=[("of", name) for name in names])
+    assert neighbours.status_code == 404, neighbours.text
+    walk = wide.get("/walk.png", params=[("from", names[0]), *[("via", name) for name in names[1:9]], ("to", names[9])])
+    assert walk.status_code == 200, walk.text
+    assert wide.get("/named.png", params={"name": names[0]}).status_code == 200
+    too_many = wide.get("/images.png", params={"label": "x" * 2100})
+    assert too_many.status_code == 414 and "at most 2,048" in too_many.json()["detail"]
+    # the longest name the description allows: a z: name varied 4 times, each at the longest spread, seed and index
+    deepest = names[0] + ("~0." + "9" * 30 + f"/{2**63 - 1}#1023:T-shirt/top") * 4
+    assert wide.get("/neighbours.json", params=[("of", deepest)] * 16).status_code == 404
+    walk = wide.get("/walk.npy", params=[("from", deepest), *[("via", deepest)] * 8, ("to", deepest), ("frames", 2)])
+    assert walk.status_code == 200, walk.text
+    beyond = wide.get("/neighbours.json", params=[("of", deepest)] * 20)
+    assert beyond.status_code == 414

@@ -23,7 +23,7 @@ from productgan.errors import ProductganError
 from productgan.evaluator import class_probabilities, native_images
 from productgan.explore import guardrails, synth
 from productgan.explore.guardrails import guardrails_for, synthesize
-from productgan.explore.latent import ImageName
+from productgan.explore.names import ImageName
 from productgan.explore.neighbours import NeighbourIndex
 from productgan.explore.synth import synth_run
 from productgan.generator.export import write_export as export_generator

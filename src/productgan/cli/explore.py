@@ -18,6 +18,7 @@ from productgan.explore.commands import (
     write_walk,
 )
 from productgan.explore.latent import FRAME_FORMATS
+from productgan.explore.names import DEFAULT_SPREAD
 from productgan.explore.neighbours import NeighbourIndex
 from productgan.explore.projection import DEFAULT_RESTARTS, DEFAULT_STEPS
 from productgan.explore.synth import MAX_ATTEMPTS, synth_run
@@ -73,9 +74,9 @@ def _variants_parser() -> ArgumentParser:
     parser.add_argument(
         "--spread",
         type=float,
-        default=0.3,
-        help="How far from the image, above 0 and at most 1: 0.1 nearly the same, 0.3 a close family, "
-        "1 unrelated images.",
+        default=DEFAULT_SPREAD,
+        help="How far from the image, above 0 and at most 1: 0.1 nearly the same, 0.5 (the default) other "
+        "products of its kind, 1 unrelated images.",
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the variations: same seed, same variants.")
     parser.add_argument("--label", type=str, default=None, help="Make the variants in this category instead.")
@@ -123,9 +124,9 @@ def run_project(args: list[str]) -> int:
         category = f" as {record['label']!r}" if record["label"] else ""
         print(
             f"Projected {options.photo}{category}: feature distance {record['feature_distance']:.3f} against "
-            f"{record['typical_real_distance']:.3f} between a held-out real image and its nearest training image "
-            f"({record['verdict']})."
+            f"{record['typical_real_distance']:.3f} between a held-out real image and its nearest training image."
         )
+        print(record["verdict"])
         print(f"Wrote {out} (comparison.png, latent.npy); walk or vary it as {out / record['ref']}")
     return 0
 

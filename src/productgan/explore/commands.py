@@ -15,26 +15,17 @@ from typing import Any
 import numpy as np
 
 from productgan.errors import UsageError
-from productgan.explore.latent import (
-    ImageName,
-    encode_frames,
-    enlarge,
-    frame_format,
-    point,
-    render,
-    variants,
-    walk_images,
-)
+from productgan.explore.latent import encode_frames, enlarge, frame_format, render, variants, walk_images
+from productgan.explore.names import ImageName, point, variant_names
 from productgan.explore.neighbours import MAX_K, NeighbourIndex, neighbour_sheet
+from productgan.explore.photos import MAX_PHOTO_BYTES, fit_to_generator
 from productgan.explore.projection import (
     DEFAULT_RESTARTS,
     DEFAULT_STEPS,
-    MAX_PHOTO_BYTES,
     MAX_RESTARTS,
     MAX_STEPS,
-    Projection,
-    fit_photo,
-    project,
+    describe_fit,  # noqa: F401 (its old import path, kept)
+    project_photo,
 )
 from productgan.files import FolderKind, Outputs, output_path
 from productgan.generator.grid import make_grid, save_png, to_pil
@@ -42,7 +33,7 @@ from productgan.generator.sampler import Sampler
 
 PROJECTION_FILES = ("target.png", "reconstruction.png", "comparison.png", "latent.npy", "projection.json")
 PROJECTION = FolderKind("a projection", "|".join(name.replace(".", r"\.") for name in PROJECTION_FILES))
-VARIANTS = FolderKind("variants", r"variant-\d{4,}\.png|latents\.npy")
+VARIANTS = FolderKind("variants", r"variant-\d{4,}\.png|latents\.npy|variants\.json")
 # The index of a run's training images, or how to build it once every input has been checked.
 IndexSource = NeighbourIndex | Callable[[], NeighbourIndex]
 
@@ -78,7 +69,8 @@ def write_variants(
     save_latents: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """``n`` variants of one image as a PNG grid, a .npy array or a folder of PNGs; with
+    """``n`` variants of one image as a PNG grid, a .npy array or a folder of PNGs (with
+    latents.npy, their vectors, and variants.json, their names: ``variant_names``); with
     ``save_latents`` their vectors too (N x nz float32), so any of them can be walked from."""
     out = output_path(out)
     kind = out.suffix.lower() if out.suffix.lower() in (".png", ".npy") else "dir"
@@ -90,6 +82,20 @@ def write_variants(
         images, points = variants(sampler, base, n, spread, seed, label)
         images = images.numpy()
         latents = np.stack([p.z.numpy() for p in points]).astype(np.float32)
+        names = variant_names(sampler, ref, n, spread, seed, label)
+        manifest = {
+            "of": str(ref),
+            "spread": spread,
+            "seed": seed,
+            "variants": [
+                {
+                    "file": f"variant-{i:04d}.png",
+                    "name": name,
+                    "category": None if p.label is None else sampler.class_names[p.label],
+                }
+                for i, (name, p) in enumerate(zip(names, points))
+            ],
+        }
 
         def fill(tmp: Path) -> None:
             if kind == ".npy":
@@ -100,25 +106,13 @@ def write_variants(
                 for index, image in enumerate(images):
                     save_png(image, tmp / f"variant-{index:04d}.png")
                 np.save(tmp / "latents.npy", latents)
+                (tmp / "variants.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
         fills = {out: fill}
         if save_latents is not None:
             fills[save_latents] = lambda tmp: np.save(tmp, latents)
         outputs.write(fills)
     return out
-
-
-def describe_fit(distance: float, typical: float) -> str:
-    """A projection's feature distance in words, against the typical distance between a
-    held-out real image and its nearest training image."""
-    ratio = distance / typical if typical > 0 else float("inf")
-    if ratio <= 0.75:
-        return "close: nearer to the photo than most real look-alikes are"
-    if ratio <= 1.25:
-        return "good: about as near as a similar real product would be"
-    if ratio <= 2.0:
-        return "loose: the same kind of product, with details that differ"
-    return "poor: this generator cannot make an image much like the photo"
 
 
 def read_photo(path: str | os.PathLike) -> bytes:
@@ -130,20 +124,6 @@ def read_photo(path: str | os.PathLike) -> bytes:
     if size > MAX_PHOTO_BYTES:
         raise UsageError(f"{path} is {size / 2**20:.0f} MiB; at most {MAX_PHOTO_BYTES // 2**20} MiB is taken.")
     return path.read_bytes()
-
-
-def projection_record(result: Projection, typical: float, latent_file: str = "latent.npy") -> dict[str, Any]:
-    """What projection.json (and the API) says of a projection."""
-    ref = latent_file if result.label is None else f"{latent_file}:{result.label}"
-    return {
-        "label": result.label,
-        "feature_distance": round(result.feature_distance, 6),
-        "pixel_distance": round(result.pixel_distance, 4),
-        "typical_real_distance": round(typical, 6),
-        "verdict": describe_fit(result.feature_distance, typical),
-        "per_class_loss": result.per_class,
-        "ref": ref,
-    }
 
 
 def write_projection(
@@ -168,12 +148,12 @@ def write_projection(
     if label is not None and str(label).strip():
         sampler.class_index(label)  # the sentence naming the classes, now rather than after the index
     out = output_path(out)
-    fitted = fit_photo(photo, sampler.info, sampler.generator.image_size, sampler.generator.channels)
+    fitted = fit_to_generator(photo, sampler)  # a photo that cannot be used is refused before the index
     with Outputs("project") as outputs:
         out = outputs.claim(out, overwrite, PROJECTION)
         index = index() if callable(index) else index
-        result = project(sampler, fitted, index.net, label, steps, restarts, seed, progress=progress)
-        record = projection_record(result, index.typical)
+        projected = project_photo(sampler, index, fitted, label, steps, restarts, seed, progress=progress)
+        result, record = projected.projection, projected.record()
 
         def fill(tmp: Path) -> None:
             save_png(result.target, tmp / "target.png")

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from productgan.errors import ProductganError, UsageError
 from productgan.evaluator import features_and_probabilities, native_images
 from productgan.evaluator.training import CLASSES_TASK, task_for
-from productgan.explore.latent import MAX_INDEX, ImageName
+from productgan.explore.names import MAX_INDEX, ImageName
 from productgan.explore.neighbours import COPY_QUANTILE, REFERENCE_SPLIT, THUMBNAIL, NeighbourIndex, Neighbours
 from productgan.generator.latents import check_temperature
 from productgan.generator.sampler import Sampler

@@ -45,6 +45,7 @@ from productgan.data import PackedDataset
 from productgan.errors import UsageError
 from productgan.evaluator import Evaluator, EvaluatorNet, cache_root, extract_features, features_and_probabilities
 from productgan.evaluator.inference import native_images
+from productgan.explore.likeness import Likeness, plain_background
 from productgan.files import write_atomic
 from productgan.generator.grid import make_grid
 from productgan.metrics.distances import distance_blocks
@@ -159,8 +160,11 @@ class NeighbourIndex:
         self.threshold = float(np.quantile(self.reference_distances, COPY_QUANTILE / 2))
         self.typical = float(np.median(self.reference_distances))
         self.thumbnails = self._thumbnails("train")  # float32 N x C*T*T
-        held_out = nearest(self._thumbnails(REFERENCE_SPLIT), self.thumbnails, 1, stop)[0][:, 0].numpy()
+        backgrounds = []  # held-out: border share, product share (plain_background), for ``likeness``
+        held_out = nearest(self._thumbnails(REFERENCE_SPLIT, backgrounds), self.thumbnails, 1, stop)[0][:, 0].numpy()
+        self.reference_thumbnail_distances = held_out
         self.pixel_threshold = float(np.quantile(held_out, COPY_QUANTILE / 2))
+        self.reference_backgrounds = np.asarray(backgrounds, dtype=np.float64).reshape(-1, 2)
 
     @classmethod
     def from_run(
@@ -206,12 +210,15 @@ class NeighbourIndex:
             write_atomic(path, lambda tmp: np.save(tmp, features.numpy()))
         return features
 
-    def _thumbnails(self, split: str) -> torch.Tensor:
-        """``thumbnails`` of one split, float32 N x C*T*T."""
+    def _thumbnails(self, split: str, backgrounds: list | None = None) -> torch.Tensor:
+        """``thumbnails`` of one split, float32 N x C*T*T; with ``backgrounds``, each image's
+        ``plain_background`` shares appended to it in the same pass."""
         count = len(self.dataset.indices(split))
         out = torch.empty(count, self.dataset.channels * THUMBNAIL * THUMBNAIL, dtype=torch.float32)
         for start, images in self._batches(split):
             out[start : start + len(images)] = thumbnails(images)
+            if backgrounds is not None:
+                backgrounds.extend(plain_background(image)[1:] for image in images)
         return out
 
     def query_features(self, features: torch.Tensor, k: int = 3, images_uint8=None) -> Neighbours:
@@ -244,6 +251,18 @@ class NeighbourIndex:
         """``query`` plus the evaluator's class probabilities of the same images (one pass)."""
         features, probabilities = features_and_probabilities(self.net, images_uint8)
         return self.query_features(features, k, images_uint8), probabilities
+
+    def likeness(self, image_uint8: np.ndarray, background: tuple[float, float] | None = None) -> Likeness:
+        """Whether one image (uint8 C x H x W at native size: a fitted photo) looks like the
+        training data, by four tests each calibrated on the held-out images (``Likeness``).
+        ``background``: its border and product shares (``plain_background``) when measured on the
+        photo as it was, before a fitting trimmed it; of ``image_uint8`` by default."""
+        image = np.asarray(image_uint8)
+        features = extract_features(self.net, image[None])
+        feature = float(nearest(features, self.features, 1)[0][0, 0])
+        thumbnail = float(nearest(thumbnails(image[None]), self.thumbnails, 1)[0][0, 0])
+        border, product = plain_background(image)[1:] if background is None else background
+        return Likeness.judge(self, feature, thumbnail, border, product)
 
     def images(self, indices: np.ndarray) -> np.ndarray:
         """Training images by dataset index, at native size: uint8 ... x C x H x W."""

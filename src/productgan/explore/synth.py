@@ -14,7 +14,7 @@ What it writes, all at once (a staging folder, then one swap; ``files.Outputs``)
     DIR/packed/                 with ``packed``: a packed dataset (synthetic train split, the
                                 run's real val and test splits)
 
-Every image is named ``SEED:INDEX[:CLASS][@TEMPERATURE]`` (``productgan.explore.latent.ImageName``):
+Every image is named ``SEED:INDEX[:CLASS][@TEMPERATURE]`` (``productgan.explore.names.ImageName``):
 image INDEX of ``productgan generate --seed SEED --label CLASS --temperature T``. All categories
 draw from the one stream of latent vectors of the seed, each vector used once, so no two images
 share a vector.
@@ -55,7 +55,7 @@ from productgan.explore.guardrails import (
     guardrails_for,
     synthesize,
 )
-from productgan.explore.latent import MAX_INDEX, ImageName
+from productgan.explore.names import MAX_INDEX, ImageName
 from productgan.explore.neighbours import NeighbourIndex
 from productgan.files import FolderKind, Outputs, write_error
 from productgan.generator.grid import to_pil

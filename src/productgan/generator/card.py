@@ -2,7 +2,8 @@
 
 ``model_card`` turns what an export records (its config.json), what its run recorded (the
 resolved configuration of config.yaml) and the run's evaluation reports into markdown: YAML
-front matter (license, library_name, tags, datasets), then the sections of
+front matter (license, library_name, tags, datasets, pipeline_tag; the fields of the hub's
+model-card spec, https://github.com/huggingface/hub-docs/blob/main/modelcard.md), then the sections of
 ``productgan.generator.card_sections`` in order. It chooses the reports that describe this
 export and reads no file, so the same inputs give the same card. ``write_model_card`` puts the
 card into an export folder; the run layer gathers the inputs and writes it at every export and
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,53 +33,27 @@ from productgan.generator.card_sections import (
     training_section,
 )
 from productgan.generator.export import CONFIG_FILE, ONNX_FILE, README_FILE
+from productgan.generator.onnx import recorded_output
 
-# Licence names the Hugging Face hub knows as identifiers; any other recorded licence is "other".
-HUB_LICENCES = {
-    "mit",
-    "apache-2.0",
-    "bsd-2-clause",
-    "bsd-3-clause",
-    "cc0-1.0",
-    "cc-by-4.0",
-    "cc-by-sa-4.0",
-    "cc-by-nc-4.0",
-    "cc-by-nc-sa-4.0",
-    "cc-by-nd-4.0",
-    "cc-by-nc-nd-4.0",
-    "gpl-3.0",
-    "lgpl-3.0",
-    "agpl-3.0",
-    "mpl-2.0",
-    "openrail",
-    "unlicense",
-}
+# The front matter's license_name while the weights' owner has chosen no licence (license: other).
+WEIGHTS_LICENCE_NAME = "not-chosen-yet"
 
 # When several reports scored this export's step, the first shown is of the first split here.
 _SPLIT_ORDER = ("test", "val", "train")
-
-
-def licence_id(licence: str | None) -> str:
-    """The hub's identifier for a recorded licence: its own name when the hub knows it (``MIT``
-    -> ``mit``, ``CC BY 4.0`` -> ``cc-by-4.0``), ``other`` for any other text, ``unknown`` for none."""
-    if not licence or not str(licence).strip():
-        return "unknown"
-    key = re.sub(r"[\s_]+", "-", str(licence).strip().lower())
-    return key if key in HUB_LICENCES else "other"
 
 
 def model_card(
     export: dict[str, Any],
     run: dict[str, Any] | None = None,
     reports: Sequence[tuple[str, dict[str, Any]]] = (),
-    onnx: bool = False,
+    onnx: bool | str = False,
 ) -> str:
     """The model card of an export, as markdown.
 
     ``export``: the export's config.json; ``run``: the run's resolved configuration as a dict
     (``config.to_dict``), None when unknown; ``reports``: (file name, report) pairs of the run's
     evaluation reports, of which those that scored this export's training step are shown;
-    ``onnx``: whether the folder holds model.onnx.
+    ``onnx``: whether the folder holds model.onnx, or the output it gives ("uint8", "float").
     """
     run = run or {}
     shown = _reports_of_this_export(export, reports)
@@ -104,16 +78,25 @@ def write_model_card(
     """Write the card of the export in ``folder`` (its README.md, replaced atomically)."""
     folder = Path(folder)
     export = json.loads((folder / CONFIG_FILE).read_text())
-    text = model_card(export, run, reports, onnx=(folder / ONNX_FILE).is_file())
+    onnx = (folder / ONNX_FILE).is_file() and (recorded_output(folder / ONNX_FILE) or True)
+    text = model_card(export, run, reports, onnx=onnx)
     return write_text_atomic(folder / README_FILE, text)
 
 
-def _front_matter(export: dict[str, Any], onnx: bool) -> str:
-    licence = export.get("licence")
-    header: dict[str, Any] = {"license": licence_id(licence)}
-    if header["license"] == "other":
-        header["license_name"] = re.sub(r"[^a-z0-9]+", "-", str(licence).lower()).strip("-")[:64] or "other"
-    header["library_name"] = "productgan"
+# The front matter's comments: what a field means here, for whoever publishes the card.
+_LICENCE_COMMENT = (
+    "# license: the licence of these weights, which is their owner's to choose (the hub's ids:\n"
+    "# https://hf.co/docs/hub/repositories-licenses); the training data's licence is under Data.\n"
+)
+_CONDITIONAL_TASK_COMMENT = (
+    "# pipeline_tag: the hub has no class-conditional task; the input is noise and a category\n"
+    "# index (no text, no image), so the nearest is unconditional image generation.\n"
+)
+
+
+def _front_matter(export: dict[str, Any], onnx: bool | str) -> str:
+    licence = {"license": "other", "license_name": WEIGHTS_LICENCE_NAME}
+    header: dict[str, Any] = {"library_name": "productgan"}
     tags = ["productgan", "dcgan", "gan", "image-generation"]
     tags.append("class-conditional" if is_conditional(export) else "unconditional-image-generation")
     if onnx:
@@ -122,9 +105,20 @@ def _front_matter(export: dict[str, Any], onnx: bool) -> str:
     known = KNOWN_DATASETS.get(export.get("dataset"))
     if known:
         header["datasets"] = [known["hub"]]
-    if not is_conditional(export):
-        header["pipeline_tag"] = "unconditional-image-generation"
-    return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---"
+    task = {"pipeline_tag": "unconditional-image-generation"}
+    return (
+        "---\n"
+        + _LICENCE_COMMENT
+        + _yaml(licence)
+        + _yaml(header)
+        + (_CONDITIONAL_TASK_COMMENT if is_conditional(export) else "")
+        + _yaml(task)
+        + "---"
+    )
+
+
+def _yaml(fields: dict[str, Any]) -> str:
+    return yaml.safe_dump(fields, sort_keys=False, allow_unicode=True)
 
 
 def _reports_of_this_export(

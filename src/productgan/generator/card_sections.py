@@ -9,6 +9,7 @@ puts them together. Nothing here reads a file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,25 @@ KNOWN_DATASETS = {
         "hub": "zalando-datasets/fashion_mnist",
     }
 }
+
+# Licence names the Hugging Face hub knows as identifiers; any other recorded licence is "other".
+# fmt: off
+HUB_LICENCES = {
+    "mit", "apache-2.0", "bsd-2-clause", "bsd-3-clause", "cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0",
+    "cc-by-nc-sa-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-4.0", "gpl-3.0", "lgpl-3.0", "agpl-3.0", "mpl-2.0", "openrail",
+    "unlicense",
+}
+# fmt: on
+
+
+def licence_id(licence: str | None) -> str:
+    """The hub's identifier for a recorded licence: its own name when the hub knows it (``MIT``
+    -> ``mit``, ``CC BY 4.0`` -> ``cc-by-4.0``), ``other`` for any other text, ``unknown`` for none."""
+    if not licence or not str(licence).strip():
+        return "unknown"
+    key = re.sub(r"[\s_]+", "-", str(licence).strip().lower())
+    return key if key in HUB_LICENCES else "other"
+
 
 # How to read each figure of an evaluation report (docs/evaluation.md has the full account).
 READINGS = {
@@ -82,7 +102,11 @@ def data_section(export: dict[str, Any], run: dict[str, Any]) -> str:
         categories = "one (the images carry no category)"
     fit = export.get("fit")
     sizing = f"native {_native(export)}, trained at {_size(export)}" + (f" (fit: {fit})" if fit else "")
-    licence = export.get("licence") or "not recorded (`productgan prepare --licence TEXT` records it)"
+    recorded = export.get("licence")
+    licence = recorded or "not recorded (`productgan prepare --licence TEXT` records it)"
+    hub_id = licence_id(recorded)
+    if recorded and hub_id != "other":
+        licence += f" (the hub's id: `{hub_id}`)"
     return (
         "## Data\n\n"
         "| | |\n|---|---|\n"
@@ -91,8 +115,9 @@ def data_section(export: dict[str, Any], run: dict[str, Any]) -> str:
         f"| categories | {_cell(categories)} |\n"
         f"| image size | {sizing} |\n"
         f"| licence of the data | {_cell(licence)} |\n\n"
-        "The `license` field above carries the training data's licence as `productgan prepare` recorded "
-        "it; the licence of the weights themselves is their owner's to set."
+        "That is the licence of the training data, as `productgan prepare` recorded it, and it governs "
+        "the data. The licence of these weights is their owner's choice: the `license` field above says "
+        "`other` until the owner sets it (an id the hub lists, or `license_name` and `license_link`)."
     )
 
 
@@ -248,8 +273,10 @@ def _weak_categories(metrics: dict[str, Any], floor: dict[str, Any]) -> str:
     )
 
 
-def loading_section(export: dict[str, Any], onnx: bool) -> str:
-    if is_conditional(export):
+def loading_section(export: dict[str, Any], onnx: bool | str) -> str:
+    """With productgan, then ONNX Runtime alone (``onnx``: "uint8", "float", True, or False: none)."""
+    conditional = is_conditional(export)
+    if conditional:
         names = export.get("class_names") or ["a category"]
         call = f'sampler(n=16, seed=7, label="{names[-1]}")  # uint8 16 x C x H x W, one category'
     else:
@@ -260,7 +287,7 @@ def loading_section(export: dict[str, Any], onnx: bool) -> str:
         "With productgan installed, from this folder (no training code and no pickle):",
         "",
         "```python",
-        "from productgan.sampling import load_generator",
+        "from productgan import load_generator",
         "",
         'sampler = load_generator("path/to/this/folder")',
         f"images = {call}",
@@ -269,22 +296,58 @@ def loading_section(export: dict[str, Any], onnx: bool) -> str:
         "or `productgan generate path/to/this/folder --n 64 --seed 7 --out grid.png`. Images leave at the "
         "dataset's native size; the same seed gives the same images.",
         "",
-        "With ONNX Runtime alone (numpy and onnxruntime, no productgan): ",
+        "### With ONNX Runtime alone",
+        "",
     ]
-    inputs = "`z` (float32, N x nz, standard normal)" + (
-        " and `class_index` (int64, N)" if is_conditional(export) else ""
-    )
-    if onnx:
-        lines[-1] += (
-            f"this folder holds `{ONNX_FILE}`, with inputs {inputs} and the output `images` (uint8 N x C x H x W "
-            "at native size, or float at the training size when exported with `--onnx-output float`). "
-            'productgan\'s docs/serving.md, "Running the generator without productgan (ONNX)", has the example.'
-        )
-    else:
-        lines[-1] += (
+    inputs = "`z` (float32, N x nz, standard normal)" + (" and `class_index` (int64, N)" if conditional else "")
+    if not onnx:
+        lines.append(
             f"`productgan export RUN_DIR --format onnx` writes `{ONNX_FILE}` into this folder (inputs {inputs}; "
-            "output `images`); it needs `pip install 'productgan[onnx]'`."
+            "output `images`); it needs `pip install 'productgan[onnx]'`. Then numpy and onnxruntime run it, "
+            "with no productgan and no torch."
         )
+        return "\n".join(lines)
+    uint8 = f"uint8 N x C x H x W at the native size ({_native(export)}), as productgan gives them"
+    low, high = export.get("pixel_range") or [-1.0, 1.0]
+    floats = (
+        f"float32 N x C x S x S at the training size ({_size(export)}) in the generator's range {low:g} to {high:g} "
+        f"(`(images - {low:g}) * {255 / (high - low):g}` on 0..255; the `pad` of config.json lies around the "
+        "native image)"
+    )
+    if onnx in ("uint8", "float"):
+        output = f"`images`, {uint8 if onnx == 'uint8' else floats}"
+    else:
+        output = f"`images`, {uint8} (or, for a file exported with `--onnx-output float`, {floats})"
+    lines += [
+        f"`{ONNX_FILE}` needs numpy and onnxruntime only. Inputs: {inputs}; output: {output}. Latent vectors "
+        "drawn as below give the images productgan makes for the same seed"
+        + (
+            ", with every category in turn as `productgan generate` makes them (or one category's index):"
+            if conditional
+            else ":"
+        ),
+        "",
+        "```python",
+        "import numpy",
+        "import onnxruntime",
+        "",
+        f'session = onnxruntime.InferenceSession("{ONNX_FILE}")',
+        f"n, nz, seed = 16, {export.get('model', {}).get('nz', 'NZ')}, 7",
+        "z = numpy.random.default_rng(seed).standard_normal((n, nz), dtype=numpy.float32)",
+    ]
+    if conditional:
+        classes = export.get("num_classes")
+        names = export.get("class_names") or []
+        lines += [
+            f"class_index = numpy.arange(n, dtype=numpy.int64) % {classes}  # image i of category i mod {classes}",
+            f"# one category instead: numpy.full(n, {len(names) - 1}, dtype=numpy.int64)"
+            + (f"  ({names[-1]})" if names else ""),
+            'images = session.run(["images"], {"z": z, "class_index": class_index})[0]',
+        ]
+    else:
+        lines.append('images = session.run(["images"], {"z": z})[0]')
+    same = "gives, once mapped to 0..255, the images" if onnx == "float" else "holds the images"
+    lines += ["```", "", f"`images` then {same} of `productgan generate . --n 16 --seed 7`."]
     return "\n".join(lines)
 
 

@@ -154,7 +154,7 @@ def metadata(sampler: Sampler, output: str) -> dict[str, str]:
     """What the file says about itself (ONNX metadata_props, read with onnxruntime's
     ``session.get_modelmeta().custom_metadata_map``)."""
     return {
-        "productgan_output": output,
+        OUTPUT_KEY: output,
         "class_names": json.dumps(sampler.class_names),
         "nz": str(sampler.generator.config.nz),
         "pixel_range": json.dumps(sampler.info["pixel_range"]),
@@ -163,6 +163,31 @@ def metadata(sampler: Sampler, output: str) -> dict[str, str]:
         "step": json.dumps(sampler.info.get("step")),
         "dataset": json.dumps(sampler.info.get("dataset")),
     }
+
+
+OUTPUT_KEY = "productgan_output"  # the metadata entry that says which output the file gives
+
+
+def recorded_output(path: str | os.PathLike) -> str | None:
+    """Which output ("uint8" or "float") the ONNX file at ``path`` says it gives, read from its
+    metadata without the onnx package (the model card is written where it is not installed);
+    None when the file or the entry cannot be read. ``metadata`` entries are protobuf
+    StringStringEntryProto messages at the file's end: field 1 (tag 0x0A) the key, field 2 (tag
+    0x12) the value, each a length byte and the text."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(0, os.SEEK_END)
+            file.seek(max(0, file.tell() - 2**20))  # the metadata sits in the file's last bytes
+            tail = file.read()
+    except OSError:
+        return None
+    key = OUTPUT_KEY.encode()
+    at = tail.rfind(b"\x0a" + bytes([len(key)]) + key)
+    value = tail[at + 2 + len(key) :] if at >= 0 else b""
+    if len(value) < 2 or value[0] != 0x12:
+        return None
+    text = value[2 : 2 + value[1]].decode("ascii", "replace")
+    return text if text in OUTPUTS else None
 
 
 def check_inputs(sampler: Sampler, n: int, seed: int = CHECK_SEED) -> dict[str, np.ndarray]:

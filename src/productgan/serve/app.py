@@ -17,7 +17,9 @@ a function ``routes(service) -> APIRouter`` over the shared ``Service``; a new g
 module and one ``include_router`` line in ``create_app``. serve/static/ holds the pages' files.
 
 Bad requests get status 422 and one sentence in ``detail``; image requests beyond the work queue
-get 503 and ``Retry-After`` (serve/problems.py, serve/work.py).
+get 503 and ``Retry-After`` (serve/problems.py, serve/work.py). Stopping (Ctrl-C, SIGTERM) is prompt:
+before the server waits for the requests in flight, running projections are told to stop and the
+jobs in line are dropped (``Service.stop``).
 """
 
 from __future__ import annotations
@@ -61,9 +63,9 @@ try:  # the serve extra; the rest of the package works without it, and create_ap
     from fastapi.staticfiles import StaticFiles
 
     from productgan.serve import problems
-    from productgan.serve.middleware import QueryLimit, SecurityHeaders
+    from productgan.serve.middleware import MAX_HEADER_BYTES, QueryLimit, SecurityHeaders
     from productgan.serve.routes import explore, images, pages, status, training
-    from productgan.serve.service import Service
+    from productgan.serve.service import PROJECTION_SECONDS, Service
     from productgan.serve.work import WorkQueue
 except ModuleNotFoundError as error:
     if not _missing_extra(error):
@@ -76,16 +78,24 @@ try:
 
     class ListeningServer(uvicorn.Server):
         """uvicorn's server, which prints ``announcement`` once its socket listens (uvicorn's own
-        line is below the log level the server runs at)."""
+        line is below the log level the server runs at), and calls ``stopping`` as it begins to
+        stop, before it waits for the requests in flight to end (uvicorn sends the application
+        its shutdown event only after them)."""
 
-        def __init__(self, config: uvicorn.Config, announcement: str):
+        def __init__(self, config: uvicorn.Config, announcement: str, stopping=None):
             super().__init__(config)
             self.announcement = announcement
+            self.stopping = stopping
 
         async def startup(self, sockets=None) -> None:
             await super().startup(sockets)
             if self.started:
                 print(self.announcement, flush=True)
+
+        async def shutdown(self, sockets=None) -> None:
+            if self.stopping is not None:
+                self.stopping()
+            await super().shutdown(sockets)
 
 except ModuleNotFoundError as error:
     if not _missing_extra(error):
@@ -99,7 +109,8 @@ DEFAULT_QUEUE = 8
 # Seconds a request has to arrive whole, and an idle kept-alive connection stays open.
 DEFAULT_REQUEST_TIMEOUT = 10.0
 KEEP_ALIVE_SECONDS = 5
-# The largest request head (request line and headers) read, in bytes.
+# The largest request head (request line and headers) read, in bytes, where no route takes a long
+# query; create_app records its own (app.state.max_head_bytes), for the image names of its routes.
 MAX_HEAD_BYTES = 16 * 1024
 ORIGIN = re.compile(r"https?://[^/?#\s]+")
 ROOT_PATH = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
@@ -117,14 +128,17 @@ def create_app(
     queue: int = DEFAULT_QUEUE,
     cors_origins: list[str] | tuple[str, ...] = (),
     max_projection_steps: int = MAX_PROJECTION_STEPS,
+    projection_seconds: float | None = None,
 ):
     """A FastAPI application serving the generator of a run directory or export folder.
 
     ``workers`` image requests are made at a time (default: one per usable CPU, at most 4) and
-    ``queue`` more wait; more get 503. ``cors_origins``: the web origins whose pages may call the
-    API from a browser (none by default). ``max_projection_steps``: the most optimisation steps a
-    projection request may ask for (a slow machine may want fewer). A run directory's server
-    also answers nearest training images and projection; an export's answers them with 404."""
+    ``queue`` more wait; more get 503 (single images and projections have lanes of their own:
+    serve/service.py). ``cors_origins``: the web origins whose pages may call the API from a
+    browser (none by default). ``max_projection_steps``: the most optimisation steps a projection
+    request may ask for (a slow machine may want fewer); ``projection_seconds``: the time its
+    optimisation may run before the best fit so far is the answer (default 30). A run directory's server also
+    answers nearest training images and projection; an export's answers them with 404."""
     if fastapi is None:
         raise ProductganError(MISSING_EXTRA)
     if max_images < 1:
@@ -138,6 +152,9 @@ def create_app(
         raise UsageError(
             f"max_projection_steps must be between 1 and {MAX_PROJECTION_STEPS}, not {max_projection_steps}."
         )
+    projection_seconds = PROJECTION_SECONDS if projection_seconds is None else projection_seconds
+    if not 0 < projection_seconds <= 3600:
+        raise UsageError(f"projection_seconds must be above 0 and at most 3600, not {projection_seconds}.")
     for origin in cors_origins:
         if origin != "*" and not ORIGIN.fullmatch(origin):
             raise UsageError(
@@ -148,7 +165,12 @@ def create_app(
     run_dir = None if isinstance(source, Sampler) else Path(source)
     run_dir = run_dir if run_dir is not None and (run_dir / RUN_CONFIG).is_file() else None
     service = Service(
-        sampler, max_images, WorkQueue(workers, queue), run_dir=run_dir, max_projection_steps=max_projection_steps
+        sampler,
+        max_images,
+        WorkQueue(workers, queue),
+        run_dir=run_dir,
+        max_projection_steps=max_projection_steps,
+        projection_seconds=projection_seconds,
     )
 
     @contextlib.asynccontextmanager
@@ -172,6 +194,10 @@ def create_app(
         responses=problems.TOO_LONG,
     )
     app.state.service = service
+    # The routes that take image names read longer queries: room for their most names.
+    named = {**explore.NAMES_IN_QUERY, **training.NAMES_IN_QUERY}
+    caps = {path: service.query_cap(names) for path, names in named.items()}
+    app.state.max_head_bytes = MAX_HEADER_BYTES + max(caps.values()) + 1024  # and the request line's path
     problems.install(app)
     routers = (
         status.routes(service),
@@ -186,7 +212,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC, packages=[(fastapi_offline.__name__, "static")]), name="static")
 
     # The last added runs first: every answer, refusals included, gets the security headers.
-    app.add_middleware(QueryLimit)
+    app.add_middleware(QueryLimit, caps=caps)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -290,7 +316,8 @@ def serve(
         port = check_port(host, port)
         behind = f"; behind the proxy at {root_path}/" if root_path else ""
         announcement = f"Serving {source} at {local_url(host, port)} (API docs at /docs{behind}); Ctrl-C stops."
-        run_server(app, announcement, **server_settings(host, port, request_timeout, root_path))
+        settings = server_settings(host, port, request_timeout, root_path, app.state.max_head_bytes)
+        run_server(app, announcement, **settings)
     except KeyboardInterrupt:
         pass  # Ctrl-C before uvicorn listens, or the one uvicorn raises again once it has shut down
     finally:
@@ -300,8 +327,8 @@ def serve(
 
 def run_server(app, announcement: str, **settings) -> None:
     """Serve ``app`` with uvicorn's ``settings`` until stopped; ``announcement`` is printed once the
-    socket listens (tests replace this function)."""
-    ListeningServer(uvicorn.Config(app, **settings), announcement).run()
+    socket listens, and the service told to stop as the server begins to (tests replace this function)."""
+    ListeningServer(uvicorn.Config(app, **settings), announcement, app.state.service.stop).run()
 
 
 def _shut_down(service) -> None:
@@ -317,14 +344,18 @@ def _shut_down(service) -> None:
         os._exit(0)
 
 
-def server_settings(host: str, port: int, request_timeout: float, root_path: str = "") -> dict:
-    """uvicorn's settings: the limits on slow and idle clients, and the root path."""
+def server_settings(
+    host: str, port: int, request_timeout: float, root_path: str = "", max_head_bytes: int = MAX_HEAD_BYTES
+) -> dict:
+    """uvicorn's settings: the limits on slow and idle clients and on a request's head (a head
+    that arrives in pieces is refused past ``max_head_bytes``; QueryLimit checks a whole one), and
+    the root path."""
     return {
         "host": host,
         "port": port,
         "log_level": "warning",
         "http": timed_protocol(request_timeout),
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
-        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+        "h11_max_incomplete_event_size": max_head_bytes,
         "root_path": root_path,
     }

@@ -2,26 +2,30 @@
 
 A bad request gets 422 and a sentence that names the parameter, what it must be, and (cut short)
 what was sent; a request while the work queue is full gets 503 and ``Retry-After``; a query longer
-than the server reads gets 414, a body larger than it reads 413; a request for what the server does
-not have (a tool that needs the run directory, served from an export) 404. The dictionaries below
-declare these answers for the API description, with the body they really have, in place of
-FastAPI's default validation-error schema.
+than the server reads gets 414, headers longer than it reads 431, a body larger than it reads 413; a
+request for what the server does not have (a tool that needs the run directory, served from an
+export) 404. The dictionaries below declare these answers for the API description, with the body
+they really have, in place of FastAPI's default validation-error schema. A client that goes away
+before its answer is ready (half a body sent, a projection given up) gets one line in the log.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from productgan.errors import ProductganError
-from productgan.serve.work import Busy
+from productgan.serve.work import Busy, ClientGone
 
 # The longest detail sent: a sentence, never a copy of a long input.
 MAX_DETAIL = 400
+LOG = logging.getLogger("productgan.serve")
 
 
 class Problem(BaseModel):
@@ -65,7 +69,10 @@ NOT_SERVED = {
     )
 }
 TOO_LARGE = {413: _described("The request's body is larger than the server reads; `detail` gives the limit.")}
-TOO_LONG = {414: _described("The query is longer than the server reads; `detail` gives the limit.")}
+TOO_LONG = {
+    414: _described("The query is longer than the server reads; `detail` gives the limit."),
+    431: _described("The request's headers are longer than the server reads; `detail` gives the limit."),
+}
 
 
 class NotServed(Exception):
@@ -100,6 +107,14 @@ def install(app) -> None:
     @app.exception_handler(Busy)
     def busy(request: Request, error: Busy) -> JSONResponse:
         return problem(503, str(error), headers={"Retry-After": str(error.retry_after)})
+
+    @app.exception_handler(ClientDisconnect)
+    @app.exception_handler(ClientGone)
+    def gone(request: Request, error: Exception) -> JSONResponse:
+        # No one reads the answer: the connection is closed (with 408 when part of a request came).
+        what = "with half its body sent" if isinstance(error, ClientDisconnect) else "before its answer was ready"
+        LOG.warning("%s %s: the client went away %s.", request.method, request.url.path, what)
+        return problem(408, "The request did not arrive whole, or its client went away.")
 
 
 def _sentence(error: dict[str, Any], expected: dict[str, str]) -> str:

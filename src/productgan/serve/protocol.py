@@ -5,7 +5,8 @@ request head larger than ``h11_max_incomplete_event_size``, but it waits for eve
 that is sent slowly or never finished: a connection opened and left silent, or headers sent a
 byte at a time, holds a socket for as long as the client likes. Here a request, head and body,
 must arrive within ``request_timeout`` seconds of the connection's start or of its first byte;
-otherwise the connection is closed (with 408 when part of a request came).
+otherwise the connection is closed (with 408 when part of a request came: a head, or a head and
+part of its body, before any answer began).
 """
 
 import asyncio
@@ -60,7 +61,8 @@ class TimedH11Protocol(H11Protocol):
         self._deadline = None
         if self.transport.is_closing() or not self._arriving():
             return
-        if self._partial and self.conn.our_state is h11.IDLE:
+        # Part of a request came and no answer has begun (SEND_RESPONSE: the head came, a body is due).
+        if self._partial and self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self.transport.write(TIMEOUT_RESPONSE)
         self.transport.close()
 

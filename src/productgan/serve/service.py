@@ -1,5 +1,10 @@
-"""What every route of the server shares: the sampler, the limits, the work queue, and the one way
+"""What every route of the server shares: the sampler, the limits, the work queues, and the one way
 to answer a request for images (checked, cached by ETag, made by a worker).
+
+Heavy work goes through three queues (serve/work.py), lanes that never wait for one another: single
+images (``quick``: a gallery's thumbnails, milliseconds each), everything else that makes images or
+searches the training images (``work``: grids up to --max-images, walks, zips, neighbours), and
+projections (``projections``: seconds each, within a time budget, stopped when their client goes).
 
 An image request is a pure function of its query and of the generator's weights, so its answer
 carries a strong ETag (a hash of both) and may be cached; a client that sends the ETag back in
@@ -15,7 +20,8 @@ import json
 import math
 import re
 import threading
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +31,11 @@ import torch
 from fastapi import Response
 
 from productgan.errors import ProductganError, UsageError, first_line
-from productgan.explore.latent import Point, point
+from productgan.explore.names import Point, point
 from productgan.explore.neighbours import BuildStopped, NeighbourIndex
 from productgan.generator.latents import MAX_TEMPERATURE, balanced_labels, check_temperature, noise_row
 from productgan.generator.sampler import Sampler
+from productgan.serve.middleware import MAX_QUERY_BYTES
 from productgan.serve.problems import NotServed, shown_input
 from productgan.serve.work import Closing, WorkQueue
 
@@ -41,6 +48,23 @@ MAX_SEED = 2**63 - 1
 MAX_INDEX = 999_999
 # How long a client may keep an image before asking again (the ETag then makes that cheap).
 CACHE_SECONDS = 3600
+# The lane of single images: one worker (each takes milliseconds) and room for a few galleries' thumbnails.
+QUICK_WORKERS, QUICK_QUEUE = 1, 32
+# The lane of projections: one at a time (each takes every core for seconds), two more waiting.
+PROJECTION_WORKERS, PROJECTION_QUEUE = 1, 2
+# The seconds a projection's optimisation may run; then the best fit found so far is the answer.
+PROJECTION_SECONDS = 30.0
+# A parameter's name and its separators, beside each name in a query ("&from=").
+NAME_PARAMETER_BYTES = 6
+# How deep the API reads variants of variants (``7:3~0.5/0#2~0.5/1#0`` is 2 deep): each level adds
+# some 80 bytes to a name and a base drawn again to its point. A variant of a name this deep is
+# named by its ``z:`` vector instead, which any route reads.
+MAX_VARIANT_DEPTH = 4
+# A variant's spread as ``variant_names`` writes it (``np.format_float_positional``): "1" or "0." and
+# at most 30 digits, the last not 0 (1.0 to six decimals is read too).
+SPREAD_PATTERN = r"(?:0\.[0-9]{0,29}[1-9]|1(?:\.0{1,6})?)"
+# The longest spread and variation seed that pattern and the library read; a variant's index is below 1024.
+LONGEST_SPREAD, LONGEST_VARIATION_SEED, LONGEST_VARIANT_INDEX = "0." + "9" * 30, str(2**63 - 1), "1023"
 NEEDS_RUN = (
     "This server serves an exported generator; nearest training images and projection need the run "
     "directory (its training data and evaluator): serve it with productgan serve RUN_DIR."
@@ -69,9 +93,12 @@ class Service:
     ``expected`` maps each query parameter to what it must be, for the sentence a bad value gets;
     a route with a parameter of its own adds it there. ``run_dir``: the run directory when the
     server serves one (its training data and evaluator answer neighbours and projection), else None;
-    ``max_projection_steps``: the most optimisation steps a projection request may ask for. The
-    server's start-up calls ``start_warm_up`` (the neighbour index, built in a thread) and its
-    shutdown ``close`` (which stops that build within a batch and waits for it).
+    ``max_projection_steps``: the most optimisation steps a projection request may ask for, and
+    ``projection_seconds`` the time its optimisation may take. ``work``, ``quick`` and
+    ``projections`` are the lanes (above); the last two default to QUICK_* and PROJECTION_*. The
+    server's start-up calls ``start_warm_up`` (the neighbour index, built in a thread); the start of
+    its shutdown ``stop`` (running projections stop at their next step, waiting jobs are dropped),
+    and its end ``close`` (which also waits for an index build to stop within a batch).
     """
 
     sampler: Sampler
@@ -81,13 +108,19 @@ class Service:
     expected: dict[str, str] = field(default_factory=dict)
     run_dir: Path | None = None
     max_projection_steps: int = 1000
+    projection_seconds: float = PROJECTION_SECONDS
+    quick: WorkQueue | None = None
+    projections: WorkQueue | None = None
 
     def __post_init__(self) -> None:
         self.identity = self.identity or weights_identity(self.sampler)
+        self.quick = self.quick or WorkQueue(QUICK_WORKERS, QUICK_QUEUE, "single images")
+        self.projections = self.projections or WorkQueue(PROJECTION_WORKERS, PROJECTION_QUEUE, "projections")
         self.label_pattern = label_pattern(self.sampler)
         self._label_regex = re.compile(self.label_pattern)
         self.name_pattern = name_pattern(self.sampler)
         self._name_regex = re.compile(self.name_pattern)
+        self._deeper_regex = re.compile(name_pattern(self.sampler, depth=None))  # for the sentence of a deeper one
         self._index: NeighbourIndex | None = None
         self._index_problem: str | None = None
         self._index_lock = threading.Lock()
@@ -123,18 +156,52 @@ class Service:
     def point(self, name: str, parameter: str) -> Point:
         """The point an image name of the API stands for, or a UsageError that names ``parameter``.
 
-        The API takes what ``name_pattern`` describes: ``SEED:INDEX[:CLASS][@TEMPERATURE]`` and
-        ``z:BASE64[:CLASS]``; never the path of a file on the server, which the CLI's names allow."""
-        if not self._name_regex.fullmatch(name):
+        The API takes what ``name_pattern`` describes: ``SEED:INDEX[:CLASS][@TEMPERATURE]``,
+        ``z:BASE64[:CLASS]``, and variants of either, ``NAME~SPREAD/SEED#INDEX[:CLASS]``, at most
+        MAX_VARIANT_DEPTH deep; never the path of a file on the server, which the CLI's names allow."""
+        if not self.accepts(name):
+            if name.count("~") > MAX_VARIANT_DEPTH and self._deeper_regex.fullmatch(name):
+                raise UsageError(
+                    f"{parameter} {shown_input(name)} is a variant of variants {name.count('~')} deep, and this API "
+                    f"reads them at most {MAX_VARIANT_DEPTH} deep; use the z: name /variants.json gives for a "
+                    "variant that deep."
+                )
             raise UsageError(
                 f"{parameter} {shown_input(name)} names no image; write SEED:INDEX[:CATEGORY][@TEMPERATURE] "
-                f"(for example 7:3, 7:3:{self.example_class}@0.8) or a z: name this API gave."
+                f"(for example 7:3, 7:3:{self.example_class}@0.8), a variant's name (7:3~0.5/0#2) or a z: name "
+                "this API gave."
             )
         return point(self.sampler, name, files=False)
+
+    def accepts(self, name: str) -> bool:
+        """Whether ``name`` is of the form the API reads (``name_pattern``); its numbers may still be
+        out of range (a seed above 2**63 - 1, a vector of NaN), which ``point`` refuses."""
+        return self._name_regex.fullmatch(name) is not None
 
     @property
     def example_class(self) -> str:
         return self.sampler.class_names[0] if self.sampler.conditional and self.sampler.class_names else "0"
+
+    def query_cap(self, names: int) -> int:
+        """The longest query, in bytes, of a route that takes ``names`` image names: MAX_QUERY_BYTES
+        for the rest of it, and room for that many of the longest names, percent-encoded: a ``z:``
+        name of this generator with its longest category, varied MAX_VARIANT_DEPTH times at the
+        longest spread, variation seed and index, each in the longest category."""
+        longest = max(self.sampler.class_names, key=_encoded_length) if self.sampler.conditional else None
+        category = "" if longest is None else ":" + longest
+        vector = "z:" + "A" * math.ceil(16 * self.sampler.generator.config.nz / 3) + category
+        variant = f"~{LONGEST_SPREAD}/{LONGEST_VARIATION_SEED}#{LONGEST_VARIANT_INDEX}{category}"
+        name = vector + variant * MAX_VARIANT_DEPTH
+        return MAX_QUERY_BYTES + names * (_encoded_length(name) + NAME_PARAMETER_BYTES)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the server is stopping: a running projection watches this, and stops."""
+        return self._stop.is_set()
+
+    def ready_index(self) -> NeighbourIndex | None:
+        """The neighbour index when it is built, else None (without waiting for a build)."""
+        return self._index
 
     def neighbour_index(self) -> NeighbourIndex:
         """The run's training images in the evaluator's feature space, built at the first call
@@ -176,12 +243,18 @@ class Service:
         with contextlib.suppress(NotServed, Closing):  # a problem is answered to the requests that need it
             self.neighbour_index()
 
-    def close(self) -> None:
-        """At shutdown: drop the image requests in line, stop an index build at its next batch,
-        and wait for it. A thread still in torch's native code when the interpreter exits aborts
-        the process ("terminate called without an active exception"), so it is always joined."""
+    def stop(self) -> None:
+        """As the server starts to stop, before it waits for the requests in flight: drop the
+        jobs in line (503), and tell running projections and an index build to stop."""
         self._stop.set()
-        self.work.close()
+        for lane in (self.work, self.quick, self.projections):
+            lane.close()
+
+    def close(self) -> None:
+        """At shutdown: ``stop``, and wait for an index build to stop at its next batch. A thread
+        still in torch's native code when the interpreter exits aborts the process ("terminate
+        called without an active exception"), so it is always joined."""
+        self.stop()
         if self._warm_up is not None:
             self._warm_up.join()
 
@@ -212,15 +285,24 @@ class Service:
         return '"' + hashlib.sha256(f"{self.identity}\n{canonical}".encode()).hexdigest()[:32] + '"'
 
     async def answer(
-        self, key: dict[str, Any], media_type: str, make: Callable[[], bytes], if_none_match: str = ""
+        self,
+        key: dict[str, Any],
+        media_type: str,
+        make: Callable[[], bytes],
+        if_none_match: str = "",
+        lane: WorkQueue | None = None,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
     ) -> Response:
-        """The bytes ``make`` returns, made by a worker, with caching headers; 304 without any
-        work when the client already holds them (``if_none_match``)."""
+        """The bytes ``make`` returns, made by a worker of ``lane`` (default: ``work``), with
+        caching headers; 304 without any work when the client already holds them
+        (``if_none_match``). ``disconnected``: the request's ``is_disconnected``, so that the job
+        of a client that went away is dropped from the line."""
         etag = self.etag(key)
         headers = {"ETag": etag, "Cache-Control": f"public, max-age={CACHE_SECONDS}"}
         if if_none_match and etag_matches(if_none_match, etag):
             return Response(status_code=304, headers=headers)
-        return Response(await self.work.run(make), media_type=media_type, headers=headers)
+        made = await (lane or self.work).run(make, disconnected)
+        return Response(made, media_type=media_type, headers=headers)
 
 
 def release_free_memory() -> None:
@@ -285,21 +367,30 @@ def label_pattern(sampler: Sampler) -> str:
     return "^(?:" + "|".join(["", *names, *indices]) + ")$"
 
 
-def name_pattern(sampler: Sampler) -> str:
+def name_pattern(sampler: Sampler, depth: int | None = MAX_VARIANT_DEPTH) -> str:
     """A regular expression for the image names the API accepts: ``SEED:INDEX[:CLASS][@TEMPERATURE]``
-    (a temperature above 0 and at most 4, up to six decimals) and ``z:BASE64[:CLASS]`` (the nz float32
+    (a temperature above 0 and at most 4, up to six decimals), ``z:BASE64[:CLASS]`` (the nz float32
     numbers in unpadded URL-safe base64, as ``vector_name`` writes them; a class is required for a
-    conditional generator). A vector of the right length that decodes to NaN or infinity fits the
-    pattern and is still refused (422). Written in the dialect of ``label_pattern``."""
+    conditional generator), and either varied up to ``depth`` times (None: any number of times),
+    ``~SPREAD/SEED#INDEX[:CLASS]`` each, as ``variant_names`` writes them. A vector of the right
+    length that decodes to NaN or infinity, a seed above 2**63 - 1 or a variant index of 1024 or
+    more fits the pattern and is still refused (422). Written in the dialect of ``label_pattern``."""
     temperature = r"(?:@(?:0\.[0-9]{0,5}[1-9]|[1-3](?:\.[0-9]{1,6})?|4(?:\.0{1,6})?))?"
     chars = math.ceil(16 * sampler.generator.config.nz / 3)  # 4 nz bytes, 6 bits a character
     vector = f"z:[A-Za-z0-9_-]{{{chars}}}"
     seeded = "[0-9]{1,19}:[0-9]{1,6}"
+    varied = f"~{SPREAD_PATTERN}/[0-9]{{1,19}}#[0-9]{{1,4}}"
+    times = "*" if depth is None else f"{{0,{depth}}}"
     if not sampler.conditional:
-        return f"^(?:{seeded}{temperature}|{vector})$"
+        return f"^(?:{seeded}{temperature}|{vector})(?:{varied}){times}$"
     names = [_case_free(name) for name in sampler.class_names]
     classes = "(?::(?:" + "|".join([*names, *(str(i) for i in range(sampler.generator.num_classes))]) + "))"
-    return f"^(?:{seeded}{classes}?{temperature}|{vector}{classes})$"
+    return f"^(?:{seeded}{classes}?{temperature}|{vector}{classes})(?:{varied}{classes}?){times}$"
+
+
+def _encoded_length(text: str) -> int:
+    """The length of ``text`` percent-encoded in a query."""
+    return len(urllib.parse.quote(text, safe=""))
 
 
 # Characters with a meaning in a regular expression (the slash: in the literals code generators write).

@@ -2,8 +2,8 @@
 
 The loop and its parts live in the modules beside this one: ``trainer`` (the Trainer: its state and
 its step), ``loop`` (the loop; both described below), ``batches``, ``networks``, ``precision``,
-``calibration``, ``graphs``, ``budget``, ``ema``, ``augmentation``, ``init_from``, ``samples``, ``logs``, ``validation``,
-``signals``, ``device`` and ``distributed``.
+``calibration``, ``graphs``, ``budget``, ``ema``, ``augmentation``, ``init_from``, ``samples``,
+``logs``, ``validation``, ``signals``, ``device`` and ``distributed``.
 
 The life of one run
 -------------------

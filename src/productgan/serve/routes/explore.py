@@ -1,11 +1,13 @@
 """The latent tools' routes: any named image alone, a walk between named images, variants of one,
 and a grid or a selection of images as a zip of PNGs with a manifest.
 
-Images are named as ``productgan.explore.latent`` names them: ``SEED:INDEX[:CLASS][@TEMPERATURE]``, or
-``z:BASE64[:CLASS]`` for a vector the API gave (a variant, a projection), so a client can walk from
-anything it was shown. Every answer is a pure function of its query and of the generator: the same
+Images are named as ``productgan.explore.names`` names them: ``SEED:INDEX[:CLASS][@TEMPERATURE]``, a
+variant of a name, ``NAME~SPREAD/SEED#INDEX[:CLASS]`` (at most ``MAX_VARIANT_DEPTH`` deep), or
+``z:BASE64[:CLASS]`` for a vector the API gave (a projection, a variant of a vector), so a client can
+walk from anything it was shown. Every answer is a pure function of its query and of the generator: the same
 bytes as ``productgan interpolate`` and ``productgan variants`` write for the same names, with an
-ETag, made by the work queue.
+ETag, made by the work queue (one image, /named.png, in the lane of single images). A body is
+parsed off the event loop.
 """
 
 import io
@@ -16,20 +18,11 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from productgan.errors import UsageError
-from productgan.explore.latent import (
-    MAX_FPS,
-    MIN_FPS,
-    ImageName,
-    Point,
-    encode_frames,
-    enlarge,
-    render,
-    variants,
-    vector_name,
-    walk_images,
-)
+from productgan.explore.latent import MAX_FPS, MIN_FPS, encode_frames, enlarge, render, variants, walk_images
+from productgan.explore.names import DEFAULT_SPREAD, ImageName, Point, variant_names, variant_points, vector_name
 from productgan.generator.grid import make_grid
 from productgan.generator.output import image_file_name
 from productgan.serve.problems import BAD_REQUEST, BUSY, TOO_LARGE, TooLarge
@@ -43,7 +36,7 @@ from productgan.serve.routes.images import (
     label_query,
     png,
 )
-from productgan.serve.service import Service
+from productgan.serve.service import MAX_VARIANT_DEPTH, Service
 
 ZIP = "application/zip"
 FRAME_MEDIA = {"gif": "image/gif", "webp": "image/webp", "png": PNG, "npy": NPY}
@@ -57,9 +50,18 @@ MAX_VIA = 8
 MAX_SCALE = MAX_WALK_SCALE
 # The largest body POST /selection.zip reads: a thousand names of a 512-number vector fit.
 MAX_SELECTION_BYTES = 4 * 2**20
+# The most image names each route's query carries: its query may be longer by that many names
+# (serve/middleware.py's QueryLimit).
+NAMES_IN_QUERY = {
+    "/named.png": 1,
+    **{f"/walk.{fmt}": MAX_VIA + 2 for fmt in FRAME_MEDIA},
+    **{f"/variants.{fmt}": 1 for fmt in ("png", "npy", "json")},
+}
 NAME_HELP = (
     "An image's name: `SEED:INDEX[:CATEGORY][@TEMPERATURE]` (image INDEX of that seed, as `productgan generate` "
-    "makes it) or a `z:` name this API gave (a variant's or a projection's vector)."
+    "makes it), a variant's name as /variants.json gives it, `NAME~SPREAD/SEED#INDEX[:CATEGORY]` (variant INDEX "
+    f"of NAME, as `productgan variants` makes it; variants of variants at most {MAX_VARIANT_DEPTH} deep), or a `z:` "
+    "name this API gave (a projection's vector)."
 )
 
 
@@ -137,7 +139,12 @@ def routes(service: Service) -> APIRouter:
     ]
     Spread = Annotated[
         float,
-        Query(gt=0, le=1, description="How far the variants stray: 0.1 nearly the same image, 0.3 a close family."),
+        Query(
+            gt=0,
+            le=1,
+            description="How far the variants stray: 0.1 nearly the same image, 0.5 (the default) another product "
+            "of the family, 1 an unrelated image.",
+        ),
     ]
     Count = Annotated[int, Query(ge=1, le=service.max_images, description="How many variants.")]
     Label = label_query(service)
@@ -155,13 +162,15 @@ def routes(service: Service) -> APIRouter:
         response_class=Response,
         responses=image_responses(PNG, "The image as a PNG, at native size times `scale`."),
     )
-    async def named_png(name: Name, scale: Scale = 1, if_none_match: IfNoneMatch = "") -> Response:
+    async def named_png(request: Request, name: Name, scale: Scale = 1, if_none_match: IfNoneMatch = "") -> Response:
         p = service.point(name, "name")
         return await service.answer(
             {"route": "named.png", "name": name, "scale": scale},
             PNG,
             lambda: png(enlarge(render(service.sampler, [p]).numpy(), scale)[0]),
             if_none_match,
+            lane=service.quick,
+            disconnected=request.is_disconnected,
         )
 
     for fmt, media in FRAME_MEDIA.items():
@@ -178,20 +187,21 @@ def routes(service: Service) -> APIRouter:
         responses={**BAD_REQUEST, **BUSY},
     )
     async def variants_json(
-        of: Of, n: Count = 16, spread: Spread = 0.3, seed: Seed = 0, label: Label = ""
+        request: Request, of: Of, n: Count = 16, spread: Spread = DEFAULT_SPREAD, seed: Seed = 0, label: Label = ""
     ) -> VariantList:
         base = service.point(of, "of")
         chosen = service.label_index(label)
 
         def make() -> VariantList:
-            _, points = variants(service.sampler, base, n, spread, seed, chosen)
-            listed = []
-            for p in points:
-                name = category(p)
-                listed.append(Variant(name=vector_name(p.z, name), category=name))
+            start = base if chosen is None else Point(base.z, chosen)
+            points = variant_points(service.sampler, start, n, spread, seed)
+            names = variant_names(service.sampler, of, n, spread, seed, chosen)
+            if not all(service.accepts(name) for name in names):  # deeper than the API reads, or a spread too fine
+                names = [vector_name(p.z, category(p)) for p in points]
+            listed = [Variant(name=name, category=category(p)) for name, p in zip(names, points)]
             return VariantList(of=of, spread=spread, seed=seed, variants=listed)
 
-        return await service.work.run(make)
+        return await service.work.run(make, request.is_disconnected)
 
     @router.get(
         "/images.zip",
@@ -204,7 +214,7 @@ def routes(service: Service) -> APIRouter:
         response_class=Response,
         responses=image_responses(ZIP, "A zip of PNGs and manifest.json."),
     )
-    async def images_zip(images: ZipImages, if_none_match: IfNoneMatch = "") -> Response:
+    async def images_zip(request: Request, images: ZipImages, if_none_match: IfNoneMatch = "") -> Response:
 
         def make() -> bytes:
             pictures = service.make(images)
@@ -216,7 +226,9 @@ def routes(service: Service) -> APIRouter:
                 entries.append((file, str(ImageName(images.seed, index, name, images.temperature)), name, picture))
             return zipped(entries, {"seed": images.seed, "temperature": images.temperature, "size": images.size})
 
-        return await service.answer(images.key("images.zip"), ZIP, make, if_none_match)
+        return await service.answer(
+            images.key("images.zip"), ZIP, make, if_none_match, disconnected=request.is_disconnected
+        )
 
     @router.post(
         "/selection.zip",
@@ -234,7 +246,7 @@ def routes(service: Service) -> APIRouter:
     )
     async def selection_zip(request: Request) -> Response:
         body = await read_body(request, MAX_SELECTION_BYTES)
-        selection = parse_selection(body, service.max_images)
+        selection = await run_in_threadpool(parse_selection, body, service.max_images)
         points = [service.point(name, f"names[{i}]") for i, name in enumerate(selection.names)]
 
         def make() -> bytes:
@@ -247,7 +259,7 @@ def routes(service: Service) -> APIRouter:
             ]
             return zipped(entries, {})
 
-        return Response(await service.work.run(make), media_type=ZIP)
+        return Response(await service.work.run(make, request.is_disconnected), media_type=ZIP)
 
     return router
 
@@ -256,7 +268,11 @@ BINARY = {"type": "string", "format": "binary"}
 
 
 class Variant(BaseModel):
-    name: str = Field(description="The variant's name (`z:...`): GET /named.png?name=... shows it.")
+    name: str = Field(
+        description="The variant's name: `OF~SPREAD/SEED#INDEX[:CATEGORY]`, or a `z:` name when `of` is a vector "
+        f"or already {MAX_VARIANT_DEPTH} variants deep. GET /named.png?name=... shows it; it can be varied and "
+        "walked from."
+    )
     category: str | None = Field(description="Its category (null for an unconditional generator).")
 
 
@@ -286,6 +302,7 @@ def _walk_route(router, service: Service, fmt: str, media: str, From, To, Via, F
         responses=image_responses(media, f"The walk as {what[fmt]}."),
     )
     async def walk(
+        request: Request,
         start: From,
         to: To,
         via: Via = (),
@@ -303,6 +320,7 @@ def _walk_route(router, service: Service, fmt: str, media: str, From, To, Via, F
             media,
             lambda: encode_frames(walk_images(service.sampler, points, frames).numpy(), fmt, fps, scale),
             if_none_match,
+            disconnected=request.is_disconnected,
         )
 
 
@@ -319,9 +337,10 @@ def _variants_route(router, service: Service, fmt: str, media: str, Of, Count, S
         responses=image_responses(media, "The variants." if fmt == "png" else "uint8 N x C x H x W."),
     )
     async def variants_file(
+        request: Request,
         of: Of,
         n: Count = 16,
-        spread: Spread = 0.3,
+        spread: Spread = DEFAULT_SPREAD,
         seed: Seed = 0,
         label: Label = "",
         if_none_match: IfNoneMatch = "",
@@ -334,7 +353,7 @@ def _variants_route(router, service: Service, fmt: str, media: str, Of, Count, S
             return png(make_grid(images)) if fmt == "png" else npy_bytes(images)
 
         key = {"route": f"variants.{fmt}", "of": of, "n": n, "spread": spread.hex(), "seed": seed, "label": chosen}
-        return await service.answer(key, media, make, if_none_match)
+        return await service.answer(key, media, make, if_none_match, disconnected=request.is_disconnected)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -375,10 +394,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_selection(body: bytes, max_images: int) -> Selection:
-    """The body of POST /selection.zip, or a UsageError in one sentence."""
+    """The body of POST /selection.zip, or a UsageError in one sentence (JSON nested too deep
+    for the parser, too)."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         data = None
     names = data.get("names") if isinstance(data, dict) and set(data) == {"names"} else None
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):

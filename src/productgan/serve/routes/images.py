@@ -1,15 +1,16 @@
 """The image routes: a seed's images as a PNG grid or a .npy array, and one image of a seed alone.
 
 Each is a pure function of its query: the answer carries an ETag and may be cached, and it is
-made by the service's work queue (503 with Retry-After when that is full). The parameters are
-declared here, with their ranges, for FastAPI to check and for the API description.
+made by the service's work queue (503 with Retry-After when that is full); one image alone in the
+lane of single images, so that a gallery's thumbnails never wait behind large grids. The
+parameters are declared here, with their ranges, for FastAPI to check and for the API description.
 """
 
 import io
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from productgan.generator.grid import make_grid, to_pil
 from productgan.generator.latents import MAX_TEMPERATURE
@@ -125,13 +126,14 @@ def routes(service: Service) -> APIRouter:
         response_class=Response,
         responses=image_responses(PNG, "The images as one PNG grid."),
     )
-    async def images_png(images: SeedImages, if_none_match: IfNoneMatch = "") -> Response:
+    async def images_png(request: Request, images: SeedImages, if_none_match: IfNoneMatch = "") -> Response:
         columns = service.sampler.grid_columns(images.n, images.label)
         return await service.answer(
             images.key("images.png"),
             PNG,
             lambda: png(make_grid(service.make(images), columns)),
             if_none_match,
+            disconnected=request.is_disconnected,
         )
 
     @router.get(
@@ -141,8 +143,14 @@ def routes(service: Service) -> APIRouter:
         response_class=Response,
         responses=image_responses(NPY, "The images as a NumPy .npy file: uint8, N x C x H x W."),
     )
-    async def images_npy(images: SeedImages, if_none_match: IfNoneMatch = "") -> Response:
-        return await service.answer(images.key("images.npy"), NPY, lambda: npy(service.make(images)), if_none_match)
+    async def images_npy(request: Request, images: SeedImages, if_none_match: IfNoneMatch = "") -> Response:
+        return await service.answer(
+            images.key("images.npy"),
+            NPY,
+            lambda: npy(service.make(images)),
+            if_none_match,
+            disconnected=request.is_disconnected,
+        )
 
     @router.get(
         "/image.png",
@@ -152,6 +160,7 @@ def routes(service: Service) -> APIRouter:
         responses=image_responses(PNG, "The image as a PNG."),
     )
     async def image_png(
+        request: Request,
         seed: Seed = 0,
         index: Annotated[
             int,
@@ -164,7 +173,12 @@ def routes(service: Service) -> APIRouter:
     ) -> Response:
         images = service.images(1, seed, label, size, temperature)
         return await service.answer(
-            images.key("image.png", index=index), PNG, lambda: png(service.make_one(images, index)), if_none_match
+            images.key("image.png", index=index),
+            PNG,
+            lambda: png(service.make_one(images, index)),
+            if_none_match,
+            lane=service.quick,
+            disconnected=request.is_disconnected,
         )
 
     return router

@@ -9,12 +9,27 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from productgan.explore.photos import expected_photo
 from productgan.generator.latents import MAX_TEMPERATURE
 from productgan.serve.service import MAX_INDEX, MAX_SEED, Service
 
 
 class Health(BaseModel):
     status: Literal["ok"] = Field(description="Always `ok`: the server is up and answering.")
+
+
+class ExpectedPhoto(BaseModel):
+    """What the generator expects of a photo to project (``expected_photo``): what it was trained on."""
+
+    text: str = Field(description="In a phrase, as `light products on a black background, 28x28 grey`.")
+    background: list[int] = Field(description="The training images' background, RGB on 0 to 255.")
+    light_background: bool = Field(description="Whether that background is light.")
+    native_size: list[int] = Field(description="The training images' size in pixels, width then height.")
+    colour: Literal["grey", "colour"] = Field(description="Whether they are grey or in colour.")
+    opposite_background: Literal["inverted", "kept"] = Field(
+        description="What is done to a photo on the opposite background: inverted (grey data) or kept as it is "
+        "(colour data, whose products would change colour)."
+    )
 
 
 class Info(BaseModel):
@@ -34,6 +49,10 @@ class Info(BaseModel):
     max_index: int = Field(description="The highest `index` of /image.png.")
     max_seed: int = Field(description="The highest `seed`.")
     max_temperature: float = Field(description="The highest `temperature`.")
+    expected_photo: ExpectedPhoto | None = Field(
+        description="What a photo to project should look like, from the generator's description (for an exported "
+        "generator too); null when that description's data fields cannot say."
+    )
 
 
 def describe(service: Service) -> Info:
@@ -55,7 +74,17 @@ def describe(service: Service) -> Info:
         max_index=MAX_INDEX,
         max_seed=MAX_SEED,
         max_temperature=MAX_TEMPERATURE,
+        expected_photo=_expected(service),
     )
+
+
+def _expected(service: Service) -> ExpectedPhoto | None:
+    """``expected_photo`` of the sampler, or None when its description's data fields (``background``,
+    which the export's checks leave alone) are not of a form it reads."""
+    try:
+        return ExpectedPhoto(**expected_photo(service.sampler))
+    except (TypeError, ValueError):  # pydantic's ValidationError is a ValueError
+        return None
 
 
 def _of_type(value: Any, kind: type) -> Any:

@@ -7,13 +7,22 @@ the training split are computed at the first such request (and kept in the user 
 
 An uploaded photo is read into memory, never written to disk: the body is read whole, up to
 ``MAX_PHOTO_BYTES``, and parsed as multipart/form-data here rather than by Starlette, whose parser
-spools uploads over 1 MiB to a temporary file.
+spools uploads over 1 MiB to a temporary file; parsed in a thread, not on the event loop, and only
+up to the photo (or MAX_FORM_PARTS parts without it).
+
+A projection runs in a lane of its own (``Service.projections``), asks for at most
+MAX_PROJECTION_WORK steps x starts x categories, optimises for at most ``Service.projection_seconds``
+(then answers the best fit found, ``stopped_early``), and stops at its next step when its client goes
+away or the server stops. It is ``project_photo``'s, as the CLI's: the same fitting, likeness test and
+verdict, and the record projection.json holds.
 """
 
 import base64
 import io
+import threading
+import time
 import warnings
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -21,25 +30,35 @@ from PIL import Image
 from pydantic import BaseModel, Field
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 
 from productgan.errors import UsageError
-from productgan.explore.commands import describe_fit
-from productgan.explore.latent import render, vector_name
+from productgan.explore.latent import render
+from productgan.explore.names import vector_name
 from productgan.explore.neighbours import MAX_K, neighbour_sheet
-from productgan.explore.projection import DEFAULT_RESTARTS, DEFAULT_STEPS, MAX_PHOTO_BYTES, fit_photo, project
+from productgan.explore.photos import MAX_PHOTO_BYTES, fit_to_generator
+from productgan.explore.projection import DEFAULT_RESTARTS, DEFAULT_STEPS, ProjectionCancelled, project_photo
 from productgan.serve.problems import BAD_REQUEST, BUSY, NOT_SERVED, TOO_LARGE, NotServed
 from productgan.serve.routes.explore import read_body
 from productgan.serve.routes.images import PNG, IfNoneMatch, image_responses, label_query, png
 from productgan.serve.service import NEEDS_RUN, Service
+from productgan.serve.work import Closing
 
 # The most neighbours asked per image, and images per request, in the API.
 API_MAX_K = min(16, MAX_K)
 MAX_QUERIED = 16
+# The most image names each route's query carries (serve/middleware.py's QueryLimit).
+NAMES_IN_QUERY = {"/neighbours.json": MAX_QUERIED, "/neighbours.png": MAX_QUERIED}
 # A photo's largest pixel count: a 48-megapixel camera's, well under what takes the server's memory.
 MAX_PHOTO_PIXELS = 50_000_000
 # Random starts per category a projection request may ask for (the CLI allows more).
 MAX_API_RESTARTS = 8
+# The most steps x starts x categories one projection asks for: 1,000 steps of 2 starts in each of
+# 10 categories (24 s for Fashion-MNIST's generator on a busy 2-core EPYC), or 250 of 8 (16 s).
+MAX_PROJECTION_WORK = 20_000
 PHOTO_FIELD = "photo"
+# Form parts read before the photo's: a form from a browser or curl has one or two.
+MAX_FORM_PARTS = 8
 
 
 class Neighbour(BaseModel):
@@ -68,18 +87,72 @@ class NeighbourList(BaseModel):
     images: list[ImageNeighbours]
 
 
+class PhotoLikeness(BaseModel):
+    """Whether the fitted photo looks like the training data: four tests, each calibrated on the run's
+    held-out images to call at most 0.5% of them unlike."""
+
+    looks_like_training_data: bool = Field(description="Whether it passed all four tests.")
+    nearest_training_distance: float = Field(
+        description="Its evaluator-feature distance to the nearest training image."
+    )
+    nearest_training_thumbnail_distance: float = Field(
+        description="Its 16x16 thumbnail's distance to the nearest training image's."
+    )
+    plain_border_share: float = Field(
+        description="The share of the photo's own border within 32 grey levels of one grey."
+    )
+    product_share: float = Field(
+        description="The share of the box around what differs from that background which does."
+    )
+    unlike_because: list[str] = Field(description="A phrase per test failed (none when it looks like the data).")
+
+
+class PhotoFit(BaseModel):
+    """What was done to the photo to fit it as the generator expects."""
+
+    inverted: bool = Field(description="Whether it was inverted (its background was the opposite of the data's).")
+    trimmed: bool = Field(
+        description="Whether it was trimmed to the product and centred (as Fashion-MNIST's images were)."
+    )
+    photo_background_grey: float | None = Field(
+        description="The median grey (0 to 255) of the photo's own border; null when it is transparent."
+    )
+    opposite_background: bool = Field(
+        description="Whether that background is light where the data's is dark, or the reverse."
+    )
+    note: str = Field(description="What was done and why, in a sentence.")
+
+
 class ProjectionResult(BaseModel):
-    """A photo projected into the generator."""
+    """A photo projected into the generator: what `productgan project` writes to projection.json, the
+    projected image's name, and the fitted photo and reconstruction."""
 
     name: str = Field(description="The projected image's name (`z:...`): vary it, walk from it, GET /named.png.")
     label: str | None = Field(description="The chosen category (null for an unconditional generator).")
+    verdict: str = Field(
+        description="The projection in words: first whether the photo looks like the training data at all "
+        "(`Does not look like the training data: ...`), and only then how good a match it is (`Good match as Shirt: "
+        "...`), with what the fitting did and whether time ran out."
+    )
+    match: Literal["close", "good", "loose", "poor"] | None = Field(
+        description="How good a match, from the feature distance against the typical one; null when the photo does "
+        "not look like the training data."
+    )
     feature_distance: float = Field(description="Distance between photo and reconstruction in evaluator features.")
     pixel_distance: float = Field(description="Root mean square pixel difference, on 0 to 255.")
     typical_real_distance: float = Field(
         description="The median distance of a held-out real image to its nearest training image."
     )
-    verdict: str = Field(description="The feature distance in words, against the typical distance.")
+    likeness: PhotoLikeness
+    fit: PhotoFit
+    expected: str = Field(
+        description="What the generator expects of a photo, in a phrase (as /info's `expected_photo.text`)."
+    )
     per_class_loss: dict[str, float] = Field(description="The lowest loss reached in each category tried.")
+    steps_done: int = Field(description="Optimisation steps taken (fewer than asked when `stopped_early`).")
+    stopped_early: bool = Field(
+        description="Whether the server's time for one projection ran out first: the fit is the best found by then."
+    )
     target: str = Field(description="The photo as fitted to the run's data: a PNG data URL at native size.")
     reconstruction: str = Field(description="The generator's image of `name`: a PNG data URL at native size.")
 
@@ -124,7 +197,7 @@ def routes(service: Service) -> APIRouter:
         response_model=NeighbourList,
         responses=not_here,
     )
-    async def neighbours_json(of: Of, k: K = 4) -> NeighbourList:
+    async def neighbours_json(request: Request, of: Of, k: K = 4) -> NeighbourList:
         make = found(of, k)
 
         def listed() -> NeighbourList:
@@ -137,7 +210,7 @@ def routes(service: Service) -> APIRouter:
                 images=records,
             )
 
-        return await service.work.run(listed)
+        return await service.work.run(listed, request.is_disconnected)
 
     @router.get(
         "/neighbours.png",
@@ -147,7 +220,7 @@ def routes(service: Service) -> APIRouter:
         response_class=Response,
         responses={**image_responses(PNG, "The sheet: one row per image."), **NOT_SERVED},
     )
-    async def neighbours_png(of: Of, k: K = 4, if_none_match: IfNoneMatch = "") -> Response:
+    async def neighbours_png(request: Request, of: Of, k: K = 4, if_none_match: IfNoneMatch = "") -> Response:
         make = found(of, k)
         if service.run_dir is None:
             service.neighbour_index()  # the sentence, before any caching headers
@@ -156,7 +229,8 @@ def routes(service: Service) -> APIRouter:
             index, images, result = make()
             return png(neighbour_sheet(images, result, index))
 
-        return await service.answer({"route": "neighbours.png", "of": of, "k": k}, PNG, sheet, if_none_match)
+        key = {"route": "neighbours.png", "of": of, "k": k}
+        return await service.answer(key, PNG, sheet, if_none_match, disconnected=request.is_disconnected)
 
     @router.get(
         "/training/{index}.png",
@@ -167,10 +241,12 @@ def routes(service: Service) -> APIRouter:
         responses={**image_responses(PNG, "The training image at native size."), **NOT_SERVED},
     )
     async def training_png(
+        request: Request,
         index: Annotated[int, Path(ge=0, le=2**31 - 1, description="The image's index in the run's dataset.")],
         if_none_match: IfNoneMatch = "",
     ) -> Response:
-        neighbours = await service.work.run(service.neighbour_index)
+        # one image: in the lane of single images, once the index is built (its build waits in the other)
+        neighbours = service.ready_index() or await service.work.run(service.neighbour_index, request.is_disconnected)
         if not np.isin(index, neighbours.positions):
             raise NotServed(f"Image {index} is not one of the run's training images.")
         return await service.answer(
@@ -178,6 +254,8 @@ def routes(service: Service) -> APIRouter:
             PNG,
             lambda: png(neighbours.images(np.array([index]))[0]),
             if_none_match,
+            lane=service.quick,
+            disconnected=request.is_disconnected,
         )
 
     @router.post(
@@ -186,10 +264,15 @@ def routes(service: Service) -> APIRouter:
         summary="project a product photo into the generator: its nearest generated image",
         description=(
             "Send the photo as multipart/form-data, field `photo` (PNG, JPEG, WebP...; at most "
-            f"{MAX_PHOTO_BYTES // 2**20} MiB and {MAX_PHOTO_PIXELS:,} pixels). It is fitted as `prepare` fitted the "
-            "run's data, then latent vectors (and, for a conditional generator, the category) are optimised to "
-            "reproduce it, as `productgan project` does. The photo is kept in memory only. Only when serving a "
-            "run directory."
+            f"{MAX_PHOTO_BYTES // 2**20} MiB and {MAX_PHOTO_PIXELS:,} pixels). It is fitted as the generator expects "
+            "(GET /info's `expected_photo`: as `prepare` fitted the run's data, inverted when its background is the "
+            "opposite of the data's, for grey data), judged against the training data (`likeness`), then latent "
+            "vectors (and, for a conditional generator, the category) are optimised to reproduce it: the answer is "
+            "`productgan project`'s projection.json for the same photo and settings. The photo is kept in memory only. "
+            "Only when serving a run directory. "
+            f"`steps` x `restarts` x the categories tried may be at most {MAX_PROJECTION_WORK:,}; "
+            f"the optimisation runs for at most {service.projection_seconds:g} s, and then answers the best fit "
+            "found (`stopped_early`). A projection stops when its client goes away."
         ),
         response_model=ProjectionResult,
         openapi_extra={"requestBody": photo_body()},
@@ -214,30 +297,54 @@ def routes(service: Service) -> APIRouter:
         chosen = service.label_index(label)
         if service.run_dir is None:
             raise NotServed(NEEDS_RUN)
+        check_work(service, steps, restarts, chosen)
         body = await read_body(request, MAX_PHOTO_BYTES + 64 * 1024)  # the photo and the form around it
-        photo = form_file(body, request.headers.get("content-type", ""), PHOTO_FIELD)
+        photo = await run_in_threadpool(form_file, body, request.headers.get("content-type", ""), PHOTO_FIELD)
+        gone = threading.Event()  # set when the client goes away
 
         def make() -> ProjectionResult:
-            index = service.neighbour_index()
             sampler = service.sampler
             check_pixels(photo)
-            fitted = fit_photo(photo, sampler.info, sampler.generator.image_size, sampler.generator.channels)
-            result = project(sampler, fitted, index.net, chosen, steps, restarts, seed)
+            fitted = fit_to_generator(photo, sampler)  # a file that is no image is refused before the index
+            projected = project_photo(
+                sampler,
+                service.neighbour_index(),
+                fitted,
+                chosen,
+                steps,
+                restarts,
+                seed,
+                deadline=time.monotonic() + service.projection_seconds,
+                cancelled=lambda: gone.is_set() or service.stopping,
+            )
+            result, record = projected.projection, projected.record()
+            del record["ref"]  # a file's name in projection.json; here the vector travels in `name`
             return ProjectionResult(
                 name=vector_name(result.point.z, result.label),
-                label=result.label,
-                feature_distance=round(result.feature_distance, 6),
-                pixel_distance=round(result.pixel_distance, 4),
-                typical_real_distance=round(index.typical, 6),
-                verdict=describe_fit(result.feature_distance, index.typical),
-                per_class_loss=result.per_class,
+                **record,
                 target=data_url(result.target),
                 reconstruction=data_url(result.reconstruction),
             )
 
-        return await service.work.run(make)
+        try:
+            return await service.projections.run(make, request.is_disconnected, gone)
+        except ProjectionCancelled:
+            raise Closing() from None  # the server is stopping (a client that went away hears nothing)
 
     return router
+
+
+def check_work(service: Service, steps: int, restarts: int, chosen: int | None) -> None:
+    """Refuse, before the photo is read, a projection that asks for more than MAX_PROJECTION_WORK."""
+    categories = service.sampler.generator.num_classes if chosen is None and service.sampler.conditional else 1
+    work = steps * restarts * categories
+    if work > MAX_PROJECTION_WORK:
+        tried = f"{categories} categories" if categories > 1 else "1 category"
+        raise UsageError(
+            f"steps x restarts x categories tried must be at most {MAX_PROJECTION_WORK:,}, not "
+            f"{steps:,} x {restarts} x {categories} = {work:,} ({tried}); ask for fewer steps or restarts, "
+            "or one category with label."
+        )
 
 
 def photo_body() -> dict[str, Any]:
@@ -261,42 +368,68 @@ def photo_body() -> dict[str, Any]:
     }
 
 
+class _Found(Exception):
+    """The field's part has ended: the rest of the form is not read."""
+
+
 def form_file(body: bytes, content_type: str, field: str) -> bytes:
-    """The bytes of the form field ``field`` of a multipart/form-data body, parsed in memory; a
-    UsageError when the body is not such a form or has no such field."""
+    """The bytes of the form field ``field`` of a multipart/form-data body, parsed in memory up to
+    the end of that field's part; a UsageError when the body is not such a form, has no such field,
+    or has more than MAX_FORM_PARTS parts before it. (A route calls this in a thread: a body of
+    many small parts takes seconds to parse through.)"""
     how = f"Send the photo as multipart/form-data with a file field named {field!r} (curl -F {field}=@photo.jpg)."
     kind, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise UsageError(how)
-    parts: list[tuple[dict[bytes, bytes], bytearray]] = []
-    header_name, header_value = bytearray(), bytearray()
+    parts = 0
+    headers: dict[bytes, bytes] = {}
+    header_name, header_value, data = bytearray(), bytearray(), bytearray()
+    wanted = [False]  # whether the part being read is the field's
 
     def begin() -> None:
-        parts.append(({}, bytearray()))
+        nonlocal parts
+        parts += 1
+        if parts > MAX_FORM_PARTS + 1:  # that many parts, then the photo
+            raise UsageError(f"The form has more than {MAX_FORM_PARTS} parts before a field {field!r}. {how}")
+        headers.clear()
 
     def header_end() -> None:
-        parts[-1][0][bytes(header_name).strip().lower()] = bytes(header_value).strip()
+        headers[bytes(header_name).strip().lower()] = bytes(header_value).strip()
         header_name.clear()
         header_value.clear()
 
+    def headers_finished() -> None:
+        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
+        wanted[0] = disposition.get(b"name") == field.encode()
+
+    def part_data(chunk: bytes, start: int, end: int) -> None:
+        if wanted[0]:
+            data.extend(chunk[start:end])
+
+    def part_end() -> None:
+        if wanted[0]:
+            raise _Found()
+
     callbacks = {
         "on_part_begin": begin,
-        "on_header_field": lambda data, start, end: header_name.extend(data[start:end]),
-        "on_header_value": lambda data, start, end: header_value.extend(data[start:end]),
+        "on_header_field": lambda chunk, start, end: header_name.extend(chunk[start:end]),
+        "on_header_value": lambda chunk, start, end: header_value.extend(chunk[start:end]),
         "on_header_end": header_end,
-        "on_part_data": lambda data, start, end: parts[-1][1].extend(data[start:end]),
+        "on_headers_finished": headers_finished,
+        "on_part_data": part_data,
+        "on_part_end": part_end,
     }
     try:
         parser = MultipartParser(boundary, callbacks)
         parser.write(body)
         parser.finalize()
+    except _Found:
+        return bytes(data)
+    except UsageError:
+        raise  # too many parts (a ValueError too)
     except (MultipartParseError, ValueError, IndexError):
         raise UsageError(f"The form cannot be read. {how}")
-    for headers, data in parts:
-        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
-        if disposition.get(b"name") == field.encode():
-            return bytes(data)
     raise UsageError(f"The form has no field {field!r}. {how}")
 
 

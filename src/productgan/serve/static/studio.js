@@ -1,8 +1,8 @@
-// The studio page (serve/pages.py): the form checked by the server before the page changes, the
-// detail view of one image (download, variants, nearest training images, a walk), a selection
+// The studio page (serve/routes/pages.py): the form checked by the server before the page changes,
+// the detail view of one image (download, variants, nearest training images, a walk), a selection
 // downloaded as a zip, and a photo projected into the generator. Every request goes to this server,
 // under the root path the page was served at; a refusal's sentence (`detail`) is shown beside the
-// field it is about.
+// field it is about. An answer of 503 is asked again after the Retry-After it gives.
 "use strict";
 
 const root = document.body.dataset.root;
@@ -11,6 +11,19 @@ const $ = (id) => document.getElementById(id);
 const url = (path, params) => `${root}${path}${params ? "?" + new URLSearchParams(params) : ""}`;
 const imageUrl = (name, scale) => url("/named.png", scale ? { name, scale } : { name });
 const fileName = (name) => name.replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 80);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// How long a request the server was too busy for is asked again: it answers 503 at once, with
+// the seconds to wait in Retry-After; a thumbnail waits out a colleague's large grids for up to
+// two minutes, and then says it gave up.
+const RETRY_FOR = 120_000;
+
+// The wait a 503 asks for, in ms: its Retry-After (1 s when it gives none), and up to half as long
+// again at random, so that the images refused together do not all come back together.
+function retryDelay(response) {
+  const asked = Number.parseInt(response.headers.get("Retry-After") || "1", 10);
+  return Math.max(Number.isFinite(asked) ? asked : 1, 1) * 1000 * (1 + 0.5 * Math.random());
+}
 
 // A failed answer's sentence: the server's `detail`, or a plain one when there is none.
 async function problem(response) {
@@ -23,15 +36,24 @@ async function problem(response) {
     : `The server answered ${response.status}; try again.`;
 }
 
+// fetch, asked again on 503 after the wait the server asks for, for up to RETRY_FOR ms.
 async function request(path, options) {
-  let response;
-  try {
-    response = await fetch(path, options);
-  } catch (error) {
-    throw new Error("The server cannot be reached; check the connection and try again.");
+  const deadline = Date.now() + RETRY_FOR;
+  for (;;) {
+    let response;
+    try {
+      response = await fetch(path, options);
+    } catch (error) {
+      throw new Error("The server cannot be reached; check the connection and try again.");
+    }
+    const wait = response.status === 503 ? retryDelay(response) : 0;
+    if (wait && Date.now() + wait < deadline) {
+      await sleep(wait);
+      continue;
+    }
+    if (!response.ok) throw new Error(await problem(response));
+    return response;
   }
-  if (!response.ok) throw new Error(await problem(response));
-  return response;
 }
 
 function showError(id, message, field) {
@@ -54,9 +76,64 @@ function saveBlob(blob, name) {
   setTimeout(() => URL.revokeObjectURL(link.href), 60000);
 }
 
-// The form: the page itself is asked for first, so that a bad value gets its sentence in place.
+// Images the server was too busy to make (each thumbnail is a request of its own, refused with 503
+// when the server's line is full): the image shows a placeholder and is asked for again, after the
+// server's Retry-After. An <img> cannot read the status, so the address is fetched; its bytes then
+// fill the image.
+const waiting = new Set();
+function galleryStatus() {
+  const failed = document.querySelectorAll(".failed").length;
+  $("gallery-status").textContent = waiting.size
+    ? `The server is busy: ${waiting.size} image${waiting.size === 1 ? " is" : "s are"} waiting for their turn.`
+    : failed
+      ? `${failed} image${failed === 1 ? "" : "s"} could not be made while the server was busy; reload to try again.`
+      : "";
+}
+
+async function recover(image) {
+  const address = image.getAttribute("src");
+  if (waiting.has(image) || !address || !image.src.startsWith(`${location.origin}${root}/`)) return;
+  const holder = image.closest(".cell, .choice, figure") || image;
+  waiting.add(image);
+  holder.classList.add("waiting");
+  holder.classList.remove("failed");
+  galleryStatus();
+  try {
+    const response = await request(address);
+    const blob = await response.blob();
+    if (image.getAttribute("src") === address) image.src = URL.createObjectURL(blob);
+  } catch (error) {
+    if (image.getAttribute("src") === address) holder.classList.add("failed");
+  } finally {
+    waiting.delete(image);
+    holder.classList.remove("waiting");
+    galleryStatus();
+  }
+}
+
+// `error` does not bubble: listened for on the way down. Images that failed before this script
+// ran are found by their state (complete with no pixels; a lazy image not yet asked for is not
+// complete).
+document.addEventListener("error", (event) => {
+  if (event.target instanceof HTMLImageElement) recover(event.target);
+}, true);
+document.querySelectorAll("img[src]").forEach((image) => {
+  if (image.complete && image.naturalWidth === 0) recover(image);
+});
+
+// The form, in a disclosure that a narrow screen keeps closed (its summary says what the gallery
+// shows), unless a value was refused. The page itself is asked for first, so that a bad value
+// gets its sentence in place.
 const controls = $("controls");
+const controlsBox = $("controls-box");
+const narrow = window.matchMedia("(max-width: 520px)");
+function fitControls() {
+  controlsBox.open = !narrow.matches || controlsBox.dataset.invalid === "true";
+}
+fitControls();
+narrow.addEventListener("change", fitControls);
 const fields = ["label", "n", "seed", "temperature"].filter((name) => $(name));
+document.querySelector("[autofocus]")?.focus();
 
 function fieldOf(sentence) {
   const first = sentence.split(/[\s:]/, 1)[0];
@@ -71,7 +148,7 @@ controls.addEventListener("submit", async (event) => {
   busy($("generate"), true);
   $("gallery").setAttribute("aria-busy", "true");
   try {
-    await request(target);
+    await request(target, { headers: { Accept: "application/json" } });
     window.location.assign(target);
   } catch (error) {
     const name = fieldOf(error.message);
@@ -117,35 +194,47 @@ $("selection-zip").addEventListener("click", async () => {
   }
 });
 
-// The detail view of one image, by its name.
+// Names: a seed's image is named in a few characters (7:3:Bag), and so may a variant be; a z:
+// name carries its whole vector, hundreds of characters, and is shown by a short label instead,
+// the full name a click away (Copy the name).
+const LONG_NAME = 40;
+const isLong = (name) => name.startsWith("z:") && name.length > LONG_NAME;
+const shortName = (name, label) => (isLong(name) ? label || `z:${name.slice(2, 8)}…` : name);
+
+// The detail view of one image, by its name (and the short label it was shown by).
 const detail = $("detail");
 let current = null;
+let currentLabel = "";
 let opener = null;
 
-function imageButton(name, label) {
+function imageButton(name, label, lazy) {
   const button = document.createElement("button");
   button.type = "button";
   button.className = "cell";
   button.dataset.name = name;
+  if (label) button.dataset.label = label;
   button.setAttribute("aria-label", `Open ${label || name}`);
   const image = document.createElement("img");
   image.className = "pixel";
   image.alt = label || name;
+  if (lazy) image.loading = "lazy";
   image.src = imageUrl(name);
   button.append(image);
   return button;
 }
 
-function openDetail(name, category) {
+function openDetail(name, category, label) {
   current = name;
+  currentLabel = shortName(name, label);
   if (!detail.open) opener = document.activeElement;
-  const short = name.startsWith("z:") ? `${category || "image"} from a vector` : name;
-  $("detail-title").textContent = short;
-  $("detail-name").textContent = name;
+  $("detail-title").textContent = currentLabel;
+  // a long name's first characters, to recognise it by; the whole of it is copied with a click
+  $("detail-name").textContent = isLong(name) ? `${name.slice(0, 14)}… (${name.length} characters)` : name;
+  $("copy-status").textContent = "";
   $("detail-category").textContent = describe(name, category);
   $("detail-image").src = imageUrl(name);
-  $("detail-image").alt = short;
-  const base = fileName(name.startsWith("z:") ? `vector-${name.slice(2, 14)}` : name);
+  $("detail-image").alt = currentLabel;
+  const base = fileName(isLong(name) ? `vector-${name.slice(2, 14)}` : name);
   $("download-native").href = imageUrl(name);
   $("download-native").download = `${base}.png`;
   $("download-large").href = imageUrl(name, 8);
@@ -155,55 +244,105 @@ function openDetail(name, category) {
   $("walk-result").hidden = true;
   showError("walk-to-error", "", $("walk-to"));
   showError("frames-error", "", $("frames"));
-  if (!$("walk-to").value || $("walk-to").value === name) $("walk-to").value = anotherName(name);
+  const chosen = $("walk-to").value;
+  fillChoices(!chosen || chosen === name ? anotherName(name) : chosen);
   if (!detail.open) detail.showModal();
+  detail.scrollTop = 0; // a variant opened from below: its image at the top
   if (servesRun) neighbours(name);
 }
 
 function describe(name, category) {
-  if (name.startsWith("z:")) return `A latent vector carried in its name${category ? `, made as ${category}` : ""}.`;
+  const made = category ? `, made as ${category}` : "";
+  if (name.startsWith("z:")) return `A latent vector carried in its name${made}.`;
+  if (name.includes("~")) return `A variant of ${name.split("~")[0]}${made}.`;
   const [seed, rest] = [name.split(":")[0], name.split(":").slice(1).join(":")];
+  if (!/^\d+$/.test(seed) || !rest) return category ? `Made as ${category}.` : "";
   const [parts, temperature] = rest.split("@");
   const [index, label] = [parts.split(":")[0], parts.split(":").slice(1).join(":")];
+  if (!/^\d+$/.test(index)) return category ? `Made as ${category}.` : "";
   return `Seed ${seed}, image ${index}${label ? `, ${label}` : ""}, temperature ${temperature || "1"}.`;
 }
 
+function galleryNames() {
+  return [...document.querySelectorAll(".gallery .cell")].map((cell) => cell.dataset.name);
+}
+
 function anotherName(name) {
-  const names = [...document.querySelectorAll(".gallery .cell")].map((cell) => cell.dataset.name);
+  const names = galleryNames();
   const at = names.indexOf(name);
   return names.length > 1 ? names[(at + 1) % names.length] : "0:0";
 }
 
 document.addEventListener("click", (event) => {
   const cell = event.target.closest(".cell");
-  if (cell && cell.dataset.name) openDetail(cell.dataset.name, cell.dataset.category);
+  if (cell && cell.dataset.name) openDetail(cell.dataset.name, cell.dataset.category, cell.dataset.label);
 });
 $("close").addEventListener("click", () => detail.close());
 detail.addEventListener("close", () => {
   if (opener && document.contains(opener)) opener.focus();
 });
 
-$("more").addEventListener("click", async () => {
+// The full name to the clipboard: the Clipboard API where the page is a secure context (https,
+// localhost), a selected text field otherwise (inside the dialog, which is all that is not inert).
+$("copy-name").addEventListener("click", async () => {
+  const name = current;
+  try {
+    if (!navigator.clipboard) throw new Error("no clipboard");
+    await navigator.clipboard.writeText(name);
+  } catch (error) {
+    const field = document.createElement("textarea");
+    field.value = name;
+    field.className = "offscreen";
+    detail.append(field);
+    field.select();
+    document.execCommand("copy");
+    field.remove();
+  }
+  $("copy-status").textContent = isLong(name) ? `Copied the full name (${name.length} characters).` : "Copied.";
+});
+
+// More like this, as far as the spread asks; a new spread asks again once variants are shown.
+$("spread").addEventListener("input", () => {
+  $("spread-value").textContent = Number($("spread").value).toString();
+});
+$("spread").addEventListener("change", () => {
+  if (!$("variants-section").hidden) moreLikeThis();
+});
+$("more").addEventListener("click", moreLikeThis);
+
+async function moreLikeThis() {
   const button = $("more");
+  const of = current;
+  const ofLabel = currentLabel;
   showError("variants-error", "");
   $("variants-section").hidden = false;
   busy(button, true);
   try {
-    const response = await request(url("/variants.json", { of: current, n: 8, spread: 0.3 }));
+    const response = await request(url("/variants.json", { of, n: 8, spread: $("spread").value }));
     const body = await response.json();
+    if (of !== current) return;
     $("variants").replaceChildren(
       ...body.variants.map((variant, i) => {
-        const cell = imageButton(variant.name, `variant ${i + 1}`);
+        const label = isLong(variant.name) ? `variant ${i + 1} of ${ofLabel}` : variant.name;
+        const cell = imageButton(variant.name, label);
+        cell.classList.add("variant");
         if (variant.category) cell.dataset.category = variant.category;
-        return cell;
+        const figure = document.createElement("figure");
+        const caption = document.createElement("figcaption");
+        // the part of its name that differs from the image varied (~SPREAD/SEED#INDEX)
+        const own = variant.name.startsWith(`${of}~`) ? `…${variant.name.slice(of.length)}` : variant.name;
+        caption.textContent = isLong(variant.name) ? `variant ${i + 1}` : own;
+        figure.append(cell, caption);
+        return figure;
       }),
     );
+    fillChoices($("walk-to").value);
   } catch (error) {
     showError("variants-error", error.message);
   } finally {
     busy(button, false);
   }
-});
+}
 
 async function neighbours(name) {
   const section = $("neighbours-section");
@@ -243,6 +382,53 @@ async function neighbours(name) {
   }
 }
 
+// Walk to another image: chosen with a click (or the arrow keys) among the variants and the
+// gallery's images, each a radio button; or typed, in the disclosure below them.
+function fillChoices(chosen) {
+  const candidates = [
+    ...[...$("variants").querySelectorAll(".cell")].map((cell) => [cell.dataset.name, cell.dataset.label]),
+    ...galleryNames().map((name) => [name, name]),
+  ].filter(([name]) => name !== current);
+  $("walk-choices").replaceChildren(
+    ...candidates.map(([name, label]) => {
+      const choice = document.createElement("label");
+      choice.className = "choice";
+      choice.title = shortName(name, label);
+      const radio = document.createElement("input");
+      radio.type = "radio";
+      radio.name = "walk-choice";
+      radio.value = name;
+      radio.checked = name === chosen;
+      const image = document.createElement("img");
+      image.className = "pixel";
+      image.loading = "lazy";
+      image.alt = shortName(name, label);
+      image.src = imageUrl(name);
+      choice.append(radio, image);
+      return choice;
+    }),
+  );
+  choose(chosen, candidates.find(([name]) => name === chosen)?.[1]);
+}
+
+function choose(name, label) {
+  $("walk-to").value = name;
+  $("walk-chosen").textContent = name ? `Walking to ${shortName(name, label)}.` : "";
+}
+
+$("walk-choices").addEventListener("change", (event) => {
+  const radio = event.target;
+  showError("walk-to-error", "", $("walk-to"));
+  choose(radio.value, radio.closest(".choice").title);
+});
+$("walk-to").addEventListener("input", () => {
+  const typed = $("walk-to").value.trim();
+  $("walk-choices").querySelectorAll("input").forEach((radio) => {
+    radio.checked = radio.value === typed;
+  });
+  $("walk-chosen").textContent = typed ? `Walking to ${shortName(typed)}.` : "";
+});
+
 let walkUrl = null;
 $("walk").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -260,13 +446,15 @@ $("walk").addEventListener("submit", async (event) => {
     $("walk-result").hidden = false;
   } catch (error) {
     const field = error.message.startsWith("frames") ? "frames" : "walk-to";
+    if (field === "walk-to") $("walk-typed").open = true;
     showError(`${field}-error`, error.message, $(field));
   } finally {
     busy($("walk-go"), false);
   }
 });
 
-// A photo projected into the generator (offered when the server serves a run directory).
+// A photo projected into the generator (offered when the server serves a run directory). The
+// verdict is the API's, word for word.
 let projected = null;
 $("upload")?.addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -285,8 +473,8 @@ $("upload")?.addEventListener("submit", async (event) => {
     projected = await response.json();
     $("target").src = projected.target;
     $("reconstruction").src = projected.reconstruction;
-    const [word, explanation] = projected.verdict.split(": ");
-    $("verdict").textContent = `${word[0].toUpperCase()}${word.slice(1)} match${projected.label ? ` as ${projected.label}` : ""}: ${explanation}.`;
+    $("verdict").textContent = projected.verdict;
+    $("verdict").classList.toggle("unlike", projected.match === null); // not like the training data
     $("distance").textContent =
       `Distance ${projected.feature_distance.toFixed(2)}, where a similar real product is typically ` +
       `${projected.typical_real_distance.toFixed(2)} away.`;
@@ -300,5 +488,5 @@ $("upload")?.addEventListener("submit", async (event) => {
 });
 
 $("open-projection")?.addEventListener("click", () => {
-  if (projected) openDetail(projected.name, projected.label);
+  if (projected) openDetail(projected.name, projected.label, "the closest image to your photo");
 });
