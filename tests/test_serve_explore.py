@@ -346,7 +346,7 @@ def test_a_projection_beyond_the_work_bound_is_refused_before_its_photo_is_read(
 
 
 def test_the_form_is_read_up_to_the_photo_only():
-    from productgan.serve.routes.training import form_file
+    from productgan.serve.uploads import form_file
 
     photo = b'--x\r\nContent-Disposition: form-data; name="photo"; filename="p.png"\r\n\r\nPIXELS\r\n'
     assert form_file(photo + b"--x\r\n" + b"garbage" * 1000, "multipart/form-data; boundary=x", "photo") == b"PIXELS"

@@ -20,7 +20,6 @@ import json
 import math
 import re
 import threading
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,13 @@ from productgan.explore.neighbours import BuildStopped, NeighbourIndex
 from productgan.generator.latents import MAX_TEMPERATURE, balanced_labels, check_temperature, noise_row
 from productgan.generator.sampler import Sampler
 from productgan.serve.middleware import MAX_QUERY_BYTES
+from productgan.serve.patterns import (
+    MAX_VARIANT_DEPTH,
+    NAME_PARAMETER_BYTES,
+    encoded_length,
+    label_pattern,
+    name_pattern,
+)
 from productgan.serve.problems import NotServed, shown_input
 from productgan.serve.work import Closing, WorkQueue
 
@@ -54,15 +60,6 @@ QUICK_WORKERS, QUICK_QUEUE = 1, 32
 PROJECTION_WORKERS, PROJECTION_QUEUE = 1, 2
 # The seconds a projection's optimisation may run; then the best fit found so far is the answer.
 PROJECTION_SECONDS = 30.0
-# A parameter's name and its separators, beside each name in a query ("&from=").
-NAME_PARAMETER_BYTES = 6
-# How deep the API reads variants of variants (``7:3~0.5/0#2~0.5/1#0`` is 2 deep): each level adds
-# some 80 bytes to a name and a base drawn again to its point. A variant of a name this deep is
-# named by its ``z:`` vector instead, which any route reads.
-MAX_VARIANT_DEPTH = 4
-# A variant's spread as ``variant_names`` writes it (``np.format_float_positional``): "1" or "0." and
-# at most 30 digits, the last not 0 (1.0 to six decimals is read too).
-SPREAD_PATTERN = r"(?:0\.[0-9]{0,29}[1-9]|1(?:\.0{1,6})?)"
 # The longest spread and variation seed that pattern and the library read; a variant's index is below 1024.
 LONGEST_SPREAD, LONGEST_VARIATION_SEED, LONGEST_VARIANT_INDEX = "0." + "9" * 30, str(2**63 - 1), "1023"
 NEEDS_RUN = (
@@ -187,12 +184,12 @@ class Service:
         for the rest of it, and room for that many of the longest names, percent-encoded: a ``z:``
         name of this generator with its longest category, varied MAX_VARIANT_DEPTH times at the
         longest spread, variation seed and index, each in the longest category."""
-        longest = max(self.sampler.class_names, key=_encoded_length) if self.sampler.conditional else None
+        longest = max(self.sampler.class_names, key=encoded_length) if self.sampler.conditional else None
         category = "" if longest is None else ":" + longest
         vector = "z:" + "A" * math.ceil(16 * self.sampler.generator.config.nz / 3) + category
         variant = f"~{LONGEST_SPREAD}/{LONGEST_VARIATION_SEED}#{LONGEST_VARIANT_INDEX}{category}"
         name = vector + variant * MAX_VARIANT_DEPTH
-        return MAX_QUERY_BYTES + names * (_encoded_length(name) + NAME_PARAMETER_BYTES)
+        return MAX_QUERY_BYTES + names * (encoded_length(name) + NAME_PARAMETER_BYTES)
 
     @property
     def stopping(self) -> bool:
@@ -352,60 +349,3 @@ def latent_row(sampler: Sampler, seed: int, index: int, temperature: float) -> t
     sampler.latents(1, seed, temperature)  # the sampler's checks of the seed and the temperature
     z = noise_row(index, sampler.generator.config.nz, seed)[None]
     return z if temperature == 1.0 else z.mul_(temperature)
-
-
-def label_pattern(sampler: Sampler) -> str:
-    """A regular expression for the labels the API accepts: empty (every class in turn), a class
-    name in any case, or a class index; only the empty label for an unconditional generator.
-
-    Written with the syntax JSON Schema (ECMA-262), Python and most code generators share:
-    literals, character classes, alternation, and anchors."""
-    if not sampler.conditional:
-        return "^$"
-    names = [_case_free(name) for name in sampler.class_names]
-    indices = [str(i) for i in range(sampler.generator.num_classes)]
-    return "^(?:" + "|".join(["", *names, *indices]) + ")$"
-
-
-def name_pattern(sampler: Sampler, depth: int | None = MAX_VARIANT_DEPTH) -> str:
-    """A regular expression for the image names the API accepts: ``SEED:INDEX[:CLASS][@TEMPERATURE]``
-    (a temperature above 0 and at most 4, up to six decimals), ``z:BASE64[:CLASS]`` (the nz float32
-    numbers in unpadded URL-safe base64, as ``vector_name`` writes them; a class is required for a
-    conditional generator), and either varied up to ``depth`` times (None: any number of times),
-    ``~SPREAD/SEED#INDEX[:CLASS]`` each, as ``variant_names`` writes them. A vector of the right
-    length that decodes to NaN or infinity, a seed above 2**63 - 1 or a variant index of 1024 or
-    more fits the pattern and is still refused (422). Written in the dialect of ``label_pattern``."""
-    temperature = r"(?:@(?:0\.[0-9]{0,5}[1-9]|[1-3](?:\.[0-9]{1,6})?|4(?:\.0{1,6})?))?"
-    chars = math.ceil(16 * sampler.generator.config.nz / 3)  # 4 nz bytes, 6 bits a character
-    vector = f"z:[A-Za-z0-9_-]{{{chars}}}"
-    seeded = "[0-9]{1,19}:[0-9]{1,6}"
-    varied = f"~{SPREAD_PATTERN}/[0-9]{{1,19}}#[0-9]{{1,4}}"
-    times = "*" if depth is None else f"{{0,{depth}}}"
-    if not sampler.conditional:
-        return f"^(?:{seeded}{temperature}|{vector})(?:{varied}){times}$"
-    names = [_case_free(name) for name in sampler.class_names]
-    classes = "(?::(?:" + "|".join([*names, *(str(i) for i in range(sampler.generator.num_classes))]) + "))"
-    return f"^(?:{seeded}{classes}?{temperature}|{vector}{classes})(?:{varied}{classes}?){times}$"
-
-
-def _encoded_length(text: str) -> int:
-    """The length of ``text`` percent-encoded in a query."""
-    return len(urllib.parse.quote(text, safe=""))
-
-
-# Characters with a meaning in a regular expression (the slash: in the literals code generators write).
-REGEX_SYNTAX = set("\\^$.|?*+()[]{}/")
-
-
-def _case_free(name: str) -> str:
-    """``name`` as a pattern that matches it in any case, every other character literally."""
-    out = []
-    for char in name:
-        lower, upper = char.lower(), char.upper()
-        if lower != upper and len(lower) == len(upper) == 1:
-            out.append(f"[{lower}{upper}]")
-        elif (char in REGEX_SYNTAX or not char.isprintable()) and ord(char) < 0x10000:
-            out.append(f"\\u{ord(char):04x}")  # in a form no regex dialect misreads
-        else:
-            out.append(char)
-    return "".join(out)

@@ -20,12 +20,12 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from productgan.errors import UsageError
 from productgan.explore.latent import MAX_FPS, MIN_FPS, encode_frames, enlarge, render, variants, walk_images
 from productgan.explore.names import DEFAULT_SPREAD, ImageName, Point, variant_names, variant_points, vector_name
 from productgan.generator.grid import make_grid
 from productgan.generator.output import image_file_name
-from productgan.serve.problems import BAD_REQUEST, BUSY, TOO_LARGE, TooLarge
+from productgan.serve.patterns import NAME_HELP
+from productgan.serve.problems import BAD_REQUEST, BUSY, TOO_LARGE
 from productgan.serve.routes.images import (
     NPY,
     PNG,
@@ -37,6 +37,7 @@ from productgan.serve.routes.images import (
     png,
 )
 from productgan.serve.service import MAX_VARIANT_DEPTH, Service
+from productgan.serve.uploads import MAX_SELECTION_BYTES, parse_selection, read_body, selection_schema
 
 ZIP = "application/zip"
 FRAME_MEDIA = {"gif": "image/gif", "webp": "image/webp", "png": PNG, "npy": NPY}
@@ -48,8 +49,6 @@ MAX_VIA = 8
 # The slowest animation: ten seconds a frame (a GIF frame's delay has 16 bits of centiseconds).
 # How many times /named.png may enlarge an image (28 x 28 -> 224 x 224), as a walk's frames.
 MAX_SCALE = MAX_WALK_SCALE
-# The largest body POST /selection.zip reads: a thousand names of a 512-number vector fit.
-MAX_SELECTION_BYTES = 4 * 2**20
 # The most image names each route's query carries: its query may be longer by that many names
 # (serve/middleware.py's QueryLimit).
 NAMES_IN_QUERY = {
@@ -57,50 +56,12 @@ NAMES_IN_QUERY = {
     **{f"/walk.{fmt}": MAX_VIA + 2 for fmt in FRAME_MEDIA},
     **{f"/variants.{fmt}": 1 for fmt in ("png", "npy", "json")},
 }
-NAME_HELP = (
-    "An image's name: `SEED:INDEX[:CATEGORY][@TEMPERATURE]` (image INDEX of that seed, as `productgan generate` "
-    "makes it), a variant's name as /variants.json gives it, `NAME~SPREAD/SEED#INDEX[:CATEGORY]` (variant INDEX "
-    f"of NAME, as `productgan variants` makes it; variants of variants at most {MAX_VARIANT_DEPTH} deep), or a `z:` "
-    "name this API gave (a projection's vector)."
-)
 
 
 def name_query(service: Service, description: str, alias: str | None = None) -> Any:
     example = f"7:3:{service.example_class}" if service.sampler.conditional else "7:3"
     extra = {"pattern": service.name_pattern, "examples": [example]}
     return Annotated[str, Query(alias=alias, description=f"{description} {NAME_HELP}", json_schema_extra=extra)]
-
-
-class Selection(BaseModel):
-    """Images to put in one zip, by name."""
-
-    names: list[str] = Field(description="The images' names, in the order the zip lists them.")
-
-
-def selection_schema(service: Service) -> dict[str, Any]:
-    """The request body of POST /selection.zip, as the server reads it (declared by hand: the body is
-    read with a size limit, never by FastAPI)."""
-    return {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["names"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "names": {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": service.max_images,
-                            "description": f"The images, in order. {NAME_HELP}",
-                            "items": {"type": "string", "pattern": service.name_pattern},
-                        }
-                    },
-                }
-            }
-        },
-    }
 
 
 def routes(service: Service) -> APIRouter:
@@ -376,33 +337,3 @@ def zipped(entries: list[tuple[str, str, str | None, np.ndarray]], about: dict[s
 
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body, read into memory, or TooLarge once it passes ``limit`` bytes (a declared
-    Content-Length over the limit is refused before any of it is read)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"The body is {int(declared):,} bytes; this request takes at most {limit:,}.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"The body is over {limit:,} bytes; this request takes at most {limit:,}.")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_selection(body: bytes, max_images: int) -> Selection:
-    """The body of POST /selection.zip, or a UsageError in one sentence (JSON nested too deep
-    for the parser, too)."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        data = None
-    names = data.get("names") if isinstance(data, dict) and set(data) == {"names"} else None
-    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise UsageError('The body must be JSON: {"names": [image names]}, for example {"names": ["7:3", "7:4"]}.')
-    if not 1 <= len(names) <= max_images:
-        raise UsageError(f"names must list between 1 and {max_images} images, not {len(names)}.")
-    return Selection(names=names)

@@ -18,18 +18,13 @@ verdict, and the record projection.json holds.
 """
 
 import base64
-import io
 import threading
 import time
-import warnings
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Path, Query, Request, Response
-from PIL import Image
 from pydantic import BaseModel, Field
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from productgan.errors import UsageError
@@ -39,9 +34,9 @@ from productgan.explore.neighbours import MAX_K, neighbour_sheet
 from productgan.explore.photos import MAX_PHOTO_BYTES, fit_to_generator
 from productgan.explore.projection import DEFAULT_RESTARTS, DEFAULT_STEPS, ProjectionCancelled, project_photo
 from productgan.serve.problems import BAD_REQUEST, BUSY, NOT_SERVED, TOO_LARGE, NotServed
-from productgan.serve.routes.explore import read_body
 from productgan.serve.routes.images import PNG, IfNoneMatch, image_responses, label_query, png
 from productgan.serve.service import NEEDS_RUN, Service
+from productgan.serve.uploads import MAX_PHOTO_PIXELS, PHOTO_FIELD, check_pixels, form_file, photo_body, read_body
 from productgan.serve.work import Closing
 
 # The most neighbours asked per image, and images per request, in the API.
@@ -49,16 +44,11 @@ API_MAX_K = min(16, MAX_K)
 MAX_QUERIED = 16
 # The most image names each route's query carries (serve/middleware.py's QueryLimit).
 NAMES_IN_QUERY = {"/neighbours.json": MAX_QUERIED, "/neighbours.png": MAX_QUERIED}
-# A photo's largest pixel count: a 48-megapixel camera's, well under what takes the server's memory.
-MAX_PHOTO_PIXELS = 50_000_000
 # Random starts per category a projection request may ask for (the CLI allows more).
 MAX_API_RESTARTS = 8
 # The most steps x starts x categories one projection asks for: 1,000 steps of 2 starts in each of
 # 10 categories (24 s for Fashion-MNIST's generator on a busy 2-core EPYC), or 250 of 8 (16 s).
 MAX_PROJECTION_WORK = 20_000
-PHOTO_FIELD = "photo"
-# Form parts read before the photo's: a form from a browser or curl has one or two.
-MAX_FORM_PARTS = 8
 
 
 class Neighbour(BaseModel):
@@ -344,107 +334,6 @@ def check_work(service: Service, steps: int, restarts: int, chosen: int | None) 
             f"steps x restarts x categories tried must be at most {MAX_PROJECTION_WORK:,}, not "
             f"{steps:,} x {restarts} x {categories} = {work:,} ({tried}); ask for fewer steps or restarts, "
             "or one category with label."
-        )
-
-
-def photo_body() -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": [PHOTO_FIELD],
-                    "properties": {
-                        PHOTO_FIELD: {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "The product photo: an image file.",
-                        }
-                    },
-                }
-            }
-        },
-    }
-
-
-class _Found(Exception):
-    """The field's part has ended: the rest of the form is not read."""
-
-
-def form_file(body: bytes, content_type: str, field: str) -> bytes:
-    """The bytes of the form field ``field`` of a multipart/form-data body, parsed in memory up to
-    the end of that field's part; a UsageError when the body is not such a form, has no such field,
-    or has more than MAX_FORM_PARTS parts before it. (A route calls this in a thread: a body of
-    many small parts takes seconds to parse through.)"""
-    how = f"Send the photo as multipart/form-data with a file field named {field!r} (curl -F {field}=@photo.jpg)."
-    kind, options = parse_options_header(content_type)
-    boundary = options.get(b"boundary")
-    if kind != b"multipart/form-data" or not boundary:
-        raise UsageError(how)
-    parts = 0
-    headers: dict[bytes, bytes] = {}
-    header_name, header_value, data = bytearray(), bytearray(), bytearray()
-    wanted = [False]  # whether the part being read is the field's
-
-    def begin() -> None:
-        nonlocal parts
-        parts += 1
-        if parts > MAX_FORM_PARTS + 1:  # that many parts, then the photo
-            raise UsageError(f"The form has more than {MAX_FORM_PARTS} parts before a field {field!r}. {how}")
-        headers.clear()
-
-    def header_end() -> None:
-        headers[bytes(header_name).strip().lower()] = bytes(header_value).strip()
-        header_name.clear()
-        header_value.clear()
-
-    def headers_finished() -> None:
-        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
-        wanted[0] = disposition.get(b"name") == field.encode()
-
-    def part_data(chunk: bytes, start: int, end: int) -> None:
-        if wanted[0]:
-            data.extend(chunk[start:end])
-
-    def part_end() -> None:
-        if wanted[0]:
-            raise _Found()
-
-    callbacks = {
-        "on_part_begin": begin,
-        "on_header_field": lambda chunk, start, end: header_name.extend(chunk[start:end]),
-        "on_header_value": lambda chunk, start, end: header_value.extend(chunk[start:end]),
-        "on_header_end": header_end,
-        "on_headers_finished": headers_finished,
-        "on_part_data": part_data,
-        "on_part_end": part_end,
-    }
-    try:
-        parser = MultipartParser(boundary, callbacks)
-        parser.write(body)
-        parser.finalize()
-    except _Found:
-        return bytes(data)
-    except UsageError:
-        raise  # too many parts (a ValueError too)
-    except (MultipartParseError, ValueError, IndexError):
-        raise UsageError(f"The form cannot be read. {how}")
-    raise UsageError(f"The form has no field {field!r}. {how}")
-
-
-def check_pixels(photo: bytes) -> None:
-    """Refuse, from its header alone, a photo with more than MAX_PHOTO_PIXELS pixels."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            width, height = Image.open(io.BytesIO(photo)).size
-    except Exception:  # noqa: BLE001 (any header Pillow cannot read: fit_photo says why in a sentence)
-        return
-    if width * height > MAX_PHOTO_PIXELS:
-        raise UsageError(
-            f"The photo is {width:,} x {height:,} pixels; at most {MAX_PHOTO_PIXELS:,} pixels are taken. "
-            "Send a smaller copy."
         )
 
 
