@@ -2,28 +2,13 @@
 the frames of a walk encoded as the CLI and the API write them. The names of points are
 ``explore/names.py``.
 
-An image of a generator is fixed by a point of its input space: a latent vector z and, for a
-class-conditional generator, what conditions it (a class, or a blend of classes on a walk from one
-category to another). Points come from
-
-- a **name**, ``SEED:INDEX[:CLASS][@TEMPERATURE]``: image ``INDEX`` of ``productgan generate
-  --seed SEED [--label CLASS] [--temperature T]``, pixel for pixel (``7:3``, ``7:3:Sneaker``,
-  ``7:3:Sneaker@0.8``; without a class a conditional generator makes class INDEX mod the number
-  of classes, as ``generate`` does when every class is made in turn);
-- a **saved vector**, ``PATH.npy[:CLASS]``: a float32 vector of the generator's ``nz`` numbers,
-  as ``save_latent``, ``productgan project`` and ``productgan variants --save-latents`` write;
-- a **vector in the name itself**, ``z:BASE64[:CLASS]`` (``vector_name``): the nz float32 numbers,
-  little-endian, in URL-safe base64, so that a web client can hand back a projected or varied
-  vector without any file on the server;
-- a **variant**, ``NAME~SPREAD/SEED#INDEX[:CLASS]`` (``VariantName``): variant INDEX of the image
-  NAME names, as ``variants(.., spread=SPREAD, seed=SEED)`` makes it (``7:3~0.5/0#2``,
-  ``7:3:Bag@0.8~0.5/0#2``, and a variant of a variant, ``7:3~0.5/0#2~0.5/1#0``), made in CLASS
-  when one follows.
+A point is a latent vector and what conditions it; ``explore/names.py`` reads every way one is
+named (``point``) and lists a variant family's names (``variant_names``).
 
 Typical use::
 
     sampler = load_generator("runs/00000-fashion-mnist-32")
-    a, b = point(sampler, "7:3"), point(sampler, "7:5:Sandal")
+    a, b = point(sampler, "7:3"), point(sampler, "7:5:Sandal")  # explore.names
     frames = walk_images(sampler, [a, b], frames=24)           # uint8 24 x C x H x W
     images, points = variants(sampler, a, n=16, spread=DEFAULT_SPREAD, seed=1)
     names = variant_names(sampler, "7:3", n=16, spread=DEFAULT_SPREAD, seed=1)  # "7:3~0.5/1#0", ...
