@@ -22,7 +22,6 @@ from productgan.config import (
     NO_PRESET,
     ConfigRefused,
     RunConfig,
-    check_config_values,
     config_parser_mode,
     from_dict,
     preset_settings,
@@ -194,11 +193,10 @@ _FILE_OPTIONS = ("config", "model", "loss", "optim", "train")
 
 
 def check_yaml_given(args: list[str]) -> None:
-    """Refuse YAML that ``productgan.config.load_config_yaml`` refuses (anchors, aliases, deep
-    nesting) before jsonargparse reads any of it, naming the file: a file given to --config (or
-    to --model, --loss, --optim, --train), and any value on the line, which jsonargparse reads as
-    YAML when it is given for a number, a switch or a dict. The parser's own loader
-    (``config_parser_mode``) refuses the same, without naming the file."""
+    """Refuse a file given to --config (or to --model, --loss, --optim, --train) whose YAML
+    ``productgan.config.load_config_yaml`` refuses (anchors, aliases, deep nesting), naming the
+    file, before jsonargparse reads any of it; the parser's own loader (``config_parser_mode``)
+    refuses the same without naming it, and ``common.parse`` checks the values on the line."""
     for name in _FILE_OPTIONS:
         for value in _options(args, name):
             try:
@@ -208,10 +206,6 @@ def check_yaml_given(args: list[str]) -> None:
                 raise UsageError(f"The file {value} given to --{name} is refused: {error}.")
             except (OSError, ValueError, yaml.YAMLError):
                 pass  # not a file (inline YAML, a name too long for one) or unreadable: jsonargparse says which
-    try:
-        check_config_values(args)
-    except ConfigRefused as error:
-        raise UsageError(f"A value on the command line is refused: {error}.")
 
 
 def expand_preset(args: list[str]) -> tuple[list[str], str | None]:

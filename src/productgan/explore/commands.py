@@ -17,13 +17,12 @@ import numpy as np
 from productgan.errors import UsageError
 from productgan.explore.latent import encode_frames, enlarge, frame_format, render, variants, walk_images
 from productgan.explore.names import ImageName, point, variant_names
-from productgan.explore.neighbours import MAX_K, NeighbourIndex, neighbour_sheet
+from productgan.explore.neighbours import NeighbourIndex, check_k, neighbour_sheet
 from productgan.explore.photos import MAX_PHOTO_BYTES, fit_to_generator
 from productgan.explore.projection import (
     DEFAULT_RESTARTS,
     DEFAULT_STEPS,
-    MAX_RESTARTS,
-    MAX_STEPS,
+    check_effort,
     describe_fit,  # noqa: F401 (its old import path, kept)
     project_photo,
 )
@@ -141,10 +140,7 @@ def write_projection(
     """Project a photo and write its folder: the fitted photo, the reconstruction, both side by
     side (enlarged), the latent vector and projection.json. The photo, the settings and ``out``
     are judged before ``index`` (a function that builds it) is built."""
-    if not 1 <= steps <= MAX_STEPS:
-        raise UsageError(f"--steps must be between 1 and {MAX_STEPS}, not {steps}.")
-    if not 1 <= restarts <= MAX_RESTARTS:
-        raise UsageError(f"--restarts must be between 1 and {MAX_RESTARTS}, not {restarts}.")
+    check_effort(steps, restarts)
     if label is not None and str(label).strip():
         sampler.class_index(label)  # the sentence naming the classes, now rather than after the index
     out = output_path(out)
@@ -182,8 +178,7 @@ def write_neighbours(
     out = output_path(out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: the neighbours sheet is a .png file.")
-    if not 1 <= k <= MAX_K:
-        raise UsageError(f"--k (neighbours per image) must be between 1 and {MAX_K}, not {k}.")
+    check_k(k)
     points = [point(sampler, ref) for ref in refs]
     with Outputs("neighbours") as outputs:
         out = outputs.claim(out, overwrite)

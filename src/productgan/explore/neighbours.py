@@ -132,6 +132,12 @@ def check_stop(stop: threading.Event | None) -> None:
         raise BuildStopped("The nearest-training-images index was stopped before it was built.")
 
 
+def check_k(k: int) -> None:
+    """One sentence when ``k``, the nearest training images asked for per image, is out of range."""
+    if not 1 <= k <= MAX_K:
+        raise UsageError(f"--k (neighbours per image) must be between 1 and {MAX_K}, not {k}.")
+
+
 class NeighbourIndex:
     """The training split of a run's dataset in the evaluator's feature space, with the copy
     threshold calibrated on the held-out ``REFERENCE_SPLIT``. ``stop``: an event that, once set,
@@ -224,8 +230,7 @@ class NeighbourIndex:
     def query_features(self, features: torch.Tensor, k: int = 3, images_uint8=None) -> Neighbours:
         """The k nearest training images of images given by their evaluator features; with the
         images themselves (uint8 native size) the flag also applies the pixel test."""
-        if not 1 <= k <= MAX_K:
-            raise UsageError(f"k (neighbours per image) must be between 1 and {MAX_K}, not {k}.")
+        check_k(k)
         distances, positions = nearest(features, self.features, k)
         distances = distances.numpy()
         copy = distances[:, 0] < self.threshold

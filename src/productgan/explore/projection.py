@@ -67,6 +67,15 @@ class Projection:
     stopped_early: bool = False
 
 
+def check_effort(steps: int, restarts: int) -> None:
+    """One sentence when a projection's steps or starts per category are out of range: checked by
+    ``project`` and, before any slow work, by the commands that call it."""
+    if not 1 <= steps <= MAX_STEPS:
+        raise UsageError(f"--steps must be between 1 and {MAX_STEPS}, not {steps}.")
+    if not 1 <= restarts <= MAX_RESTARTS:
+        raise UsageError(f"--restarts must be between 1 and {MAX_RESTARTS}, not {restarts}.")
+
+
 def project(
     sampler: Sampler,
     photo: np.ndarray,
@@ -86,10 +95,7 @@ def project(
     ``deadline`` is a ``time.monotonic()`` value: once passed, the optimisation stops and the best
     fit found so far is returned, marked ``stopped_early`` (at least one step always runs).
     ``cancelled`` is asked before every step; when it returns True, ProjectionCancelled is raised."""
-    if not 1 <= steps <= MAX_STEPS:
-        raise UsageError(f"The projection takes between 1 and {MAX_STEPS} steps, not {steps}.")
-    if not 1 <= restarts <= MAX_RESTARTS:
-        raise UsageError(f"The projection takes between 1 and {MAX_RESTARTS} restarts, not {restarts}.")
+    check_effort(steps, restarts)
     generator = sampler.generator
     size = generator.image_size
     if photo.shape != (generator.channels, size, size):
