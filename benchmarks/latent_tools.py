@@ -32,7 +32,8 @@ from productgan.evaluator.inference import native_images
 from productgan.explore.latent import render, walk_images
 from productgan.explore.names import point, variant_points
 from productgan.explore.neighbours import NeighbourIndex
-from productgan.explore.projection import DEFAULT_RESTARTS, DEFAULT_STEPS, fit_photo, project
+from productgan.explore.photos import fit_photo
+from productgan.explore.projection import DEFAULT_RESTARTS, DEFAULT_STEPS, project
 from productgan.generator.grid import to_pil
 from productgan.generator.sampler import load_generator
 from productgan.machine import cpu_model

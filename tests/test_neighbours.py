@@ -13,12 +13,11 @@ from PIL import Image
 from productgan.cli import main
 from productgan.errors import UsageError
 from productgan.evaluator.inference import native_images
-from productgan.explore.commands import describe_fit
 from productgan.explore.latent import render
 from productgan.explore.names import point
 from productgan.explore.neighbours import COPY_COLOUR, NeighbourIndex, neighbour_sheet
-from productgan.explore.photos import expected_photo, fit_to_generator
-from productgan.explore.projection import ProjectionCancelled, fit_photo, project, project_photo
+from productgan.explore.photos import expected_photo, fit_photo, fit_to_generator
+from productgan.explore.projection import ProjectionCancelled, describe_fit, project, project_photo
 from productgan.generator.sampler import load_generator
 
 

@@ -23,7 +23,6 @@ from productgan.explore.projection import (
     DEFAULT_RESTARTS,
     DEFAULT_STEPS,
     check_effort,
-    describe_fit,  # noqa: F401 (its old import path, kept)
     project_photo,
 )
 from productgan.files import FolderKind, Outputs, output_path

@@ -35,7 +35,7 @@ from productgan.evaluator import EvaluatorNet
 from productgan.explore.likeness import Likeness
 from productgan.explore.names import Point
 from productgan.explore.neighbours import NeighbourIndex
-from productgan.explore.photos import MAX_PHOTO_BYTES, FittedPhoto, expected_photo, fit_photo, fit_to_generator  # noqa: F401 (their old import path, kept)
+from productgan.explore.photos import FittedPhoto, expected_photo, fit_to_generator
 from productgan.generator.latents import noise
 from productgan.generator.sampler import Sampler
 
