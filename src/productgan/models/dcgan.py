@@ -83,11 +83,20 @@ class LatentProjection(nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, k = x.shape[0], self.kernel_size[0]
         weight = self.weight  # (nz) x C x k x k
+        exact = not self.training and x.dtype == torch.float32 and not torch.onnx.is_in_onnx_export()
+        if exact:
+            # A matrix product's rounding depends on how many rows it has (BLAS takes other kernels
+            # for a few rows), so an image made alone could differ in a pixel from the same image
+            # made in a batch. In float64 that difference stays below float32's rounding: an image
+            # has the same pixels in any batch, as its name promises (explore/names.py).
+            x, weight = x.double(), weight.double()
         if weight.is_contiguous():
             out = (x.reshape(n, -1) @ weight.reshape(weight.shape[0], -1)).view(n, -1, k, k)
         else:  # a channels-last model: produce channels-last output, as the convolution would
             flat = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
             out = (x.reshape(n, -1) @ flat).view(n, k, k, -1).permute(0, 3, 1, 2)
+        if exact:
+            out = out.float()
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1).to(out.dtype)
 
 
