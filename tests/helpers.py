@@ -9,6 +9,7 @@ from conftest import IDX_FILE_NAMES, _write_idx, fake_fashion_mnist_arrays
 
 from productgan.config import ModelConfig, RunConfig, TrainConfig
 from productgan.data import prepare
+from productgan.models import Generator
 from productgan.train import train
 
 # What an export of a Fashion-MNIST generator records of its data (sampling.export_generator's info).
@@ -92,3 +93,33 @@ def sigterm_after_step(monkeypatch, step: int):
 
     monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
     return original
+
+
+def plain_generator(channels: int = 1, background: int = 0, conditional: bool = True) -> Generator:
+    """A 32x32 generator (nz 8, ngf 4, ten classes when ``conditional``) that draws, whatever the
+    latent vector, a 20x20 square of the other extreme level (rows and columns 6 to 25; 4 to 23 at
+    FMNIST_INFO's native 28x28) on a plain ``background`` (0 or 255): a product on a plain
+    background, with no training. Every hidden stage's
+    batch norm makes a constant (weight 0) or passes its input on (weight 1), so the transposed
+    convolutions draw the square by their border effects: the first marks the interior of 8x8, the
+    second keeps what is interior both ways (10x10 of 16x16), the last doubles it."""
+    generator = Generator(ModelConfig(nz=8, ngf=4, conditional=conditional), 32, channels, num_classes=10)
+    convolutions = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for conv in convolutions:
+            conv.weight.zero_()
+        for norm, (weight, bias) in zip(norms, [(0.0, 1.0), (1.0, 0.0), (1.0, -3.0)]):
+            norm.weight.fill_(weight)
+            norm.bias.fill_(bias)
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1 - norm.eps)
+        interior, both, double = (
+            torch.tensor(taps, dtype=torch.float32) for taps in ([1, 0, 0, 1], [1] * 4, [0, 1, 1, 0])
+        )
+        convolutions[1].weight[:, 0] = torch.outer(interior, interior) / convolutions[1].weight.shape[0]
+        convolutions[2].weight[0, 0] = torch.outer(both, both)
+        sign = 1.0 if background == 0 else -1.0  # tanh -1 is level 0, +1 level 255
+        convolutions[3].weight[0, :] = 20 * sign * torch.outer(double, double)
+        convolutions[3].bias.fill_(-10 * sign)
+    return generator.eval()

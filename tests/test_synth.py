@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import plain_generator, tiny_config
 from PIL import Image
 
 from productgan.cli import main
@@ -28,7 +28,7 @@ from productgan.explore.neighbours import NeighbourIndex
 from productgan.explore.synth import synth_run
 from productgan.generator.export import write_export as export_generator
 from productgan.generator.latents import noise
-from productgan.generator.sampler import load_generator
+from productgan.generator.sampler import Sampler, load_generator
 from productgan.models import Generator, init_weights
 from productgan.train import train
 
@@ -355,4 +355,38 @@ def test_synth_on_a_full_disk_names_the_file_it_could_not_write(setup, tmp_path,
     assert main(["synth", str(setup[0]), "--out", str(out), "--n", "10", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert f"No space left on device ({out}{os.sep}" in err and ".png); free some space" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_synth_crops_and_clears_the_pngs_and_packs_the_images_whole(setup, tmp_path):
+    run_dir = tmp_path / "plain"  # the run's config and data, with a generator of squares on black
+    run_dir.mkdir()
+    shutil.copy(setup[0] / "config.yaml", run_dir / "config.yaml")
+    Sampler(plain_generator(), setup[1].info).save_pretrained(run_dir / "generator")
+    out = tmp_path / "synthetic"
+    summary = synth_run(
+        run_dir, out, per_class=1, guardrails=False, packed=True, progress=False, index=setup[2],
+        crop="product", background="transparent",
+    )  # fmt: skip
+    assert summary["images"] == {"crop": "product", "background": "transparent"}
+    pngs = sorted(out.glob("*/*.png"))
+    assert len(pngs) == 10
+    for png in pngs:
+        image = Image.open(png)
+        pixels = np.asarray(image)
+        assert image.mode == "LA" and pixels.shape == (24, 24, 2)  # the 20 x 20 square and a margin of 2
+        assert pixels[0, 0, 1] == 0 and pixels[12, 12, 1] == 255
+    train = PackedDataset.load(out / synth.PACKED_DIR).subset("train")[0]
+    assert train.shape == (10, 1, 32, 32) and set(np.unique(train)) == {0, 255}  # whole, opaque
+
+
+def test_synth_refuses_a_transparent_background_on_noise_before_any_work(setup, tmp_path, monkeypatch, capsys):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the training images were indexed before the background was checked")
+
+    monkeypatch.setattr(NeighbourIndex, "from_run", no_work)
+    out = tmp_path / "synthetic"
+    flags = ["--n", "10", "--no-progress", "--background", "transparent"]
+    assert main(["synth", str(setup[0]), "--out", str(out), *flags]) == 2
+    assert "transparent background needs a plain one" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

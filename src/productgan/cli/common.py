@@ -30,6 +30,14 @@ SHORT_NAMES = {"--init_from": "--train.init_from", "--freeze_d": "--train.freeze
 
 SOURCE_HELP = "A run directory or an exported generator folder."
 DEVICE_HELP = "cpu, cuda or cuda:N."
+CROP_HELP = (
+    "'product': cut each image to its product's box (the pixels off the data's background) with a margin of a "
+    "tenth of the box, so each PNG has its own size; 'none': the whole square."
+)
+BACKGROUND_HELP = (
+    "'transparent': PNGs with an alpha channel, the data's background transparent (refused when this generator's "
+    "backgrounds are not plain, measured on its own images); 'keep': opaque."
+)
 TEMPERATURE_HELP = (
     "Standard deviation of the latent vectors (1: as trained); above 1 gives more varied images, "
     "below 1 more typical ones."

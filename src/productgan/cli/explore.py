@@ -4,11 +4,21 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Optional
+from typing import Literal, Optional
 
 from jsonargparse import ArgumentParser
 
-from productgan.cli.common import SOURCE_HELP, TEMPERATURE_HELP, Command, add_shared_options, call, new_parser, parse
+from productgan.cli.common import (
+    BACKGROUND_HELP,
+    CROP_HELP,
+    SOURCE_HELP,
+    TEMPERATURE_HELP,
+    Command,
+    add_shared_options,
+    call,
+    new_parser,
+    parse,
+)
 from productgan.explore.commands import (
     image_refs,
     read_photo,
@@ -194,6 +204,11 @@ def _synth_parser() -> ArgumentParser:
         type=int,
         default=MAX_ATTEMPTS,
         help="Candidates drawn per image asked for, at most, before a category counts as impossible to fill.",
+    )
+    whole = " The PNGs only: --packed stays whole and opaque, as the generator made it."
+    parser.add_argument("--crop", type=Literal["none", "product"], default="none", help=CROP_HELP + whole)
+    parser.add_argument(
+        "--background", type=Literal["keep", "transparent"], default="keep", help=BACKGROUND_HELP + whole
     )
     add_shared_options(
         parser,

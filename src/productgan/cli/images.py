@@ -8,7 +8,17 @@ from typing import Literal, Optional
 from jsonargparse import ArgumentParser
 
 from productgan import run
-from productgan.cli.common import DEVICE_HELP, SOURCE_HELP, TEMPERATURE_HELP, Command, call, new_parser, parse
+from productgan.cli.common import (
+    BACKGROUND_HELP,
+    CROP_HELP,
+    DEVICE_HELP,
+    SOURCE_HELP,
+    TEMPERATURE_HELP,
+    Command,
+    call,
+    new_parser,
+    parse,
+)
 from productgan.errors import UsageError
 from productgan.generator.latents import chosen_label
 from productgan.generator.onnx import CHECK_IMAGES
@@ -45,6 +55,25 @@ def _generate_parser() -> ArgumentParser:
     )
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
     parser.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
+    parser.add_argument(
+        "--crop",
+        type=Literal["none", "product"],
+        default="none",
+        help=CROP_HELP + " A .png grid centres them on one cell; not for .npy.",
+    )
+    parser.add_argument(
+        "--background",
+        type=Literal["keep", "transparent"],
+        default="keep",
+        help=BACKGROUND_HELP + " A .npy gets the alpha as a last channel (N x C+1 x H x W).",
+    )
+    parser.add_argument(
+        "--edit",
+        type=str,
+        default=None,
+        help="Move every image along the generator's directions: size=+1,hue=-0.5 (after `productgan directions "
+        "RUN`; image i is then the image named SEED:i^EDITS).",
+    )
     return parser
 
 

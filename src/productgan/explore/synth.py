@@ -10,7 +10,8 @@ What it writes, all at once (a staging folder, then one swap; ``files.Outputs``)
 
     DIR/synth.json              the request, the thresholds, counts and drops per reason, timing
     DIR/manifest.csv            one row per candidate, kept or dropped (also manifest.jsonl)
-    DIR/<category>/SEED-INDEX.png
+    DIR/<category>/SEED-INDEX.png  each image (cropped to its product, its background transparent,
+                                with ``crop`` and ``background``)
     DIR/packed/                 with ``packed``: a packed dataset (synthetic train split, the
                                 run's real val and test splits)
 
@@ -58,6 +59,7 @@ from productgan.explore.guardrails import (
 from productgan.explore.names import MAX_INDEX, ImageName
 from productgan.explore.neighbours import NeighbourIndex
 from productgan.files import FolderKind, Outputs, write_error
+from productgan.generator.cutout import WHOLE, Cutout, check_options, plan_cutout
 from productgan.generator.grid import to_pil
 from productgan.generator.output import file_safe
 from productgan.generator.sampler import Sampler, load_generator
@@ -220,10 +222,12 @@ def write_synth(
     sampler: Sampler,
     dataset: PackedDataset,
     packed: bool = False,
+    cutout: Cutout = WHOLE,
 ) -> Path:
     """Write the image tree, both manifests, synth.json and (``packed``) the packed dataset into
     ``folder`` (the staging folder ``files.Outputs`` puts in place in one step, so a crash leaves
-    the old output or the new one). Fills in each kept record's ``file``."""
+    the old output or the new one). Fills in each kept record's ``file``. ``cutout`` crops the
+    PNGs or makes their background transparent; the packed dataset stays whole and opaque."""
     folders = category_folders(sampler.class_names) if sampler.conditional else [UNLABELLED]
     width = max(6, len(str(max(r["index"] for r in result.records))))
     files = {}
@@ -235,10 +239,11 @@ def write_synth(
         record["file"] = files.get(record["name"], "") if record["status"] == "kept" else ""
     for category in {files[name].partition("/")[0] for name in files}:
         (folder / category).mkdir()
+    pictures = cutout.pictures(result.images) if cutout.active else result.images  # H x W x C, or C x H x W
     for position, name in enumerate(result.names):
         path = folder / files[name]
         try:
-            to_pil(result.images[position]).save(path, format="PNG")
+            to_pil(pictures[position]).save(path, format="PNG")
         except OSError as error:  # named, so that a full disk says where (files.Outputs names it in --out)
             raise write_error(error, path) from None
     (folder / MANIFEST_CSV).write_text(manifest_csv(result.records), encoding="utf-8")
@@ -280,18 +285,23 @@ def synth_run(
     device: str = "cpu",
     progress: bool = True,
     index: NeighbourIndex | None = None,
+    crop: str = "none",
+    background: str = "keep",
 ) -> dict[str, Any]:
     """``productgan synth``: make, check and write a labelled synthetic training set from the
     generator of ``run_dir``; returns synth.json's contents. Arguments are checked and ``out``
-    judged before anything slow starts; ``index`` (the run's NeighbourIndex) is built when not given."""
+    judged before anything slow starts; ``index`` (the run's NeighbourIndex) is built when not given.
+    ``crop`` and ``background`` apply to the PNGs (generator/cutout.py), never to ``packed``."""
     started = time.perf_counter()
     load_run_config(run_dir)  # one sentence when this is not a run
+    check_options(crop, background)
     temperature = check_settings(seed, temperature, max_attempts)
     check_request(None, per_class, n, balance)
     with Outputs("synth") as outputs:
         out = outputs.claim(out, overwrite, SYNTH_OUTPUT)  # held until written: a second synth is refused now
         sampler = load_generator(run_dir, device=device)
         check_request(sampler.conditional, per_class, n, balance)
+        cutout = plan_cutout(sampler, crop, background)
         index = index or NeighbourIndex.from_run(run_dir, progress=progress, device=device)
         train_labels = index.dataset.labels[index.dataset.indices("train")]
         counts = planned_counts(sampler, train_labels, per_class, n, balance)
@@ -301,8 +311,9 @@ def synth_run(
         summary = synth_summary(run_dir, sampler, rails, result, seed, temperature, per_class, n, balance, max_attempts)
         summary["setup_seconds"] = round(setup_seconds, 3)  # the generator, the index, the thresholds
         summary["files"]["packed"] = PACKED_DIR if packed else None
+        summary["images"] = {"crop": crop, "background": background}  # of the PNGs; packed/ is whole and opaque
         started = time.perf_counter()
-        outputs.write({out: lambda tmp: write_synth(result, tmp, summary, sampler, index.dataset, packed)})
+        outputs.write({out: lambda tmp: write_synth(result, tmp, summary, sampler, index.dataset, packed, cutout)})
         summary["out"] = str(out)
         summary["write_seconds"] = round(time.perf_counter() - started, 3)
     return summary

@@ -32,13 +32,18 @@ def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2, fil
     return grid
 
 
+# A picture's mode by its channels: grey or colour, with an alpha channel last (generator/cutout.py).
+MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
 def to_pil(picture: np.ndarray) -> Image.Image:
-    """``H x W x C`` (C = 1 or 3) or ``C x H x W`` uint8 -> a Pillow image."""
-    if picture.ndim == 3 and picture.shape[0] in (1, 3) and picture.shape[2] not in (1, 3):
+    """``H x W x C`` (C = 1 to 4: grey, grey and alpha, RGB, RGBA) or ``C x H x W`` (C = 1 or 3)
+    uint8 -> a Pillow image."""
+    if picture.ndim == 3 and picture.shape[0] in (1, 3) and picture.shape[2] not in MODES:
         picture = picture.transpose(1, 2, 0)
     if picture.shape[-1] == 1:
         return Image.fromarray(picture[..., 0], mode="L")
-    return Image.fromarray(picture, mode="RGB")
+    return Image.fromarray(picture, mode=MODES[picture.shape[-1]])
 
 
 def save_png(picture: np.ndarray, path: str | os.PathLike) -> Path:

@@ -9,6 +9,7 @@ import numpy as np
 
 from productgan.errors import UsageError
 from productgan.files import FolderKind, Outputs, output_path
+from productgan.generator.cutout import check_npy, check_options, plan_cutout
 from productgan.generator.grid import make_grid, save_png, to_pil
 from productgan.generator.sampler import Sampler, load_generator
 
@@ -45,11 +46,18 @@ def generate_to_path(
     overwrite: bool = False,
     label: int | str | None = None,
     temperature: float = 1.0,
+    crop: str = "none",
+    background: str = "keep",
+    edit: str | None = None,
 ) -> Path:
     """Write n images for ``seed`` (of class ``label`` for a conditional generator; every
-    class in turn when it is not given) at latent ``temperature``. ``source`` is a run or export
-    folder, or a loaded Sampler (which brings its own device and temperature)."""
+    class in turn when it is not given) at latent ``temperature``, moved by ``edit`` along the
+    generator's directions when given (``size=+1,hue=-0.5``; generator/directions.py). ``source`` is a run or export
+    folder, or a loaded Sampler (which brings its own device and temperature). ``crop="product"``
+    cuts each image to its product's box, ``background="transparent"`` adds an alpha channel
+    (generator/cutout.py); both are checked before anything is written or made."""
     out = output_path(out)
+    check_options(crop, background)
     kind = "npy" if out.suffix.lower() == ".npy" else "png" if out.suffix.lower() == ".png" else "dir"
     if kind == "dir" and out.suffix.lower() in OTHER_FILE_TYPES and not out.is_dir():
         raise UsageError(
@@ -59,24 +67,30 @@ def generate_to_path(
         raise UsageError(f"{out} is a file; give a folder, a .png or a .npy path.")
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}.")
+    if kind == "npy":
+        check_npy(crop)
     with Outputs("generate") as outputs:
         outputs.claim(out, overwrite, GENERATED_IMAGES if kind == "dir" else None)
         if not isinstance(source, Sampler):
             source = load_generator(source, device=device, temperature=temperature)
         sampler = source
-        images = sampler(n=n, seed=seed, size=size, label=label).numpy()  # checks the memory first
+        cutout = plan_cutout(sampler, crop, background)  # a refusal here leaves every output as it was
+        images = sampler(n=n, seed=seed, size=size, label=label, edit=edit).numpy()  # checks the memory first
         labels = sampler.labels(n, label)
         names = sampler.class_names
 
         def fill(tmp: Path) -> None:
+            columns = sampler.grid_columns(n, label)
             if kind == "npy":
-                np.save(tmp, images)
+                np.save(tmp, cutout.array(images) if cutout.active else images)
             elif kind == "png":
-                to_pil(make_grid(images, sampler.grid_columns(n, label))).save(tmp, format="PNG")
+                grid = cutout.grid(images, columns) if cutout.active else make_grid(images, columns)
+                to_pil(grid).save(tmp, format="PNG")
             else:
-                for index, image in enumerate(images):
+                pictures = cutout.pictures(images) if cutout.active else images  # H x W x C, or C x H x W
+                for index, picture in enumerate(pictures):
                     category = None if labels is None else names[int(labels[index])]
-                    save_png(image, tmp / image_file_name(seed, index, n, category))
+                    save_png(picture, tmp / image_file_name(seed, index, n, category))
 
         outputs.write({out: fill})  # the old images or the new ones, never a mix
     return out

@@ -32,6 +32,8 @@ from fastapi import Response
 from productgan.errors import ProductganError, UsageError, first_line
 from productgan.explore.names import Point, point
 from productgan.explore.neighbours import BuildStopped, NeighbourIndex
+from productgan.generator.cutout import Cutout, background_share, plan_cutout
+from productgan.generator.directions import LONGEST_EDITS
 from productgan.generator.latents import MAX_TEMPERATURE, balanced_labels, check_temperature, noise_row
 from productgan.generator.sampler import Sampler
 from productgan.serve.middleware import MAX_QUERY_BYTES
@@ -123,12 +125,15 @@ class Service:
         self._index_lock = threading.Lock()
         self._stop = threading.Event()  # set at shutdown: a build in progress ends at its next batch
         self._warm_up: threading.Thread | None = None
+        self._background_share: float | None = None  # measured at the first request for transparency
         self.expected = {
             "n": f"a whole number between 1 and {self.max_images}",
             "seed": f"a whole number between 0 and {MAX_SEED}",
             "index": f"a whole number between 0 and {MAX_INDEX}",
             "temperature": f"a number above 0 and at most {MAX_TEMPERATURE:g} (1: as trained)",
             "size": "'native' or 'training'",
+            "crop": "'none' or 'product'",
+            "background": "'keep' or 'transparent'",
             **self.expected,
         }
 
@@ -155,7 +160,8 @@ class Service:
 
         The API takes what ``name_pattern`` describes: ``SEED:INDEX[:CLASS][@TEMPERATURE]``,
         ``z:BASE64[:CLASS]``, and variants of either, ``NAME~SPREAD/SEED#INDEX[:CLASS]``, at most
-        MAX_VARIANT_DEPTH deep; never the path of a file on the server, which the CLI's names allow."""
+        MAX_VARIANT_DEPTH deep, ending in edits when asked (``^size=1``); never the path of a file
+        on the server, which the CLI's names allow."""
         if not self.accepts(name):
             if name.count("~") > MAX_VARIANT_DEPTH and self._deeper_regex.fullmatch(name):
                 raise UsageError(
@@ -166,7 +172,7 @@ class Service:
             raise UsageError(
                 f"{parameter} {shown_input(name)} names no image; write SEED:INDEX[:CATEGORY][@TEMPERATURE] "
                 f"(for example 7:3, 7:3:{self.example_class}@0.8), a variant's name (7:3~0.5/0#2) or a z: name "
-                "this API gave."
+                "this API gave, each with edits last when wanted (7:3~0.5/0#2^size=1)."
             )
         return point(self.sampler, name, files=False)
 
@@ -183,12 +189,13 @@ class Service:
         """The longest query, in bytes, of a route that takes ``names`` image names: MAX_QUERY_BYTES
         for the rest of it, and room for that many of the longest names, percent-encoded: a ``z:``
         name of this generator with its longest category, varied MAX_VARIANT_DEPTH times at the
-        longest spread, variation seed and index, each in the longest category."""
+        longest spread, variation seed and index, each in the longest category, then the longest
+        edits."""
         longest = max(self.sampler.class_names, key=encoded_length) if self.sampler.conditional else None
         category = "" if longest is None else ":" + longest
         vector = "z:" + "A" * math.ceil(16 * self.sampler.generator.config.nz / 3) + category
         variant = f"~{LONGEST_SPREAD}/{LONGEST_VARIATION_SEED}#{LONGEST_VARIANT_INDEX}{category}"
-        name = vector + variant * MAX_VARIANT_DEPTH
+        name = vector + variant * MAX_VARIANT_DEPTH + "^" + LONGEST_EDITS
         return MAX_QUERY_BYTES + names * (encoded_length(name) + NAME_PARAMETER_BYTES)
 
     @property
@@ -260,6 +267,18 @@ class Service:
         if not 1 <= n <= self.max_images:  # also for callers that are not routes
             raise UsageError(f"n must be {self.expected['n']}, not {n}.")
         return Images(n, seed, self.label_index(label), size, check_temperature(temperature))
+
+    def cutout(self, crop: str, background: str) -> Cutout:
+        """The crop and background a query asks for, checked (``plan_cutout``: a UsageError, so a
+        422, when refused). The plain-background share of this generator is measured on its own
+        images at the first call (the routes ask at start-up, to describe what they accept), then kept."""
+
+        def share(sampler: Sampler) -> float:
+            if self._background_share is None:
+                self._background_share = background_share(sampler)  # the same figure, whichever worker wins
+            return self._background_share
+
+        return plan_cutout(self.sampler, crop, background, share)
 
     def make(self, images: Images) -> np.ndarray:
         """The images of a checked request: uint8 N x C x H x W."""

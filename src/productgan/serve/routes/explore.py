@@ -31,6 +31,7 @@ from productgan.serve.routes.images import (
     PNG,
     IfNoneMatch,
     Seed,
+    cutout_query,
     image_responses,
     images_query,
     label_query,
@@ -109,6 +110,7 @@ def routes(service: Service) -> APIRouter:
     ]
     Count = Annotated[int, Query(ge=1, le=service.max_images, description="How many variants.")]
     Label = label_query(service)
+    CutoutQuery = cutout_query(service)
     ZipImages = images_query(
         service, Annotated[int, Query(ge=1, le=service.max_images, description="How many images.")]
     )
@@ -123,12 +125,25 @@ def routes(service: Service) -> APIRouter:
         response_class=Response,
         responses=image_responses(PNG, "The image as a PNG, at native size times `scale`."),
     )
-    async def named_png(request: Request, name: Name, scale: Scale = 1, if_none_match: IfNoneMatch = "") -> Response:
+    async def named_png(
+        request: Request,
+        name: Name,
+        scale: Scale = 1,
+        *,
+        cut: CutoutQuery,
+        if_none_match: IfNoneMatch = "",
+    ) -> Response:
         p = service.point(name, "name")
+
+        def make() -> bytes:
+            cutout = service.cutout(**cut)
+            image = enlarge(render(service.sampler, [p]).numpy(), scale)  # cropped once enlarged
+            return png(cutout.pictures(image)[0] if cutout.active else image[0])
+
         return await service.answer(
-            {"route": "named.png", "name": name, "scale": scale},
+            {"route": "named.png", "name": name, "scale": scale, **cut},
             PNG,
-            lambda: png(enlarge(render(service.sampler, [p]).numpy(), scale)[0]),
+            make,
             if_none_match,
             lane=service.quick,
             disconnected=request.is_disconnected,

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
+from productgan.errors import UsageError
+from productgan.generator.cutout import BACKGROUNDS, CROPS
 from productgan.generator.grid import make_grid, to_pil
 from productgan.generator.latents import MAX_TEMPERATURE
 from productgan.serve.problems import BAD_REQUEST, BUSY
@@ -112,11 +114,51 @@ def images_query(service: Service, count: Any = None) -> Any:
     return Annotated[Images, Depends(query)]
 
 
+def cutout_query(service: Service) -> Any:
+    """``crop`` and ``background`` as one FastAPI dependency (so that they follow a route's other
+    parameters in the API description) that gives them as a dict, each declared with the values
+    this generator's images can have: ``Service.cutout`` measures whether its backgrounds are plain
+    now, once; where they are not (or the export records no background) the description lists only
+    the default, and a request for more gets 422 and the library's sentence."""
+    refused = {}
+    for crop, background in (("product", "keep"), ("none", "transparent")):
+        try:
+            service.cutout(crop, background)
+        except UsageError as error:
+            refused[crop if background == "keep" else background] = f" Only the default here: {error}"
+    crops = [value for value in CROPS if value not in refused]
+    backgrounds = [value for value in BACKGROUNDS if value not in refused]
+    Crop = Annotated[
+        Literal["none", "product"],
+        Query(
+            description="`product`: each image cut to its product's box (the pixels off the data's background) "
+            "with a margin of a tenth of the box, so of its own size (a grid centres them on one cell); `none`: "
+            "the whole square." + refused.get("product", ""),
+            json_schema_extra={"enum": crops},
+        ),
+    ]
+    Background = Annotated[
+        Literal["keep", "transparent"],
+        Query(
+            description="`transparent`: a PNG with an alpha channel, the data's background transparent (where the "
+            "generator's backgrounds are plain, measured on its own images); `keep`: opaque."
+            + refused.get("transparent", ""),
+            json_schema_extra={"enum": backgrounds},
+        ),
+    ]
+
+    def query(crop: Crop = "none", background: Background = "keep") -> dict[str, str]:
+        return {"crop": crop, "background": background}
+
+    return Annotated[dict[str, str], Depends(query)]
+
+
 def routes(service: Service) -> APIRouter:
     """The image routes over ``service``."""
     router = APIRouter(tags=["images"])
     Label = label_query(service)
     SeedImages = images_query(service)
+    CutoutQuery = cutout_query(service)
 
     @router.get(
         "/images.png",
@@ -126,12 +168,23 @@ def routes(service: Service) -> APIRouter:
         response_class=Response,
         responses=image_responses(PNG, "The images as one PNG grid."),
     )
-    async def images_png(request: Request, images: SeedImages, if_none_match: IfNoneMatch = "") -> Response:
+    async def images_png(
+        request: Request,
+        images: SeedImages,
+        cut: CutoutQuery,
+        if_none_match: IfNoneMatch = "",
+    ) -> Response:
         columns = service.sampler.grid_columns(images.n, images.label)
+
+        def make() -> bytes:
+            cutout = service.cutout(**cut)
+            pictures = service.make(images)
+            return png(cutout.grid(pictures, columns) if cutout.active else make_grid(pictures, columns))
+
         return await service.answer(
-            images.key("images.png"),
+            images.key("images.png", **cut),
             PNG,
-            lambda: png(make_grid(service.make(images), columns)),
+            make,
             if_none_match,
             disconnected=request.is_disconnected,
         )
@@ -169,13 +222,21 @@ def routes(service: Service) -> APIRouter:
         label: Label = "",
         size: Size = "native",
         temperature: Temperature = 1.0,
+        *,
+        cut: CutoutQuery,
         if_none_match: IfNoneMatch = "",
     ) -> Response:
         images = service.images(1, seed, label, size, temperature)
+
+        def make() -> bytes:
+            cutout = service.cutout(**cut)
+            picture = service.make_one(images, index)
+            return png(cutout.pictures(picture[None])[0] if cutout.active else picture)
+
         return await service.answer(
-            images.key("image.png", index=index),
+            images.key("image.png", index=index, **cut),
             PNG,
-            lambda: png(service.make_one(images, index)),
+            make,
             if_none_match,
             lane=service.quick,
             disconnected=request.is_disconnected,
