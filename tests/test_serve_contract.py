@@ -16,6 +16,7 @@ TestClient = pytest.importorskip("fastapi.testclient").TestClient
 
 from helpers import train_tiny_run  # noqa: E402
 
+from productgan.explore.steering import measure_directions  # noqa: E402
 from productgan.generator.latents import MAX_TEMPERATURE  # noqa: E402
 from productgan.serve import create_app  # noqa: E402
 from productgan.serve.service import MAX_INDEX, MAX_SEED  # noqa: E402
@@ -37,9 +38,17 @@ IMAGE_ROUTES = {
     "/images.zip": ZIP,
     "/neighbours.png": PNG,
     "/training/{index}.png": PNG,
+    "/colourways.png": PNG,
+    "/strip.png": PNG,
 }
 # Work for the queue that is not cached: JSON answers and the selection's zip.
-UNCACHED_WORK = {"/variants.json": JSON, "/neighbours.json": JSON, "/project": JSON, "/selection.zip": ZIP}
+UNCACHED_WORK = {
+    "/variants.json": JSON,
+    "/neighbours.json": JSON,
+    "/project": JSON,
+    "/selection.zip": ZIP,
+    "/colourways.json": JSON,
+}
 # What needs the run directory (404 from an export).
 RUN_ONLY = {"/neighbours.json", "/neighbours.png", "/training/{index}.png", "/project"}
 # Examples per operation and generation mode: 200 for the original image routes, fewer for the
@@ -51,14 +60,16 @@ PROJECTION_EXAMPLES = 8
 PROJECTION_STEPS = 10
 # Operations that take image names: a name of the declared form may still be refused with 422, when
 # its vector decodes to NaN or infinity or its seed is above 2**63 - 1 (a pattern cannot say either),
-# and an upload of the declared form (any bytes) when they are no image.
-NAMED = "^/(named|walk|variants|neighbours|selection|project)"
+# and an upload of the declared form (any bytes) when they are no image; a colour with a hue asked of
+# this grey run, or a direction it has not (no size: every pixel of the tiny run is off its background).
+NAMED = "^/(named|walk|variants|neighbours|selection|project|colourways|strip)"
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """The server of a tiny trained run: every operation, those that need the run's data included."""
     run = train_tiny_run(tmp_path_factory.mktemp("contract"))
+    measure_directions(run, samples=200, probe=16, progress=False)
     app = create_app(run, max_images=MAX_IMAGES, max_projection_steps=PROJECTION_STEPS)
     # The training features, built now rather than by the server's warm-up thread while the fuzz's
     # own thread runs: CPython 3.11 keeps the AST builder's recursion count per interpreter, not
@@ -101,12 +112,17 @@ def test_every_parameter_is_declared_with_its_range_and_a_description(descriptio
     assert seen == {
         *("n", "seed", "label", "size", "temperature", "index", "If-None-Match"),
         *("name", "scale", "from", "to", "via", "frames", "fps", "of", "spread", "k", "steps", "restarts"),
+        *("crop", "background"),
+        *("colours", "along", "amounts"),
     }
     images = {p["name"]: p["schema"] for p in description["paths"]["/images.png"]["get"]["parameters"]}
     assert images["n"]["minimum"] == 1 and images["n"]["maximum"] == MAX_IMAGES
     assert images["seed"]["minimum"] == 0 and images["seed"]["maximum"] == MAX_SEED
     assert images["temperature"] == images["temperature"] | {"exclusiveMinimum": 0, "maximum": MAX_TEMPERATURE}
     assert images["size"]["enum"] == ["native", "training"]
+    assert images["crop"]["enum"] == ["none", "product"]
+    # The tiny run's images are noise to their edges: no plain background, so no transparency to declare.
+    assert images["background"]["enum"] == ["keep"]
     one = {p["name"]: p["schema"] for p in description["paths"]["/image.png"]["get"]["parameters"]}
     assert one["index"]["minimum"] == 0 and one["index"]["maximum"] == MAX_INDEX
 

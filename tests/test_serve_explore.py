@@ -22,6 +22,7 @@ from productgan.errors import UsageError
 from productgan.explore.latent import render
 from productgan.explore.names import DEFAULT_SPREAD, point, vector_name
 from productgan.explore.neighbours import NeighbourIndex
+from productgan.generator.directions import LONGEST_EDITS
 from productgan.generator.export import write_export
 from productgan.generator.sampler import load_generator
 from productgan.models import Generator, init_weights
@@ -385,10 +386,13 @@ def test_the_query_cap_admits_the_most_names_a_route_describes(tmp_path):
     assert wide.get("/named.png", params={"name": names[0]}).status_code == 200
     too_many = wide.get("/images.png", params={"label": "x" * 2100})
     assert too_many.status_code == 414 and "at most 2,048" in too_many.json()["detail"]
-    # the longest name the description allows: a z: name varied 4 times, each at the longest spread, seed and index
-    deepest = names[0] + ("~0." + "9" * 30 + f"/{2**63 - 1}#1023:T-shirt/top") * 4
-    assert wide.get("/neighbours.json", params=[("of", deepest)] * 16).status_code == 404
-    walk = wide.get("/walk.npy", params=[("from", deepest), *[("via", deepest)] * 8, ("to", deepest), ("frames", 2)])
+    # the longest name the description allows: a z: name varied 4 times, each at the longest spread, seed and
+    # index, then the longest edits
+    deep = names[0] + ("~0." + "9" * 30 + f"/{2**63 - 1}#1023:T-shirt/top") * 4
+    deepest = deep + "^" + LONGEST_EDITS
+    read = wide.get("/neighbours.json", params=[("of", deepest)] * 16)  # read, and refused for having no directions
+    assert read.status_code == 422 and "productgan directions" in read.json()["detail"], read.text
+    walk = wide.get("/walk.npy", params=[("from", deep), *[("via", deep)] * 8, ("to", deep), ("frames", 2)])
     assert walk.status_code == 200, walk.text
     beyond = wide.get("/neighbours.json", params=[("of", deepest)] * 20)
     assert beyond.status_code == 414

@@ -2,9 +2,10 @@
 
 Each module here registers the commands of one job in its ``COMMANDS`` (``training``: prepare,
 train; ``images``: generate, export; ``explore``: interpolate, variants, project, neighbours,
-synth; ``reports``: evaluate, report; ``serving``: serve); ``main`` collects them, picks one and
-turns its errors into one sentence and an exit code. Options accept dashes or underscores
-(``--batch-size`` and ``--batch_size``), and reach the library by name (``common.call``).
+synth; ``steering``: directions, colourways, steer; ``reports``: evaluate, report; ``serving``:
+serve); ``main`` collects them, picks one and turns its errors into one sentence and an exit code.
+Options accept dashes or underscores (``--batch-size`` and ``--batch_size``), and reach the
+library by name (``common.call``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import errno
 import os
 import sys
 
-from productgan.cli import explore, images, reports, serving, training
+from productgan.cli import explore, images, reports, serving, steering, training
 from productgan.cli.common import Command, normalise, share_busy_cpus
 from productgan.errors import ProductganError
 
 COMMANDS: dict[str, Command] = {
-    command.name: command for module in (training, images, explore, reports, serving) for command in module.COMMANDS
+    command.name: command
+    for module in (training, images, explore, steering, reports, serving)
+    for command in module.COMMANDS
 }
 
 

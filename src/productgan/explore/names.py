@@ -16,7 +16,10 @@ category to another). Points come from
 - a **variant**, ``NAME~SPREAD/SEED#INDEX[:CLASS]`` (``VariantName``): variant INDEX of the image
   NAME names, as ``latent.variants(.., spread=SPREAD, seed=SEED)`` makes it (``7:3~0.5/0#2``,
   ``7:3:Bag@0.8~0.5/0#2``, and a variant of a variant, ``7:3~0.5/0#2~0.5/1#0``), made in CLASS
-  when one follows.
+  when one follows;
+- an **edit** of any of them, ``NAME^EDITS`` (``EditedName``): the point NAME names moved along the
+  generator's measured directions, ``7:3:Sneaker^size=1,hue=-0.5`` (generator/directions.py; the
+  edits apply in the order written, and an edited name can be varied and edited again).
 
 ``point(sampler, name)`` reads any of them; ``variant_names`` lists a variant family's names.
 Rendering, walks and variants' images are ``explore/latent.py``.
@@ -37,6 +40,7 @@ import torch
 
 from productgan.errors import UsageError
 from productgan.files import write_atomic
+from productgan.generator.directions import format_edits, parse_edits
 from productgan.generator.latents import check_temperature, noise, noise_row
 from productgan.generator.sampler import Sampler
 
@@ -125,6 +129,35 @@ class VariantName:
         if seed > MAX_SEED or index >= MAX_VARIANTS:
             raise UsageError(f"{text!r}: the variation seed must be below 2**63 and the variant below {MAX_VARIANTS}.")
         return cls(match["base"], check_spread(match["spread"]), seed, index, match["label"] or None)
+
+
+_EDITED = re.compile(r"(?P<base>.+)\^(?P<edits>[^~^]*)")
+
+
+@dataclass(frozen=True)
+class EditedName:
+    """The image ``base`` names, moved by ``edits`` (``BASE^NAME=AMOUNT[,NAME=AMOUNT...]``)."""
+
+    base: str
+    edits: tuple[tuple[str, float], ...]
+
+    def __str__(self) -> str:
+        return f"{self.base}^{format_edits(self.edits)}"
+
+    @classmethod
+    def parse(cls, text: str) -> EditedName | None:
+        """The edited name ``text`` is, or None when it ends in no edits (a UsageError for bad edits)."""
+        match = _EDITED.fullmatch(str(text).strip())
+        if not match:
+            return None
+        return cls(match["base"], parse_edits(match["edits"]))
+
+
+def edited_name(ref: str, edit: str | None) -> str:
+    """``ref`` with the edits ``edit`` added (``7:3`` and ``size=1`` -> ``7:3^size=1``); ``ref`` itself
+    when there are none."""
+    edits = parse_edits(edit)
+    return str(ref).strip() if not edits else str(EditedName(str(ref).strip(), edits))
 
 
 @dataclass
@@ -259,8 +292,13 @@ def point(
     else:
         text = str(ref).strip()
         path, sep, npy_label = text.rpartition(":")
-        variant = VariantName.parse(text)
-        if variant is not None:
+        edited = EditedName.parse(text)
+        variant = VariantName.parse(text) if edited is None else None
+        if edited is not None:
+            found = point(sampler, edited.base, files=files)
+            labels = None if found.label is None else torch.as_tensor(found.label)[None]
+            found = Point(sampler.edit(found.z[None], edited.edits, labels)[0], found.label)
+        elif variant is not None:
             found = variant_point(sampler, variant, files)
         elif text.startswith("z:"):
             found = _named_vector_point(sampler, text)

@@ -53,6 +53,7 @@ EXPORT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 README_FILE = "README.md"  # the model card (generator/card.py)
 ONNX_FILE = "model.onnx"  # written on request (generator/onnx.py)
+DIRECTIONS_FILE = "directions.json"  # written by `productgan directions` (generator/directions.py)
 # The sub-folder of a run folder that holds its export: the run layer names it (run.GENERATOR_DIR)
 # from here, so that loading from a run folder needs no run code.
 EXPORT_FOLDER = "generator"
@@ -101,9 +102,22 @@ def write_export(
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         if readme is not None:
             (tmp / README_FILE).write_text(readme(config), encoding="utf-8")
+        _keep_directions(out_dir, tmp, config["weights_sha256"])
         return replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _keep_directions(old: Path, new: Path, weights_sha256: str) -> None:
+    """Carry the directions measured on these same weights (generator/directions.py) into the new
+    export; directions of other weights are left behind with the old folder."""
+    try:
+        text = (old / DIRECTIONS_FILE).read_text()
+        recorded = json.loads(text).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        return
+    if recorded == weights_sha256:
+        (new / DIRECTIONS_FILE).write_text(text)
 
 
 def _non_finite(state: dict[str, torch.Tensor]) -> str | None:

@@ -17,7 +17,8 @@ import torch
 
 from productgan.data.pixels import to_native, to_uint8
 from productgan.errors import ProductganError, UsageError
-from productgan.generator.export import read_export, write_export
+from productgan.generator.directions import Directions, parse_edits, read_directions
+from productgan.generator.export import find_export, read_export, write_export
 from productgan.generator.latents import balanced_labels, check_temperature, chosen_label, noise
 from productgan.machine import check_memory
 from productgan.models import Generator
@@ -61,6 +62,7 @@ class Sampler:
     generator: Generator
     info: dict[str, Any]
     temperature: float = 1.0
+    directions: Directions | None = None  # measured by `productgan directions RUN` (generator/directions.py)
 
     def __post_init__(self) -> None:
         self.temperature = check_temperature(self.temperature)
@@ -73,7 +75,7 @@ class Sampler:
         model.safetensors) on ``device``, checked field by field before it is built."""
         device = resolve_device(device)
         generator, config = read_export(source)
-        return cls(generator.to(device), config, temperature)
+        return cls(generator.to(device), config, temperature, read_directions(find_export(source), config))
 
     def save_pretrained(
         self, out_dir: str | os.PathLike, readme: Callable[[dict[str, Any]], str] | None = None
@@ -81,7 +83,10 @@ class Sampler:
         """Write this generator as an export to ``out_dir`` (replaced as a whole); ``from_pretrained``
         of the result gives the same images."""
         info = {key: value for key, value in self.info.items() if key not in DERIVED_FIELDS}
-        return write_export(self.generator, out_dir, info, readme)
+        folder = write_export(self.generator, out_dir, info, readme)
+        if self.directions is not None:  # measured on these same weights, so still theirs
+            self.directions.save(folder)
+        return folder
 
     @property
     def device(self) -> torch.device:
@@ -153,14 +158,37 @@ class Sampler:
         batch_size: int = 256,
         label: int | str | None = None,
         temperature: float | None = None,
+        edit: str | None = None,
     ) -> torch.Tensor:
         """n images for ``seed``; a conditional generator makes class ``label``, or every
-        class in turn (image i is of class i mod the number of classes)."""
+        class in turn (image i is of class i mod the number of classes); ``edit`` moves each
+        along the generator's directions (``size=+1,hue=-0.5``)."""
         if n < 1:
             raise ProductganError(f"the number of images must be at least 1, not {n}.")
+        edits = parse_edits(edit)
+        if edits:
+            self.require_directions().check(edits)
         self.check_memory(n, size)
         labels = self.labels(n, label)
-        return self.from_noise(self.latents(n, seed, temperature), size, batch_size, labels)
+        z = self.edit(self.latents(n, seed, temperature), edits, labels)
+        return self.from_noise(z, size, batch_size, labels)
+
+    def require_directions(self) -> Directions:
+        """The generator's measured directions, or one sentence saying how to measure them."""
+        if self.directions is None:
+            raise UsageError(
+                "This generator has no measured directions yet; run `productgan directions RUN` once (about a "
+                "minute on a CPU), then edit, steer and make colourways."
+            )
+        return self.directions
+
+    def edit(self, z: torch.Tensor, edit: str | tuple | None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``z`` moved by the edits ``edit`` names (``size=+1,hue=-0.5``; generator/directions.py),
+        each row alone, so an image is edited the same in any batch."""
+        edits = edit if isinstance(edit, tuple) else parse_edits(edit)
+        if not edits:
+            return z
+        return self.require_directions().edit(z, edits, labels)
 
     def check_memory(self, n: int, size: str = "native") -> None:
         """One sentence, before any image is made, when ``n`` images at ``size`` (and the copy

@@ -64,7 +64,7 @@ try:  # the serve extra; the rest of the package works without it, and create_ap
 
     from productgan.serve import problems
     from productgan.serve.middleware import MAX_HEADER_BYTES, QueryLimit, SecurityHeaders
-    from productgan.serve.routes import explore, images, pages, status, training
+    from productgan.serve.routes import explore, images, pages, status, steering, training
     from productgan.serve.service import PROJECTION_SECONDS, Service
     from productgan.serve.work import WorkQueue
 except ModuleNotFoundError as error:
@@ -195,7 +195,7 @@ def create_app(
     )
     app.state.service = service
     # The routes that take image names read longer queries: room for their most names.
-    named = {**explore.NAMES_IN_QUERY, **training.NAMES_IN_QUERY}
+    named = {**explore.NAMES_IN_QUERY, **training.NAMES_IN_QUERY, **steering.NAMES_IN_QUERY}
     caps = {path: service.query_cap(names) for path, names in named.items()}
     app.state.max_head_bytes = MAX_HEADER_BYTES + max(caps.values()) + 1024  # and the request line's path
     problems.install(app)
@@ -204,6 +204,7 @@ def create_app(
         images.routes(service),
         explore.routes(service),
         training.routes(service),
+        steering.routes(service),
         pages.routes(service, app.openapi_url),
     )
     for router in routers:

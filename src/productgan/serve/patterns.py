@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import urllib.parse
 
+from productgan.data.colour import COLOUR_NAMES
+from productgan.generator.directions import EDITS_PATTERN
 from productgan.generator.sampler import Sampler
 
 # A parameter's name and its separators, beside each name in a query ("&from=").
@@ -40,7 +42,9 @@ def name_pattern(sampler: Sampler, depth: int | None = MAX_VARIANT_DEPTH) -> str
     (a temperature above 0 and at most 4, up to six decimals), ``z:BASE64[:CLASS]`` (the nz float32
     numbers in unpadded URL-safe base64, as ``vector_name`` writes them; a class is required for a
     conditional generator), and either varied up to ``depth`` times (None: any number of times),
-    ``~SPREAD/SEED#INDEX[:CLASS]`` each, as ``variant_names`` writes them. A vector of the right
+    ``~SPREAD/SEED#INDEX[:CLASS]`` each, as ``variant_names`` writes them; the whole may end in
+    edits, ``^NAME=AMOUNT[,NAME=AMOUNT...]`` (generator/directions.py; the CLI also reads edits
+    between variant steps). A vector of the right
     length that decodes to NaN or infinity, a seed above 2**63 - 1 or a variant index of 1024 or
     more fits the pattern and is still refused (422). Written in the dialect of ``label_pattern``."""
     temperature = r"(?:@(?:0\.[0-9]{0,5}[1-9]|[1-3](?:\.[0-9]{1,6})?|4(?:\.0{1,6})?))?"
@@ -49,11 +53,25 @@ def name_pattern(sampler: Sampler, depth: int | None = MAX_VARIANT_DEPTH) -> str
     seeded = "[0-9]{1,19}:[0-9]{1,6}"
     varied = f"~{SPREAD_PATTERN}/[0-9]{{1,19}}#[0-9]{{1,4}}"
     times = "*" if depth is None else f"{{0,{depth}}}"
+    edits = f"(?:\\^{EDITS_PATTERN})?"
     if not sampler.conditional:
-        return f"^(?:{seeded}{temperature}|{vector})(?:{varied}){times}$"
+        return f"^(?:{seeded}{temperature}|{vector})(?:{varied}){times}{edits}$"
     names = [_case_free(name) for name in sampler.class_names]
     classes = "(?::(?:" + "|".join([*names, *(str(i) for i in range(sampler.generator.num_classes))]) + "))"
-    return f"^(?:{seeded}{classes}?{temperature}|{vector}{classes})(?:{varied}{classes}?){times}$"
+    return f"^(?:{seeded}{classes}?{temperature}|{vector}{classes})(?:{varied}{classes}?){times}{edits}$"
+
+
+def colours_pattern(most: int) -> str:
+    """A regular expression for 1 to ``most`` comma-separated colours: the names ``parse_colour``
+    knows (any case) or ``#RGB`` / ``#RRGGBB``. In the dialect of ``label_pattern``."""
+    one = "(?:" + "|".join([*(_case_free(name) for name in COLOUR_NAMES), "#[0-9A-Fa-f]{6}", "#[0-9A-Fa-f]{3}"]) + ")"
+    return f"^{one}(?:,{one}){{0,{most - 1}}}$"
+
+
+def amounts_pattern(most: int) -> str:
+    """A regular expression for 1 to ``most`` comma-separated amounts of an edit, -5 to 5 to six decimals."""
+    one = r"[+-]?(?:[0-4](?:\.[0-9]{1,6})?|5(?:\.0{1,6})?)"
+    return f"^{one}(?:,{one}){{0,{most - 1}}}$"
 
 
 def encoded_length(text: str) -> int:
