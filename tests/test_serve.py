@@ -275,8 +275,9 @@ def test_the_page_keeps_its_own_content_security_policy(client):
     page = client.get("/", params={"n": 4})
     assert "style-src 'self';" in page.headers["content-security-policy"]
     text = page.text.lower()
-    assert re.findall(r"<script[^>]*>", text) == ['<script src="/static/studio.js">'] and "<style" not in text
-    assert re.findall(r"<script[^>]*>(.*?)</script>", text, re.S) == [""]
+    scripts = ['<script src="/static/studio.js">', '<script src="/static/steering.js">']
+    assert re.findall(r"<script[^>]*>", text) == scripts and "<style" not in text
+    assert re.findall(r"<script[^>]*>(.*?)</script>", text, re.S) == ["", ""]
     assert not re.search(r"<[^>]*\s(style|on[a-z]+)\s*=", text)  # no style attribute, no event handler
     assert '<link rel="stylesheet" href="/static/page.css">' in page.text
     assert client.get("/static/page.css").status_code == 200

@@ -25,6 +25,7 @@ from productgan.generator.latents import MAX_TEMPERATURE
 from productgan.serve.middleware import DOCS_POLICY
 from productgan.serve.problems import BAD_REQUEST, shown_input
 from productgan.serve.routes.images import Seed, Temperature, count_query, label_query
+from productgan.serve.routes.page_parts import NO_RUN, UPLOAD, detail_view
 from productgan.serve.routes.status import describe
 from productgan.serve.service import Images, Service
 
@@ -156,10 +157,10 @@ def studio_page(
     spread: Any = None,
 ) -> str:
     """The studio: the form (it works without script too), the gallery grouped by category, the
-    photo upload, and the detail view that studio.js fills. Every image is named, and shown through
-    /named.png, so that a click, a download and a walk all use one name. ``problems``: a sentence
-    per field whose value was refused, shown beside it with the value sent (``shown``);
-    ``spread``: the variants' default spread, as the API declares it."""
+    photo upload, and the detail view that studio.js and steering.js fill (page_parts.py). Every
+    image is named, and shown through /named.png, so that a click, a download, a walk and an edit
+    all use one name. ``problems``: a sentence per field whose value was refused, shown beside it
+    with the value sent (``shown``); ``spread``: the variants' default spread, as the API declares it."""
     sampler = service.sampler
     esc = html.escape
     names = sampler.class_names if sampler.conditional else []
@@ -218,8 +219,9 @@ def studio_page(
 the command line and Python. The API is described at <a href="{root}/docs">{root}/docs</a> and
 <a href="{root}/redoc">{root}/redoc</a>.</p>
 </main>
-{DETAIL.replace("{spread}", f"{spread:g}")}
+{detail_view(spread)}
 <script src="{root}/static/studio.js"></script>
+<script src="{root}/static/steering.js"></script>
 </body></html>
 """
 
@@ -291,79 +293,6 @@ def expectation(service: Service) -> str:
         return sentence + "."
     listed = ", ".join(info.class_names[:12]) + (", …" if len(info.class_names) > 12 else "")
     return sentence + f", each one of its {len(info.class_names)} categories: {listed}."
-
-
-DETAIL = """<dialog id="detail" aria-labelledby="detail-title">
-<div class="detail-head"><h2 id="detail-title">Image</h2>
-<button type="button" class="icon" id="close" aria-label="Close">&#x2715;</button></div>
-<div class="detail-body"><div class="detail-main">
-<img id="detail-image" class="pixel big" alt="">
-<div>
-<p class="name"><code id="detail-name"></code>
-<button type="button" class="secondary" id="copy-name">Copy the name</button>
-<span id="copy-status" class="hint" aria-live="polite"></span></p>
-<p id="detail-category" class="hint"></p>
-<div class="actions">
-<a class="button secondary" id="download-native" download>Download PNG</a>
-<a class="button secondary" id="download-large" download>Download enlarged</a></div>
-<div class="more">
-<div class="field spread"><label for="spread">Spread <output id="spread-value" for="spread">{spread}</output></label>
-<input id="spread" type="range" min="0.01" max="1" step="0.01" value="{spread}">
-<p class="hint">Near 0: nearly the same image; 1: an unrelated one.</p></div>
-<button type="button" class="primary" id="more">More like this</button>
-</div></div></div>
-<section id="variants-section" hidden><h3>More like this</h3>
-<p class="hint">Close variations: open one to vary it again, or choose it below to walk to it.</p>
-<div class="strip" id="variants" aria-live="polite"></div>
-<p class="error" id="variants-error" role="alert"></p></section>
-<section id="neighbours-section" hidden><h3>Nearest training images</h3>
-<p id="copy-flag"></p><div class="strip" id="neighbours"></div><p class="error" id="neighbours-error" role="alert"></p>
-</section>
-<section><h3>Walk to another image</h3>
-<form id="walk" novalidate>
-<fieldset class="choose"><legend>Image to walk to: click a variant or an image of the gallery</legend>
-<div class="choices" id="walk-choices"></div>
-<p class="hint" id="walk-chosen" aria-live="polite"></p>
-<details id="walk-typed"><summary>or type its name</summary>
-<div class="field"><label for="walk-to">Image's name</label>
-<input id="walk-to" name="to" type="text" autocomplete="off" spellcheck="false"></div></details>
-<p class="error" id="walk-to-error" role="alert"></p></fieldset>
-<div class="field frames"><label for="frames">Frames</label>
-<input id="frames" name="frames" type="number" inputmode="numeric" min="2" max="120" value="24">
-<p class="error" id="frames-error" role="alert"></p></div>
-<div class="field submit"><button type="submit" class="primary" id="walk-go">Walk</button></div>
-</form>
-<div id="walk-result" hidden><img id="walk-image" class="pixel walk" alt="the walk, playing">
-<a class="button secondary" id="walk-download" download="walk.gif">Download the walk (GIF)</a></div>
-</section>
-</div></dialog>"""
-UPLOAD = """<section class="card upload" aria-labelledby="upload-title">
-<h2 id="upload-title">Start from a product photo</h2>
-<p class="hint">The generator searches for the image of its own closest to your photo; from there, ask for
-more like it or walk to another image. The photo stays in memory and is not stored.</p>
-<form id="upload" novalidate>
-<div class="field"><label for="photo">Photo</label>
-<input id="photo" name="photo" type="file" accept="image/*" aria-describedby="expects">
-<p class="expects" id="expects">{expects}</p>
-<p class="error" id="photo-error" role="alert"></p></div>
-<div class="field"><label for="effort">Effort</label>
-<select id="effort" name="steps"><option value="100" selected>quick (100 steps)</option>
-<option value="300">thorough (300 steps, three times as long)</option></select></div>
-<div class="field submit"><button type="submit" class="primary" id="project">Find it</button></div>
-</form>
-<div id="projection" class="projection" hidden>
-<figure><img id="target" class="pixel" alt="your photo, fitted">
-<figcaption>your photo, as the generator sees it</figcaption></figure>
-<figure><img id="reconstruction" class="pixel" alt="the generator's closest image">
-<figcaption>the generator's closest image</figcaption></figure>
-<div><p id="verdict" class="verdict"></p><p id="distance" class="hint"></p>
-<button type="button" class="primary" id="open-projection">Open: more like this, walk</button></div>
-</div>
-</section>
-"""
-NO_RUN = """<p class="card hint">Projecting a photo and finding an image's nearest training images
-need the run directory; this server serves an exported generator.</p>
-"""
 
 
 def gallery_groups(service: Service, images: Images) -> list[tuple[str | None, list[str]]]:

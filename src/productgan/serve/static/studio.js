@@ -1,6 +1,7 @@
 // The studio page (serve/routes/pages.py): the form checked by the server before the page changes,
 // the detail view of one image (download, variants, nearest training images, a walk), a selection
-// downloaded as a zip, and a photo projected into the generator. Every request goes to this server,
+// downloaded as a zip, and a photo projected into the generator (steering.js adds the detail view's
+// sliders, colours and strip, and uses the helpers here). Every request goes to this server,
 // under the root path the page was served at; a refusal's sentence (`detail`) is shown beside the
 // field it is about. An answer of 503 is asked again after the Retry-After it gives.
 "use strict";
@@ -249,6 +250,8 @@ function openDetail(name, category, label) {
   if (!detail.open) detail.showModal();
   detail.scrollTop = 0; // a variant opened from below: its image at the top
   if (servesRun) neighbours(name);
+  // steering.js fills its part of the view for this image
+  detail.dispatchEvent(new CustomEvent("image-opened", { detail: { name, label: currentLabel } }));
 }
 
 function describe(name, category) {
@@ -282,10 +285,9 @@ detail.addEventListener("close", () => {
   if (opener && document.contains(opener)) opener.focus();
 });
 
-// The full name to the clipboard: the Clipboard API where the page is a secure context (https,
+// A name to the clipboard: the Clipboard API where the page is a secure context (https,
 // localhost), a selected text field otherwise (inside the dialog, which is all that is not inert).
-$("copy-name").addEventListener("click", async () => {
-  const name = current;
+async function copyName(name, status) {
   try {
     if (!navigator.clipboard) throw new Error("no clipboard");
     await navigator.clipboard.writeText(name);
@@ -298,8 +300,9 @@ $("copy-name").addEventListener("click", async () => {
     document.execCommand("copy");
     field.remove();
   }
-  $("copy-status").textContent = isLong(name) ? `Copied the full name (${name.length} characters).` : "Copied.";
-});
+  $(status).textContent = isLong(name) ? `Copied the full name (${name.length} characters).` : "Copied.";
+}
+$("copy-name").addEventListener("click", () => copyName(current, "copy-status"));
 
 // More like this, as far as the spread asks; a new spread asks again once variants are shown.
 $("spread").addEventListener("input", () => {
