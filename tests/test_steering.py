@@ -648,6 +648,7 @@ def test_steering_commands_refuse_bad_requests_and_write_nothing(run, bare, tmp_
     source = str(run)
     cases = [
         (["colourways", source, "--of", "7:3", "--colours", "navy", "--out"], 2, ["grey", "#000080"]),
+        (["colourways", source, "--of", "7:3", "--colours", "grey", "--rounds", "0", "--out"], 2, ["1 to 32"]),
         (["colourways", source, "--of", "7:3", "--colours", "black,nosuch", "--out"], 2, ["'nosuch' is not a colour"]),
         (["colourways", str(bare), "--of", "7:3", "--colours", "black", "--out"], 2, ["run `productgan directions"]),
         (["steer", str(bare), "--of", "7:3", "--along", "main1", "--out"], 2, ["run `productgan directions"]),

@@ -29,6 +29,11 @@ ALIASES = {
 SHORT_NAMES = {"--init_from": "--train.init_from", "--freeze_d": "--train.freeze_d"}
 
 SOURCE_HELP = "A run directory or an exported generator folder."
+REF_HELP = (
+    "An image: SEED:INDEX[:CLASS][@TEMPERATURE] (image INDEX of `generate --seed SEED`, e.g. 7:3 or "
+    "7:3:Sneaker@0.8), a variant (7:3~0.5/0#2), an edited name (7:3^size=1) or a saved latent vector "
+    "PATH.npy[:CLASS]."
+)
 DEVICE_HELP = "cpu, cuda or cuda:N."
 CROP_HELP = (
     "'product': cut each image to its product's box (the pixels off the data's background) with a margin of a "

@@ -11,6 +11,7 @@ from jsonargparse import ArgumentParser
 from productgan.cli.common import (
     BACKGROUND_HELP,
     CROP_HELP,
+    REF_HELP,
     SOURCE_HELP,
     TEMPERATURE_HELP,
     Command,
@@ -40,11 +41,6 @@ VARIANTS = "images near one you like ('more like this')"
 PROJECT = "find the latent vector (and category) that reproduces a product photo"
 NEIGHBOURS = "the nearest training images of generated ones, with a flag for likely copies"
 SYNTH = "a labelled synthetic training set: images by category, checked, with a manifest"
-
-REF_HELP = (
-    "An image: SEED:INDEX[:CLASS][@TEMPERATURE] (image INDEX of `generate --seed SEED`, e.g. 7:3 or "
-    "7:3:Sneaker@0.8) or a saved latent vector PATH.npy[:CLASS]."
-)
 
 
 def _interpolate_parser() -> ArgumentParser:

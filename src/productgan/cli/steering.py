@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from jsonargparse import ArgumentParser
 
-from productgan.cli.common import SOURCE_HELP, Command, add_shared_options, call, new_parser, parse
-from productgan.explore.colourways import ROUNDS
+from productgan.cli.common import REF_HELP, SOURCE_HELP, Command, add_shared_options, call, new_parser, parse
+from productgan.explore.colourways import MAX_ROUNDS, ROUNDS
 from productgan.explore.steering import direction_table, measure_directions, write_colourways, write_strip
 from productgan.generator.directions import DIRECTIONS_FILE
 from productgan.generator.sampler import load_generator
@@ -14,11 +14,6 @@ from productgan.generator.sampler import load_generator
 DIRECTIONS = "measure a generator's sliders (colour, size, shape, its own directions) and store them"
 COLOURWAYS = "the same product in other colours: navy,#c0392b,olive"
 STEER = "one product along one slider, -2 to +2: a strip, a .npy or a folder"
-
-REF_HELP = (
-    "An image: SEED:INDEX[:CLASS][@TEMPERATURE] (7:3:Sneaker), a variant or an edited name "
-    "(7:3^size=1), or a saved latent vector PATH.npy[:CLASS]."
-)
 
 
 def _directions_parser() -> ArgumentParser:
@@ -39,10 +34,23 @@ def run_directions(args: list[str]) -> int:
     return 0
 
 
-def _colourways_parser() -> ArgumentParser:
-    parser = new_parser("colourways", COLOURWAYS)
+def _product_parser(name: str, help: str, out_help: str) -> ArgumentParser:
+    """The parser of a command that makes images of one product: its source, --of and --out."""
+    parser = new_parser(name, help)
     parser.add_argument("source", type=str, help=SOURCE_HELP + f" Its {DIRECTIONS_FILE} is needed: run `directions`.")
     parser.add_argument("--of", dest="ref", type=str, required=True, help="The product. " + REF_HELP)
+    parser.add_argument("--out", type=str, required=True, help=out_help)
+    add_shared_options(parser, overwrite="Replace an existing output.")
+    return parser
+
+
+def _colourways_parser() -> ArgumentParser:
+    parser = _product_parser(
+        "colourways",
+        COLOURWAYS,
+        "NAME.png (a strip, the product first), NAME.npy (uint8 N x C x H x W) or a folder of PNGs "
+        "with colourways.json (each image's name and the colour reached).",
+    )
     parser.add_argument(
         "--colours",
         type=str,
@@ -50,14 +58,8 @@ def _colourways_parser() -> ArgumentParser:
         help="Comma-separated colours: names (navy, olive, burgundy; docs/explore.md lists them) or #RRGGBB.",
     )
     parser.add_argument(
-        "--out",
-        type=str,
-        required=True,
-        help="NAME.png (a strip, the product first), NAME.npy (uint8 N x C x H x W) or a folder of PNGs "
-        "with colourways.json (each image's name and the colour reached).",
+        "--rounds", type=int, default=ROUNDS, help=f"Rounds of measuring and stepping (1 to {MAX_ROUNDS})."
     )
-    parser.add_argument("--rounds", type=int, default=ROUNDS, help="Rounds of measuring and stepping (1 to 32).")
-    add_shared_options(parser, overwrite="Replace an existing output.")
     return parser
 
 
@@ -77,23 +79,17 @@ def run_colourways(args: list[str]) -> int:
 
 
 def _steer_parser() -> ArgumentParser:
-    parser = new_parser("steer", STEER)
-    parser.add_argument("source", type=str, help=SOURCE_HELP + f" Its {DIRECTIONS_FILE} is needed: run `directions`.")
-    parser.add_argument("--of", dest="ref", type=str, required=True, help="The product. " + REF_HELP)
+    parser = _product_parser(
+        "steer",
+        STEER,
+        "NAME.png (a strip), NAME.npy (uint8 N x C x H x W) or a folder of PNGs with strip.json (each image's name).",
+    )
     parser.add_argument(
         "--along", type=str, required=True, help="A direction: lightness, hue, saturation, size, aspect, main1..."
     )
     parser.add_argument(
         "--amounts", type=float, nargs="+", default=None, help="The steps, space-separated (default -2 -1 0 1 2)."
     )
-    parser.add_argument(
-        "--out",
-        type=str,
-        required=True,
-        help="NAME.png (a strip), NAME.npy (uint8 N x C x H x W) or a folder of PNGs with strip.json "
-        "(each image's name).",
-    )
-    add_shared_options(parser, overwrite="Replace an existing output.")
     return parser
 
 

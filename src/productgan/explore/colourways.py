@@ -35,6 +35,7 @@ from productgan.generator.directions import Directions, orthonormal_rows
 from productgan.generator.sampler import Sampler
 
 ROUNDS = 8
+MAX_ROUNDS = 32
 CLOSE_ENOUGH = 1.0  # CIEDE2000 below which a colour is as good as reached (just noticeable)
 REFINE_STEPS = 40
 REFINE_RATE = 0.03
@@ -201,6 +202,8 @@ def colourways(
     """The product ``base`` names in each of ``colours`` (sRGB 0..255), in order."""
     if isinstance(base.label, torch.Tensor):
         raise UsageError("A colourway is made of one product of one category, not of a blend of categories.")
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or not 1 <= rounds <= MAX_ROUNDS:
+        raise UsageError(f"--rounds must be a whole number from 1 to {MAX_ROUNDS}, not {rounds!r}.")
     goal = targets(sampler, colours)
     n = len(colours)
     z = base.z.detach().cpu().float()[None].repeat(n, 1)

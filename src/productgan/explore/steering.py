@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,17 +99,8 @@ def write_colourways(
         images = render(sampler, [base, *(way.point for way in ways)]).numpy()
         records = [{"name": way.name(sampler), **way.describe()} for way in ways]
 
-        def fill(tmp: Path) -> None:
-            if kind == ".npy":
-                np.save(tmp, images)
-            elif kind == ".png":
-                to_pil(make_grid(images, len(images))).save(tmp, format="PNG")
-            else:
-                for i, (way, image) in enumerate(zip(ways, images[1:])):
-                    save_png(image, tmp / f"colourway-{i:02d}-{way.colour[1:]}.png")
-                manifest = {"of": str(ref), "colourways": records}
-                (tmp / "colourways.json").write_text(json.dumps(manifest, indent=2) + "\n")
-
+        files = [f"colourway-{i:02d}-{way.colour[1:]}.png" for i, way in enumerate(ways)]
+        fill = _strip_fill(kind, images, files, "colourways.json", {"of": str(ref), "colourways": records}, first=1)
         outputs.write({out: fill})
     return out, records
 
@@ -159,23 +151,30 @@ def write_strip(
         images = images.numpy()
         names = [str(EditedName(str(ref), ((along.strip().lower(), v),))) if v else str(ref) for v in values]
 
-        def fill(tmp: Path) -> None:
-            if kind == ".npy":
-                np.save(tmp, images)
-            elif kind == ".png":
-                to_pil(make_grid(images, len(images))).save(tmp, format="PNG")
-            else:
-                for i, image in enumerate(images):
-                    save_png(image, tmp / f"step-{i:02d}.png")
-                steps = [
-                    {"file": f"step-{i:02d}.png", "amount": v, "name": n} for i, (v, n) in enumerate(zip(values, names))
-                ]
-                (tmp / "strip.json").write_text(
-                    json.dumps({"of": str(ref), "along": along, "steps": steps}, indent=2) + "\n"
-                )
-
+        files = [f"step-{i:02d}.png" for i in range(len(values))]
+        steps = [{"file": f, "amount": v, "name": n} for f, v, n in zip(files, values, names)]
+        fill = _strip_fill(kind, images, files, "strip.json", {"of": str(ref), "along": along, "steps": steps})
         outputs.write({out: fill})
     return out
+
+
+def _strip_fill(
+    kind: str, images: np.ndarray, files: list[str], manifest_file: str, manifest: dict, first: int = 0
+) -> Callable[[Path], None]:
+    """What writes a strip of ``images``: a .npy, one .png strip, or a folder with one PNG each
+    (``files``, for the images from ``first`` on) and ``manifest`` as ``manifest_file``."""
+
+    def fill(tmp: Path) -> None:
+        if kind == ".npy":
+            np.save(tmp, images)
+        elif kind == ".png":
+            to_pil(make_grid(images, len(images))).save(tmp, format="PNG")
+        else:
+            for file, image in zip(files, images[first:]):
+                save_png(image, tmp / file)
+            (tmp / manifest_file).write_text(json.dumps(manifest, indent=2) + "\n")
+
+    return fill
 
 
 def direction_table(directions: Directions) -> list[str]:

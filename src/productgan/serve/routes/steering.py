@@ -100,16 +100,9 @@ def routes(service: Service) -> APIRouter:
         directions = service.sampler.directions
         listed = []
         if directions is not None:
+            fields = DirectionInfo.model_fields
             listed = [
-                DirectionInfo(
-                    name=d.name,
-                    kind=d.kind,
-                    attribute=d.attribute,
-                    effects=d.effects,
-                    monotone=d.monotone,
-                    category_kept=d.category_kept,
-                    description=d.description,
-                )
+                DirectionInfo(**{key: value for key, value in d.to_dict().items() if key in fields})
                 for d in directions.directions.values()
             ]
         return DirectionList(
