@@ -161,6 +161,11 @@ def test_train_init_from_on_the_command_line(source_run, fake_packed, tmp_path, 
     capsys.readouterr()
     recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]
     assert recorded["init_source"]["classes_added"] == ["Ankle boot"] and recorded["freeze_d"] == 1
+    card = (tmp_path / "run" / "generator" / "README.md").read_text()  # the model card names the source
+    (line,) = [line for line in card.splitlines() if line.startswith("| started from |")]
+    step = recorded["init_source"]["step"]
+    assert f"{source_run.resolve()} ({recorded['init_source']['checkpoint']}.pt at step {step:,})" in line
+    assert "categories added: Ankle boot" in line and "first 1 blocks kept fixed" in line
     assert main([*base, "--out", str(tmp_path / "nope"), "--init-from", str(tmp_path / "nowhere")]) == 2
     assert "is not a productgan run directory" in capsys.readouterr().err and not (tmp_path / "nope").exists()
     assert main(["train", "--resume", str(tmp_path / "run"), "--data", str(fake_packed)]) == 2  # the data changed

@@ -154,6 +154,12 @@ def training_section(export: dict[str, Any], run: dict[str, Any]) -> str:
         ("weights", "the exponential moving average of the generator" if export.get("ema") else "the generator"),
         ("seed", str(export.get("seed", run.get("seed", "not recorded")))),
     ]
+    source = train.get("init_source")
+    if isinstance(source, dict):  # --init-from: the source, its checkpoint, what was adapted, what was kept fixed
+        start = [f"{source.get('run')} ({source.get('checkpoint')}.pt at step {_count(source.get('step'))})"]
+        start += [f"categories {how}: {', '.join(map(str, source.get(f'classes_{how}') or []))}" for how in _ADAPTED]
+        start += [f"the discriminator's first {train['freeze_d']} blocks kept fixed"] if train.get("freeze_d") else []
+        rows.insert(0, ("started from", "; ".join(part for part in start if not part.endswith(": "))))
     table = "".join(f"| {label} | {_cell(str(value))} |\n" for label, value in rows)
     return "## Training\n\n| | |\n|---|---|\n" + table
 
@@ -352,6 +358,8 @@ def loading_section(export: dict[str, Any], onnx: bool | str) -> str:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+_ADAPTED = ("added", "dropped")
 
 
 def is_conditional(export: dict[str, Any]) -> bool:
