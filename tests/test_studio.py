@@ -589,15 +589,23 @@ def open_detail(browser, server, width: int) -> None:
     browser.find_element(By.CSS_SELECTOR, "#variants .cell").click()  # a variant: its short label
     browser.find_element(By.ID, "more").click()
     browser.find_element(By.ID, "walk-go").click()
-    wait(
-        browser,
-        lambda driver: (
+
+    def ready(driver) -> bool:
+        return (
             len(driver.find_elements(By.CSS_SELECTOR, "#variants .cell img")) == 8
             and len(driver.find_elements(By.CSS_SELECTOR, "#neighbours img")) == 4
             and driver.find_element(By.ID, "walk-result").is_displayed()
-        ),
-        PROJECTION_WAIT,
-    )
+        )
+
+    try:
+        wait(browser, ready, PROJECTION_WAIT)
+    except TimeoutException:  # say which part never came, and what the page said
+        shown = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "[role=alert], .error") if e.text.strip()]
+        raise AssertionError(
+            f"after {PROJECTION_WAIT} s: {len(browser.find_elements(By.CSS_SELECTOR, '#variants .cell img'))} "
+            f"variants, {len(browser.find_elements(By.CSS_SELECTOR, '#neighbours img'))} neighbours, walk shown "
+            f"{browser.find_element(By.ID, 'walk-result').is_displayed()}; the page said {shown}"
+        )
     loaded(browser, "#variants .cell img, #neighbours img, #walk-image")
 
 
