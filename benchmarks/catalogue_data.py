@@ -83,8 +83,8 @@ def scores(run: Path, evaluator: Evaluator, full: PackedDataset, n: int, seed: i
         **{k: metrics[k] for k in ("fid_productgan", "precision", "recall")},
         "cas": cas["cas"],
         "cas_real_baseline": cas["cas_real_baseline"],
-        "steps": log[-1]["step"],
-        "images_seen": log[-1]["images_seen"],
+        "steps": sampler.info["step"],
+        "images_seen": sampler.info["images_seen"],
         "final_augment_p": strength[-1] if strength else None,
     }
 
