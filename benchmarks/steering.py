@@ -48,7 +48,7 @@ from productgan.data.product import (
     product_mask,
 )
 from productgan.evaluator import Evaluator, features_and_probabilities
-from productgan.explore.colourways import colourways, recolour, steer_colours, targets
+from productgan.explore.colourways import colourways, full_lab, recolour, steer_colours, targets
 from productgan.explore.latent import render
 from productgan.explore.names import point
 from productgan.generator.sampler import load_generator
@@ -138,7 +138,7 @@ def main() -> None:
     iou_all = np.concatenate([np.asarray(r["iou"]) for r in per_colour])
     start_lab = main_colours(base_images, background)
     start_difference = np.concatenate(
-        [ciede2000(start_lab, np.broadcast_to(_full(goal[c]), start_lab.shape)) for c in range(len(colours))]
+        [ciede2000(start_lab, np.broadcast_to(full_lab(goal[c]), start_lab.shape)) for c in range(len(colours))]
     )
 
     # Realism: the recoloured set against as many fresh samples and against the sources repeated.
@@ -149,7 +149,7 @@ def main() -> None:
     pool = sampler(n=args.pool, seed=args.seed + 2000).numpy()
     pool_lab, taken, same_colour = main_colours(pool, background), np.zeros(args.pool, bool), []
     for c in range(len(colours)):
-        distance = ciede2000(pool_lab, _full(goal[c]))
+        distance = ciede2000(pool_lab, full_lab(goal[c]))
         distance[taken | ~np.isfinite(distance)] = np.inf
         nearest = np.argsort(distance)[: len(sources)]
         taken[nearest] = True
@@ -242,10 +242,6 @@ def _median_seconds(work, times: int = 5) -> float:
         work()
         seconds.append(time.perf_counter() - start)
     return float(np.median(seconds))
-
-
-def _full(goal: np.ndarray) -> np.ndarray:
-    return goal if goal.shape[-1] == 3 else np.array([goal[0], 0.0, 0.0])
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import tiny_config
+from helpers import TINY_FLAGS, tiny_config
 
 from productgan.cli import main
 from productgan.config import resolve
@@ -144,19 +144,7 @@ def test_mismatches_and_bad_sources_are_refused_in_one_sentence(source_run, fake
 
 
 def test_train_init_from_on_the_command_line(source_run, fake_packed, tmp_path, capsys):
-    tiny = [
-        "--batch-size",
-        "16",
-        "--model.nz",
-        "8",
-        "--model.ngf",
-        "4",
-        "--model.ndf",
-        "4",
-        "--train.precision",
-        "fp32",
-    ]
-    base = ["train", "--preset", "none", "--conditional", "--data", str(fake_packed), "--steps", "2", *tiny]
+    base = ["train", "--conditional", "--data", str(fake_packed), "--steps", "2", "--batch-size", "16", *TINY_FLAGS]
     assert main([*base, "--out", str(tmp_path / "run"), "--init-from", str(source_run), "--freeze-d", "1"]) == 0
     capsys.readouterr()
     recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import torch
 
 from productgan.errors import UsageError
 
@@ -104,17 +105,36 @@ def hex_code(rgb: tuple[int, int, int] | np.ndarray) -> str:
     return "#" + "".join(f"{int(round(float(c))):02x}" for c in np.clip(np.asarray(rgb, dtype=float), 0, 255))
 
 
+# sRGB's linear RGB to CIE XYZ and back (IEC 61966-2-1), the D65 white, and CIELAB's constants.
+SRGB_TO_XYZ = (
+    (0.4124564, 0.3575761, 0.1804375),
+    (0.2126729, 0.7151522, 0.0721750),
+    (0.0193339, 0.1191920, 0.9503041),
+)
+XYZ_TO_SRGB = (
+    (3.2404542, -1.5371385, -0.4985314),
+    (-0.9692660, 1.8760108, 0.0415560),
+    (0.0556434, -0.2040259, 1.0572252),
+)
+D65_WHITE = (0.95047, 1.0, 1.08883)
+_EPSILON, _KAPPA = 216 / 24389, 24389 / 27
+
+
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB values 0..255 (any shape ending in 3) -> CIELAB L*, a*, b* (D65 white)."""
-    c = np.asarray(rgb, dtype=np.float64) / 255.0
-    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    matrix = np.array(
-        [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
-    )
-    xyz = linear @ matrix.T / np.array([0.95047, 1.0, 1.08883])
-    eps, kappa = 216 / 24389, 24389 / 27
-    f = np.where(xyz > eps, np.cbrt(xyz), (kappa * xyz + 16) / 116)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+    return srgb_to_lab_tensor(torch.as_tensor(np.asarray(rgb, dtype=np.float64))).numpy()
+
+
+def srgb_to_lab_tensor(rgb: torch.Tensor) -> torch.Tensor:
+    """``srgb_to_lab`` on a tensor (on its device, in its dtype), differentiable: what colourways
+    steer by (explore/colourways.py)."""
+    c = rgb / 255.0
+    linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    white = torch.tensor(D65_WHITE, dtype=rgb.dtype, device=rgb.device)
+    xyz = linear @ torch.tensor(SRGB_TO_XYZ, dtype=rgb.dtype, device=rgb.device).T / white
+    # The cube root of the clamped value: the branch not taken stays finite, and so do its gradients.
+    f = torch.where(xyz > _EPSILON, xyz.clamp_min(_EPSILON) ** (1 / 3), (_KAPPA * xyz + 16) / 116)
+    return torch.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], dim=-1)
 
 
 def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
@@ -124,12 +144,8 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
         lab = np.concatenate([lab, np.zeros(lab.shape[:-1] + (2,))], axis=-1)
     fy = (lab[..., 0] + 16) / 116
     f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
-    eps, kappa = 216 / 24389, 24389 / 27
-    xyz = np.where(f**3 > eps, f**3, (116 * f - 16) / kappa) * np.array([0.95047, 1.0, 1.08883])
-    matrix = np.array(
-        [[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560], [0.0556434, -0.2040259, 1.0572252]]
-    )
-    linear = np.clip(xyz @ matrix.T, 0, 1)
+    xyz = np.where(f**3 > _EPSILON, f**3, (116 * f - 16) / _KAPPA) * np.array(D65_WHITE)
+    linear = np.clip(xyz @ np.array(XYZ_TO_SRGB).T, 0, 1)
     return 255 * np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
 
 

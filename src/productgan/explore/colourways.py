@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from productgan.data.colour import ciede2000, hex_code, lab_to_srgb, srgb_to_lab
+from productgan.data.colour import ciede2000, hex_code, lab_to_srgb, srgb_to_lab, srgb_to_lab_tensor
 from productgan.data.product import MASK_THRESHOLD, background_values, main_colours
 from productgan.errors import UsageError
 from productgan.explore.names import Point, vector_name
@@ -82,6 +82,11 @@ def targets(sampler: Sampler, colours: list[tuple[int, int, int]]) -> np.ndarray
     return lab[:, :1]
 
 
+def full_lab(goal: np.ndarray) -> np.ndarray:
+    """Targets as ``targets`` gives them (N x 3, or N x 1 for grey) -> CIELAB N x 3 (a grey has a* = b* = 0)."""
+    return goal if goal.shape[-1] == 3 else np.concatenate([goal, np.zeros(goal.shape[:-1] + (2,))], axis=-1)
+
+
 def steer_colours(
     sampler: Sampler,
     z: torch.Tensor,
@@ -103,7 +108,7 @@ def steer_colours(
     current = z.detach().cpu().double().numpy().copy()
     best, best_lab = current.copy(), np.full((len(z), 3), np.nan)
     best_difference = np.full(len(z), np.inf)
-    full_goal = goal if goal.shape[1] == 3 else np.concatenate([goal, np.zeros((len(goal), 2))], axis=1)
+    full_goal = full_lab(goal)
     for _ in range(rounds):
         images = sampler.from_noise(torch.from_numpy(current.astype(np.float32)), "native", labels=labels).numpy()
         lab = main_colours(images, background)
@@ -144,7 +149,8 @@ def keep_product(
         optimiser = torch.optim.Adam([v], lr=REFINE_RATE)
         for _ in range(REFINE_STEPS):
             colour, matte = _colour_and_matte(images(v), background)
-            lab = _lab(colour)[:, : target.shape[1]]
+            grey = colour.shape[1] == 1
+            lab = srgb_to_lab_tensor(colour.repeat(1, 3) if grey else colour)[:, : target.shape[1]]
             loss = ((lab - target) ** 2).sum(1).mean() / 100 + SHAPE_WEIGHT * ((matte - reference) ** 2).mean()
             optimiser.zero_grad()
             loss.backward()
@@ -164,22 +170,6 @@ def _colour_and_matte(images: torch.Tensor, background: torch.Tensor) -> tuple[t
     return colour, (distance / contrast.view(-1, 1, 1)).clamp(0, 1)
 
 
-_XYZ = torch.tensor(
-    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
-)
-
-
-def _lab(rgb: torch.Tensor) -> torch.Tensor:
-    """sRGB 0..255 (N x 3, or N x 1 grey) -> CIELAB, differentiable (data/colour.py's formulas)."""
-    if rgb.shape[1] == 1:
-        rgb = rgb.repeat(1, 3)
-    c = (rgb / 255).clamp(1e-6, 1)
-    linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    xyz = linear @ _XYZ.to(rgb.device).T / torch.tensor([0.95047, 1.0, 1.08883], device=rgb.device)
-    f = torch.where(xyz > 216 / 24389, xyz.clamp_min(1e-9) ** (1 / 3), (24389 / 27 * xyz + 16) / 116)
-    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
-
-
 def recolour(
     sampler: Sampler, z: torch.Tensor, labels: torch.Tensor | None, goal: np.ndarray, rounds: int = ROUNDS
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -189,8 +179,7 @@ def recolour(
     refined = keep_product(sampler, reached, labels, goal, z)
     background = background_values(sampler.info, sampler.generator.channels)
     lab = main_colours(sampler.from_noise(refined, "native", labels=labels).numpy(), background)
-    full_goal = goal if goal.shape[1] == 3 else np.concatenate([goal, np.zeros((len(goal), 2))], axis=1)
-    difference = ciede2000(lab, full_goal)
+    difference = ciede2000(lab, full_lab(goal))
     missed = ~(difference <= FAR) & (reached_difference <= FAR)  # NaN (no product) counts as missed
     refined[missed], lab[missed], difference[missed] = reached[missed], reached_lab[missed], reached_difference[missed]
     return refined, lab, difference

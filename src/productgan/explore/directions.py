@@ -92,8 +92,9 @@ def fit_directions(
             2, Direction("saturation", "scale", per_unit=SATURATION_LOG2_PER_UNIT, attribute="saturation")
         )
     directions += [Direction(f"main{i + 1}", "shift", v) for i, v in enumerate(main_directions(sampler))]
-    model = Directions(nz, sampler.info.get("weights_sha256"), {}, ColourModel(matrix, offset))
-    model.directions = {d.name: d for d in directions}
+    model = Directions(
+        nz, sampler.info.get("weights_sha256"), {d.name: d for d in directions}, ColourModel(matrix, offset)
+    )
     spread = {name: float(np.nanstd(values[name][found])) for name in ATTRIBUTES}
     probe_z, probe_labels = z[found.nonzero()[0][:probe]], None if labels is None else labels[found][:probe]
     bar.total = 1 + len(directions) * len(AMOUNTS)
@@ -165,7 +166,6 @@ def _measured(
 ) -> Direction:
     """``direction`` with its measured effects (median change per unit of every attribute), its
     monotonicity on its own attribute, and the share of images keeping their category at +-2."""
-    model.directions[direction.name] = direction
     base_images = _images(sampler, z, labels)
     base = measure(base_images, background)
     base_class = None if classify is None else classify(base_images)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ import torch
 
 from productgan.data.colour import parse_colours
 from productgan.errors import UsageError
-from productgan.evaluator import Evaluator, features_and_probabilities
+from productgan.evaluator import Evaluator
+from productgan.evaluator.inference import class_probabilities
 from productgan.evaluator.training import CLASSES_TASK
 from productgan.explore.colourways import ROUNDS, colourways
 from productgan.explore.directions import fit_directions
@@ -63,16 +65,13 @@ def measure_directions(
         if evaluator.info.get("task", CLASSES_TASK) == CLASSES_TASK:
             classify = _classifier(evaluator)
     directions = fit_directions(sampler, samples, probe, seed, classify, progress)
-    if run_dir is not None:
-        with locked(run_dir, "directions"):
-            return directions.save(folder), directions
-    return directions.save(folder), directions
+    with locked(run_dir, "directions") if run_dir is not None else nullcontext():
+        return directions.save(folder), directions
 
 
 def _classifier(evaluator: Evaluator):
     def classify(images: np.ndarray) -> np.ndarray:
-        _, probabilities = features_and_probabilities(evaluator.net, torch.from_numpy(images))
-        return probabilities.argmax(1).numpy()
+        return class_probabilities(evaluator.net, images).argmax(1).numpy()
 
     return classify
 
