@@ -210,6 +210,15 @@ def test_an_edited_name_opens_with_its_sliders_there(browser, server):
     browser.execute_script("openDetail(arguments[0])", BASE)
 
 
+def test_a_refused_preview_says_why(browser, server):
+    """An edited image the server refuses (no such direction) gets the server's sentence beside
+    the preview, from the page's one retry of failed images."""
+    browser.execute_script("openDetail(arguments[0])", f"{BASE}^nosuch=1")
+    wait(browser, lambda driver: "There is no direction 'nosuch'" in text(driver, "steer-error"))
+    browser.execute_script("openDetail(arguments[0])", BASE)
+    wait(browser, lambda driver: text(driver, "steer-error") == "")
+
+
 def test_a_strip_along_one_slider(browser, server):
     sliders = browser.find_elements(By.CSS_SELECTOR, "#sliders input")
     kept, along = sliders[0].get_attribute("data-direction"), sliders[-1].get_attribute("data-direction")

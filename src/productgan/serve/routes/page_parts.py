@@ -10,7 +10,7 @@ STEERING = """<section id="steering-section" aria-labelledby="steering-title"><h
 <div id="steering" hidden>
 <div class="steer">
 <div class="steer-preview" id="steer-preview">
-<img id="steer-image" class="pixel" alt="the image as steered">
+<img id="steer-image" class="pixel" data-error="steer-error" alt="the image as steered">
 <div class="steer-about">
 <p class="name"><code id="steer-name"></code></p>
 <div class="actions">
@@ -31,7 +31,7 @@ STEERING = """<section id="steering-section" aria-labelledby="steering-title"><h
 <p class="hint" id="colour-status" aria-live="polite"></p>
 <p class="error" id="colour-error" role="alert"></p>
 <div class="colourway" id="colourway" hidden>
-<img id="colourway-image" class="pixel" alt="">
+<img id="colourway-image" class="pixel" data-error="colour-error" alt="">
 <div><p id="colourway-text"></p>
 <p class="chips" id="chips" aria-hidden="true"><span class="chip" id="chip-asked"></span> asked
 <span class="chip" id="chip-reached"></span> reached</p>
@@ -43,7 +43,7 @@ STEERING = """<section id="steering-section" aria-labelledby="steering-title"><h
 <div class="field submit"><button type="submit" class="primary" id="strip-go">Show -2 to +2</button></div>
 </form>
 <p class="error" id="strip-error" role="alert"></p>
-<figure id="strip-result" hidden><img id="strip-image" class="pixel strip-image" alt="">
+<figure id="strip-result" hidden><img id="strip-image" class="pixel strip-image" data-error="strip-error" alt="">
 <figcaption class="strip-scale" id="strip-caption"></figcaption></figure>
 </section>
 </div></section>

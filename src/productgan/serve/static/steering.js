@@ -53,24 +53,6 @@ const steered = (without) => {
   return written ? `${base}^${written}` : base;
 };
 
-// The sentence of a failed image: an <img> cannot read its answer, so it is fetched again (a 503
-// is studio.js's to ask again).
-function explainFailures(image, errorId) {
-  image.addEventListener("error", async () => {
-    const address = image.getAttribute("src");
-    if (!address || address.startsWith("blob:")) return;
-    try {
-      const response = await fetch(address);
-      if (!response.ok && response.status !== 503 && image.getAttribute("src") === address) {
-        showError(errorId, await problem(response));
-      }
-    } catch (error) { /* the page's own placeholder says it */ }
-  });
-}
-explainFailures($("steer-image"), "steer-error");
-explainFailures($("strip-image"), "strip-error");
-explainFailures($("colourway-image"), "colour-error");
-
 detail.addEventListener("image-opened", async (event) => {
   const { name, label } = event.detail;
   let listed;

@@ -104,7 +104,11 @@ async function recover(image) {
     const blob = await response.blob();
     if (image.getAttribute("src") === address) image.src = URL.createObjectURL(blob);
   } catch (error) {
-    if (image.getAttribute("src") === address) holder.classList.add("failed");
+    if (image.getAttribute("src") === address) {
+      holder.classList.add("failed");
+      // An image with a place for its sentence (data-error: the steering's) says why it failed.
+      if (image.dataset.error) showError(image.dataset.error, error.message);
+    }
   } finally {
     waiting.delete(image);
     holder.classList.remove("waiting");
