@@ -239,7 +239,7 @@ def write_synth(
         record["file"] = files.get(record["name"], "") if record["status"] == "kept" else ""
     for category in {files[name].partition("/")[0] for name in files}:
         (folder / category).mkdir()
-    pictures = cutout.pictures(result.images) if cutout.active else result.images  # H x W x C, or C x H x W
+    pictures = cutout.pictures(result.images)  # H x W x C, or C x H x W
     for position, name in enumerate(result.names):
         path = folder / files[name]
         try:

@@ -179,8 +179,11 @@ class Cutout:
 
     def pictures(self, images: np.ndarray) -> list[np.ndarray]:
         """uint8 N x C x H x W -> one uint8 H x W x C' picture each (C' = C + 1 with an alpha
-        channel), each cropped to its product when asked, so of its own size."""
+        channel), each cropped to its product when asked, so of its own size; the images as they are
+        (C x H x W) when neither option is on."""
         images = np.asarray(images)
+        if not self.active:
+            return list(images)
         boxes = [crop_box(image, self.colour) if self.crop == "product" else None for image in images]
         if self.background == "transparent":
             images = with_alpha(images, self.colour)
@@ -194,14 +197,18 @@ class Cutout:
 
     def array(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x C x H x W as a .npy holds it: with the alpha channel last when asked (N x
-        (C + 1) x H x W); a crop, which gives images of different sizes, is refused before."""
+        (C + 1) x H x W), as they are otherwise; a crop, which gives images of different sizes, is
+        refused before."""
         check_npy(self.crop)
         return with_alpha(images, self.colour) if self.background == "transparent" else np.asarray(images)
 
     def grid(self, images: np.ndarray, nrow: int | None = None) -> np.ndarray:
         """One H' x W' x C' grid picture, as ``make_grid`` lays it out: crops centred on a common
         cell (the largest crop's height and width) filled with the background, transparent when
-        asked; the gaps between cells are 0 (black, or transparent)."""
+        asked; the gaps between cells are 0 (black, or transparent). ``make_grid``'s own grid when
+        neither option is on."""
+        if not self.active:
+            return make_grid(images, nrow)
         pictures = self.pictures(images)
         height = max(p.shape[0] for p in pictures)
         width = max(p.shape[1] for p in pictures)

@@ -10,7 +10,7 @@ import numpy as np
 from productgan.errors import UsageError
 from productgan.files import FolderKind, Outputs, output_path
 from productgan.generator.cutout import check_npy, check_options, plan_cutout
-from productgan.generator.grid import make_grid, save_png, to_pil
+from productgan.generator.grid import save_png, to_pil
 from productgan.generator.sampler import Sampler, load_generator
 
 # Extensions that name a file generate cannot write (it writes .npy, .png or a folder).
@@ -82,12 +82,12 @@ def generate_to_path(
         def fill(tmp: Path) -> None:
             columns = sampler.grid_columns(n, label)
             if kind == "npy":
-                np.save(tmp, cutout.array(images) if cutout.active else images)
+                np.save(tmp, cutout.array(images))
             elif kind == "png":
-                grid = cutout.grid(images, columns) if cutout.active else make_grid(images, columns)
+                grid = cutout.grid(images, columns)
                 to_pil(grid).save(tmp, format="PNG")
             else:
-                pictures = cutout.pictures(images) if cutout.active else images  # H x W x C, or C x H x W
+                pictures = cutout.pictures(images)  # H x W x C, or C x H x W
                 for index, picture in enumerate(pictures):
                     category = None if labels is None else names[int(labels[index])]
                     save_png(picture, tmp / image_file_name(seed, index, n, category))

@@ -125,7 +125,7 @@ class Service:
         self._index_lock = threading.Lock()
         self._stop = threading.Event()  # set at shutdown: a build in progress ends at its next batch
         self._warm_up: threading.Thread | None = None
-        self._background_share: float | None = None  # measured at the first request for transparency
+        self._background_share: float | None = None  # measured once, when the routes are declared
         self.expected = {
             "n": f"a whole number between 1 and {self.max_images}",
             "seed": f"a whole number between 0 and {MAX_SEED}",

@@ -138,7 +138,7 @@ def routes(service: Service) -> APIRouter:
         def make() -> bytes:
             cutout = service.cutout(**cut)
             image = enlarge(render(service.sampler, [p]).numpy(), scale)  # cropped once enlarged
-            return png(cutout.pictures(image)[0] if cutout.active else image[0])
+            return png(cutout.pictures(image)[0])
 
         return await service.answer(
             {"route": "named.png", "name": name, "scale": scale, **cut},

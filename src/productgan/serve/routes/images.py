@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from productgan.errors import UsageError
 from productgan.generator.cutout import BACKGROUNDS, CROPS
-from productgan.generator.grid import make_grid, to_pil
+from productgan.generator.grid import to_pil
 from productgan.generator.latents import MAX_TEMPERATURE
 from productgan.serve.problems import BAD_REQUEST, BUSY
 from productgan.serve.service import MAX_INDEX, MAX_SEED, Images, Service
@@ -179,7 +179,7 @@ def routes(service: Service) -> APIRouter:
         def make() -> bytes:
             cutout = service.cutout(**cut)
             pictures = service.make(images)
-            return png(cutout.grid(pictures, columns) if cutout.active else make_grid(pictures, columns))
+            return png(cutout.grid(pictures, columns))
 
         return await service.answer(
             images.key("images.png", **cut),
@@ -231,7 +231,7 @@ def routes(service: Service) -> APIRouter:
         def make() -> bytes:
             cutout = service.cutout(**cut)
             picture = service.make_one(images, index)
-            return png(cutout.pictures(picture[None])[0] if cutout.active else picture)
+            return png(cutout.pictures(picture[None])[0])
 
         return await service.answer(
             images.key("image.png", index=index, **cut),
