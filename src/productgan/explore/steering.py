@@ -31,7 +31,7 @@ from productgan.evaluator.training import CLASSES_TASK
 from productgan.explore.colourways import ROUNDS, colourways
 from productgan.explore.directions import fit_directions
 from productgan.explore.latent import render
-from productgan.explore.names import EditedName, Point, point
+from productgan.explore.names import Point, edited_name, point
 from productgan.files import FolderKind, Outputs, output_path
 from productgan.generator.directions import Directions, check_amount
 from productgan.generator.export import find_export
@@ -146,9 +146,10 @@ def write_strip(
     values = check_amounts(amounts, along)
     with Outputs("steer") as outputs:
         out = outputs.claim(out, overwrite, STRIP if kind == "dir" else None)
-        images, _ = slider_images(sampler, point(sampler, ref), along.strip().lower(), values)
+        direction = along.strip().lower()
+        images, _ = slider_images(sampler, point(sampler, ref), direction, values)
         images = images.numpy()
-        names = [str(EditedName(str(ref), ((along.strip().lower(), v),))) if v else str(ref) for v in values]
+        names = [edited_name(str(ref), f"{direction}={v!r}") if v else str(ref) for v in values]
 
         files = [f"step-{i:02d}.png" for i in range(len(values))]
         steps = [{"file": f, "amount": v, "name": n} for f, v, n in zip(files, values, names)]
