@@ -14,6 +14,7 @@ where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import io
@@ -25,6 +26,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -151,11 +153,11 @@ class Served(str):
         return served
 
 
-@pytest.fixture(scope="module")
-def server(run_dir):
-    """``productgan serve RUN --root-path /gan`` in a process of its own, behind the proxy; the
-    proxy's address."""
-    command = [sys.executable, "-m", "productgan", "serve", str(run_dir), "--port", "0", "--root-path", ROOT]
+@contextlib.contextmanager
+def serving(run_dir, *options: str) -> Iterator[int]:
+    """``productgan serve RUN --port 0 OPTIONS`` in a process of its own, once it answers /health:
+    its port; the process ends with the block."""
+    command = [sys.executable, "-m", "productgan", "serve", str(run_dir), "--port", "0", *options]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = process.stdout.readline()
@@ -172,14 +174,22 @@ def server(run_dir):
             except OSError:
                 assert time.monotonic() < deadline, "the server did not answer /health"
                 time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(run_dir):
+    """``productgan serve RUN --root-path /gan`` in a process of its own, behind the proxy; the
+    proxy's address."""
+    with serving(run_dir, "--root-path", ROOT) as port:
         proxy = Proxy(port)
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
         yield Served(f"http://127.0.0.1:{proxy.server_address[1]}{ROOT}", proxy)
         proxy.shutdown()
         proxy.server_close()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,10 @@ instead of the tiny one, for ``-k screenshots``: a colour run's swatches are col
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlparse
@@ -28,7 +25,7 @@ import pytest
 
 # First: test_studio skips (or, in CI, fails) the module when the browser or Selenium is missing.
 import test_studio
-from test_studio import WAIT, fetch, loaded, text, wait
+from test_studio import WAIT, fetch, loaded, serving, text, wait
 
 # isort: split
 from helpers import train_tiny_run
@@ -68,26 +65,8 @@ def run_dir(request):
 @pytest.fixture(scope="module")
 def bare_server(runs):
     """``productgan serve`` of the run with no directions (no proxy, no root path): its address."""
-    command = [sys.executable, "-m", "productgan", "serve", str(runs[1]), "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = process.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert match, line + process.stdout.read()
-        deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", int(match[1]), timeout=5)
-                connection.request("GET", "/health")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not answer /health"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{match[1]}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serving(runs[1]) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def open_steering(browser, server, width: int = 1440) -> None:
