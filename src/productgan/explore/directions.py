@@ -62,7 +62,8 @@ def fit_directions(
     labels = balanced_labels(samples, classes) if classes else None
     coloured = sampler.generator.channels == 3
     bar = tqdm(total=1, desc="directions", unit="pass", disable=not progress, leave=False)
-    values = measure(_images(sampler, z, labels), background)
+    images = _images(sampler, z, labels)
+    values = measure(images, background)
     bar.update(1)
     found = np.isfinite(np.stack([values[name] for name in ("lightness", "size", "aspect")])).all(axis=0)
     if found.sum() < MIN_SAMPLES:
@@ -96,11 +97,16 @@ def fit_directions(
         nz, sampler.info.get("weights_sha256"), {d.name: d for d in directions}, ColourModel(matrix, offset)
     )
     spread = {name: float(np.nanstd(values[name][found])) for name in ATTRIBUTES}
-    probe_z, probe_labels = z[found.nonzero()[0][:probe]], None if labels is None else labels[found][:probe]
+    # The probe: the first images that show a product, measured (and classified) once for every direction.
+    rows = found.nonzero()[0][:probe]
+    probe_z, probe_labels = z[rows], None if labels is None else labels[rows]
+    base = {name: value[rows] for name, value in values.items()}
+    base_class = None if classify is None else classify(images[rows])
     bar.total = 1 + len(directions) * len(AMOUNTS)
     bar.refresh()
     measured = [
-        _measured(sampler, model, d, probe_z, probe_labels, background, spread, classify, bar) for d in directions
+        _measured(sampler, model, d, probe_z, probe_labels, base, base_class, background, spread, classify, bar)
+        for d in directions
     ]
     bar.close()
     model.directions = {d.name: d for d in measured}
@@ -159,16 +165,16 @@ def _measured(
     direction: Direction,
     z: torch.Tensor,
     labels: torch.Tensor | None,
+    base: dict[str, np.ndarray],
+    base_class: np.ndarray | None,
     background: np.ndarray,
     spread: dict[str, float],
     classify: Classify | None,
     bar: tqdm,
 ) -> Direction:
-    """``direction`` with its measured effects (median change per unit of every attribute), its
-    monotonicity on its own attribute, and the share of images keeping their category at +-2."""
-    base_images = _images(sampler, z, labels)
-    base = measure(base_images, background)
-    base_class = None if classify is None else classify(base_images)
+    """``direction`` with its measured effects (median change per unit of every attribute, from the
+    probe's own attributes ``base``), its monotonicity on its own attribute, and the share of
+    images keeping their category (``base_class``) at +-2."""
     changes, kept = {name: [] for name in ATTRIBUTES}, []
     for amount in AMOUNTS:
         moved = model.edit(z, ((direction.name, amount),), labels)
