@@ -143,40 +143,80 @@ def train_evaluator(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        net = EvaluatorNet(**config.architecture(channels, num_classes, (height, width)))
-        mean, std = _pixel_statistics(images)
-        net.pixel_mean.copy_(mean)
-        net.pixel_std.copy_(std.clamp_min(1e-3))
-        net = net.to(device).train()
-
-        decay = [p for n, p in net.named_parameters() if p.ndim > 1]
-        no_decay = [p for n, p in net.named_parameters() if p.ndim <= 1]
-        optimizer = torch.optim.SGD(
-            [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=lr,
-            momentum=0.9,
-            nesterov=True,
-        )
+        net = new_network(images, num_classes, config)
         order_rng = torch.Generator().manual_seed(config.seed)
-        bar = tqdm(total=total_steps, unit="step", disable=not progress, dynamic_ncols=True, desc="training evaluator")
-        step = 0
-        for _ in range(epochs):
-            order = torch.randperm(count, generator=order_rng)
-            for start in range(0, steps_per_epoch * batch_size, batch_size):
-                index = order[start : start + batch_size]
-                batch = images[index].float()
-                if config.augment:
-                    batch = _augment(batch, order_rng)
-                for group in optimizer.param_groups:
-                    group["lr"] = _learning_rate(step, total_steps, lr)
-                logits = net(batch.to(device))
-                loss = F.cross_entropy(logits, labels[index].to(device), label_smoothing=0.1)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                if progress and step % 20 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                bar.update(1)
-        bar.close()
+        order = torch.empty(0, dtype=torch.long)
+
+        def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+            nonlocal order
+            start = (step % steps_per_epoch) * batch_size
+            if start == 0:
+                order = torch.randperm(count, generator=order_rng)
+            index = order[start : start + batch_size]
+            inputs = images[index].float()
+            if config.augment:
+                inputs = _augment(inputs, order_rng)
+            return inputs, labels[index]
+
+        fit_classifier(net, batch, total_steps, lr, device, progress, "training evaluator")
     return net.eval().requires_grad_(False)
+
+
+def new_network(images: torch.Tensor, num_classes: int, config: EvaluatorConfig = DEFAULT_CONFIG) -> EvaluatorNet:
+    """An untrained EvaluatorNet for uint8 ``images`` (N x C x H x W), its input normalised by
+    their per-channel mean and spread; its weights are drawn from torch's global generator."""
+    _, channels, height, width = images.shape
+    net = EvaluatorNet(**config.architecture(channels, num_classes, (height, width)))
+    mean, std = _pixel_statistics(images)
+    net.pixel_mean.copy_(mean)
+    net.pixel_std.copy_(std.clamp_min(1e-3))
+    return net
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The recipe's loss: cross-entropy with label smoothing 0.1 against class indices, or against
+    ``targets`` given as probabilities (N x K; soft labels, used as they are)."""
+    if targets.dtype == torch.long:
+        return F.cross_entropy(logits, targets, label_smoothing=0.1)
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
+def fit_classifier(
+    net: EvaluatorNet,
+    batch,
+    total_steps: int,
+    lr: float,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    description: str = "training classifier",
+    first_step: int = 0,
+) -> EvaluatorNet:
+    """Train ``net`` for ``total_steps`` SGD steps of ``batch(step)``, which returns float inputs
+    on the 0..255 scale and targets as ``classification_loss`` takes them: SGD with Nesterov
+    momentum 0.9, the one-cycle learning rate peaking at ``lr``, weight decay 5e-4 on the weights
+    only. Returns the net in train mode."""
+    device = torch.device(device)
+    net = net.to(device).train()
+    decay = [p for _, p in net.named_parameters() if p.ndim > 1]
+    no_decay = [p for _, p in net.named_parameters() if p.ndim <= 1]
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        momentum=0.9,
+        nesterov=True,
+    )
+    bar = tqdm(total=total_steps, unit="step", disable=not progress, dynamic_ncols=True, desc=description)
+    for step in range(total_steps):
+        inputs, targets = batch(first_step + step)
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(step, total_steps, lr)
+        logits = net(inputs.to(device))
+        loss = classification_loss(logits, targets.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if progress and (step + 1) % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        bar.update(1)
+    bar.close()
+    return net
