@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from conftest import IDX_FILE_NAMES, _write_idx, fake_fashion_mnist_arrays
 
 from productgan.config import ModelConfig, RunConfig, TrainConfig
-from productgan.data import prepare
+from productgan.data import PackedDataset, prepare
+from productgan.generator.export import write_export
+from productgan.generator.latents import noise
 from productgan.models import Generator
 from productgan.train import train
 
@@ -123,3 +126,40 @@ def plain_generator(channels: int = 1, background: int = 0, conditional: bool = 
         convolutions[3].weight[0, :] = 20 * sign * torch.outer(double, double)
         convolutions[3].bias.fill_(-10 * sign)
     return generator.eval()
+
+
+CLASSES = CLASS_NAMES
+TRAIN_PER_CLASS = [14, 14, 14, 14, 14, 14, 14, 14, 14, 9]  # the last category is the rarest
+
+
+def small_packed(folder: Path) -> Path:
+    """Noise images (28x28 padded to 32x32) of ten categories: an uneven train split, 2 val and 3
+    test images per category."""
+    rng = np.random.default_rng(0)
+    labels, split = [], []
+    for c, count in enumerate(TRAIN_PER_CLASS):
+        labels += [c] * (count + 5)
+        split += [0] * count + [1] * 2 + [2] * 3
+    images = np.zeros((len(labels), 1, 32, 32), np.uint8)
+    images[:, :, 2:30, 2:30] = rng.integers(0, 256, (len(labels), 1, 28, 28), dtype=np.uint8)
+    meta = {"source": "noise", "fit": "pad", "native_size": [28, 28], "padded_size": [32, 32], "pad": [2, 2, 2, 2]}
+    return PackedDataset(images, np.asarray(labels), CLASSES, np.asarray(split), {**meta, "background": 0}).save(folder)
+
+
+def export_varied(generator: Generator, run_dir: Path, info: dict) -> None:
+    """Export ``generator`` as the run's, with its batch-norm statistics measured on one batch and
+    its output layer scaled up: a tiny, barely trained network then makes images that differ from
+    one another about as much as the noise images of ``small_packed`` do (as exported after two
+    steps, its images are all alike, and every one after the first is a near-duplicate)."""
+    for module in generator.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the batch
+    generator.train()
+    with torch.no_grad():
+        labels = torch.arange(256) % 10 if generator.num_classes else None
+        generator(noise(256, generator.config.nz, 123), labels)
+        last = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+        last.weight.mul_(40.0)
+    described = ("format", "version", "model", "image_size", "channels", "num_classes", "pixel_range")
+    write_export(generator.eval(), run_dir / "generator", {k: v for k, v in info.items() if k not in described})

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import plain_generator, tiny_config
+from helpers import CLASSES, export_varied, plain_generator, small_packed, tiny_config
 from PIL import Image
 
 from productgan.cli import main
@@ -26,47 +26,9 @@ from productgan.explore.guardrails import guardrails_for, synthesize
 from productgan.explore.names import ImageName
 from productgan.explore.neighbours import NeighbourIndex
 from productgan.explore.synth import synth_run
-from productgan.generator.export import write_export as export_generator
-from productgan.generator.latents import noise
 from productgan.generator.sampler import Sampler, load_generator
 from productgan.models import Generator, init_weights
 from productgan.train import train
-
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-TRAIN_PER_CLASS = [14, 14, 14, 14, 14, 14, 14, 14, 14, 9]  # the last category is the rarest
-
-
-def small_packed(folder: Path) -> Path:
-    """Noise images (28x28 padded to 32x32) of ten categories: an uneven train split, 2 val and 3
-    test images per category."""
-    rng = np.random.default_rng(0)
-    labels, split = [], []
-    for c, count in enumerate(TRAIN_PER_CLASS):
-        labels += [c] * (count + 5)
-        split += [0] * count + [1] * 2 + [2] * 3
-    images = np.zeros((len(labels), 1, 32, 32), np.uint8)
-    images[:, :, 2:30, 2:30] = rng.integers(0, 256, (len(labels), 1, 28, 28), dtype=np.uint8)
-    meta = {"source": "noise", "fit": "pad", "native_size": [28, 28], "padded_size": [32, 32], "pad": [2, 2, 2, 2]}
-    return PackedDataset(images, np.asarray(labels), CLASSES, np.asarray(split), {**meta, "background": 0}).save(folder)
-
-
-def export_varied(generator: Generator, run_dir: Path, info: dict) -> None:
-    """Export ``generator`` as the run's, with its batch-norm statistics measured on one batch and
-    its output layer scaled up: a tiny, barely trained network then makes images that differ from
-    one another about as much as the noise images of ``small_packed`` do (as exported after two
-    steps, its images are all alike, and every one after the first is a near-duplicate)."""
-    for module in generator.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None  # a plain average over the batch
-    generator.train()
-    with torch.no_grad():
-        labels = torch.arange(256) % 10 if generator.num_classes else None
-        generator(noise(256, generator.config.nz, 123), labels)
-        last = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
-        last.weight.mul_(40.0)
-    described = ("format", "version", "model", "image_size", "channels", "num_classes", "pixel_range")
-    export_generator(generator.eval(), run_dir / "generator", {k: v for k, v in info.items() if k not in described})
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +107,44 @@ def test_synth_writes_every_category_a_manifest_and_names_that_make_the_same_pix
     natives = native_images(packed, "train")
     train_labels = packed.labels[packed.indices("train")]
     assert {image.tobytes(): CLASSES[label] for image, label in zip(natives, train_labels, strict=True)} == tree
+
+
+def test_synth_writes_the_evaluators_probabilities_as_soft_labels(setup, tmp_path):
+    run_dir, _, index = setup
+    out = tmp_path / "synthetic"
+    synth_run(run_dir, out, per_class=2, seed=3, packed=True, progress=False, index=index)
+    kept = [r for r in manifest(out) if r["status"] == "kept"]
+    pictures = np.stack([np.asarray(Image.open(out / r["file"]))[None] for r in kept])
+    expected = class_probabilities(index.net, pictures).numpy()
+    written = np.array([[float(p) for p in r["probabilities"].split(";")] for r in kept])
+    assert written.shape == (20, 10) and np.allclose(written, expected, atol=1e-6)
+    assert [CLASSES[i] for i in written.argmax(axis=1)] == [r["predicted"] for r in kept]
+    jsonl = [json.loads(line) for line in (out / synth.MANIFEST_JSONL).read_text().splitlines()]
+    assert [r["probabilities"] for r in jsonl if r["status"] == "kept"] == [r["probabilities"] for r in kept]
+
+    packed = PackedDataset.load(out / synth.PACKED_DIR)
+    soft = packed.soft_labels
+    assert soft.dtype == np.float32 and soft.shape == (len(packed), 10)
+    train = packed.indices("train")
+    by_image = {image.tobytes(): row for image, row in zip(pictures, written, strict=True)}
+    for image, row in zip(native_images(packed, "train"), soft[train], strict=True):
+        assert np.allclose(row, by_image[image.tobytes()], atol=1e-5)
+    held_out = np.concatenate([packed.indices("val"), packed.indices("test")])
+    assert np.array_equal(soft[held_out], np.eye(10, dtype=np.float32)[packed.labels[held_out]])
+    # The file is synth's own: --overwrite replaces the output it is part of.
+    assert synth_run(run_dir, out, per_class=1, seed=4, packed=True, overwrite=True, progress=False, index=index)
+
+
+def test_a_packed_dataset_refuses_soft_labels_that_are_not_probabilities(tmp_path):
+    data = PackedDataset.load(small_packed(tmp_path / "packed"))
+    good = np.full((len(data), 10), 0.1, np.float32)
+    PackedDataset(data.images, data.labels, data.class_names, data.split, data.meta, soft_labels=good).save(
+        tmp_path / "soft"
+    )
+    assert np.array_equal(PackedDataset.load(tmp_path / "soft").soft_labels, good)
+    for bad in (good[:, :9], good * 2, good.astype(np.float64), np.where(good > 0, np.nan, good)):
+        with pytest.raises(ProductganError, match="soft labels"):
+            PackedDataset(data.images, data.labels, data.class_names, data.split, data.meta, soft_labels=bad)
 
 
 def test_balance_tops_every_category_up_to_the_largest(setup, tmp_path):

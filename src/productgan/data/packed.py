@@ -6,6 +6,8 @@ On disk it is a directory of plain ``.npy`` arrays and one ``dataset.json``::
     labels.npy    int64  N
     split.npy     int8   N   (0 train, 1 val, 2 test)
     dataset.json  class names, split sizes and everything ``prepare`` recorded (``meta``)
+    soft_labels.npy  float32  N x classes, optional: a probability for each class (``synth``
+                  writes its evaluator's for synthetic images, and one-hot rows for real ones)
 
 ``.npy`` keeps loading a memory map away and needs no pickle. ``dataset.json`` holds
 ``format`` (FORMAT), ``format_version``, ``class_names``, ``shape``, ``split_sizes`` and
@@ -42,6 +44,7 @@ IMAGES_FILE = "images.npy"
 LABELS_FILE = "labels.npy"
 SPLIT_FILE = "split.npy"
 INFO_FILE = "dataset.json"
+SOFT_LABELS_FILE = "soft_labels.npy"
 
 
 def is_packed_dataset(path: str | os.PathLike) -> bool:
@@ -51,7 +54,7 @@ def is_packed_dataset(path: str | os.PathLike) -> bool:
 
 
 # A packed dataset's own files, for the one rule of folder writers (files.check_folder).
-PACKED_FOLDER = FolderKind("a packed dataset", r"(images|labels|split)\.npy|dataset\.json")
+PACKED_FOLDER = FolderKind("a packed dataset", r"(images|labels|split|soft_labels)\.npy|dataset\.json")
 
 
 def check_output_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -81,6 +84,7 @@ class PackedDataset:
     class_names: list[str]
     split: np.ndarray  # int8 (N,), index into SPLITS
     meta: dict = field(default_factory=dict)  # how it was made: source, fit, split seed, ...
+    soft_labels: np.ndarray | None = None  # float32 (N, classes), rows summing to 1; optional
 
     def __post_init__(self):
         self.class_names = [str(name) for name in self.class_names]
@@ -129,6 +133,19 @@ class PackedDataset:
                 raise ProductganError(
                     f"{where} has split codes outside 0 (train), 1 (val), 2 (test); prepare it "
                     f"again with `productgan prepare`."
+                )
+        soft = self.soft_labels
+        if soft is not None:
+            good = soft.dtype == np.float32 and soft.shape == (count, len(self.class_names))
+            if (
+                not good
+                or not np.isfinite(soft).all()
+                or (soft < 0).any()
+                or not np.allclose(soft.sum(axis=1), 1, atol=1e-3)
+            ):
+                raise ProductganError(
+                    f"{where} has soft labels that are not float32 probabilities, one row of "
+                    f"{len(self.class_names)} summing to 1 per image; make them again."
                 )
         # Casting is free when the dtype already matches, which is the case for saved data.
         self.labels = labels.astype(np.int64, copy=False)
@@ -196,6 +213,8 @@ class PackedDataset:
             np.save(staging / IMAGES_FILE, np.ascontiguousarray(self.images))
             np.save(staging / LABELS_FILE, self.labels)
             np.save(staging / SPLIT_FILE, self.split)
+            if self.soft_labels is not None:
+                np.save(staging / SOFT_LABELS_FILE, self.soft_labels)
             # dataset.json goes last: is_packed_dataset() keys on it.
             (staging / INFO_FILE).write_text(text, encoding="utf-8")
             replace_dir(staging, out)
@@ -264,6 +283,12 @@ class PackedDataset:
         dataset.split = arrays[SPLIT_FILE]
         dataset.class_names = list(info.get("class_names") or [])
         dataset.meta = info.get("meta") or {}
+        dataset.soft_labels = None
+        if (path / SOFT_LABELS_FILE).is_file():
+            try:
+                dataset.soft_labels = np.load(path / SOFT_LABELS_FILE, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                raise ProductganError(f"{path / SOFT_LABELS_FILE} is damaged ({exc}); {redo} again.") from None
         dataset._check(where=str(path))
         return dataset
 

@@ -163,7 +163,7 @@ def synthesize(
         )
     sampler.check_memory(sum(counts.values()))
     selection = Selection(counts, index.net.feature_dim, sampler, rails)
-    stream = _LatentStream(seed, sampler.generator.config.nz)
+    stream = LatentStream(seed, sampler.generator.config.nz)
     started = time.perf_counter()
     bar = tqdm(total=sum(counts.values()), unit="img", desc="synth", disable=not progress, dynamic_ncols=True)
     try:
@@ -192,7 +192,8 @@ def synthesize(
 class SynthResult:
     """The kept images (uint8 native size, N x C x H x W) grouped by category, their latent
     vectors, class indices (None: an unconditional generator) and names; one record per
-    candidate scored (kept and dropped, in the order drawn); counts per category and timing."""
+    candidate scored (kept and dropped, in the order drawn); counts per category and timing; the
+    evaluator's class probabilities of each kept image (soft labels)."""
 
     images: np.ndarray
     latents: torch.Tensor
@@ -200,9 +201,10 @@ class SynthResult:
     names: list[str]
     records: list[dict[str, Any]]
     stats: dict[str, Any] = field(default_factory=dict)
+    probabilities: np.ndarray | None = None  # the evaluator's, N x classes (None: it learned no categories)
 
 
-class _LatentStream:
+class LatentStream:
     """The latent vectors of one seed, handed out in order: rows start..start+m of
     ``noise(start + m, nz, seed)``, drawn once each."""
 
@@ -263,6 +265,7 @@ class Selection:
         self.images: list[np.ndarray] = []
         self.latents: list[torch.Tensor] = []
         self.labels: list[int] = []
+        self.probabilities: list[torch.Tensor] = []
         self.records: list[dict[str, Any]] = []
 
     def short(self) -> bool:
@@ -325,6 +328,7 @@ class Selection:
                     "flags": ";".join(flags),
                     "predicted": names[predicted] if rails.check_category else "",
                     "confidence": round(confidence, 6) if rails.check_category else "",
+                    "probabilities": soft_label_text(batch.probabilities[row]) if rails.check_category else "",
                     "nearest_train_index": int(batch.found.indices[row, 0]),
                     "nearest_train_distance": round(float(batch.found.distances[row, 0]), 6),
                     "nearest_train_thumbnail_distance": round(float(batch.found.pixel_distances[row]), 4),
@@ -346,6 +350,7 @@ class Selection:
             self.images.append(batch.images[row])
             self.latents.append(batch.latents[row])
             self.labels.append(-1 if c is None else c)
+            self.probabilities.append(batch.probabilities[row])
             self.kept[c] += 1
             self.need[c] -= 1
         return len(kept_here)
@@ -369,6 +374,7 @@ class Selection:
             labels=np.asarray(self.labels, np.int64)[order] if conditional else None,
             names=[self.names[i] for i in order],
             records=self.records,
+            probabilities=torch.stack(self.probabilities).float().numpy()[order] if self.rails.check_category else None,
             stats={
                 "seconds": seconds,
                 "asked": {key[c]: self.counts[c] for c in self.counts},
@@ -377,6 +383,11 @@ class Selection:
                 "dropped": {key[c]: self.dropped[c] for c in self.counts},
             },
         )
+
+
+def soft_label_text(probabilities: torch.Tensor) -> str:
+    """The manifest's ``probabilities``: one per category in the run's order, ``;``-separated."""
+    return ";".join(f"{float(p):.6f}" for p in probabilities)
 
 
 def _nearest_kept(features: torch.Tensor, bank: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

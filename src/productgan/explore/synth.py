@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from productgan.data import PackedDataset
-from productgan.data.packed import IMAGES_FILE, INFO_FILE, LABELS_FILE, SPLIT_FILE, SPLITS
+from productgan.data.packed import IMAGES_FILE, INFO_FILE, LABELS_FILE, SOFT_LABELS_FILE, SPLIT_FILE, SPLITS
 from productgan.errors import UsageError
 from productgan.explore.guardrails import (
     CHECKS,
@@ -84,6 +84,7 @@ MANIFEST_COLUMNS = (
     "flags",
     "predicted",
     "confidence",
+    "probabilities",
     "nearest_train_index",
     "nearest_train_distance",
     "nearest_train_thumbnail_distance",
@@ -176,7 +177,7 @@ def synth_files(out: Path) -> set[str]:
     packed = (summary.get("files") or {}).get("packed") == PACKED_DIR
     own = {SUMMARY_FILE, MANIFEST_CSV, MANIFEST_JSONL, *(f for f in images if isinstance(f, str) and f)}
     if packed:
-        own |= {f"{PACKED_DIR}/{name}" for name in (IMAGES_FILE, LABELS_FILE, SPLIT_FILE, INFO_FILE)}
+        own |= {f"{PACKED_DIR}/{name}" for name in (IMAGES_FILE, LABELS_FILE, SPLIT_FILE, INFO_FILE, SOFT_LABELS_FILE)}
     return own
 
 
@@ -194,7 +195,9 @@ def manifest_csv(records: list[dict[str, Any]]) -> str:
 
 def packed_dataset(result: SynthResult, sampler: Sampler, dataset: PackedDataset, meta: dict) -> PackedDataset:
     """The kept images at training size as the train split, with the run's real val and test
-    splits: a packed dataset productgan trains and evaluates on as it does on prepare's."""
+    splits: a packed dataset productgan trains and evaluates on as it does on prepare's. Where the
+    evaluator learned the categories, the soft labels are its probabilities for the synthetic
+    images and one-hot rows for the real ones."""
     training_size = sampler.from_noise(
         result.latents, "training", labels=None if result.labels is None else torch.from_numpy(result.labels)
     ).numpy()
@@ -206,12 +209,17 @@ def packed_dataset(result: SynthResult, sampler: Sampler, dataset: PackedDataset
     else:
         class_names = list(sampler.class_names)
         synthetic_labels, real_labels = result.labels, dataset.labels[held_out]
+    soft = None
+    if result.probabilities is not None and result.labels is not None:
+        soft = np.concatenate([result.probabilities, np.eye(len(class_names), dtype=np.float32)[real_labels]])
+        soft = (soft / soft.sum(axis=1, keepdims=True)).astype(np.float32)
     return PackedDataset(
         images=np.concatenate([training_size, np.asarray(dataset.images[held_out])]),
         labels=np.concatenate([synthetic_labels, real_labels]).astype(np.int64),
         class_names=class_names,
         split=np.concatenate([np.zeros(len(training_size), np.int8), dataset.split[held_out]]).astype(np.int8),
         meta=meta,
+        soft_labels=soft,
     )
 
 
