@@ -1,5 +1,6 @@
 """The commands that explore a generator's latent space and what it learned: ``interpolate``,
-``variants``, ``project``, ``neighbours``, and ``synth`` (a checked synthetic training set)."""
+``variants``, ``project``, ``neighbours``, ``synth`` (a checked synthetic training set) and
+``uplift`` (whether such a set helps a classifier)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from productgan.explore.names import DEFAULT_SPREAD
 from productgan.explore.neighbours import NeighbourIndex
 from productgan.explore.projection import DEFAULT_RESTARTS, DEFAULT_STEPS
 from productgan.explore.synth import MAX_ATTEMPTS, synth_run
+from productgan.explore.uplift import DEFAULT_RECIPE, uplift
 from productgan.generator.latents import chosen_label
 from productgan.generator.sampler import load_generator
 
@@ -41,6 +43,7 @@ VARIANTS = "images near one you like ('more like this')"
 PROJECT = "find the latent vector (and category) that reproduces a product photo"
 NEIGHBOURS = "the nearest training images of generated ones, with a flag for likely copies"
 SYNTH = "a labelled synthetic training set: images by category, checked, with a manifest"
+UPLIFT = "does a synth set help a classifier? per-category verdicts on the validation split"
 
 
 def _interpolate_parser() -> ArgumentParser:
@@ -227,10 +230,66 @@ def run_synth(args: list[str]) -> int:
     return 0
 
 
+def _uplift_parser() -> ArgumentParser:
+    parser = new_parser("uplift", UPLIFT)
+    parser.add_argument("run_dir", type=str, help="A run directory (its training and validation splits).")
+    parser.add_argument("--synth", type=str, required=True, help="A folder productgan synth made from this run.")
+    parser.add_argument(
+        "--out", type=Optional[str], default=None, help="The JSON report (default RUN/uplift/<synth folder>.json)."
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="Classifier pairs trained (2 to 10); more, narrower intervals."
+    )
+    parser.add_argument(
+        "--steps",
+        type=Optional[int],
+        default=None,
+        help="SGD steps of each classifier (default: two passes, 300-3,000).",
+    )
+    parser.add_argument(
+        "--recipe",
+        type=Literal["soft", "half", "pooled", "bridged"],
+        default=DEFAULT_RECIPE,
+        help="How the synthetic images join training (docs/synth.md); soft measured best.",
+    )
+    add_shared_options(
+        parser, device=False, overwrite="Replace an earlier report at --out.", progress="No progress bar."
+    )
+    return parser
+
+
+def run_uplift(args: list[str]) -> int:
+    with parse(_uplift_parser(), args) as options:
+        report = call(uplift, options)
+    print(f"uplift of {report['synth']} ({report['recipe']} recipe, {report['seeds']} seeds, {report['steps']} steps,")
+    print(f"scored on {report['scored_on']}); recall in %, mean over seeds, difference ± 95% interval:")
+    print(
+        f"  {'category':<16} {'real':>6} {'synth':>6} {'real only':>10} {'with synth':>11} {'difference':>14}  verdict"
+    )
+    for name, row in report["categories"].items():
+        diff = row["difference"]
+        print(
+            f"  {name[:16]:<16} {row['real_images']:>6,} {row['synthetic_images']:>6,} "
+            f"{100 * row['recall_real']['mean']:>10.1f} {100 * row['recall_with_synthetic']['mean']:>11.1f} "
+            f"{100 * diff['mean']:>+7.1f} ± {100 * (diff['ci95'] or 0):>4.1f}  {row['verdict']}"
+        )
+    accuracy = report["accuracy"]
+    print(
+        f"  {'accuracy':<16} {'':>6} {'':>6} {100 * accuracy['real']['mean']:>10.1f} "
+        f"{100 * accuracy['with_synthetic']['mean']:>11.1f} {100 * accuracy['difference']['mean']:>+7.1f} ± "
+        f"{100 * (accuracy['difference']['ci95'] or 0):>4.1f}  {accuracy['verdict']}"
+    )
+    for line in report["recommendation"]:
+        print(line)
+    print(f"Wrote {report['out']} ({report['seconds']:.0f} s).")
+    return 0
+
+
 COMMANDS = [
     Command("interpolate", INTERPOLATE, run_interpolate),
     Command("variants", VARIANTS, run_variants),
     Command("project", PROJECT, run_project),
     Command("neighbours", NEIGHBOURS, run_neighbours),
     Command("synth", SYNTH, run_synth),
+    Command("uplift", UPLIFT, run_uplift),
 ]

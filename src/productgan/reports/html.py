@@ -11,7 +11,6 @@ import html
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from productgan import run
 from productgan.errors import ProductganError, UsageError
@@ -20,6 +19,7 @@ from productgan.explore.neighbours import NeighbourIndex, neighbour_sheet
 from productgan.files import refuse_to_replace, write_atomic, write_text_atomic
 from productgan.generator.grid import save_png
 from productgan.generator.sampler import load_generator
+from productgan.reports.sections import evaluation_tables, is_number, number, text, uplift_tables
 
 MAX_GRIDS = 8
 
@@ -55,22 +55,6 @@ def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     return train, val
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _text(value: Any) -> str:
-    """A value read from a file, as HTML text: whatever it holds is shown, never run as markup."""
-    return html.escape(str(value))
-
-
-def _number(value: Any, spec: str = ".4g") -> str:
-    """A number read from a file, formatted with ``spec``; anything else as escaped text ("" for none)."""
-    if _is_number(value):
-        return format(value, spec)
-    return "" if value is None else _text(value)
-
-
 def _plot(plt, path: Path, title: str, series: list[tuple[str, list, list]], ylabel: str) -> Path | None:
     series = [s for s in series if s[1]]
     if not series:
@@ -95,7 +79,7 @@ def make_figures(run_dir: Path, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def column(records, key):
-        pairs = [(r["step"], r[key]) for r in records if _is_number(r.get("step")) and _is_number(r.get(key))]
+        pairs = [(r["step"], r[key]) for r in records if is_number(r.get("step")) and is_number(r.get(key))]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     figures = {
@@ -243,47 +227,6 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _evaluation_tables(run_dir: Path) -> str:
-    parts = []
-    for path in sorted(p for p in (run_dir / run.EVALUATION_DIR).glob("*.json") if not p.name.startswith(".")):
-        try:
-            report: Any = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError):
-            report = None
-        table = _evaluation_table(report) if isinstance(report, dict) else None
-        parts.append(
-            f"<h3>{_text(path.name)}</h3>{table}"
-            if table
-            else f"<p class=note>{_text(path.name)} is not an evaluation report this page can show; left out.</p>"
-        )
-    return "".join(parts) or "<p>No evaluation yet: run <code>productgan evaluate RUN_DIR</code>.</p>"
-
-
-def _evaluation_table(report: dict[str, Any]) -> str | None:
-    """One evaluation report as a note on its protocol and a table of its metrics; None when its
-    parts are not the objects a report holds."""
-    metrics, floor, protocol = report.get("metrics"), report.get("real_data_floor") or {}, report.get("protocol")
-    shares = metrics.get("class_shares") or {} if isinstance(metrics, dict) else None
-    if not all(isinstance(part, dict) for part in (metrics, floor, protocol, shares)):
-        return None
-    rows = "".join(
-        f"<tr><td>{_text(key)}</td><td>{_number(value)}</td><td>{_number(floor.get(key))}</td></tr>"
-        for key, value in metrics.items()
-        if _is_number(value)
-    )
-    share_text = ", ".join(f"{_text(name)} {_number(share, '.1%')}" for name, share in shares.items())
-    temperature = protocol.get("latent_temperature", 1.0)
-    at = "" if temperature == 1.0 else f", latent temperature {_number(temperature, 'g')}"
-    return (
-        f"<p class=note>{_text(protocol.get('extractor', ''))}; {_number(protocol.get('num_generated'), '')} "
-        f"generated vs {_number(protocol.get('num_reference'), '')} images of the "
-        f"{_text(protocol.get('reference_split'))} split, seed {_number(protocol.get('seed'), '')}"
-        f"{at}</p>"
-        f"<table><tr><th>metric</th><th>generated</th><th>real floor</th></tr>{rows}</table>"
-        + (f"<p>Predicted classes of the generated images: {share_text}</p>" if share_text else "")
-    )
-
-
 # The figures written beside the page.
 FIGURE_FILES = (
     "losses.png",
@@ -320,19 +263,19 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     last = train[-1] if train else {}
     elapsed = last.get("elapsed_s", 0)
     summary = (
-        f"step {_number(last.get('step', 0), '')}, {_number(last.get('images_seen', 0), ',')} images seen, "
-        f"{_number(elapsed / 60 if _is_number(elapsed) else elapsed, '.1f')} min of training"
+        f"step {number(last.get('step', 0), '')}, {number(last.get('images_seen', 0), ',')} images seen, "
+        f"{number(elapsed / 60 if is_number(elapsed) else elapsed, '.1f')} min of training"
         if last
         else "no training log yet"
     )
-    best = min((v["val_fid_productgan"] for v in val if _is_number(v["val_fid_productgan"])), default=None)
+    best = min((v["val_fid_productgan"] for v in val if is_number(v["val_fid_productgan"])), default=None)
     sections = [
         f"<h1>productgan run {html.escape(run_dir.name)}</h1><p>{summary}"
         + (f"; best validation fid_productgan {best:.4g}" if best is not None else "")
         + "</p>",
         "<h2>Final samples and real images</h2><div class=row>"
         + (
-            f"<figure>{_img(grids[-1], 'final samples')}<figcaption>{_text(grids[-1].stem)} (EMA generator, "
+            f"<figure>{_img(grids[-1], 'final samples')}<figcaption>{text(grids[-1].stem)} (EMA generator, "
             f"fixed noise)</figcaption></figure>"
             if grids
             else ""
@@ -358,7 +301,10 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             "<h2>Validation</h2>"
             + "".join(_img(figures[k], k) for k in ("validation", "validation_pr") if k in figures)
         )
-    sections.append("<h2>Evaluation</h2>" + _evaluation_tables(run_dir))
+    sections.append("<h2>Evaluation</h2>" + evaluation_tables(run_dir))
+    uplift = uplift_tables(run_dir)
+    if uplift:
+        sections.append("<h2>Does synthetic data help?</h2>" + uplift)
     sections.append(
         "<h2>Nearest training images</h2>"
         + (
@@ -371,7 +317,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     if shown:
         sections.append(
             "<h2>Fixed-noise samples over time</h2><div class=row>"
-            + "".join(f"<figure>{_img(g, g.stem)}<figcaption>{_text(g.stem)}</figcaption></figure>" for g in shown)
+            + "".join(f"<figure>{_img(g, g.stem)}<figcaption>{text(g.stem)}</figcaption></figure>" for g in shown)
             + "</div>"
         )
     sections.append(f"<h2>Configuration</h2><pre>{html.escape((run_dir / run.CONFIG_FILE).read_text())}</pre>")

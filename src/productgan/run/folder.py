@@ -40,6 +40,8 @@ tensorboard/ and the lock):
     tensorboard/                 train.logs.open_tensorboard         with --train.tensorboard
       (TENSORBOARD_DIR)
     report/ (REPORT_DIR)         reports.html.build_report           `productgan report`
+    uplift/NAME.json (UPLIFT_DIR, explore.uplift.uplift              `productgan uplift`
+      uplift_report_path)
     .productgan.lock (LOCK_FILE) locked                              while training (rank 0) or
                                                                      exporting
 
@@ -100,6 +102,9 @@ EVALUATION_DIR = "evaluation"
 
 
 TENSORBOARD_DIR = "tensorboard"
+
+
+UPLIFT_DIR = "uplift"
 REPORT_DIR = Path("report")  # report's page, index.html, and its figures
 
 
@@ -122,6 +127,11 @@ def evaluation_report_path(
     at = "" if temperature == 1.0 else f"-t{temperature:g}"
     at += "" if step is None else f"-step{step}"
     return Path(run_dir) / EVALUATION_DIR / f"{split}-n{n}-seed{seed}{at}.json"
+
+
+def uplift_report_path(run_dir: str | Path, synth_dir: str | Path) -> Path:
+    """Where ``uplift`` writes its report by default: named after the synthetic set measured."""
+    return Path(run_dir) / UPLIFT_DIR / f"{Path(synth_dir).resolve().name}.json"
 
 
 def require_run_dir(run_dir: str | Path) -> Path:
