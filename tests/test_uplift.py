@@ -24,7 +24,7 @@ from productgan.explore.neighbours import NeighbourIndex
 from productgan.explore.proxy import RECIPES, Labelled, balancing_weights, one_hot, soft_targets, train_proxy
 from productgan.explore.stream import SynthStream
 from productgan.explore.synth import synth_run
-from productgan.explore.uplift import recommendation, uplift, verdict
+from productgan.explore.uplift import chosen_recipe, recommendation, uplift, verdict
 from productgan.generator.sampler import Sampler, load_generator
 from productgan.reports.html import build_report
 from productgan.run import UPLIFT_DIR
@@ -106,7 +106,7 @@ def test_soft_targets_and_the_loss_they_train_with():
 def test_train_proxy_is_seeded_and_each_recipe_mixes_as_it_says(monkeypatch):
     rng = np.random.default_rng(0)
     real = Labelled(rng.integers(0, 256, (40, 1, 28, 28), dtype=np.uint8), np.arange(40) % 4)
-    synthetic = Labelled(rng.integers(0, 256, (30, 1, 28, 28), dtype=np.uint8), np.arange(30) % 4)
+    synthetic = Labelled(rng.integers(0, 256, (60, 1, 28, 28), dtype=np.uint8), np.arange(60) % 4)
     synthetic.images[:, :, 0, 0] = 7  # marks a synthetic image in a batch
     real.images[:, :, 0, 0] = 0
     seen = []
@@ -125,10 +125,14 @@ def test_train_proxy_is_seeded_and_each_recipe_mixes_as_it_says(monkeypatch):
     two = train_proxy(real, 4, RECIPES["half"], 4, seed=1, synthetic=synthetic)
     assert all(torch.equal(a, b) for a, b in zip(one.state_dict().values(), two.state_dict().values(), strict=True))
     seen.clear()
+    few = Labelled(synthetic.images[:20], synthetic.labels[:20])  # a third of all images: a third of each batch
+    train_proxy(real, 4, RECIPES["half"], 2, seed=1, synthetic=few)
+    assert [share for share, _ in seen] == [round(128 / 3) / 128] * 2
+    seen.clear()
     train_proxy(real, 4, RECIPES["bridged"], 4, seed=1, synthetic=synthetic)
     assert [share for share, _ in seen[:8]] == [1.0, 1.0, 0.0, 0.0]
     seen.clear()
-    taught = Labelled(synthetic.images, synthetic.labels, np.full((30, 4), 0.25, np.float32))
+    taught = Labelled(synthetic.images, synthetic.labels, np.full((60, 4), 0.25, np.float32))
     train_proxy(real, 4, RECIPES["soft"], 2, seed=1, synthetic=taught)
     assert all(dtype == torch.float32 for _, dtype in seen)
     with pytest.raises(UsageError, match="needs synthetic images"):
@@ -244,3 +248,12 @@ def test_the_recommendation_says_what_to_top_up_and_what_to_leave_alone():
         "Overall accuracy did not clearly change with the synthetic set: +0.4 points ± 1.0.",
     ]
     assert verdict({"mean": 0.5, "ci95": None}) == "unclear"
+
+
+def test_auto_chooses_soft_labels_for_even_categories_and_hard_ones_for_uneven():
+    even = np.repeat(np.arange(3), [10, 9, 8])
+    uneven = np.repeat(np.arange(3), [10, 10, 4])
+    assert chosen_recipe("auto", even, 3)[0] == "soft"
+    name, why = chosen_recipe("auto", uneven, 3)
+    assert name == "half" and "4 training images against 10" in why
+    assert chosen_recipe("bridged", uneven, 3) == ("bridged", "asked for")

@@ -248,9 +248,9 @@ def _uplift_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--recipe",
-        type=Literal["soft", "half", "pooled", "bridged"],
+        type=Literal["auto", "soft", "half", "pooled", "bridged"],
         default=DEFAULT_RECIPE,
-        help="How the synthetic images join training (docs/synth.md); soft measured best.",
+        help="How the synthetic images join training (docs/synth.md); auto: soft for even categories, else half.",
     )
     add_shared_options(
         parser, device=False, overwrite="Replace an earlier report at --out.", progress="No progress bar."
@@ -261,8 +261,9 @@ def _uplift_parser() -> ArgumentParser:
 def run_uplift(args: list[str]) -> int:
     with parse(_uplift_parser(), args) as options:
         report = call(uplift, options)
-    print(f"uplift of {report['synth']} ({report['recipe']} recipe, {report['seeds']} seeds, {report['steps']} steps,")
-    print(f"scored on {report['scored_on']}); recall in %, mean over seeds, difference ± 95% interval:")
+    print(f"uplift of {report['synth']}: the {report['recipe']} recipe ({report['recipe_reason']}),")
+    print(f"{report['seeds']} seeds of {report['steps']} steps,", end=" ")
+    print(f"scored on {report['scored_on']}; recall in %, mean over seeds, difference ± 95% interval:")
     print(
         f"  {'category':<16} {'real':>6} {'synth':>6} {'real only':>10} {'with synth':>11} {'difference':>14}  verdict"
     )

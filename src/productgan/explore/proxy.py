@@ -7,7 +7,8 @@ more training. A ``Recipe`` says how synthetic images enter the batches:
 
     real      none (the baseline)
     pooled    pooled with the real images, every image drawn equally often
-    half      half of each batch synthetic, the rest real
+    half      at most half of each batch synthetic (less when the synthetic set is the smaller, in
+              proportion to the two sets' sizes), the rest real
     soft      as half, each synthetic image's target half its category, half a teacher's softened
               probabilities (soft labels); the teacher is the real-only classifier of the same seed
     bridged   the first half of the steps on synthetic images alone, the rest on real ones
@@ -43,7 +44,7 @@ class Recipe:
     """How synthetic images join a classifier's training (module docstring)."""
 
     name: str
-    synthetic_share: float | None = 0.5  # of each batch; None: pooled, in proportion to the set sizes
+    synthetic_share: float | None = 0.5  # of each batch at most (a set's share of all images when less); None: pooled
     soft: bool = False  # synthetic targets: the evaluator's softened probabilities
     asked_share: float = 0.0  # of a soft target, the share given to the category asked for (one-hot)
     bridge: float = 0.0  # share of the steps on synthetic images alone, before the real ones
@@ -174,6 +175,8 @@ def train_proxy(
         return batch
 
     share = pooled_share if recipe.synthetic_share is None else recipe.synthetic_share
+    if synthetic is not None and not recipe.stream and recipe.bridge == 0:
+        share = min(share, pooled_share)  # a smaller synthetic set is not repeated more often than the real one
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = new_network(torch.from_numpy(real.images), classes, EvaluatorConfig(seed=seed))

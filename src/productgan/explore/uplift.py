@@ -3,7 +3,8 @@
 A quick proxy classifier (the evaluator's network and recipe, ``explore/proxy.py``) is trained
 on the run's real training split alone and with the synthetic images of DIR (a folder ``synth``
 made from this run's generator), by the recipe docs/synth.md measured best for a set made once
-(``soft``: half of each batch synthetic, soft labels from the real-only classifier), for the
+(``auto``: ``soft``, half of each batch synthetic with soft labels from the real-only classifier,
+where the categories are about even; ``half``, hard labels, where one is far smaller), for the
 same number of steps, over ``seeds`` seeds. Both are scored on the run's validation split; each
 category's recall with and without, the paired difference and its 95% t-interval, give the
 verdict: helps (the interval above 0), hurts (below 0) or unclear, and a plain recommendation.
@@ -39,7 +40,8 @@ from productgan.run.records import open_recorded_dataset
 
 FORMAT = "productgan.explore.uplift"
 FORMAT_VERSION = 1
-DEFAULT_RECIPE = "soft"
+DEFAULT_RECIPE = "auto"
+UNEVEN = 0.5  # a training split whose smallest category holds less than this share of its largest is uneven
 MAX_SEEDS = 10
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 
@@ -47,6 +49,21 @@ T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 
 def default_steps(real_images: int) -> int:
     """The proxy's steps: two passes over the real training split, at least 300 and at most 3,000."""
     return int(min(3000, max(300, math.ceil(2 * real_images / 128))))
+
+
+def chosen_recipe(name: str, real_labels: np.ndarray, classes: int) -> tuple[str, str]:
+    """The recipe ``auto`` stands for on this training split, and why: ``soft`` when its
+    categories are about even, ``half`` (hard labels) when one holds under half the largest's
+    images, as the benchmark measured best for each (docs/synth.md); any other name as given."""
+    if name != "auto":
+        return name, "asked for"
+    counts = np.bincount(real_labels, minlength=classes)
+    if counts.min() < UNEVEN * counts.max():
+        return "half", (
+            f"chosen by auto: the smallest category has {int(counts.min()):,} training images against "
+            f"{int(counts.max()):,}, and soft labels from a teacher that has barely seen a category teach it wrongly"
+        )
+    return "soft", "chosen by auto: the categories are about even, where soft labels measured best"
 
 
 def interval(values: list[float]) -> dict[str, Any]:
@@ -130,9 +147,8 @@ def uplift(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    chosen = recipe_named(recipe)
-    if chosen.stream or chosen.synthetic_share == 0:
-        raise UsageError(f"uplift measures a set made once; choose one of {', '.join(_set_recipes())}.")
+    if recipe != "auto" and (recipe_named(recipe).stream or recipe_named(recipe).synthetic_share == 0):
+        raise UsageError(f"uplift measures a set made once; choose auto or one of {', '.join(_set_recipes())}.")
     if isinstance(seeds, bool) or not 2 <= seeds <= MAX_SEEDS:
         raise UsageError(f"--seeds must be between 2 and {MAX_SEEDS} (an interval needs two), not {seeds}.")
     if steps is not None and (isinstance(steps, bool) or not 10 <= steps <= 100_000):
@@ -153,6 +169,8 @@ def uplift(
     synthetic = read_synth(synth, run_dir, names, real.images.shape[1:])
     target = Path(out) if out is not None else uplift_report_path(run_dir, synth)
     steps = steps or default_steps(len(real))
+    name, why = chosen_recipe(recipe, real.labels, len(names))
+    chosen = recipe_named(name)
     with Outputs("uplift") as outputs:
         target = outputs.claim(target, overwrite)
         runs = compare(real, held_out, len(names), chosen, steps, seeds, synthetic=synthetic, progress=progress)
@@ -161,6 +179,7 @@ def uplift(
             run=str(run_dir.resolve()),
             synth=str(Path(synth).resolve()),
             recipe=chosen.name,
+            recipe_reason=why,
             steps=steps,
             seeds=seeds,
             seconds=round(time.perf_counter() - started, 1),
