@@ -8,18 +8,28 @@ Fashion-MNIST (the real data) cut down to a small train split, with its 5,000 va
     rare2   5% in every category but two (Shirt, Sneaker), which keep 0.5% (28 each)
 
 For each, a class-conditional GAN with the fmnist-32 preset's settings trains on the small train
-split (``--gan-images`` images), and ``synth`` makes images from it: ``--synth-per-class`` per
-category in 1pct and 5pct, ``--balance`` (the two rare categories topped up) in rare2. Then a
-classifier of the evaluator's architecture and recipe (``train_evaluator``) is trained on
+split (``--gan-images`` images), and ``synth`` makes a set from it per seed: ``--synth-per-class``
+per category in 1pct and 5pct, ``--balance`` (the two rare categories topped up) in rare2. Then a
+classifier of the evaluator's architecture (``productgan.explore.proxy``) is trained for exactly
+``--steps`` SGD steps of 128 images in every arm, so that more images never also means more
+training, by each recipe of ``proxy.RECIPES``:
 
-    (a) real         the small real train split
-    (b) + synth      the same plus synth's images (guardrails on)
-    (c) + unguarded  the same plus synth's images made with --no-guardrails (same request and seed)
+    real      the small real train split alone (also the teacher of soft and stream)
+    pooled    real and synthetic images pooled, each drawn equally often
+    half      half of each batch synthetic
+    soft      as half, with soft labels: half the category asked for, half the real-only
+              classifier's softened probabilities
+    bridged   the first half of the steps on synthetic images alone, then real ones
+    stream    as soft, with fresh images from the generator every batch, filtered by the teacher
+              (off-category and the easiest 30% dropped), categories drawn to balance the batches
 
-for exactly the same number of SGD steps in every arm (``--classifier-steps``, so that more
-images do not also mean more training), and scored on the whole test split: accuracy and recall per
-category, over ``--seeds`` seeds (seed k draws synth's images with seed k and trains the
-classifier with seed k), reported as the mean and a 95% t-interval.
+scored on the whole test split: accuracy and recall per category, over ``--seeds`` seeds (seed k
+makes synth's set with seed k and trains every classifier with seed k), as the mean and a 95%
+t-interval of the paired difference to real only. No early stopping: the one-cycle schedule ends
+at its lowest learning rate, and every arm is scored after its last step.
+
+Then ``productgan uplift`` on the scenario's seed-0 set (scored on the validation split, as a
+team would run it), to compare its verdict with the test figures.
 
 Then synth's throughput on a trained fmnist-32 generator (``--throughput-run``, 55,000 training
 images to compare against): kept images/s with guardrails, the drop rate per reason, beside the
@@ -30,9 +40,7 @@ Prints a table and writes benchmarks/results/synth_uplift.json (synth_uplift-qui
 GAN runs stay in ``--work``, so a second call trains no GAN again.
 
     python benchmarks/synth_uplift.py --quick
-    python benchmarks/synth_uplift.py               # about 35 minutes on an idle 2-core CPU
-    python benchmarks/synth_uplift.py --scenarios 1pct --seeds 2 --steps 450 --arms "real,+ synth" \
-        --throughput-run "" --results synth_uplift-1pct-450steps.json      # a longer training budget
+    python benchmarks/synth_uplift.py --throughput-run ""   # about 35 minutes on an idle 2-core CPU
     python benchmarks/synth_uplift.py --scenarios "" --results synth_uplift-throughput.json  # throughput only
 """
 
@@ -52,12 +60,12 @@ import torch
 
 from productgan.config import RunConfig, from_dict, preset_settings
 from productgan.data import PackedDataset, open_dataset
-from productgan.errors import ProductganError
-from productgan.evaluator import EvaluatorConfig, class_probabilities, features_and_probabilities, native_images
-from productgan.evaluator.training import train_evaluator
+from productgan.evaluator import class_probabilities, features_and_probabilities, native_images
 from productgan.explore.guardrails import CHECKS, Guardrails, guardrails_for
 from productgan.explore.neighbours import NeighbourIndex
-from productgan.explore.synth import PACKED_DIR, synth_run
+from productgan.explore.proxy import RECIPES, Labelled, scores, train_arm, train_proxy
+from productgan.explore.synth import synth_run
+from productgan.explore.uplift import read_synth, uplift
 from productgan.generator.sampler import load_generator
 from productgan.machine import cpu_model
 from productgan.metrics.distances import distance_blocks
@@ -71,15 +79,15 @@ SCENARIOS = {  # name: (share of the train split kept per category, the categori
     "rare2": (0.05, RARE),
 }
 RARE_SHARE = 0.005
-ARMS = ("real", "+ synth", "+ unguarded")
+ARMS = tuple(RECIPES)
+UNLABELLED = "1pct+unlabelled"
+UNLABELLED_ARMS = ("real", "GAN images, soft", "GAN images, half", "unlabelled photos, soft", "unlabelled photos, half")
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 
 
-def small_dataset(full: PackedDataset, out: Path, share: float, rare: tuple[str, ...], seed: int = 0) -> Path:
-    """``full`` with ``share`` of each category's train images kept (``RARE_SHARE`` of the
-    ``rare`` ones), chosen with ``seed``; val and test whole."""
-    if (out / "dataset.json").is_file():
-        return out
+def picked_rows(full: PackedDataset, share: float, rare: tuple[str, ...] = (), seed: int = 0) -> np.ndarray:
+    """The train rows of ``full`` a scenario keeps: ``share`` of each category's (``RARE_SHARE`` of
+    the ``rare`` ones), chosen with ``seed``."""
     rows = full.indices("train")
     rng = np.random.default_rng(seed)
     keep = []
@@ -87,12 +95,27 @@ def small_dataset(full: PackedDataset, out: Path, share: float, rare: tuple[str,
         members = rows[full.labels[rows] == label]
         count = max(1, round(len(members) * (RARE_SHARE if name in rare else share)))
         keep.append(rng.choice(members, size=count, replace=False))
-    picked = np.sort(np.concatenate([*keep, full.indices("val"), full.indices("test")]))
+    return np.sort(np.concatenate(keep))
+
+
+def small_dataset(full: PackedDataset, out: Path, share: float, rare: tuple[str, ...], seed: int = 0) -> Path:
+    """``full`` with only ``picked_rows`` of its train split; val and test whole."""
+    if (out / "dataset.json").is_file():
+        return out
+    picked = np.sort(np.concatenate([picked_rows(full, share, rare, seed), full.indices("val"), full.indices("test")]))
     meta = {**full.meta, "source": f"fashion-mnist-{out.parent.name}", "subset": f"{share:g} per category"}
     return PackedDataset(full.images[picked], full.labels[picked], full.class_names, full.split[picked], meta).save(out)
 
 
-def train_gan(data: Path, out: Path, images: int) -> float:
+def native_rows(full: PackedDataset, rows: np.ndarray) -> Labelled:
+    """Rows of ``full`` at native size, with their labels."""
+    part = PackedDataset(
+        full.images[rows], full.labels[rows], full.class_names, np.zeros(len(rows), np.int8), full.meta
+    )
+    return Labelled(native_images(part, "train"), full.labels[rows])
+
+
+def train_gan(data: Path | str, out: Path, images: int, conditional: bool = True) -> float:
     """Train the fmnist-32 recipe on ``data`` for ``images`` images (skipped when ``out`` holds a
     finished run); returns the minutes training took, as its log records them."""
     if (out / "generator" / "model.safetensors").is_file():
@@ -100,25 +123,9 @@ def train_gan(data: Path, out: Path, images: int) -> float:
     shutil.rmtree(out, ignore_errors=True)
     config = from_dict(RunConfig, preset_settings("fmnist-32"))
     config.data, config.out, config.images, config.train.precision = str(data), str(out), images, "fp32"
+    config.model.conditional = conditional
     train(config, progress=False)
     return json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["elapsed_s"] / 60
-
-
-def classifier_scores(
-    images: np.ndarray, labels: np.ndarray, test: tuple[np.ndarray, np.ndarray], steps: int, seed: int
-) -> dict:
-    """Accuracy and per-category recall on ``test`` of the evaluator's network trained on
-    (images, labels) for exactly ``steps`` SGD steps of 128 images: the set is repeated, each
-    copy shuffled, to ``steps`` x 128 images and trained on for one epoch, so that every arm gets
-    the same training whatever its size (the recipe's schedule depends on steps alone)."""
-    rng = np.random.default_rng(seed)
-    copies = math.ceil(steps * 128 / len(images))
-    order = np.concatenate([rng.permutation(len(images)) for _ in range(copies)])[: steps * 128]
-    config = EvaluatorConfig(epochs=1, seed=seed)
-    net = train_evaluator(images[order], labels[order], 10, config, progress=False)
-    predicted = class_probabilities(net, test[0]).argmax(dim=1).numpy()
-    recall = [float((predicted[test[1] == c] == c).mean()) for c in range(10)]
-    return {"accuracy": float((predicted == test[1]).mean()), "recall": recall, "passes": steps * 128 / len(images)}
 
 
 def guardrail_floor(index: NeighbourIndex, rails: Guardrails, images: np.ndarray, labels: np.ndarray) -> dict:
@@ -167,61 +174,121 @@ def run_scenario(name: str, full: PackedDataset, work: Path, args) -> dict:
     guard_accuracy = float((class_probabilities(index.net, test_images).argmax(1).numpy() == test_labels).mean())
     rails = guardrails_for(index, load_generator(run_dir))
     floor = guardrail_floor(index, rails, test_images, test_labels)
-    real_images = native_images(small, "train")
-    real_labels = small.labels[small.indices("train")]
+    real = Labelled(native_images(small, "train"), small.labels[small.indices("train")])
+    test = Labelled(test_images, test_labels)
+    sampler = load_generator(run_dir)
     request = {"balance": True} if rare else {"per_class": args.synth_per_class}
     arms = {arm: [] for arm in ARMS if arm in args.arms}
-    synth_records = {arm: [] for arm in ARMS[1:]}
+    synth_records, check = [], None
     for seed in range(args.seeds):
-        if "real" in arms:
-            arms["real"].append(
-                classifier_scores(real_images, real_labels, (test_images, test_labels), args.steps, seed)
-            )
-            print(f"{name} seed {seed} real: test accuracy {arms['real'][-1]['accuracy']:.3f}", flush=True)
-        for arm, guarded in (("+ synth", True), ("+ unguarded", False)):
-            if arm not in arms:
-                continue
-            out = folder / f"synth-{'guarded' if guarded else 'unguarded'}-seed{seed}"
-            try:
-                summary = synth_run(
-                    run_dir, out, **request, seed=seed, guardrails=guarded, packed=True, overwrite=True,
-                    progress=False, index=index,
-                )  # fmt: skip
-            except ProductganError as error:  # a category synth could not fill: recorded, not scored
-                synth_records[arm].append({"error": str(error)})
-                continue
-            made = PackedDataset.load(out / PACKED_DIR)
-            images = np.concatenate([real_images, native_images(made, "train")])
-            labels = np.concatenate([real_labels, made.labels[made.indices("train")]])
-            arms[arm].append(classifier_scores(images, labels, (test_images, test_labels), args.steps, seed))
-            print(f"{name} seed {seed} {arm}: test accuracy {arms[arm][-1]['accuracy']:.3f}", flush=True)
-            synth_records[arm].append(
-                {k: summary[k] for k in ("kept", "candidates", "dropped", "flagged", "drop_rates", "kept_per_second")}
-            )
-            shutil.rmtree(out)
+        out = folder / f"synth-seed{seed}"
+        summary = synth_run(
+            run_dir, out, **request, seed=seed, guardrails=not args.no_guardrails, overwrite=True, progress=False,
+            index=index,
+        )  # fmt: skip
+        synth_records.append({k: summary[k] for k in ("kept", "candidates", "dropped", "drop_rates")})
+        synthetic = read_synth(out, run_dir, small.class_names, real.images.shape[1:])
+        teacher = train_proxy(real, 10, RECIPES["real"], args.steps, seed)
+        for arm in arms:
+            net = teacher
+            if arm != "real":
+                net = train_arm(real, 10, RECIPES[arm], args.steps, seed, teacher, synthetic, sampler)
+            arms[arm].append(scores(net, test, 10))
+            print(f"{name} seed {seed} {arm}: test accuracy {arms[arm][-1]['accuracy']:.4f}", flush=True)
+        if seed == 0 and args.uplift_seeds:
+            check = uplift(run_dir, out, out=folder / "uplift.json", seeds=args.uplift_seeds, steps=args.steps,
+                           overwrite=True, progress=False)  # fmt: skip
+            print(f"{name} uplift: accuracy {check['accuracy']['verdict']} "
+                  f"({100 * check['accuracy']['difference']['mean']:+.2f} points on val)", flush=True)  # fmt: skip
+        shutil.rmtree(out)
     rare_index = [small.class_names.index(c) for c in RARE]
-    counts = np.bincount(real_labels, minlength=10).tolist()
+    counts = np.bincount(real.labels, minlength=10).tolist()
     results = {}
     for arm, runs in arms.items():
-        if not runs:  # synth filled no set for this arm: its errors say why
-            results[arm] = {"accuracy": None, "synth": synth_records.get(arm)}
-            continue
+        baseline = arms.get("real", runs)
         results[arm] = {
             "accuracy": interval([r["accuracy"] for r in runs]),
+            "gain_over_real": interval([r["accuracy"] - b["accuracy"] for r, b in zip(runs, baseline, strict=True)]),
             "recall": {c: interval([r["recall"][i] for r in runs]) for i, c in enumerate(small.class_names)},
             "worst_recall": interval([min(r["recall"]) for r in runs]),
-            "rare_recall": interval([statistics.fmean(r["recall"][i] for i in rare_index) for r in runs]),
-            "classifier_passes_over_the_set": runs[0]["passes"],
-            "synth": synth_records.get(arm),
+            "rare_recall": {c: interval([r["recall"][small.class_names.index(c)] for r in runs]) for c in RARE},
+            "rare_recall_mean": interval([statistics.fmean(r["recall"][i] for i in rare_index) for r in runs]),
         }
     return {
         "scenario": name,
         "real_train_per_category": dict(zip(small.class_names, counts, strict=True)),
         "synth_request": request,
+        "synth": synth_records,
+        "classifier_steps": args.steps,
+        "uplift_on_val": None
+        if check is None
+        else {
+            "recipe": check["recipe"],
+            "seeds": check["seeds"],
+            "accuracy": check["accuracy"],
+            "categories": {c: {k: v[k] for k in ("difference", "verdict")} for c, v in check["categories"].items()},
+            "recommendation": check["recommendation"],
+            "seconds": check["seconds"],
+        },
         "gan_minutes": gan_minutes,
         "guardrail_evaluator_test_accuracy": guard_accuracy,
         "guardrails": rails.describe(),
         "guardrails_on_real_test_images": floor,
+        "arms": results,
+    }
+
+
+def run_unlabelled(full: PackedDataset, work: Path, args) -> dict:
+    """1% labelled, 99% unlabelled: the GAN learns from every training image (an unconditional
+    fmnist-32 run on all 55,000, whose labels it never sees); the classifier has the 1pct
+    scenario's 550 labelled images. Per seed, the real-only classifier (the teacher) labels
+    ``--unlabelled-n`` images of two kinds, which join training by the soft and the half recipe:
+    the GAN's images, and as many of the unlabelled real photos (pseudo-labelling, the obvious
+    alternative to a GAN)."""
+    folder = work / UNLABELLED
+    labelled_rows = picked_rows(full, 0.01)
+    pool = np.setdiff1d(full.indices("train"), labelled_rows)
+    gan_minutes = train_gan("fashion-mnist", folder / "run", args.gan_images, conditional=False)
+    sampler = load_generator(folder / "run")
+    real = native_rows(full, labelled_rows)
+    test = Labelled(native_images(full, "test"), full.labels[full.indices("test")])
+    arms = {arm: [] for arm in UNLABELLED_ARMS}
+    for seed in range(args.seeds):
+        teacher = train_proxy(real, 10, RECIPES["real"], args.steps, seed)
+        arms["real"].append(scores(teacher, test, 10))
+        sources = {
+            "GAN images": sampler(args.unlabelled_n, seed=seed).numpy(),
+            "unlabelled photos": native_rows(
+                full, np.sort(np.random.default_rng(seed).choice(pool, args.unlabelled_n, replace=False))
+            ).images,
+        }
+        for source, images in sources.items():
+            probabilities = class_probabilities(teacher, images).float().numpy()
+            taught = Labelled(images, probabilities.argmax(axis=1), probabilities)
+            for recipe in ("soft", "half"):
+                net = train_proxy(real, 10, RECIPES[recipe], args.steps, seed, synthetic=taught)
+                arms[f"{source}, {recipe}"].append(scores(net, test, 10))
+        for arm, runs in arms.items():
+            print(f"{UNLABELLED} seed {seed} {arm}: test accuracy {runs[-1]['accuracy']:.4f}", flush=True)
+    results = {}
+    for arm, runs in arms.items():
+        results[arm] = {
+            "accuracy": interval([r["accuracy"] for r in runs]),
+            "gain_over_real": interval(
+                [r["accuracy"] - b["accuracy"] for r, b in zip(runs, arms["real"], strict=True)]
+            ),
+            "recall": {c: interval([r["recall"][i] for r in runs]) for i, c in enumerate(full.class_names)},
+            "worst_recall": interval([min(r["recall"]) for r in runs]),
+            "rare_recall": {c: interval([r["recall"][full.class_names.index(c)] for r in runs]) for c in RARE},
+        }
+    return {
+        "scenario": UNLABELLED,
+        "labelled_train_images": len(labelled_rows),
+        "unlabelled_train_images": len(pool),
+        "gan": "unconditional fmnist-32 on all 55,000 training images",
+        "gan_minutes": gan_minutes,
+        "images_per_arm": args.unlabelled_n,
+        "classifier_steps": args.steps,
         "arms": results,
     }
 
@@ -281,28 +348,36 @@ def show(value: dict, scale: float = 100) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="A smoke run of a few minutes (tiny budgets).")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="Which scenarios, comma-separated.")
+    parser.add_argument("--scenarios", default=",".join([*SCENARIOS, UNLABELLED]), help="Which, comma-separated.")
     parser.add_argument("--gan-images", type=int, default=96_000, help="Images each GAN trains on.")
     parser.add_argument("--synth-per-class", type=int, default=500, help="synth's images per category (1pct, 5pct).")
-    parser.add_argument("--steps", "--classifier-steps", dest="steps", type=int, default=150)
+    parser.add_argument("--steps", "--classifier-steps", dest="steps", type=int, default=300)
+    parser.add_argument("--no-guardrails", action="store_true", help="synth keeps every image (--quick's GAN).")
+    parser.add_argument("--uplift-seeds", type=int, default=3, help="Seeds of the uplift check (0: skip it).")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--unlabelled-n", type=int, default=5000, help=f"Images of each kind added in {UNLABELLED}.")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"Which of {', '.join(ARMS)}, comma-separated.")
     parser.add_argument("--results", default=None, help="File name under benchmarks/results for the JSON.")
     parser.add_argument("--test-n", type=int, default=10_000, help="Test images scored (the whole split: 10,000).")
-    parser.add_argument("--throughput-run", default="/work/ev/fm32", help="A trained fmnist-32 run ('' to skip).")
+    parser.add_argument("--throughput-run", default="", help="A trained fmnist-32 run for synth's throughput.")
     parser.add_argument("--throughput-per-class", type=int, default=1000)
     parser.add_argument("--work", default="runs/synth-uplift", help="Folder for the datasets, runs and synth outputs.")
     args = parser.parse_args()
     args.arms = [arm.strip() for arm in args.arms.split(",")]
     if args.quick:
         args.scenarios, args.gan_images, args.synth_per_class, args.steps, args.seeds = "1pct", 6400, 20, 20, 2
-        args.test_n, args.throughput_per_class = 1000, 50
+        args.test_n, args.throughput_per_class, args.uplift_seeds = 1000, 50, 2
+        args.no_guardrails = True
         args.work = str(Path(args.work).with_name(Path(args.work).name + "-quick"))
 
     started, load_at_start = time.perf_counter(), os.getloadavg()
     work = Path(args.work)
     full = open_dataset("fashion-mnist")
-    scenarios = [run_scenario(name, full, work, args) for name in args.scenarios.split(",") if name]
+    scenarios = [
+        run_unlabelled(full, work, args) if name == UNLABELLED else run_scenario(name, full, work, args)
+        for name in args.scenarios.split(",")
+        if name
+    ]
     speed = throughput(Path(args.throughput_run), work, args.throughput_per_class) if args.throughput_run else None
     result = {
         "benchmark": "synth_uplift",
@@ -322,38 +397,37 @@ def main() -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"\nsynth uplift on {cpu_model()} ({torch.get_num_threads()} threads), {args.seeds} seeds, mean ± 95% CI")
-    print(f"{'scenario':<8} {'arm':<12} {'real/cat':>8} {'test acc %':>12} {'worst recall %':>15} "
-          f"{'Shirt+Sneaker %':>16} {'dropped (copy/off/dup)':>24}")  # fmt: skip
+    print(f"{'scenario':<8} {'arm':<8} {'test acc %':>12} {'gain (paired)':>14} {'Shirt recall %':>15} "
+          f"{'Sneaker recall %':>17} {'worst recall %':>15}")  # fmt: skip
     for scenario in scenarios:
-        counts = scenario["real_train_per_category"]
-        real = (
-            f"{min(counts.values())}-{max(counts.values())}"
-            if len(set(counts.values())) > 1
-            else str(max(counts.values()))
-        )
         for arm, value in scenario["arms"].items():
-            made = [s for s in value["synth"] or [] if "error" not in s]
-            drops = ""
-            if made:
-                dropped = [sum(s["dropped"][reason] for s in made) for reason in CHECKS]
-                tried = sum(s["candidates"] for s in made)
-                drops = "/".join(f"{100 * d / tried:.1f}" for d in dropped) + " %"
-            if len(made) < len(value["synth"] or []):
-                drops += f" ({len(value['synth']) - len(made)} unfilled)"
-            if value["accuracy"] is None:
-                print(f"{scenario['scenario']:<8} {arm:<12} {real:>8} {'no set':>12} {'':>15} {'':>16} {drops:>24}")
-                continue
             print(
-                f"{scenario['scenario']:<8} {arm:<12} {real:>8} {show(value['accuracy']):>12} "
-                f"{show(value['worst_recall']):>15} {show(value['rare_recall']):>16} {drops:>24}"
+                f"{scenario['scenario']:<8} {arm:<8} {show(value['accuracy']):>12} {show(value['gain_over_real']):>14} "
+                f"{show(value['rare_recall']['Shirt']):>15} {show(value['rare_recall']['Sneaker']):>17} "
+                f"{show(value['worst_recall']):>15}"
             )
+        if scenario["scenario"] == UNLABELLED:
+            print(f"{'':<8} (unconditional GAN on all training images, {scenario['gan_minutes']:.1f} min)")
+            continue
         floor = scenario["guardrails_on_real_test_images"]
+        made = scenario["synth"]
+        dropped = [sum(m["dropped"][reason] for m in made) for reason in CHECKS]
+        tried = sum(m["candidates"] for m in made)
         print(
-            f"{'':<8} (GAN {scenario['gan_minutes']:.1f} min; guardrail evaluator test accuracy "
+            f"{'':<8} (GAN {scenario['gan_minutes']:.1f} min; synth {scenario['synth_request']}, dropped "
+            + "/".join(f"{100 * d / tried:.1f}" for d in dropped)
+            + f" % (copy/off/dup); guardrail evaluator test accuracy "
             f"{scenario['guardrail_evaluator_test_accuracy']:.1%}; real test images flagged "
             + "/".join(f"{100 * floor[reason]:.1f}" for reason in CHECKS)
-            + f" %; synth {scenario['synth_request']})"
+            + " %)"
         )
+        check = scenario["uplift_on_val"]
+        if check:
+            diff = check["accuracy"]["difference"]
+            print(
+                f"{'':<8} uplift ({check['recipe']}, {check['seeds']} seeds, val): {check['accuracy']['verdict']}, "
+                f"{100 * diff['mean']:+.2f} ± {100 * (diff['ci95'] or 0):.2f} points, {check['seconds']:.0f} s"
+            )
     if speed:
         guarded = speed["guardrails"]
         reference = speed["reference_images_per_s"]
