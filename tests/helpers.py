@@ -12,6 +12,7 @@ from productgan.config import ModelConfig, RunConfig, TrainConfig
 from productgan.data import PackedDataset, prepare
 from productgan.generator.export import write_export
 from productgan.generator.latents import noise
+from productgan.generator.sampler import load_generator
 from productgan.models import Generator
 from productgan.train import train
 
@@ -163,3 +164,14 @@ def export_varied(generator: Generator, run_dir: Path, info: dict) -> None:
         last.weight.mul_(40.0)
     described = ("format", "version", "model", "image_size", "channels", "num_classes", "pixel_range")
     write_export(generator.eval(), run_dir / "generator", {k: v for k, v in info.items() if k not in described})
+
+
+def varied_conditional_run(root: Path) -> Path:
+    """A tiny class-conditional run on ``small_packed`` under ``root``, its generator exported by
+    ``export_varied``: the run synth and uplift are tested on."""
+    data = small_packed(root / "packed")
+    config = tiny_config(data, root / "run", steps=2, model=ModelConfig(nz=8, ngf=4, ndf=4, conditional=True))
+    train(config, progress=False)
+    trained = load_generator(root / "run")
+    export_varied(trained.generator, root / "run", trained.info)
+    return root / "run"

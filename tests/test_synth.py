@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import CLASSES, export_varied, plain_generator, small_packed, tiny_config
+from helpers import CLASSES, export_varied, plain_generator, small_packed, varied_conditional_run
 from PIL import Image
 
 from productgan.cli import main
@@ -28,20 +28,14 @@ from productgan.explore.neighbours import NeighbourIndex
 from productgan.explore.synth import synth_run
 from productgan.generator.sampler import Sampler, load_generator
 from productgan.models import Generator, init_weights
-from productgan.train import train
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny class-conditional run on ``small_packed`` (see ``export_varied``), its generator and
     its neighbour index."""
-    root = tmp_path_factory.mktemp("synth")
-    data = small_packed(root / "packed")
-    config = tiny_config(data, root / "run", steps=2, model=ModelConfig(nz=8, ngf=4, ndf=4, conditional=True))
-    train(config, progress=False)
-    trained = load_generator(root / "run")
-    export_varied(trained.generator, root / "run", trained.info)
-    return root / "run", load_generator(root / "run"), NeighbourIndex.from_run(root / "run")
+    run_dir = varied_conditional_run(tmp_path_factory.mktemp("synth"))
+    return run_dir, load_generator(run_dir), NeighbourIndex.from_run(run_dir)
 
 
 def manifest(out: Path) -> list[dict]:

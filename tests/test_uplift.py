@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import CLASSES, export_varied, plain_generator, small_packed, tiny_config
+from helpers import CLASSES, plain_generator, small_packed, varied_conditional_run
 
 from productgan.cli import main
-from productgan.config import ModelConfig
 from productgan.data import PackedDataset
 from productgan.errors import UsageError
 from productgan.evaluator import class_probabilities
@@ -28,7 +27,6 @@ from productgan.explore.uplift import chosen_recipe, recommendation, uplift, ver
 from productgan.generator.sampler import Sampler, load_generator
 from productgan.reports.html import build_report
 from productgan.run import UPLIFT_DIR
-from productgan.train import train
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +34,7 @@ def setup(tmp_path_factory):
     """A tiny class-conditional run on noise images of ten categories, its generator, its
     evaluator, and a synth set of two images per category made from it."""
     root = tmp_path_factory.mktemp("uplift")
-    data = small_packed(root / "packed")
-    config = tiny_config(data, root / "run", steps=2, model=ModelConfig(nz=8, ngf=4, ndf=4, conditional=True))
-    train(config, progress=False)
-    trained = load_generator(root / "run")
-    export_varied(trained.generator, root / "run", trained.info)
+    varied_conditional_run(root)
     index = NeighbourIndex.from_run(root / "run")
     synth_run(root / "run", root / "synth", per_class=2, guardrails=False, progress=False, index=index)
     return root / "run", load_generator(root / "run"), index.net, root / "synth"
@@ -190,6 +184,9 @@ def test_uplift_refuses_what_it_cannot_measure(setup, tmp_path, capsys):
     (other / "manifest.csv").write_text(manifest.replace(",Dress,", ",Scarf,"))
     refused([*base, "--synth", str(other)], "'Scarf', which this run does not have")
     (other / "manifest.csv").write_text(manifest)
+    damaged = sorted(other.glob("*/*.png"))[0]
+    damaged.write_bytes(b"not a png")
+    refused([*base, "--synth", str(other)], "cannot be read as an image")
     for png in other.glob("*/*.png"):
         png.unlink()
     refused([*base, "--synth", str(other)], "holds no synthetic images")

@@ -30,20 +30,28 @@ def number(value: Any, spec: str = ".4g") -> str:
     return "" if value is None else text(value)
 
 
-def evaluation_tables(run_dir: Path) -> str:
+def report_tables(folder: Path, table, kind: str) -> str:
+    """``table(report)`` for every JSON report in ``folder``, each under its name; a file that is
+    not such a report (``table`` gives None) is named and left out."""
     parts = []
-    for path in sorted(p for p in (run_dir / run.EVALUATION_DIR).glob("*.json") if not p.name.startswith(".")):
+    for path in sorted(p for p in folder.glob("*.json") if not p.name.startswith(".")):
         try:
             report: Any = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, ValueError):
             report = None
-        table = evaluation_table(report) if isinstance(report, dict) else None
+        shown = table(report) if isinstance(report, dict) else None
         parts.append(
-            f"<h3>{text(path.name)}</h3>{table}"
-            if table
-            else f"<p class=note>{text(path.name)} is not an evaluation report this page can show; left out.</p>"
+            f"<h3>{text(path.name)}</h3>{shown}"
+            if shown
+            else f"<p class=note>{text(path.name)} is not an {kind} report this page can show; left out.</p>"
         )
-    return "".join(parts) or "<p>No evaluation yet: run <code>productgan evaluate RUN_DIR</code>.</p>"
+    return "".join(parts)
+
+
+def evaluation_tables(run_dir: Path) -> str:
+    return report_tables(run_dir / run.EVALUATION_DIR, evaluation_table, "evaluation") or (
+        "<p>No evaluation yet: run <code>productgan evaluate RUN_DIR</code>.</p>"
+    )
 
 
 def evaluation_table(report: dict[str, Any]) -> str | None:
@@ -73,19 +81,7 @@ def evaluation_table(report: dict[str, Any]) -> str | None:
 
 def uplift_tables(run_dir: Path) -> str:
     """A table per ``productgan uplift`` report of the run (RUN/uplift/*.json); "" when there is none."""
-    parts = []
-    for path in sorted(p for p in (run_dir / run.UPLIFT_DIR).glob("*.json") if not p.name.startswith(".")):
-        try:
-            report: Any = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError):
-            report = None
-        table = uplift_table(report) if isinstance(report, dict) else None
-        parts.append(
-            f"<h3>{text(path.stem)}</h3>{table}"
-            if table
-            else f"<p class=note>{text(path.name)} is not an uplift report this page can show; left out.</p>"
-        )
-    return "".join(parts)
+    return report_tables(run_dir / run.UPLIFT_DIR, uplift_table, "uplift")
 
 
 def _points(interval: Any) -> str:
