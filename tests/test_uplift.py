@@ -23,7 +23,7 @@ from productgan.explore.neighbours import NeighbourIndex
 from productgan.explore.proxy import RECIPES, Labelled, balancing_weights, one_hot, soft_targets, train_proxy
 from productgan.explore.stream import SynthStream
 from productgan.explore.synth import synth_run
-from productgan.explore.uplift import chosen_recipe, recommendation, uplift, verdict
+from productgan.explore.uplift import chosen_recipe, recommendation, uplift, uplift_report, verdict
 from productgan.generator.sampler import Sampler, load_generator
 from productgan.reports.html import build_report
 from productgan.run import UPLIFT_DIR
@@ -254,3 +254,22 @@ def test_auto_chooses_soft_labels_for_even_categories_and_hard_ones_for_uneven()
     name, why = chosen_recipe("auto", uneven, 3)
     assert name == "half" and "4 training images against 10" in why
     assert chosen_recipe("bridged", uneven, 3) == ("bridged", "asked for")
+
+
+def test_a_category_without_validation_images_is_reported_unmeasured():
+    held_out = Labelled(np.zeros((4, 1, 28, 28), np.uint8), np.array([0, 0, 1, 1]))
+    real = Labelled(np.zeros((6, 1, 28, 28), np.uint8), np.array([0, 0, 1, 1, 2, 2]))
+    synthetic = Labelled(np.zeros((3, 1, 28, 28), np.uint8), np.array([0, 1, 2]))
+    runs = [
+        {
+            "real": {"accuracy": 0.5 + seed / 10, "recall": [0.5, 0.5 + seed / 10, None]},
+            "synthetic": {"accuracy": 0.6 + seed / 10, "recall": [1.0, 0.5, None]},
+        }
+        for seed in range(2)
+    ]
+    report = uplift_report(runs, ["Bag", "Coat", "Dress"], real, synthetic, held_out)
+    assert report["categories"]["Dress"]["verdict"] == "unmeasured"
+    assert report["categories"]["Dress"]["difference"] is None
+    assert report["categories"]["Bag"]["difference"]["mean"] == pytest.approx(0.5)
+    assert "The validation split has no images of Dress, so their effect is unmeasured." in report["recommendation"]
+    json.dumps(report, allow_nan=False)  # strict JSON: no NaN where a category could not be scored

@@ -269,6 +269,9 @@ def run_uplift(args: list[str]) -> int:
     )
     for name, row in report["categories"].items():
         diff = row["difference"]
+        if diff is None:
+            print(f"  {name[:16]:<16} {row['real_images']:>6,} {row['synthetic_images']:>6,}  no validation images")
+            continue
         print(
             f"  {name[:16]:<16} {row['real_images']:>6,} {row['synthetic_images']:>6,} "
             f"{100 * row['recall_real']['mean']:>10.1f} {100 * row['recall_with_synthetic']['mean']:>11.1f} "

@@ -21,7 +21,6 @@ more training. A ``Recipe`` says how synthetic images enter the batches:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,9 +188,9 @@ def train_proxy(
 
 
 def scores(net: EvaluatorNet, held_out: Labelled, classes: int) -> dict:
-    """Accuracy and each category's recall on ``held_out``."""
+    """Accuracy and each category's recall on ``held_out`` (None for a category it has no images of)."""
     predicted = class_probabilities(net, held_out.images).argmax(dim=1).numpy()
-    recall = [float((predicted[held_out.labels == c] == c).mean()) if (held_out.labels == c).any() else math.nan
+    recall = [float((predicted[held_out.labels == c] == c).mean()) if (held_out.labels == c).any() else None
               for c in range(classes)]  # fmt: skip
     return {"accuracy": float((predicted == held_out.labels).mean()), "recall": recall}
 

@@ -205,12 +205,17 @@ def uplift_report(runs: list[dict], names: list[str], real: Labelled, synthetic:
         "difference": interval([r["synthetic"]["accuracy"] - r["real"]["accuracy"] for r in runs]),
     }
     accuracy["verdict"] = verdict(accuracy["difference"])
+    held_counts = np.bincount(held_out.labels, minlength=len(names))
     categories = {}
     for c, name in enumerate(names):
+        row = {"real_images": int(real_counts[c]), "synthetic_images": int(synthetic_counts[c])}
+        if not held_counts[c]:  # nothing to score it on
+            categories[name] = {**row, "recall_real": None, "recall_with_synthetic": None, "difference": None}
+            categories[name]["verdict"] = "unmeasured"
+            continue
         difference = interval([r["synthetic"]["recall"][c] - r["real"]["recall"][c] for r in runs])
         categories[name] = {
-            "real_images": int(real_counts[c]),
-            "synthetic_images": int(synthetic_counts[c]),
+            **row,
             "recall_real": interval([r["real"]["recall"][c] for r in runs]),
             "recall_with_synthetic": interval([r["synthetic"]["recall"][c] for r in runs]),
             "difference": difference,
@@ -229,7 +234,7 @@ def uplift_report(runs: list[dict], names: list[str], real: Labelled, synthetic:
 def recommendation(accuracy: dict, categories: dict) -> list[str]:
     """Plain sentences: which categories to top up and by how many (the synthetic images measured),
     which to leave alone, what moved in categories that had no synthetic images, and overall."""
-    made = {name: row for name, row in categories.items() if row["synthetic_images"]}
+    made = {n: row for n, row in categories.items() if row["synthetic_images"] and row["verdict"] != "unmeasured"}
     by = {v: [n for n, row in made.items() if row["verdict"] == v] for v in ("helps", "hurts", "unclear")}
     lines = []
     if by["helps"]:
@@ -244,6 +249,9 @@ def recommendation(accuracy: dict, categories: dict) -> list[str]:
         lines.append(
             "No clear effect on " + ", ".join(by["unclear"]) + ": leave them out, or measure again with more --seeds."
         )
+    unmeasured = [n for n, row in categories.items() if row["verdict"] == "unmeasured"]
+    if unmeasured:
+        lines.append(f"The validation split has no images of {', '.join(unmeasured)}, so their effect is unmeasured.")
     for effect, word in (("helps", "rose"), ("hurts", "fell")):
         side = [n for n, row in categories.items() if not row["synthetic_images"] and row["verdict"] == effect]
         if side:
