@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import statistics
@@ -65,7 +64,7 @@ from productgan.explore.guardrails import CHECKS, Guardrails, guardrails_for
 from productgan.explore.neighbours import NeighbourIndex
 from productgan.explore.proxy import RECIPES, Labelled, scores, train_arm, train_proxy
 from productgan.explore.synth import synth_run
-from productgan.explore.uplift import read_synth, uplift
+from productgan.explore.uplift import interval, read_synth, uplift
 from productgan.generator.sampler import load_generator
 from productgan.machine import cpu_model
 from productgan.metrics.distances import distance_blocks
@@ -82,7 +81,6 @@ RARE_SHARE = 0.005
 ARMS = tuple(RECIPES)
 UNLABELLED = "1pct+unlabelled"
 UNLABELLED_ARMS = ("real", "GAN images, soft", "GAN images, half", "unlabelled photos, soft", "unlabelled photos, half")
-T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 
 
 def picked_rows(full: PackedDataset, share: float, rare: tuple[str, ...] = (), seed: int = 0) -> np.ndarray:
@@ -149,15 +147,6 @@ def guardrail_floor(index: NeighbourIndex, rails: Guardrails, images: np.ndarray
     }
 
 
-def interval(values: list[float]) -> dict:
-    """Mean and the half-width of its 95% t-interval."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return {"mean": mean, "ci95": None, "values": values}
-    half = T_975.get(len(values), 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-    return {"mean": mean, "ci95": half, "values": values}
-
-
 def run_scenario(name: str, full: PackedDataset, work: Path, args) -> dict:
     share, rare = SCENARIOS[name]
     folder = work / name
@@ -172,11 +161,11 @@ def run_scenario(name: str, full: PackedDataset, work: Path, args) -> dict:
         pick = np.sort(np.random.default_rng(0).choice(len(test_labels), args.test_n, replace=False))
         test_images, test_labels = test_images[pick], test_labels[pick]
     guard_accuracy = float((class_probabilities(index.net, test_images).argmax(1).numpy() == test_labels).mean())
-    rails = guardrails_for(index, load_generator(run_dir))
+    sampler = load_generator(run_dir)
+    rails = guardrails_for(index, sampler)
     floor = guardrail_floor(index, rails, test_images, test_labels)
     real = Labelled(native_images(small, "train"), small.labels[small.indices("train")])
     test = Labelled(test_images, test_labels)
-    sampler = load_generator(run_dir)
     request = {"balance": True} if rare else {"per_class": args.synth_per_class}
     arms = {arm: [] for arm in ARMS if arm in args.arms}
     synth_records, check = [], None

@@ -14,6 +14,7 @@ from productgan.evaluator.network import EvaluatorNet, as_uint8_images, no_label
 # What an evaluator learns: the dataset's own classes, or (unlabelled data) how each image was turned.
 CLASSES_TASK, ROTATION_TASK = "classes", "rotation"
 ROTATION_CLASSES = ("0 deg", "90 deg", "180 deg", "270 deg")
+LABEL_SMOOTHING = 0.1  # the recipe's; soft targets built from labels (explore/proxy.py) use it too
 
 
 def rotated(images_uint8: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +129,7 @@ def train_evaluator(
     if num_classes < 2:
         raise no_labels_error(num_classes)
     images = as_uint8_images(images_uint8_native, "training images")
-    count, channels, height, width = images.shape
+    count = len(images)
     labels = _as_labels(labels, count, num_classes)
     epochs, batch_size, lr = config.epochs, config.batch_size, config.lr
     if count < 2:
@@ -139,7 +140,6 @@ def train_evaluator(
     # The last incomplete batch is dropped: a batch of one would break BatchNorm.
     steps_per_epoch = count // batch_size
     total_steps = steps_per_epoch * epochs
-    device = torch.device(device)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -177,7 +177,7 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     """The recipe's loss: cross-entropy with label smoothing 0.1 against class indices, or against
     ``targets`` given as probabilities (N x K; soft labels, used as they are)."""
     if targets.dtype == torch.long:
-        return F.cross_entropy(logits, targets, label_smoothing=0.1)
+        return F.cross_entropy(logits, targets, label_smoothing=LABEL_SMOOTHING)
     return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 

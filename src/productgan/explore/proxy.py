@@ -29,11 +29,10 @@ from tqdm import tqdm
 
 from productgan.errors import UsageError
 from productgan.evaluator import EvaluatorConfig, EvaluatorNet, class_probabilities
-from productgan.evaluator.training import fit_classifier, new_network
+from productgan.evaluator.training import LABEL_SMOOTHING, fit_classifier, new_network
 from productgan.explore.stream import SynthStream
 
 BATCH = 128  # images per step
-SMOOTHING = 0.1  # the recipe's label smoothing, also applied to real images' one-hot targets in soft batches
 SOFT_TEMPERATURE = 2.0  # the evaluator's probabilities are softened as p ** (1 / T), renormalised
 STREAM_EASIEST = 0.3  # the share of each drawn chunk a stream recipe drops as the easiest
 
@@ -118,8 +117,8 @@ def soft_targets(probabilities: np.ndarray, temperature: float = SOFT_TEMPERATUR
 
 def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
     """The recipe's smoothed one-hot targets (what label smoothing 0.1 trains towards)."""
-    out = np.full((len(labels), classes), SMOOTHING / classes, np.float32)
-    out[np.arange(len(labels)), labels] += 1 - SMOOTHING
+    out = np.full((len(labels), classes), LABEL_SMOOTHING / classes, np.float32)
+    out[np.arange(len(labels)), labels] += 1 - LABEL_SMOOTHING
     return out
 
 
@@ -154,22 +153,21 @@ def train_proxy(
         def batch(step: int):
             n_synthetic = int(rng.binomial(BATCH, share)) if recipe.synthetic_share is None else round(BATCH * share)
             rows = real_rows.take(BATCH - n_synthetic)
-            images, labels = [real.images[rows]], [real.labels[rows]]
-            targets = [one_hot(real.labels[rows], classes)]
+            images, labels, probabilities = [real.images[rows]], [real.labels[rows]], None
             if n_synthetic:
-                s_images, s_labels, s_probabilities = draw_synthetic(n_synthetic)
+                s_images, s_labels, probabilities = draw_synthetic(n_synthetic)
                 images.append(s_images)
                 labels.append(s_labels)
-                if recipe.soft and s_probabilities is None:
-                    raise UsageError(f"The recipe {recipe.name!r} needs the evaluator's probabilities of each image.")
-                hard = one_hot(s_labels, classes)
-                if recipe.soft:
-                    hard = recipe.asked_share * hard + (1 - recipe.asked_share) * soft_targets(s_probabilities)
-                targets.append(hard)
             inputs = torch.from_numpy(np.concatenate(images)).float()
-            if recipe.soft:
-                return inputs, torch.from_numpy(np.concatenate(targets))
-            return inputs, torch.from_numpy(np.concatenate(labels).astype(np.int64))
+            if not recipe.soft:
+                return inputs, torch.from_numpy(np.concatenate(labels).astype(np.int64))
+            targets = one_hot(np.concatenate(labels), classes)
+            if n_synthetic:
+                if probabilities is None:
+                    raise UsageError(f"The recipe {recipe.name!r} needs the evaluator's probabilities of each image.")
+                asked = recipe.asked_share
+                targets[-n_synthetic:] = asked * targets[-n_synthetic:] + (1 - asked) * soft_targets(probabilities)
+            return inputs, torch.from_numpy(targets)
 
         return batch
 

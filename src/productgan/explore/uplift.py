@@ -69,9 +69,10 @@ def chosen_recipe(name: str, real_labels: np.ndarray, classes: int) -> tuple[str
 
 
 def interval(values: list[float]) -> dict[str, Any]:
-    """Mean and the half-width of its 95% t-interval (None for one value)."""
+    """Mean and the half-width of its 95% t-interval (None for one value; the normal 1.96 in place
+    of t beyond ten values)."""
     mean = statistics.fmean(values)
-    half = T_975[len(values)] * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+    half = T_975.get(len(values), 1.96) * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
     return {"mean": mean, "ci95": half, "values": values}
 
 
@@ -149,7 +150,7 @@ def uplift(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    if recipe != "auto" and (recipe_named(recipe).stream or recipe_named(recipe).synthetic_share == 0):
+    if recipe != "auto" and recipe_named(recipe).name not in _set_recipes():
         raise UsageError(f"uplift measures a set made once; choose auto or one of {', '.join(_set_recipes())}.")
     if isinstance(seeds, bool) or not 2 <= seeds <= MAX_SEEDS:
         raise UsageError(f"--seeds must be between 2 and {MAX_SEEDS} (an interval needs two), not {seeds}.")
