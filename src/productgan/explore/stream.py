@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from productgan.errors import UsageError
-from productgan.evaluator import Evaluator, EvaluatorNet, features_and_probabilities
+from productgan.evaluator import Evaluator, EvaluatorNet, class_probabilities
 from productgan.explore.guardrails import LatentStream, category_label, check_settings
 from productgan.explore.names import ImageName
 from productgan.generator.sampler import Sampler, load_generator
@@ -88,7 +88,7 @@ class SynthStream:
         self.sampler, self.net, self.batch_size, self.seed, self.easiest = sampler, net, batch_size, seed, easiest
         self.labels_text = [category_label(sampler, c) for c in range(self.classes)]
         self._latents = LatentStream(seed, sampler.generator.config.nz)
-        self._waiting: list[StreamBatch] = []
+        self._rest: StreamBatch | None = None  # what the last take left of its chunk
         self.drawn = self.kept = 0
 
     @classmethod
@@ -107,13 +107,10 @@ class SynthStream:
         """The next ``count`` images of the stream."""
         parts, have = [], 0
         while have < count:
-            if not self._waiting:
-                self._waiting.append(self._chunk())
-            part = self._waiting.pop(0)
+            part, self._rest = self._rest or self._chunk(), None
             need = count - have
             if len(part.labels) > need:
-                self._waiting.insert(0, _rows(part, slice(need, None)))
-                part = _rows(part, slice(0, need))
+                part, self._rest = _rows(part, slice(0, need)), _rows(part, slice(need, None))
             parts.append(part)
             have += len(part.labels)
         return StreamBatch(
@@ -138,8 +135,7 @@ class SynthStream:
         else:
             labels = torch.from_numpy(self._category_rng.choice(self.classes, CHUNK, p=self.weights)).long()
         images = self.sampler.from_noise(z, "native", labels=labels).numpy()
-        _, probabilities = features_and_probabilities(self.net, images)
-        probabilities = probabilities.float().numpy()
+        probabilities = class_probabilities(self.net, images).float().numpy()
         asked = labels.numpy()
         own = probabilities[np.arange(CHUNK), asked]
         keep = probabilities.argmax(axis=1) == asked
