@@ -3,6 +3,7 @@ same category trained from scratch with many.
 
     python benchmarks/new_category.py --minutes 5                     # Fashion-MNIST, fmnist-32
     python benchmarks/new_category.py --minutes 15 --category Sneaker --added 100 --per-class 1000
+    python benchmarks/new_category.py --data standin-64 --preset products-64 --per-class 800 --minutes 15
 
 Three runs of the same recipe, each for the same minutes, one after the other:
 
@@ -14,7 +15,8 @@ The added category's images from the reference and the added run are scored agai
 images of that category with the dataset's evaluator (fid_productgan, precision and recall of
 that category alone; 1,000 generated images each). The target (issue 31): the added run within
 1.5 times the reference's FID, or its recall at least the reference's divided by 1.5. Prints a
-table and writes benchmarks/results/new_category-MACHINE.json. Run it on an otherwise idle
+table and writes benchmarks/results/new_category-MACHINE.json (new_category-DATA-MACHINE.json for
+a packed ``--data`` folder). Run it on an otherwise idle
 machine: the runs have a time budget.
 """
 
@@ -131,7 +133,9 @@ def main() -> None:
         f"{'met' if met else 'missed'}"
     )
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"new_category-{machine_label()}.json"
+    # Fashion-MNIST's file keeps its first name; another dataset's carries the dataset's folder name
+    dataset = "" if args.data == "fashion-mnist" else f"-{Path(args.data).name}"
+    out = RESULTS / f"new_category{dataset}-{machine_label()}.json"
     out.write_text(
         json.dumps(
             {
