@@ -58,6 +58,7 @@ import numpy as np
 import torch
 
 from productgan.config import RunConfig, from_dict, preset_settings
+from productgan.data import UNLABELLED as UNLABELLED_LABEL
 from productgan.data import PackedDataset, open_dataset
 from productgan.evaluator import class_probabilities, features_and_probabilities, native_images
 from productgan.explore.guardrails import CHECKS, Guardrails, guardrails_for
@@ -80,7 +81,8 @@ SCENARIOS = {  # name: (share of the train split kept per category, the categori
 RARE_SHARE = 0.005
 ARMS = tuple(RECIPES)
 UNLABELLED = "1pct+unlabelled"
-UNLABELLED_ARMS = ("real", "GAN images, soft", "GAN images, half", "unlabelled photos, soft", "unlabelled photos, half")
+UNLABELLED_SOURCES = ("GAN images", "mixed-label GAN images", "unlabelled photos")
+UNLABELLED_ARMS = ("real", *(f"{source}, {recipe}" for source in UNLABELLED_SOURCES for recipe in ("soft", "half")))
 
 
 def picked_rows(full: PackedDataset, share: float, rare: tuple[str, ...] = (), seed: int = 0) -> np.ndarray:
@@ -227,33 +229,60 @@ def run_scenario(name: str, full: PackedDataset, work: Path, args) -> dict:
     }
 
 
+def mixed_dataset(full: PackedDataset, out: Path, labelled_rows: np.ndarray) -> Path:
+    """``full`` with the labels of every train image outside ``labelled_rows`` taken away (-1),
+    as ``prepare`` packs a folder with an ``unlabelled/`` part."""
+    if (out / "dataset.json").is_file():
+        return out
+    labels = full.labels.copy()
+    labels[np.setdiff1d(full.indices("train"), labelled_rows)] = UNLABELLED_LABEL
+    meta = {**full.meta, "source": "fashion-mnist-1pct-labelled", "unlabelled_images": int((labels < 0).sum())}
+    return PackedDataset(full.images, labels, full.class_names, full.split, meta).save(out)
+
+
 def run_unlabelled(full: PackedDataset, work: Path, args) -> dict:
-    """1% labelled, 99% unlabelled: the GAN learns from every training image (an unconditional
-    fmnist-32 run on all 55,000, whose labels it never sees); the classifier has the 1pct
-    scenario's 550 labelled images. Per seed, the real-only classifier (the teacher) labels
-    ``--unlabelled-n`` images of two kinds, which join training by the soft and the half recipe:
-    the GAN's images, and as many of the unlabelled real photos (pseudo-labelling, the obvious
-    alternative to a GAN)."""
+    """1% labelled, 99% unlabelled: the GANs learn from every training image; the classifier has
+    the 1pct scenario's 550 labelled images. Two GANs of the fmnist-32 recipe: an unconditional
+    one, which never sees a label, and a conditional one on the mixed-label split (the 550 with
+    their category, the rest without: ``train.batches``). Per seed, ``--unlabelled-n`` images of
+    three kinds join training by the soft and the half recipe: the unconditional GAN's (labelled
+    by the real-only classifier, the teacher), the conditional GAN's (the category asked for,
+    softened by the teacher's probabilities in the soft recipe), and as many of the unlabelled
+    real photos (labelled by the teacher: pseudo-labelling, the obvious alternative to a GAN)."""
     folder = work / UNLABELLED
     labelled_rows = picked_rows(full, 0.01)
     pool = np.setdiff1d(full.indices("train"), labelled_rows)
     gan_minutes = train_gan("fashion-mnist", folder / "run", args.gan_images, conditional=False)
+    mixed = mixed_dataset(full, folder / "mixed-data", labelled_rows)
+    mixed_minutes = train_gan(mixed, folder / "mixed-run", args.gan_images, conditional=True)
     sampler = load_generator(folder / "run")
+    conditional = load_generator(folder / "mixed-run")
     real = native_rows(full, labelled_rows)
     test = Labelled(native_images(full, "test"), full.labels[full.indices("test")])
     arms = {arm: [] for arm in UNLABELLED_ARMS}
+    agreement = []  # the share of the conditional GAN's images the teacher puts in the category asked for
     for seed in range(args.seeds):
         teacher = train_proxy(real, 10, RECIPES["real"], args.steps, seed)
         arms["real"].append(scores(teacher, test, 10))
         sources = {
-            "GAN images": sampler(args.unlabelled_n, seed=seed).numpy(),
-            "unlabelled photos": native_rows(
-                full, np.sort(np.random.default_rng(seed).choice(pool, args.unlabelled_n, replace=False))
-            ).images,
+            "GAN images": (sampler(args.unlabelled_n, seed=seed).numpy(), None),
+            "mixed-label GAN images": (
+                conditional(args.unlabelled_n, seed=seed).numpy(),
+                conditional.labels(args.unlabelled_n).numpy(),
+            ),
+            "unlabelled photos": (
+                native_rows(
+                    full, np.sort(np.random.default_rng(seed).choice(pool, args.unlabelled_n, replace=False))
+                ).images,
+                None,
+            ),
         }
-        for source, images in sources.items():
+        for source, (images, asked) in sources.items():
             probabilities = class_probabilities(teacher, images).float().numpy()
-            taught = Labelled(images, probabilities.argmax(axis=1), probabilities)
+            labels = probabilities.argmax(axis=1) if asked is None else asked
+            taught = Labelled(images, labels, probabilities)
+            if asked is not None:
+                agreement.append(float((probabilities.argmax(axis=1) == asked).mean()))
             for recipe in ("soft", "half"):
                 net = train_proxy(real, 10, RECIPES[recipe], args.steps, seed, synthetic=taught)
                 arms[f"{source}, {recipe}"].append(scores(net, test, 10))
@@ -276,6 +305,9 @@ def run_unlabelled(full: PackedDataset, work: Path, args) -> dict:
         "unlabelled_train_images": len(pool),
         "gan": "unconditional fmnist-32 on all 55,000 training images",
         "gan_minutes": gan_minutes,
+        "mixed_label_gan": "conditional fmnist-32 on the 550 labelled and 54,450 unlabelled training images",
+        "mixed_label_gan_minutes": mixed_minutes,
+        "mixed_label_teacher_agreement": interval(agreement),
         "images_per_arm": args.unlabelled_n,
         "classifier_steps": args.steps,
         "arms": results,
@@ -396,7 +428,11 @@ def main() -> None:
                 f"{show(value['worst_recall']):>15}"
             )
         if scenario["scenario"] == UNLABELLED:
-            print(f"{'':<8} (unconditional GAN on all training images, {scenario['gan_minutes']:.1f} min)")
+            print(
+                f"{'':<8} (GANs on all training images: unconditional {scenario['gan_minutes']:.1f} min, mixed-label "
+                f"conditional {scenario['mixed_label_gan_minutes']:.1f} min; the teacher puts "
+                f"{show(scenario['mixed_label_teacher_agreement'])} % of the latter's images in the category asked for)"
+            )
             continue
         floor = scenario["guardrails_on_real_test_images"]
         made = scenario["synth"]

@@ -10,7 +10,7 @@ from productgan.data.fashion_mnist import (
     read_idx,
     search_folders,
 )
-from productgan.data.packed import SPLITS, PackedDataset, check_output_folder, is_packed_dataset
+from productgan.data.packed import SPLITS, UNLABELLED, PackedDataset, check_output_folder, is_packed_dataset
 from productgan.data.prepare import (
     build_fashion_mnist,
     fit_fashion_mnist,
@@ -24,6 +24,7 @@ __all__ = [
     "FILES",
     "IMAGE_SIZES",
     "SPLITS",
+    "UNLABELLED",
     "FashionMNIST",
     "PackedDataset",
     "build_fashion_mnist",

@@ -37,6 +37,7 @@ from productgan.data.packed import (
     LABELS_FILE,
     SPLIT_FILE,
     SPLITS,
+    UNLABELLED,
     _json_default,
     check_output_folder,
 )
@@ -241,13 +242,35 @@ def split_by_class(
     return split
 
 
+UNLABELLED_FOLDERS = ("unlabelled", "unlabeled")  # first-level folder names, compared without case
+
+
+def _labels_record(labels: bool, unlabelled: int) -> str:
+    if not labels:
+        return "none (one class)"
+    return "first-level sub-folder" + (", the unlabelled/ folder without one" if unlabelled else "")
+
+
+def is_unlabelled_folder(name: str) -> bool:
+    """True for the first-level folder whose images have no category (``unlabelled/``)."""
+    return name.casefold() in UNLABELLED_FOLDERS
+
+
 def _write_labels_and_split(
     staging: Path, kept_labels: list[str], fractions: tuple[float, float, float], seed: int
 ) -> tuple[list[str], np.ndarray]:
-    """Write labels.npy (an index into the sorted class names) and split.npy (the split code of
-    each image) into ``staging``; returns the class names and the split codes."""
-    class_names = sorted(set(kept_labels))
-    label_array = np.asarray([class_names.index(name) for name in kept_labels], dtype=np.int64)
+    """Write labels.npy (an index into the sorted class names; UNLABELLED for the images of the
+    ``unlabelled/`` folder) and split.npy (the split code of each image: the categories split by
+    class, every unlabelled image in train) into ``staging``; returns the class names and the
+    split codes."""
+    class_names = sorted({name for name in kept_labels if not is_unlabelled_folder(name)})
+    if not class_names:
+        raise UsageError(
+            "Every image sits in the unlabelled folder, so there is no category to learn; add a "
+            "sub-folder per category beside it, or pass --no-labels to pack them as one class."
+        )
+    index = {name: label for label, name in enumerate(class_names)}
+    label_array = np.asarray([index.get(name, UNLABELLED) for name in kept_labels], dtype=np.int64)
     split_codes = split_by_class(label_array, fractions, seed, class_names)
     np.save(staging / LABELS_FILE, label_array)
     np.save(staging / SPLIT_FILE, split_codes)
@@ -294,6 +317,7 @@ def _dataset_info(
     listing: Listing,
     dropped: _Dropped,
     licence: str | None = None,
+    unlabelled: int = 0,
 ) -> dict:
     """The contents of dataset.json for a packed folder of photos: every name in it is valid UTF-8."""
     count, channels, size = len(split_codes), options.channels, options.size
@@ -314,13 +338,16 @@ def _dataset_info(
             "background": list(options.background),
             "resize_filter": "lanczos",
             "licence": licence,
-            "labels": "first-level sub-folder" if labels else "none (one class)",
+            "labels": _labels_record(labels, unlabelled),
+            "unlabelled_images": unlabelled,
             "split": {"method": "stratified by class", "fractions": list(fractions), "seed": int(seed), "sizes": sizes},
             "files_found": listing.files_found,
             "images": count,
             "duplicates_dropped": dropped.duplicates_dropped,
             "duplicates": dropped.duplicates,
-            "empty_class_folders": [name for name in listing.class_folders if name not in class_names],
+            "empty_class_folders": [
+                name for name in listing.class_folders if name not in class_names and not is_unlabelled_folder(name)
+            ],
             "non_utf8_class_folders": listing.non_utf8_class_folders,
             "skipped": dropped.skipped,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -377,7 +404,10 @@ def prepare_folder(
                 f"None of the {len(candidates)} image files under {src} could be used ({'; '.join(reasons[:3])})."
             )
         class_names, split_codes = _write_labels_and_split(staging, kept_labels, fractions, seed)
-        info = _dataset_info(src, options, labels, fractions, seed, class_names, split_codes, listing, dropped, licence)
+        unlabelled = sum(1 for name in kept_labels if is_unlabelled_folder(name)) if labels else 0
+        info = _dataset_info(
+            src, options, labels, fractions, seed, class_names, split_codes, listing, dropped, licence, unlabelled
+        )
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=_json_default) + "\n", encoding="utf-8")
         out = check_output_folder(out, overwrite)  # again: it may have appeared meanwhile
         replace_dir(staging, out)

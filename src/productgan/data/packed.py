@@ -3,7 +3,7 @@
 On disk it is a directory of plain ``.npy`` arrays and one ``dataset.json``::
 
     images.npy    uint8  N x C x H x W
-    labels.npy    int64  N
+    labels.npy    int64  N   (a class index; UNLABELLED, -1, for a training image without one)
     split.npy     int8   N   (0 train, 1 val, 2 test)
     dataset.json  class names, split sizes and everything ``prepare`` recorded (``meta``)
     soft_labels.npy  float32  N x classes, optional: a probability for each class (``synth``
@@ -45,6 +45,7 @@ LABELS_FILE = "labels.npy"
 SPLIT_FILE = "split.npy"
 INFO_FILE = "dataset.json"
 SOFT_LABELS_FILE = "soft_labels.npy"
+UNLABELLED = -1  # the label of a training image without a category (prepare's unlabelled/ folder)
 
 
 def is_packed_dataset(path: str | os.PathLike) -> bool:
@@ -80,7 +81,7 @@ class PackedDataset:
     """Square uint8 images at training resolution with int64 labels and a train/val/test split."""
 
     images: np.ndarray  # uint8 (N, C, S, S)
-    labels: np.ndarray  # int64 (N,), values in 0 .. len(class_names) - 1
+    labels: np.ndarray  # int64 (N,), values in 0 .. len(class_names) - 1, or UNLABELLED in train
     class_names: list[str]
     split: np.ndarray  # int8 (N,), index into SPLITS
     meta: dict = field(default_factory=dict)  # how it was made: source, fit, split seed, ...
@@ -123,7 +124,7 @@ class PackedDataset:
         if not self.class_names:
             raise ProductganError(f"{where} has no class names; prepare it again with `productgan prepare`.")
         if count:
-            if labels.min() < 0 or labels.max() >= len(self.class_names):
+            if labels.min() < UNLABELLED or labels.max() >= len(self.class_names):
                 raise ProductganError(
                     f"{where} has labels from {int(labels.min())} to {int(labels.max())} but "
                     f"only {len(self.class_names)} class names; prepare it again with "
@@ -133,6 +134,11 @@ class PackedDataset:
                 raise ProductganError(
                     f"{where} has split codes outside 0 (train), 1 (val), 2 (test); prepare it "
                     f"again with `productgan prepare`."
+                )
+            if (labels[split != 0] == UNLABELLED).any():
+                raise ProductganError(
+                    f"{where} has unlabelled images in its validation or test split, where every "
+                    f"image needs a category; prepare it again with `productgan prepare`."
                 )
         soft = self.soft_labels
         if soft is not None:
@@ -165,6 +171,11 @@ class PackedDataset:
     @property
     def image_size(self) -> int:
         return int(self.images.shape[2])
+
+    @property
+    def unlabelled_count(self) -> int:
+        """Training images without a category (0 unless prepared from a mixed-label folder)."""
+        return int((self.labels == UNLABELLED).sum())
 
     def split_sizes(self) -> dict[str, int]:
         counts = np.bincount(self.split, minlength=len(SPLITS))

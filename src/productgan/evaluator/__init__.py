@@ -37,6 +37,7 @@ from productgan.evaluator.inference import (
     class_probabilities,
     extract_features,
     features_and_probabilities,
+    labelled_images,
     native_images,
 )
 from productgan.evaluator.network import EvaluatorNet, working_size
@@ -62,6 +63,7 @@ __all__ = [
     "extract_features",
     "features_and_probabilities",
     "find_evaluator",
+    "labelled_images",
     "load_evaluator",
     "load_or_train_evaluator",
     "native_images",

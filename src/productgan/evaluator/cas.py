@@ -16,7 +16,7 @@ from productgan.data import PackedDataset
 from productgan.data.subsets import seeded_subset
 from productgan.errors import UsageError
 from productgan.evaluator.config import DEFAULT_CONFIG, EvaluatorConfig
-from productgan.evaluator.inference import accuracy, native_images
+from productgan.evaluator.inference import accuracy, labelled_images, native_images
 from productgan.evaluator.training import train_evaluator
 
 
@@ -93,6 +93,6 @@ def evaluate_cas(
     def generate(count: int, gen_seed: int) -> tuple[np.ndarray, np.ndarray]:
         return sampler(n=count, seed=gen_seed).numpy(), sampler.labels(count).numpy()
 
-    train = (native_images(dataset, "train"), dataset.labels[dataset.indices("train")])
+    train = labelled_images(dataset, "train")
     reference = (native_images(dataset, split), dataset.labels[dataset.indices(split)])
     return classification_accuracy_score(generate, train, reference, dataset.num_classes, n, seed, config, device)

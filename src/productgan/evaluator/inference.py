@@ -67,3 +67,11 @@ def native_images(dataset, split: str, chunk: int = 5000) -> np.ndarray:
         height, width = dataset.meta.get("native_size") or [dataset.image_size] * 2
         return np.zeros((0, dataset.channels, height, width), np.uint8)
     return np.concatenate(parts)
+
+
+def labelled_images(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(native-size images, labels) of the images of one split that have a category: a mixed-label
+    training split's unlabelled images (label -1) are left out."""
+    images, labels = native_images(dataset, split), dataset.labels[dataset.indices(split)]
+    known = labels >= 0
+    return (images, labels) if known.all() else (images[known], labels[known])

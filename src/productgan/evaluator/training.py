@@ -39,10 +39,15 @@ def task_for(num_classes: int) -> str:
 
 def task_data(task: str, images_uint8, labels, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The (images, labels) an evaluator of ``task`` learns from, or is tested on, for a split's
-    images and labels; ``seed`` picks the turns of the rotation task."""
+    images and labels; ``seed`` picks the turns of the rotation task. The classes task learns from
+    the images that have a category: an unlabelled training image (label -1) is left out."""
     if task == ROTATION_TASK:
         return rotated(images_uint8, seed)
-    return images_uint8, labels
+    labels = np.asarray(labels)
+    known = labels >= 0
+    if known.all():
+        return images_uint8, labels
+    return np.asarray(images_uint8)[known], labels[known]
 
 
 def _as_labels(labels, count: int, num_classes: int) -> torch.Tensor:

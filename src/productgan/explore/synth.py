@@ -312,6 +312,7 @@ def synth_run(
         cutout = plan_cutout(sampler, crop, background)
         index = index or NeighbourIndex.from_run(run_dir, progress=progress, device=device)
         train_labels = index.dataset.labels[index.dataset.indices("train")]
+        train_labels = train_labels[train_labels >= 0]  # --balance counts the images with a category
         counts = planned_counts(sampler, train_labels, per_class, n, balance)
         rails = guardrails_for(index, sampler, enabled=guardrails)
         setup_seconds = time.perf_counter() - started

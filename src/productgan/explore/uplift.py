@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from productgan.errors import UsageError
-from productgan.evaluator import native_images
+from productgan.evaluator import labelled_images, native_images
 from productgan.explore.proxy import RECIPES, Labelled, compare, recipe_named
 from productgan.explore.synth import FORMAT as SYNTH_FORMAT
 from productgan.explore.synth import MANIFEST_CSV, SUMMARY_FILE
@@ -167,7 +167,7 @@ def uplift(
             "The run's dataset has no validation split to score on; prepare it again with one (--split or --val_size)."
         )
     names = list(dataset.class_names)
-    real = Labelled(native_images(dataset, "train"), dataset.labels[dataset.indices("train")])
+    real = Labelled(*labelled_images(dataset, "train"))  # a mixed-label split: its labelled images
     held_out = Labelled(native_images(dataset, "val"), dataset.labels[dataset.indices("val")])
     synthetic = read_synth(synth, run_dir, names, real.images.shape[1:])
     target = Path(out) if out is not None else uplift_report_path(run_dir, synth)

@@ -91,6 +91,9 @@ def data_section(export: dict[str, Any], run: dict[str, Any]) -> str:
     sizes = export.get("split_sizes")
     if isinstance(sizes, dict):
         counts = " / ".join(f"{split} {sizes[split]:,}" for split in ("train", "val", "test") if split in sizes)
+        unlabelled = export.get("unlabelled_images")
+        if isinstance(unlabelled, int) and unlabelled > 0:
+            counts += f" ({unlabelled:,} of the train images without a category, learnt from all the same)"
     else:
         counts = "not recorded"
     names = [str(n) for n in export.get("class_names") or []]

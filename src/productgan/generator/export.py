@@ -14,7 +14,8 @@ the run layer (``run.export_final``, ``run.export_run``).
   ``ModelConfig`` field), ``image_size``, ``channels``, ``num_classes``, ``pixel_range``, then
   the caller's ``info`` (for a run, ``run.export_info``: ``class_names``, the fit fields the
   dataset records (``native_size``, ``fit``, ``padded_size``, ``pad``, ``background``),
-  ``dataset`` (its source), ``split_sizes``, ``licence``, ``step``, ``images_seen``, ``ema``,
+  ``dataset`` (its source), ``split_sizes`` (and ``unlabelled_images`` for a mixed-label train
+  split), ``licence``, ``step``, ``images_seen``, ``ema``,
   ``seed``), and last ``weights_sha256``, the SHA-256 of model.safetensors.
 - README.md: the model card (generator/card.py), when a ``readme`` is given.
 - model.onnx: only on request, written beside the others later (generator/onnx.py).

@@ -161,7 +161,9 @@ class Discriminator(nn.Module):
     probability of 'real'.
 
     A conditional discriminator adds a projection term (Miyato & Koyama 2018): the inner product
-    of a learned class embedding with the last stage's features summed over space.
+    of a learned class embedding with the last stage's features summed over space. An image
+    whose label is negative (one without a category, in a mixed-label training split) gets no
+    projection term: the unconditional part alone judges it.
 
     With ``config.d_pack`` = P > 1 (PacGAN) D takes N images and returns N / P logits, one per
     pack of P images (``pack_images``); a conditional one adds up the embeddings of a pack's
@@ -212,7 +214,8 @@ class Discriminator(nn.Module):
         *body, head = self.main
         for layer in body:
             x = layer(x)
-        embedded = self.embed(labels)
+        known = (labels >= 0).unsqueeze(1)
+        embedded = self.embed(labels.clamp(min=0)) * known  # x * 1 is x: labelled data is unchanged
         if self.pack > 1:  # a pack's classes, added up, in the packs' order
             embedded = embedded.view(self.pack, -1, embedded.shape[1]).sum(dim=0)
         # (N) x (ndf*mult) x 4 x 4 -> logit (N) + <embed(y), sum over space>

@@ -43,6 +43,8 @@ def export_info(dataset: PackedDataset, seed: int, step: int, images_seen: int, 
         "images_seen": images_seen,
         "ema": ema,
         "seed": seed,
+        # a mixed-label training split: how many of its images have no category
+        **({"unlabelled_images": dataset.unlabelled_count} if dataset.unlabelled_count else {}),
     }
 
 

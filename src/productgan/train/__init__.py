@@ -192,6 +192,7 @@ from productgan import run
 from productgan.config import RunConfig, resolve
 from productgan.errors import UsageError
 from productgan.train import distributed
+from productgan.train.batches import describe_mixed
 from productgan.train.calibration import choose_precision, choose_threads, describe_choice, describe_threads
 from productgan.train.device import setup_device
 from productgan.train.init_from import describe_start, start_from
@@ -255,6 +256,9 @@ def _fit(config: RunConfig, run_dir: Path, dataset, context, progress: bool, res
             if context.is_main and not resume:
                 run.check_new_run_dir(run_dir, restarted=context.restarted)
             trainer = Trainer(config, run_dir, dataset, resume=resume, context=context, device=device)
+            mixed = describe_mixed(trainer.batches)
+            if mixed and context.is_main and progress:
+                print(mixed, file=sys.stderr)
             if config.train.init_from and not resume:
                 record = start_from(trainer.nets, config, dataset)
                 if context.is_main and progress:

@@ -33,7 +33,7 @@ from productgan.generator.statistics import measure_statistics
 from productgan.losses import build_loss, mode_seeking, penalties
 from productgan.models import Generator
 from productgan.train.augmentation import AugmentStrength
-from productgan.train.batches import to_training_range, training_batches
+from productgan.train.batches import generator_classes, to_training_range, training_batches
 from productgan.train.device import setup_device
 from productgan.train.distributed import SINGLE, Context
 from productgan.train.graphs import StepGraph, use_graph
@@ -68,7 +68,7 @@ class Trainer:
         self.loss = build_loss(config.loss)
         self.augment_policy = parse_policy(t.augment_policy) if t.augment != "off" else ()
         self.pixel_range = pixel_range(config.model)
-        self.batches = training_batches(dataset, config.batch_size, config.seed, self.device, context)
+        self.batches = training_batches(dataset, config.batch_size, config.seed, self.device, context, self.conditional)
         d_steps = config.optim.d_steps_per_g_step
         self.augment = AugmentStrength(
             t.augment,
@@ -199,14 +199,16 @@ class Trainer:
         or branches on a value it computes, so that a CUDA graph can capture it."""
         o, autocast = self.config.optim, self.precision.autocast
         scaler_d, scaler_g = self.precision.scaler_d, self.precision.scaler_g
-        fake = z = None
+        fake = z = made = None
         for d_step, (images, drawn_labels) in enumerate(reals):
-            # Fakes take the real batch's classes, so both sides share the data's class balance.
+            # Fakes take the real batch's classes, so both sides share the data's class balance
+            # (and D sees an unlabelled real image's negative label on its fake too: batches.py).
             real, labels = self._real_batch(images, drawn_labels)
+            made = None if labels is None else generator_classes(labels)
             reuse = d_step == o.d_steps_per_g_step - 1
             with autocast(), torch.set_grad_enabled(reuse):
                 z = self._z()
-                fake = self.nets.G_step(z, labels)
+                fake = self.nets.G_step(z, made)
             real, fake_seen = self._augment(real), self._augment(fake.detach())
             with autocast():
                 real_logits = self.nets.D_step(real, labels)
@@ -227,12 +229,12 @@ class Trainer:
                 if g_step > 0:
                     with autocast():
                         z = self._z()
-                        fake = self.nets.G_step(z, labels)
+                        fake = self.nets.G_step(z, made)
                 with autocast():
                     gen_logits = self.D(self._augment(fake), labels)
                 loss_g = self.loss.generator(gen_logits)
                 if self.config.loss.mode_seeking > 0:
-                    loss_g = loss_g + self.config.loss.mode_seeking * mode_seeking(fake, z, labels)
+                    loss_g = loss_g + self.config.loss.mode_seeking * mode_seeking(fake, z, made)
                 self.opt_g.zero_grad(set_to_none=True)
                 scaler_g.scale(loss_g).backward()
                 scaler_g.step(self.opt_g)
