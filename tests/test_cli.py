@@ -270,14 +270,14 @@ def test_optimiser_defaults_follow_the_loss(fake_packed, tmp_path):
     assert optim["lr_d"] == 3e-4 and optim["lr_g"] == 1e-4  # what is given wins; the rest follows the loss
 
 
-@pytest.mark.parametrize("preset, size", [("products-64", 64), ("products-128", 128)])
-def test_products_preset_keeps_augmentation_on_unless_turned_off(fake_packed, tmp_path, preset, size):
+@pytest.mark.parametrize("preset, size, augment", [("products-64", 64, "auto"), ("products-128", 128, "on")])
+def test_products_preset_keeps_its_augmentation_unless_turned_off(fake_packed, tmp_path, preset, size, augment):
     import yaml
 
     from productgan.config import RunConfig, from_dict, preset_settings
 
     config = from_dict(RunConfig, preset_settings(preset))
-    assert (config.image_size, config.model.conditional, config.train.augment) == (size, True, "on")
+    assert (config.image_size, config.model.conditional, config.train.augment) == (size, True, augment)
     run = tmp_path / "run"
     args = [
         "train",
