@@ -64,6 +64,23 @@ def train_tiny_run(folder: Path) -> Path:
     return folder / "run"
 
 
+def resumed_run_matches(data, root: Path, model: ModelConfig) -> dict:
+    """Train 6 steps in one go and 3 then resumed to 6; assert that G and D end bit for bit the
+    same, and return the uninterrupted run's last checkpoint."""
+    from productgan.checkpoint import load_checkpoint
+    from productgan.train import resume
+
+    train(tiny_config(data, root / "full", steps=6, model=model), progress=False)
+    train(tiny_config(data, root / "cut", steps=3, model=model), progress=False)
+    resume(root / "cut", steps=6, progress=False)
+    full = load_checkpoint(root / "full" / "checkpoints" / "last.pt")
+    cut = load_checkpoint(root / "cut" / "checkpoints" / "last.pt")
+    for key in ("G", "D"):
+        for name, tensor in full[key].items():
+            assert torch.equal(tensor, cut[key][name]), name
+    return full
+
+
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5):
     """torch.testing.assert_close's float32 check without its ~1 s of imports on first use."""
     assert actual.shape == expected.shape and actual.dtype == expected.dtype

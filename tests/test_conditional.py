@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import resumed_run_matches, tiny_config
 from PIL import Image
 
 from productgan.cli import main
@@ -134,17 +134,7 @@ def test_label_on_an_unconditional_generator_is_refused(fake_packed, tmp_path, c
 
 
 def test_conditional_resume_is_exact(fake_packed, tmp_path):
-    from productgan.checkpoint import load_checkpoint
-    from productgan.train import resume
-
-    train(tiny_config(fake_packed, tmp_path / "full", steps=6, model=CONDITIONAL), progress=False)
-    train(tiny_config(fake_packed, tmp_path / "cut", steps=3, model=CONDITIONAL), progress=False)
-    resume(tmp_path / "cut", steps=6, progress=False)
-    full = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
-    cut = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
-    for key in ("G", "D"):
-        for name, tensor in full[key].items():
-            assert torch.equal(tensor, cut[key][name]), name
+    resumed_run_matches(fake_packed, tmp_path, CONDITIONAL)
 
 
 def test_conditional_flag_alias(fake_packed, tmp_path, capsys):

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import CLASSES, small_packed, tiny_config
+from helpers import CLASSES, resumed_run_matches, small_packed, tiny_config
 from PIL import Image
 
-from productgan.checkpoint import load_checkpoint
 from productgan.cli import main
 from productgan.config import ModelConfig
 from productgan.data import UNLABELLED, PackedDataset
@@ -20,7 +19,7 @@ from productgan.data.folder import prepare_folder
 from productgan.errors import ProductganError
 from productgan.evaluator import labelled_images
 from productgan.models import Discriminator
-from productgan.train import resume, train
+from productgan.train import train
 from productgan.train.batches import LABELLED_SHARE, BatchSource, describe_mixed, generator_classes, mixed_labels
 
 CONDITIONAL = ModelConfig(nz=8, ngf=4, ndf=4, conditional=True)
@@ -135,15 +134,7 @@ def mixed_packed(folder: Path, unlabelled_share: float = 0.75) -> Path:
 
 
 def test_a_conditional_gan_trains_on_a_mixed_label_split_and_resumes_bit_for_bit(tmp_path):
-    data = mixed_packed(tmp_path)
-    train(tiny_config(data, tmp_path / "full", steps=6, model=CONDITIONAL), progress=False)
-    train(tiny_config(data, tmp_path / "cut", steps=3, model=CONDITIONAL), progress=False)
-    resume(tmp_path / "cut", steps=6, progress=False)
-    full = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
-    cut = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
-    for key in ("G", "D"):
-        for name, tensor in full[key].items():
-            assert torch.equal(tensor, cut[key][name]), name
+    full = resumed_run_matches(mixed_packed(tmp_path), tmp_path, CONDITIONAL)
     tables = [t for name, t in full["G"].items() if name.endswith("table.weight")]
     assert tables and all(t.shape[0] == len(CLASSES) for t in tables)  # every category, none for "unlabelled"
 
