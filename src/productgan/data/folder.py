@@ -258,11 +258,11 @@ def is_unlabelled_folder(name: str) -> bool:
 
 def _write_labels_and_split(
     staging: Path, kept_labels: list[str], fractions: tuple[float, float, float], seed: int
-) -> tuple[list[str], np.ndarray]:
+) -> tuple[list[str], np.ndarray, int]:
     """Write labels.npy (an index into the sorted class names; UNLABELLED for the images of the
     ``unlabelled/`` folder) and split.npy (the split code of each image: the categories split by
-    class, every unlabelled image in train) into ``staging``; returns the class names and the
-    split codes."""
+    class, every unlabelled image in train) into ``staging``; returns the class names, the split
+    codes and the number of unlabelled images."""
     class_names = sorted({name for name in kept_labels if not is_unlabelled_folder(name)})
     if not class_names:
         raise UsageError(
@@ -274,7 +274,7 @@ def _write_labels_and_split(
     split_codes = split_by_class(label_array, fractions, seed, class_names)
     np.save(staging / LABELS_FILE, label_array)
     np.save(staging / SPLIT_FILE, split_codes)
-    return class_names, split_codes
+    return class_names, split_codes, int((label_array == UNLABELLED).sum())
 
 
 # --- the folder ------------------------------------------------------------------------------
@@ -403,8 +403,7 @@ def prepare_folder(
             raise UsageError(
                 f"None of the {len(candidates)} image files under {src} could be used ({'; '.join(reasons[:3])})."
             )
-        class_names, split_codes = _write_labels_and_split(staging, kept_labels, fractions, seed)
-        unlabelled = sum(1 for name in kept_labels if is_unlabelled_folder(name)) if labels else 0
+        class_names, split_codes, unlabelled = _write_labels_and_split(staging, kept_labels, fractions, seed)
         info = _dataset_info(
             src, options, labels, fractions, seed, class_names, split_codes, listing, dropped, licence, unlabelled
         )

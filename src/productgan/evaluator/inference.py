@@ -69,9 +69,14 @@ def native_images(dataset, split: str, chunk: int = 5000) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def labelled_images(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(native-size images, labels) of the images of one split that have a category: a mixed-label
-    training split's unlabelled images (label -1) are left out."""
-    images, labels = native_images(dataset, split), dataset.labels[dataset.indices(split)]
+def with_category(images, labels) -> tuple[np.ndarray, np.ndarray]:
+    """The (images, labels) that have a category: a mixed-label training split's unlabelled images
+    (label -1) are left out; the arrays themselves when every image has one."""
+    labels = np.asarray(labels)
     known = labels >= 0
-    return (images, labels) if known.all() else (images[known], labels[known])
+    return (images, labels) if known.all() else (np.asarray(images)[known], labels[known])
+
+
+def labelled_images(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(native-size images, labels) of the images of one split that have a category."""
+    return with_category(native_images(dataset, split), dataset.labels[dataset.indices(split)])

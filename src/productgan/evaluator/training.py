@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from productgan.errors import ProductganError
 from productgan.evaluator.config import DEFAULT_CONFIG, EvaluatorConfig
+from productgan.evaluator.inference import with_category
 from productgan.evaluator.network import EvaluatorNet, as_uint8_images, no_labels_error
 
 # What an evaluator learns: the dataset's own classes, or (unlabelled data) how each image was turned.
@@ -43,11 +44,7 @@ def task_data(task: str, images_uint8, labels, seed: int) -> tuple[np.ndarray, n
     the images that have a category: an unlabelled training image (label -1) is left out."""
     if task == ROTATION_TASK:
         return rotated(images_uint8, seed)
-    labels = np.asarray(labels)
-    known = labels >= 0
-    if known.all():
-        return images_uint8, labels
-    return np.asarray(images_uint8)[known], labels[known]
+    return with_category(images_uint8, labels)
 
 
 def _as_labels(labels, count: int, num_classes: int) -> torch.Tensor:

@@ -33,6 +33,7 @@ def export_info(dataset: PackedDataset, seed: int, step: int, images_seen: int, 
     """What an export records beside the weights: the dataset facts a sampler needs to give
     images back at native size (classes, size, fitting), and where in training it was taken."""
     keys = ("native_size", "fit", "padded_size", "pad", "background")
+    unlabelled = dataset.unlabelled_count
     return {
         "class_names": list(dataset.class_names),
         **{k: dataset.meta[k] for k in keys if k in dataset.meta},
@@ -44,7 +45,7 @@ def export_info(dataset: PackedDataset, seed: int, step: int, images_seen: int, 
         "ema": ema,
         "seed": seed,
         # a mixed-label training split: how many of its images have no category
-        **({"unlabelled_images": dataset.unlabelled_count} if dataset.unlabelled_count else {}),
+        **({"unlabelled_images": unlabelled} if unlabelled else {}),
     }
 
 
